@@ -1,0 +1,28 @@
+"""Fixed-capacity sparsity: masks, their allocation over layers, initialisation and pruning."""
+
+from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity, parse_allocation
+from sparsecap.sparsity.initialization import initialize_
+from sparsecap.sparsity.masked import MaskedLinear, masked_layers
+from sparsecap.sparsity.pruning import PruningScope, magnitude_prune_
+from sparsecap.sparsity.random_mask import random_mask
+from sparsecap.sparsity.static import mask_to_capacity, sparse_model_at_init, weight_count
+from sparsecap.sparsity.summary import LayerSummary, SparsitySummary, summarize
+
+__all__ = [
+    "Allocation",
+    "LayerSummary",
+    "MaskedLinear",
+    "PruningScope",
+    "SparsitySummary",
+    "allocate",
+    "check_capacity",
+    "initialize_",
+    "magnitude_prune_",
+    "mask_to_capacity",
+    "masked_layers",
+    "parse_allocation",
+    "random_mask",
+    "sparse_model_at_init",
+    "summarize",
+    "weight_count",
+]

@@ -1,0 +1,41 @@
+"""Layers that carry their own sparsity mask as a buffer and apply it in every forward pass.
+
+Multiplying by the mask in forward (as ShrinkBench does) makes the gradient of a masked weight exactly
+zero, so SGD with momentum never moves it: masked weights stay exactly zero for the whole of training
+without any hook on the optimiser. The mask is a buffer, so it is saved and loaded with the weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as functional
+from torch import nn
+
+
+class MaskedLinear(nn.Linear):
+    """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer)."""
+
+    mask: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.register_buffer("mask", torch.ones_like(self.weight))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return functional.linear(inputs, self.weight * self.mask, self.bias)
+
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Install a new mask and zero the weights it removes, so stored weights are the effective ones."""
+        if mask.shape != self.weight.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match weight {tuple(self.weight.shape)}")
+        with torch.no_grad():
+            self.mask.copy_(mask.to(self.mask.dtype))
+            self.weight.mul_(self.mask)
+
+
+MaskedLayer = MaskedLinear
+
+
+def masked_layers(model: nn.Module) -> list[tuple[str, MaskedLayer]]:
+    """The model's maskable layers in definition order; their weights are what capacity counts."""
+    return [(name, module) for name, module in model.named_modules() if isinstance(module, MaskedLinear)]

@@ -1,0 +1,46 @@
+"""Post-training magnitude pruning to a fixed nonzero count, with no fine-tuning."""
+
+from __future__ import annotations
+
+import enum
+
+import torch
+from torch import nn
+
+from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity
+from sparsecap.sparsity.masked import masked_layers
+from sparsecap.sparsity.static import layer_shapes
+
+
+class PruningScope(str, enum.Enum):
+    """Where the largest magnitudes are ranked."""
+
+    LAYERWISE = "layerwise"
+    """Within each layer, keeping the per-layer counts of the study's allocation."""
+    GLOBAL = "global"
+    """Across all maskable layers at once."""
+
+
+def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:
+    mask = torch.zeros(magnitudes.numel(), dtype=torch.bool)
+    mask[torch.topk(magnitudes.flatten(), count, sorted=False).indices] = True
+    return mask.view(magnitudes.shape)
+
+
+@torch.no_grad()
+def magnitude_prune_(model: nn.Module, target: int, scope: PruningScope, allocation: Allocation) -> list[int]:
+    """Keep the `target` largest-magnitude effective weights, zero the rest; returns per-layer counts."""
+    layers = [layer for _, layer in masked_layers(model)]
+    magnitudes = [(layer.weight * layer.mask).abs() for layer in layers]
+    if scope is PruningScope.LAYERWISE:
+        counts = allocate(layer_shapes(model), target, allocation)
+        masks = [_keep_largest(magnitude, count) for magnitude, count in zip(magnitudes, counts, strict=True)]
+    else:
+        check_capacity(layer_shapes(model), target)
+        flat = _keep_largest(torch.cat([magnitude.flatten() for magnitude in magnitudes]), target)
+        chunks = flat.split([magnitude.numel() for magnitude in magnitudes])
+        masks = [chunk.view(magnitude.shape) for chunk, magnitude in zip(chunks, magnitudes, strict=True)]
+        counts = [int(mask.sum()) for mask in masks]
+    for layer, mask in zip(layers, masks, strict=True):
+        layer.set_mask(mask)
+    return counts

@@ -1,0 +1,89 @@
+"""What a masked model holds: per-layer counts and densities, totals, and connectivity.
+
+The JSON form is a contract other tools read: `layers` (each with `name`, `shape`, `weights`,
+`nonzero`, `density`), `total_weights`, `total_nonzero`, `base_nonzero`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsecap.sparsity.masked import masked_layers
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    name: str
+    shape: tuple[int, ...]
+    weights: int
+    nonzero: int
+    density: float
+    units_without_input: int
+    """Output units of this layer whose incoming weights are all masked."""
+    units_without_output: int
+    """Output units of this layer that the next maskable layer never reads (0 for the last layer)."""
+
+
+@dataclass(frozen=True)
+class SparsitySummary:
+    layers: tuple[LayerSummary, ...]
+    total_weights: int
+    total_nonzero: int
+    base_nonzero: int
+    unmasked_parameters: int
+    """Biases and normalisation parameters: never masked, reported apart from capacity."""
+
+    @property
+    def density(self) -> float:
+        return self.total_nonzero / self.total_weights
+
+    @property
+    def disconnected_units(self) -> int:
+        """Hidden units cut off from the input or from the output (a unit lacking both counts twice)."""
+        return sum(layer.units_without_input + layer.units_without_output for layer in self.layers[:-1])
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "density": self.density, "disconnected_units": self.disconnected_units}
+
+
+def _dead_units(mask: torch.Tensor, dimension: int) -> torch.Tensor:
+    """Indices along `dimension` whose slice of the mask is all zero."""
+    other_dimensions = [axis for axis in range(mask.dim()) if axis != dimension]
+    return mask.amax(dim=other_dimensions) == 0
+
+
+def summarize(model: nn.Module, base_nonzero: int) -> SparsitySummary:
+    """Summarise `model`'s masks; consecutive maskable layers are taken to feed each other (true of MLPs)."""
+    layers = masked_layers(model)
+    masks = [layer.mask for _, layer in layers]
+    summaries = []
+    for index, (name, layer) in enumerate(layers):
+        mask = masks[index]
+        without_output = 0
+        if index + 1 < len(layers):
+            without_output = int(_dead_units(masks[index + 1], 1).sum())
+        nonzero = int(mask.count_nonzero())
+        summaries.append(
+            LayerSummary(
+                name=name,
+                shape=tuple(layer.weight.shape),
+                weights=mask.numel(),
+                nonzero=nonzero,
+                density=nonzero / mask.numel(),
+                units_without_input=int(_dead_units(mask, 0).sum()),
+                units_without_output=without_output,
+            )
+        )
+    maskable = {id(layer.weight) for _, layer in layers}
+    unmasked = sum(parameter.numel() for parameter in model.parameters() if id(parameter) not in maskable)
+    return SparsitySummary(
+        layers=tuple(summaries),
+        total_weights=sum(layer.weights for layer in summaries),
+        total_nonzero=sum(layer.nonzero for layer in summaries),
+        base_nonzero=base_nonzero,
+        unmasked_parameters=unmasked,
+    )

@@ -1,0 +1,172 @@
+"""The study's results database: one SQLite file, one transaction per finished trial.
+
+SQLite is embedded (nothing to run), transactional (a killed run leaves either a whole trial or none)
+and readable by any tool, which is what a resumable study on one machine needs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+DATABASE_FILE = "results.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS study (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id TEXT PRIMARY KEY,
+    architecture TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    family TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    depth INTEGER NOT NULL,
+    schedule TEXT NOT NULL,
+    allocation TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    total_weights INTEGER NOT NULL,
+    nonzero_weights INTEGER NOT NULL,
+    base_nonzero INTEGER NOT NULL,
+    remaining_percent REAL NOT NULL,
+    unmasked_parameters INTEGER NOT NULL,
+    disconnected_units INTEGER NOT NULL,
+    epochs INTEGER NOT NULL,
+    final_train_loss REAL,
+    test_accuracy REAL,
+    test_loss REAL,
+    min_class_recall REAL,
+    train_seconds REAL NOT NULL,
+    checkpoint TEXT NOT NULL,
+    finished_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    epoch INTEGER NOT NULL,
+    train_loss REAL,
+    PRIMARY KEY (trial_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS class_recall (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    class_index INTEGER NOT NULL,
+    recall REAL NOT NULL,
+    PRIMARY KEY (trial_id, class_index)
+);
+CREATE TABLE IF NOT EXISTS weight_noise (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    sigma REAL NOT NULL,
+    draw INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    loss REAL,
+    delta_loss REAL,
+    PRIMARY KEY (trial_id, sigma, draw)
+);
+"""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Everything one finished trial contributes to the database (the `trials` row plus its children)."""
+
+    trial_id: str
+    architecture: str
+    dataset: str
+    family: str
+    width: int
+    depth: int
+    schedule: str
+    allocation: str
+    seed: int
+    status: str
+    total_weights: int
+    nonzero_weights: int
+    base_nonzero: int
+    remaining_percent: float
+    unmasked_parameters: int
+    disconnected_units: int
+    epochs: int
+    final_train_loss: float | None
+    test_accuracy: float | None
+    test_loss: float | None
+    min_class_recall: float | None
+    train_seconds: float
+    checkpoint: str
+    finished_at: str
+    epoch_losses: Sequence[float] = field(default_factory=tuple)
+    class_recall: Sequence[float] = field(default_factory=tuple)
+    weight_noise: Sequence[Mapping[str, float]] = field(default_factory=tuple)
+    """Rows with keys sigma, draw, accuracy, loss, delta_loss."""
+
+
+_CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise")
+
+
+@contextmanager
+def _connect(path: Path) -> Iterator[sqlite3.Connection]:
+    connection = sqlite3.connect(path)
+    connection.row_factory = sqlite3.Row
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+class StudyDatabase:
+    """The results of one study directory; every write is a single transaction."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / DATABASE_FILE
+        with _connect(self.path) as connection, connection:
+            connection.executescript(SCHEMA)
+
+    def metadata(self) -> dict[str, Any]:
+        """The study-level facts (spec, spec hash, versions), decoded from JSON."""
+        with _connect(self.path) as connection:
+            rows = connection.execute("SELECT key, value FROM study").fetchall()
+        return {row["key"]: json.loads(row["value"]) for row in rows}
+
+    def write_metadata(self, metadata: Mapping[str, Any]) -> None:
+        with _connect(self.path) as connection, connection:
+            connection.executemany(
+                "INSERT OR REPLACE INTO study (key, value) VALUES (?, ?)",
+                [(key, json.dumps(value, sort_keys=True)) for key, value in metadata.items()],
+            )
+
+    def finished_trial_ids(self) -> set[str]:
+        with _connect(self.path) as connection:
+            return {row[0] for row in connection.execute("SELECT trial_id FROM trials")}
+
+    def record_trial(self, record: TrialRecord) -> None:
+        """Insert a trial and its per-epoch, per-class and weight-noise rows atomically."""
+        row = {key: value for key, value in asdict(record).items() if key not in _CHILD_FIELDS}
+        columns = ", ".join(row)
+        placeholders = ", ".join(f":{key}" for key in row)
+        with _connect(self.path) as connection, connection:
+            connection.execute(f"INSERT INTO trials ({columns}) VALUES ({placeholders})", row)
+            connection.executemany(
+                "INSERT INTO epochs (trial_id, epoch, train_loss) VALUES (?, ?, ?)",
+                [(record.trial_id, epoch + 1, loss) for epoch, loss in enumerate(record.epoch_losses)],
+            )
+            connection.executemany(
+                "INSERT INTO class_recall (trial_id, class_index, recall) VALUES (?, ?, ?)",
+                [(record.trial_id, index, recall) for index, recall in enumerate(record.class_recall)],
+            )
+            connection.executemany(
+                "INSERT INTO weight_noise (trial_id, sigma, draw, accuracy, loss, delta_loss) "
+                "VALUES (:trial_id, :sigma, :draw, :accuracy, :loss, :delta_loss)",
+                [{"trial_id": record.trial_id, **noise} for noise in record.weight_noise],
+            )
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        """All rows of one results table as dictionaries (for reports and tests)."""
+        if table not in {"trials", "epochs", "class_recall", "weight_noise"}:
+            raise ValueError(f"unknown results table {table!r}")
+        with _connect(self.path) as connection:
+            return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]

@@ -1,0 +1,93 @@
+"""Running a whole study into an output directory, resumably.
+
+The directory holds the results database, the resolved spec and versions (`study.json`), the
+checkpoints and the report. Each finished trial is one database transaction, so an interrupted run
+loses at most the trial in flight, and re-running the same command skips every finished trial.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from sparsecap.data import DatasetName, ImageDataset, load_dataset
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.studies.database import DATABASE_FILE, StudyDatabase
+from sparsecap.studies.environment import versions
+from sparsecap.studies.execute import run_trial
+from sparsecap.studies.spec import StudySpec
+from sparsecap.studies.trials import expand
+
+STUDY_FILE = "study.json"
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    total: int
+    already_finished: int
+    ran: int
+
+
+def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
+    """Raise, touching nothing, if `directory` is not a directory or holds a different study."""
+    if directory.exists() and not directory.is_dir():
+        raise StudyDirectoryError(f"output path {directory} exists and is not a directory")
+    if (directory / DATABASE_FILE).exists():
+        recorded = StudyDatabase(directory).metadata()
+        if recorded.get("fingerprint") != spec.fingerprint():
+            name = recorded.get("spec", {}).get("name", "unknown")
+            raise StudyDirectoryError(
+                f"{directory} holds results of a different study ({name!r}, another spec); "
+                f"nothing was changed. Use a new --out directory for {spec.name!r}, or rerun the spec "
+                f"that directory was made with ({directory / STUDY_FILE}) to resume it"
+            )
+
+
+def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
+    """The directory's database, recording the spec and versions the first time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    database = StudyDatabase(directory)
+    if not database.metadata():
+        metadata = {
+            "spec": spec.resolved(),
+            "fingerprint": spec.fingerprint(),
+            "seeds": spec.seeds,
+            "versions": versions(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        database.write_metadata(metadata)
+        (directory / STUDY_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    return database
+
+
+def run_study(
+    spec: StudySpec,
+    directory: Path,
+    data_root: Path | None = None,
+    download: bool = False,
+    show_progress: bool = True,
+) -> StudyProgress:
+    """Run every trial of `spec` not yet in `directory`'s database."""
+    directory = Path(directory)
+    trials = expand(spec)
+    _refuse_other_study(directory, spec)
+    # Load data before creating anything, so a missing dataset leaves nothing behind.
+    datasets: dict[DatasetName, ImageDataset] = {
+        name: load_dataset(name, data_root, download) for name in spec.datasets
+    }
+    database = _open_study(directory, spec)
+    finished = database.finished_trial_ids()
+    pending = [trial for trial in trials if trial.trial_id not in finished]
+    checkpoints = directory / "checkpoints"
+    with tqdm(total=len(trials), initial=len(trials) - len(pending), desc=spec.name, unit="trial",
+              disable=not show_progress) as bar:
+        for trial in pending:
+            record = run_trial(spec, trial, datasets[trial.dataset], checkpoints, show_progress)
+            database.record_trial(record)
+            bar.update(1)
+            bar.set_postfix(accuracy=f"{record.test_accuracy:.3f}")
+    return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending))

@@ -1,0 +1,221 @@
+"""Study specifications: a TOML file (or a shipped preset) validated into a typed, resolved spec.
+
+Validation is strict: an unknown or mistyped key, a value of the wrong type or an unknown name is an
+error that says what was wrong and what is valid, before anything runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sparsecap.data import DatasetName
+from sparsecap.errors import SpecError
+from sparsecap.models import list_architectures
+from sparsecap.sparsity import Allocation, PruningScope
+from sparsecap.training import LearningRateSchedule, TrainingConfig
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+class Schedule(str, enum.Enum):
+    """When the network becomes sparse."""
+
+    STATIC = "static"
+    """A random mask drawn at initialisation, kept through training."""
+    POSTTRAIN = "posttrain"
+    """Dense training, then magnitude pruning to the base's count, no fine-tuning."""
+
+
+class Family(str, enum.Enum):
+    WIDTH = "width"
+    DEPTH = "depth"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False)
+
+
+class TrainingSpec(_Strict):
+    max_epochs: PositiveInt = 300
+    learning_rate: Annotated[float, Field(gt=0)] = 0.01
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    batch_size: PositiveInt = 128
+    stop_loss: NonNegativeFloat = 0.01
+    learning_rate_schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
+
+    def config(self) -> TrainingConfig:
+        return TrainingConfig(
+            max_epochs=self.max_epochs,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            batch_size=self.batch_size,
+            stop_loss=self.stop_loss,
+            schedule=self.learning_rate_schedule,
+        )
+
+
+class WeightNoiseSpec(_Strict):
+    sigmas: list[NonNegativeFloat] = Field(default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], min_length=1)
+    draws: PositiveInt = 5
+    mean: float = 0.0
+
+
+class StudySpec(_Strict):
+    """A grid of trials: architectures × datasets × widths × depths × schedules × seeds.
+
+    Exactly one of widths and depths may hold several values (the width or the depth family);
+    every model is masked to the nonzero count of the base model (base_width, base_depth), which
+    defaults to the smallest width and depth of the grid.
+    """
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    architectures: list[str] = Field(min_length=1)
+    datasets: list[DatasetName] = Field(min_length=1)
+    widths: list[PositiveInt] = Field(min_length=1)
+    depths: list[PositiveInt] = Field(default=[1], min_length=1)
+    base_width: PositiveInt | None = None
+    base_depth: PositiveInt | None = None
+    schedules: list[Schedule] = Field(default=[Schedule.STATIC], min_length=1)
+    allocation: Allocation = Allocation.UNIFORM
+    pruning_scope: PruningScope = PruningScope.LAYERWISE
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2, 3, 4], min_length=1)
+    training: TrainingSpec = TrainingSpec()
+    weight_noise: WeightNoiseSpec = WeightNoiseSpec()
+
+    @field_validator("architectures")
+    @classmethod
+    def _known_architectures(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in list_architectures()]
+        if unknown:
+            raise ValueError(f"unknown architecture(s) {unknown}; valid: {', '.join(list_architectures())}")
+        return names
+
+    @field_validator("widths", "depths", "seeds", "datasets", "architectures", "schedules")
+    @classmethod
+    def _no_repeats(cls, values: list[Any]) -> list[Any]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"values must not repeat, got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _one_family_and_a_base_below_it(self) -> StudySpec:
+        if len(self.widths) > 1 and len(self.depths) > 1:
+            raise ValueError("vary either widths (width family) or depths (depth family), not both")
+        if self.resolved_base_width > min(self.widths) or self.resolved_base_depth > min(self.depths):
+            raise ValueError(
+                f"the base (width {self.resolved_base_width}, depth {self.resolved_base_depth}) must not be "
+                f"larger than the grid's smallest model (width {min(self.widths)}, depth {min(self.depths)})"
+            )
+        return self
+
+    @property
+    def family(self) -> Family:
+        return Family.DEPTH if len(self.depths) > 1 else Family.WIDTH
+
+    @property
+    def resolved_base_width(self) -> int:
+        return self.base_width if self.base_width is not None else min(self.widths)
+
+    @property
+    def resolved_base_depth(self) -> int:
+        return self.base_depth if self.base_depth is not None else min(self.depths)
+
+    def resolved(self) -> dict[str, Any]:
+        """The spec with every default filled in, as plain JSON data (saved beside the results)."""
+        data = self.model_dump(mode="json")
+        data["base_width"] = self.resolved_base_width
+        data["base_depth"] = self.resolved_base_depth
+        return data
+
+    def fingerprint(self) -> str:
+        """Identifies the study: a different fingerprint in an output directory means a different study."""
+        return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()
+
+
+def _describe_errors(error: ValidationError) -> str:
+    lines = []
+    for detail in error.errors():
+        location = ".".join(str(part) for part in detail["loc"]) or "(spec)"
+        if detail["type"] == "extra_forbidden":
+            lines.append(f"  {location}: unknown key")
+        else:
+            lines.append(f"  {location}: {detail['msg']} (got {detail.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _valid_keys() -> str:
+    nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec}
+    parts = [
+        f"{key} ({', '.join(nested[key].model_fields)})" if key in nested else key
+        for key in StudySpec.model_fields
+    ]
+    return ", ".join(parts)
+
+
+def parse_spec(data: dict[str, Any], source: str) -> StudySpec:
+    """Validate raw spec data; errors list each problem and the valid keys."""
+    try:
+        # JSON-mode validation: strict about types, yet takes enum members by their names.
+        return StudySpec.model_validate_json(json.dumps(data, default=str))
+    except ValidationError as error:
+        raise SpecError(f"invalid study spec {source}:\n{_describe_errors(error)}\nvalid keys: {_valid_keys()}") from None
+
+
+PRESET_PACKAGE = "sparsecap.studies.presets"
+
+
+def list_presets() -> list[str]:
+    files = resources.files(PRESET_PACKAGE).iterdir()
+    return sorted(file.name.removesuffix(".toml") for file in files if file.name.endswith(".toml"))
+
+
+def _read_toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"study spec {source} is not valid TOML: {error}") from None
+
+
+def _set_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one KEY=VALUE (dotted key, TOML value; a bare word is taken as a string)."""
+    key, separator, value = assignment.partition("=")
+    if not separator or not key.strip():
+        raise SpecError(f"override {assignment!r} must look like KEY=VALUE, e.g. training.max_epochs=3")
+    try:
+        parsed = tomllib.loads(f"value = {value}")["value"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    *parents, leaf = key.strip().split(".")
+    target = data
+    for parent in parents:
+        target = target.setdefault(parent, {})
+        if not isinstance(target, dict):
+            raise SpecError(f"override {assignment!r}: {parent!r} is not a table")
+    target[leaf] = parsed
+
+
+def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
+    """A preset name or a path to a TOML file, with optional KEY=VALUE overrides applied before validation."""
+    path = Path(spec)
+    if spec in list_presets():
+        source = f"preset {spec!r}"
+        text = resources.files(PRESET_PACKAGE).joinpath(f"{spec}.toml").read_text()
+    elif path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise SpecError(f"spec file {path} does not exist")
+        source, text = str(path), path.read_text()
+    else:
+        raise SpecError(f"{spec!r} is neither a preset nor a spec file; presets: {', '.join(list_presets())}")
+    data = _read_toml(text, source)
+    for assignment in overrides or []:
+        _set_override(data, assignment)
+    return parse_spec(data, source)

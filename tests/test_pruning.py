@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.sparsity import Allocation, PruningScope, initialize_, magnitude_prune_, masked_layers, allocate
+
+
+def _dense_model() -> torch.nn.Module:
+    model = create_model(ModelConfig("mlp", 64, 2), dataset_info("digits"))
+    initialize_(model, torch.Generator().manual_seed(0))
+    return model
+
+
+def _weights(model):
+    return [layer.weight.detach().clone() for _, layer in masked_layers(model)]
+
+
+@pytest.mark.parametrize("allocation", list(Allocation))
+def test_layerwise_pruning_keeps_exactly_each_layers_largest_magnitudes(allocation):
+    model = _dense_model()
+    before = _weights(model)
+    counts = magnitude_prune_(model, 2000, PruningScope.LAYERWISE, allocation)
+    assert counts == allocate([w.shape for w in before], 2000, allocation)
+    for original, (_, layer), count in zip(before, masked_layers(model), counts):
+        kept = layer.mask.bool()
+        assert int(kept.sum()) == count
+        assert torch.equal(layer.weight[kept], original[kept])
+        assert torch.count_nonzero(layer.weight[~kept]) == 0
+        if 0 < count < kept.numel():
+            assert original[kept].abs().min() >= original[~kept].abs().max()
+
+
+def test_global_pruning_keeps_exactly_the_largest_magnitudes_overall():
+    model = _dense_model()
+    before = torch.cat([weight.flatten() for weight in _weights(model)])
+    magnitude_prune_(model, 1500, PruningScope.GLOBAL, Allocation.UNIFORM)
+    kept = torch.cat([layer.mask.bool().flatten() for _, layer in masked_layers(model)])
+    assert int(kept.sum()) == 1500
+    assert before[kept].abs().min() >= before[~kept].abs().max()
+    after = torch.cat([layer.weight.detach().flatten() for _, layer in masked_layers(model)])
+    assert torch.equal(after[kept], before[kept])
+    assert torch.count_nonzero(after[~kept]) == 0

@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from sparsecap.sparsity import random_mask
+
+
+@pytest.mark.parametrize("count", [0, 1, 17, 500, 999, 1000])
+def test_exact_count(count):
+    mask = random_mask((20, 50), count, torch.Generator().manual_seed(0))
+    assert mask.shape == (20, 50)
+    assert mask.dtype == torch.bool
+    assert int(mask.sum()) == count
+
+
+def test_same_seed_same_mask_and_other_seed_other_mask():
+    first = random_mask((100, 100), 700, torch.Generator().manual_seed(3))
+    again = random_mask((100, 100), 700, torch.Generator().manual_seed(3))
+    other = random_mask((100, 100), 700, torch.Generator().manual_seed(4))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_positions_are_uniform():
+    hits = torch.zeros(50)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2000):
+        hits += random_mask((50,), 10, generator).float()
+    # Each position is kept with probability 1/5: 400 expected hits, standard deviation ~18.
+    assert hits.min() > 300 and hits.max() < 500
+
+
+def test_count_outside_range_is_refused():
+    with pytest.raises(ValueError):
+        random_mask((3, 3), 10, torch.Generator())

@@ -1,0 +1,54 @@
+import torch
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.robustness import add_weight_noise_, evaluate, weight_noise_robustness
+from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init
+
+
+def _model_and_data():
+    info = dataset_info("digits")
+    model = create_model(ModelConfig("mlp", 512, 1), info)
+    sparse_model_at_init(model, 64 * 128 + 128 * 10, Allocation.UNIFORM, torch.Generator().manual_seed(0),
+                         torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (300,), generator=generator)
+    return model, images, labels
+
+
+def test_sigma_zero_reproduces_the_clean_evaluation_exactly():
+    model, images, labels = _model_and_data()
+    clean = evaluate(model, images, labels, 10)
+    draws = weight_noise_robustness(model, images, labels, 10, [0.0], 3, 0.0, torch.Generator().manual_seed(0), clean)
+    assert [draw.accuracy for draw in draws] == [clean.accuracy] * 3
+    assert [draw.delta_loss for draw in draws] == [0.0] * 3
+
+
+def test_noise_is_zero_on_masked_weights_and_the_model_is_restored():
+    model, images, labels = _model_and_data()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    add_weight_noise_(model, 0.5, 0.1, torch.Generator().manual_seed(0))
+    for name, layer in masked_layers(model):
+        removed = layer.mask == 0
+        assert torch.count_nonzero(layer.weight[removed]) == 0
+        original = before[f"{name}.weight"]
+        assert bool((layer.weight[~removed] != original[~removed]).all())
+    model.load_state_dict(before)
+    clean = evaluate(model, images, labels, 10)
+    draws = weight_noise_robustness(model, images, labels, 10, [0.3, 1.0], 2, 0.0, torch.Generator().manual_seed(0), clean)
+    assert len(draws) == 4
+    assert any(draw.delta_loss != 0 for draw in draws)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name])
+
+
+def test_noise_is_multiplicative_with_the_requested_spread():
+    model, _, _ = _model_and_data()
+    layer = next(layer for _, layer in masked_layers(model))
+    original = layer.weight.detach().clone()
+    add_weight_noise_(model, 0.2, 0.0, torch.Generator().manual_seed(0))
+    kept = layer.mask.bool()
+    relative = (layer.weight[kept] - original[kept]) / original[kept]
+    assert abs(relative.std().item() - 0.2) < 0.01
+    assert abs(relative.mean().item()) < 0.01
