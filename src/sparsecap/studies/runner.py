@@ -7,7 +7,10 @@ loses at most the trial in flight, and re-running the same command skips every f
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +26,7 @@ from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import expand
 
 STUDY_FILE = "study.json"
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,21 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
             )
 
 
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold the directory's lock for the whole run: two runs into one directory would duplicate work."""
+    with open(directory / LOCK_FILE, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StudyDirectoryError(
+                f"another sparsecap run is using {directory}; wait for it to finish (or stop it) first"
+            ) from None
+        yield
+
+
 def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
     """The directory's database, recording the spec and versions the first time."""
-    directory.mkdir(parents=True, exist_ok=True)
     database = StudyDatabase(directory)
     if not database.metadata():
         metadata = {
@@ -73,13 +89,24 @@ def run_study(
 ) -> StudyProgress:
     """Run every trial of `spec` not yet in `directory`'s database."""
     directory = Path(directory)
-    trials = expand(spec)
     _refuse_other_study(directory, spec)
     # Load data before creating anything, so a missing dataset leaves nothing behind.
     datasets: dict[DatasetName, ImageDataset] = {
         name: load_dataset(name, data_root, download) for name in spec.datasets
     }
-    database = _open_study(directory, spec)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _exclusive(directory):
+        return _run_pending(spec, directory, _open_study(directory, spec), datasets, show_progress)
+
+
+def _run_pending(
+    spec: StudySpec,
+    directory: Path,
+    database: StudyDatabase,
+    datasets: dict[DatasetName, ImageDataset],
+    show_progress: bool,
+) -> StudyProgress:
+    trials = expand(spec)
     finished = database.finished_trial_ids()
     pending = [trial for trial in trials if trial.trial_id not in finished]
     checkpoints = directory / "checkpoints"

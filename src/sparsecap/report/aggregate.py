@@ -1,0 +1,302 @@
+"""Read a study's results database and reduce it to per-point statistics over seeds.
+
+A *group* is one (architecture, dataset, family, schedule); a *point* is one (width, depth) of a group.
+Only finished trials enter the statistics; diverged ones are counted. Per trial, weight-noise results
+are first averaged over draws; then mean and sample standard deviation are taken over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
+from sparsecap.studies.database import DATABASE_FILE, StudyDatabase
+
+FINISHED = "finished"
+DIVERGED = "diverged"
+
+
+def _number(value: Any) -> float:
+    """A database value as a float, None becoming NaN."""
+    if value is None:
+        return math.nan
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and spread of one quantity over seeds (NaN-valued entries are left out)."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Stat:
+        array = np.array([_number(value) for value in values], dtype=float)
+        array = array[np.isfinite(array)]
+        if array.size == 0:
+            return cls(math.nan, math.nan, 0)
+        std = float(array.std(ddof=1)) if array.size > 1 else 0.0
+        return cls(float(array.mean()), std, int(array.size))
+
+    @property
+    def present(self) -> bool:
+        return self.n > 0 and math.isfinite(self.mean)
+
+    def format(self, digits: int = 3) -> str:
+        if not self.present:
+            return "—"
+        if self.n == 1:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+@dataclass(frozen=True, order=True)
+class GroupKey:
+    """The panel a point belongs to."""
+
+    architecture: str
+    dataset: str
+    family: str
+    schedule: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.architecture} · {self.dataset} · {self.family} family · {self.schedule}"
+
+
+@dataclass(frozen=True)
+class PointSummary:
+    """One (width, depth) point of a group, over seeds."""
+
+    group: GroupKey
+    width: int
+    depth: int
+    remaining_percent: float
+    seeds: tuple[int, ...]
+    """Seeds of the finished trials."""
+    n_diverged: int
+    clean_accuracy: Stat
+    min_class_recall: Stat
+    noise_accuracy: dict[float, Stat] = field(default_factory=dict)
+    noise_delta_loss: dict[float, Stat] = field(default_factory=dict)
+
+    @property
+    def n_finished(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def is_base(self) -> bool:
+        """The dense base model of its group (all weights remain)."""
+        return math.isclose(self.remaining_percent, 100.0, abs_tol=1e-6)
+
+    @property
+    def label(self) -> str:
+        """'w=64' in a width family, 'd=3' in a depth family."""
+        if self.group.family == "depth":
+            return f"d={self.depth}"
+        return f"w={self.width}"
+
+
+@dataclass(frozen=True)
+class PointRecallAnalysis:
+    """The class-recall changes of one non-base point against the dense base of its group."""
+
+    point: PointSummary
+    base: PointSummary
+    changes: list[ClassRecallChange]
+
+
+@dataclass
+class StudyResults:
+    """Everything the report needs, read once from the database."""
+
+    directory: Path
+    metadata: dict[str, Any]
+    trials: list[dict[str, Any]]
+    class_recall: dict[str, list[float]]
+    """trial_id -> recall per class index (NaN where a class is missing)."""
+    weight_noise: dict[str, list[dict[str, Any]]]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        spec = self.metadata.get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name") or self.directory.name)
+
+    @property
+    def versions(self) -> dict[str, Any]:
+        versions = self.metadata.get("versions")
+        return versions if isinstance(versions, dict) else {}
+
+    def trials_with_status(self, status: str) -> list[dict[str, Any]]:
+        return [trial for trial in self.trials if trial["status"] == status]
+
+
+def load_study(study_directory: Path) -> StudyResults:
+    """Read a study directory's results database.
+
+    Raises StudyDirectoryError when there is no database or it holds no finished trial.
+    """
+    directory = Path(study_directory)
+    database_path = directory / DATABASE_FILE
+    if not directory.is_dir():
+        raise StudyDirectoryError(
+            f"{directory} is not a directory; expected a study directory holding {DATABASE_FILE}"
+        )
+    if not database_path.is_file():
+        raise StudyDirectoryError(
+            f"no results database in {directory}: expected {database_path} written by a study run"
+        )
+    database = StudyDatabase(directory)
+    trials = database.rows("trials")
+    if not any(trial["status"] == FINISHED for trial in trials):
+        raise StudyDirectoryError(
+            f"the results database {database_path} holds no finished trials "
+            f"({len(trials)} trial(s) recorded); expected at least one trial with status '{FINISHED}'"
+        )
+    recall_rows: dict[str, dict[int, float]] = defaultdict(dict)
+    for row in database.rows("class_recall"):
+        recall_rows[row["trial_id"]][int(row["class_index"])] = _number(row["recall"])
+    class_recall = {
+        trial_id: [by_class.get(index, math.nan) for index in range(max(by_class) + 1)]
+        for trial_id, by_class in recall_rows.items()
+    }
+    weight_noise: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in database.rows("weight_noise"):
+        weight_noise[row["trial_id"]].append(row)
+    return StudyResults(
+        directory=directory,
+        metadata=database.metadata(),
+        trials=trials,
+        class_recall=dict(class_recall),
+        weight_noise=dict(weight_noise),
+    )
+
+
+def _group_key(trial: dict[str, Any]) -> GroupKey:
+    return GroupKey(
+        architecture=str(trial["architecture"]),
+        dataset=str(trial["dataset"]),
+        family=str(trial["family"]),
+        schedule=str(trial["schedule"]),
+    )
+
+
+def _noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, float]:
+    """One trial's weight-noise column averaged over draws, per sigma."""
+    by_sigma: dict[float, list[float]] = defaultdict(list)
+    for row in rows:
+        by_sigma[float(row["sigma"])].append(_number(row[column]))
+    result = {}
+    for sigma, values in by_sigma.items():
+        finite = [value for value in values if math.isfinite(value)]
+        result[sigma] = float(np.mean(finite)) if finite else math.nan
+    return result
+
+
+def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]]:
+    """Per group (sorted), its points sorted from dense (100 %) to sparsest.
+
+    A point is listed when it has any trial; one whose trials all diverged has empty statistics.
+    """
+    by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for trial in results.trials:
+        by_point[(_group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+
+    groups: dict[GroupKey, list[PointSummary]] = defaultdict(list)
+    for (group, width, depth), trials in by_point.items():
+        finished = sorted(
+            (trial for trial in trials if trial["status"] == FINISHED), key=lambda trial: trial["seed"]
+        )
+        accuracy_per_trial = [
+            _noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "accuracy") for trial in finished
+        ]
+        delta_per_trial = [
+            _noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "delta_loss") for trial in finished
+        ]
+        sigmas = sorted({sigma for per_trial in accuracy_per_trial for sigma in per_trial})
+        position_trials = finished or trials
+        groups[group].append(
+            PointSummary(
+                group=group,
+                width=width,
+                depth=depth,
+                remaining_percent=float(np.mean([trial["remaining_percent"] for trial in position_trials])),
+                seeds=tuple(int(trial["seed"]) for trial in finished),
+                n_diverged=sum(1 for trial in trials if trial["status"] == DIVERGED),
+                clean_accuracy=Stat.of(trial["test_accuracy"] for trial in finished),
+                min_class_recall=Stat.of(trial["min_class_recall"] for trial in finished),
+                noise_accuracy={
+                    sigma: Stat.of(per_trial.get(sigma) for per_trial in accuracy_per_trial) for sigma in sigmas
+                },
+                noise_delta_loss={
+                    sigma: Stat.of(per_trial.get(sigma) for per_trial in delta_per_trial) for sigma in sigmas
+                },
+            )
+        )
+    return {
+        group: sorted(points, key=lambda point: (-point.remaining_percent, point.width, point.depth))
+        for group, points in sorted(groups.items())
+    }
+
+
+def noise_sigmas(points_by_group: dict[GroupKey, list[PointSummary]]) -> list[float]:
+    """Every sigma that appears anywhere, ascending."""
+    return sorted({sigma for points in points_by_group.values() for point in points for sigma in point.noise_accuracy})
+
+
+def class_recall_analysis(
+    results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]]
+) -> dict[GroupKey, list[PointRecallAnalysis]]:
+    """For each group with a dense base, every non-base point's class-recall changes against that base.
+
+    Groups without a base point (remaining 100 %) or without class recalls are left out.
+    """
+    finished_by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
+    for trial in results.trials_with_status(FINISHED):
+        finished_by_point[(_group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+
+    def seeds_of(point: PointSummary) -> tuple[list[list[float]], list[float | None]]:
+        trials = [
+            trial
+            for trial in finished_by_point.get((point.group, point.width, point.depth), [])
+            if trial["trial_id"] in results.class_recall
+        ]
+        return [results.class_recall[trial["trial_id"]] for trial in trials], [
+            trial["test_accuracy"] for trial in trials
+        ]
+
+    analysis: dict[GroupKey, list[PointRecallAnalysis]] = {}
+    for group, points in points_by_group.items():
+        bases = [point for point in points if point.is_base]
+        if not bases:
+            continue
+        base = max(bases, key=lambda point: point.n_finished)
+        base_recalls, base_accuracies = seeds_of(base)
+        if not base_recalls:
+            continue
+        entries = []
+        for point in points:
+            if point.is_base:
+                continue
+            recalls, accuracies = seeds_of(point)
+            if not recalls:
+                continue
+            changes = normalised_recall_changes(recalls, accuracies, base_recalls, base_accuracies)
+            entries.append(PointRecallAnalysis(point=point, base=base, changes=changes))
+        if entries:
+            analysis[group] = entries
+    return analysis

@@ -1,0 +1,262 @@
+"""The report's self-contained HTML page (inline CSS, relative links to the PNG figures beside it)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from html import escape
+from typing import Any
+
+from sparsecap.report.aggregate import (
+    DIVERGED,
+    FINISHED,
+    GroupKey,
+    PointRecallAnalysis,
+    PointSummary,
+    StudyResults,
+    noise_sigmas,
+)
+from sparsecap.report.class_recall import SIGNIFICANCE_LEVEL
+from sparsecap.report.figures import FigureInfo
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
+       background: #fafafa; line-height: 1.45; }
+main { max-width: 1280px; margin: 0 auto; padding: 1.5rem 2rem 3rem; background: #fff; }
+h1 { font-size: 1.7rem; margin: 0.2rem 0 0.6rem; }
+h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+p.lead { font-size: 1.02rem; }
+figure { margin: 1.2rem 0 2rem; }
+figure img { max-width: 100%; height: auto; border: 1px solid #e3e3e3; }
+figcaption { font-size: 0.92rem; color: #444; max-width: 70rem; }
+figcaption strong { color: #1d1d1f; }
+pre { background: #f4f4f6; padding: 0.8rem; overflow-x: auto; font-size: 0.82rem; border-radius: 4px; }
+details summary { cursor: pointer; font-weight: 600; }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 0.6rem 0 1rem; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: right; white-space: nowrap; }
+th { background: #f0f0f3; white-space: normal; vertical-align: bottom; }
+td.text, th.text { text-align: left; }
+tr.group-row td { background: #e8eef7; font-weight: 600; text-align: left; }
+tr.point-row:nth-child(even) td { background: #fbfbfd; }
+td.sig { font-weight: 700; }
+td.neg { color: #b2182b; }
+td.pos { color: #2166ac; }
+.muted { color: #777; }
+"""
+
+
+def _cell(value: Any, css_class: str | None = None) -> str:
+    attribute = f' class="{escape(css_class)}"' if css_class else ""
+    return f"<td{attribute}>{escape(str(value))}</td>"
+
+
+def _header(labels: Iterable[str], text_columns: int = 0) -> str:
+    cells = [
+        f'<th class="text">{escape(label)}</th>' if index < text_columns else f"<th>{escape(label)}</th>"
+        for index, label in enumerate(labels)
+    ]
+    return "<thead><tr>" + "".join(cells) + "</tr></thead>"
+
+
+def _percent(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.3g}"
+
+
+def summary_text(results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
+    """One sentence per fact: trial counts, seeds, groups and points."""
+    finished = results.trials_with_status(FINISHED)
+    diverged = results.trials_with_status(DIVERGED)
+    other = len(results.trials) - len(finished) - len(diverged)
+    seeds = sorted({int(trial["seed"]) for trial in results.trials})
+    n_points = sum(len(points) for points in points_by_group.values())
+    sigmas = noise_sigmas(points_by_group)
+    parts = [
+        f"{len(results.trials)} trial(s) recorded: {len(finished)} finished, {len(diverged)} diverged"
+        + (f", {other} with another status" if other else "")
+        + ".",
+        f"{len(seeds)} seed(s) ({', '.join(str(seed) for seed in seeds)}).",
+        f"{len(points_by_group)} group(s) (architecture × dataset × family × schedule) with {n_points} "
+        f"width/depth point(s) in all.",
+    ]
+    if sigmas:
+        parts.append(f"Weight-noise levels σ: {', '.join(f'{sigma:g}' for sigma in sigmas)}.")
+    else:
+        parts.append("No weight-noise results were recorded.")
+    parts.append(
+        "Statistics use finished trials only: per trial, weight-noise results are averaged over draws, then "
+        "mean ± sample std are taken over seeds."
+    )
+    return " ".join(parts)
+
+
+def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
+    sigmas = noise_sigmas(points_by_group)
+    labels = ["point", "width", "depth", "remaining %", "seeds", "diverged", "clean accuracy", "min class recall"]
+    labels += [f"accuracy @ σ={sigma:g}" for sigma in sigmas]
+    rows = []
+    for group, points in points_by_group.items():
+        rows.append(f'<tr class="group-row"><td colspan="{len(labels)}">{escape(group.label)}</td></tr>')
+        for point in points:
+            cells = [
+                _cell(point.label + (" (dense base)" if point.is_base else ""), "text"),
+                _cell(point.width),
+                _cell(point.depth),
+                _cell(_percent(point.remaining_percent)),
+                _cell(point.n_finished),
+                _cell(point.n_diverged),
+                _cell(point.clean_accuracy.format()),
+                _cell(point.min_class_recall.format()),
+            ]
+            for sigma in sigmas:
+                stat = point.noise_accuracy.get(sigma)
+                cells.append(_cell(stat.format() if stat is not None else "—"))
+            rows.append('<tr class="point-row">' + "".join(cells) + "</tr>")
+    return (
+        '<div class="table-wrap"><table id="results-table">'
+        + _header(labels, text_columns=1)
+        + "<tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
+def _recall_table(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> str:
+    n_classes = max(len(entry.changes) for entries in analysis.values() for entry in entries)
+    labels = ["point", "remaining %", "seeds (model / base)", "significant classes"]
+    labels += [f"class {index}" for index in range(n_classes)]
+    rows = []
+    for group, entries in analysis.items():
+        base = entries[0].base
+        rows.append(
+            f'<tr class="group-row"><td colspan="{len(labels)}">{escape(group.label)} — against dense base '
+            f"{escape(base.label)}</td></tr>"
+        )
+        for entry in entries:
+            significant = [change.class_index for change in entry.changes if change.significant]
+            if not any(change.significant is not None for change in entry.changes):
+                significant_text = "n/a"
+            else:
+                significant_text = ", ".join(str(index) for index in significant) or "none"
+            n_model = max((change.n_model for change in entry.changes), default=0)
+            n_base = max((change.n_base for change in entry.changes), default=0)
+            cells = [
+                _cell(entry.point.label, "text"),
+                _cell(_percent(entry.point.remaining_percent)),
+                _cell(f"{n_model} / {n_base}"),
+                _cell(significant_text, "text"),
+            ]
+            by_class = {change.class_index: change for change in entry.changes}
+            for index in range(n_classes):
+                change = by_class.get(index)
+                if change is None or not math.isfinite(change.change):
+                    cells.append(_cell("—", "muted"))
+                    continue
+                text = f"{change.change:+.3f}"
+                classes = [] if abs(change.change) < 5e-4 else ["neg" if change.change < 0 else "pos"]
+                if change.significant is None:
+                    text += " (n/a)"
+                elif change.significant:
+                    text += "*"
+                    classes.append("sig")
+                if change.p_value is not None and math.isfinite(change.p_value):
+                    title = f"p = {change.p_value:.3g}"
+                else:
+                    title = "test not possible (fewer than 2 seeds)" if change.significant is None else "p undefined"
+                cells.append(f'<td class="{" ".join(classes)}" title="{escape(title)}">{escape(text)}</td>')
+            rows.append('<tr class="point-row">' + "".join(cells) + "</tr>")
+    return (
+        '<div class="table-wrap"><table id="class-recall-table">'
+        + _header(labels, text_columns=1)
+        + "<tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+
+
+def _figures_html(figures: Sequence[FigureInfo]) -> str:
+    blocks = []
+    for number, info in enumerate(figures, start=1):
+        blocks.append(
+            f'<figure id="{escape(info.filename.removesuffix(".png"))}">'
+            f'<img src="{escape(info.filename)}" alt="{escape(info.title)}">'
+            f"<figcaption><strong>Figure {number}. {escape(info.title)}.</strong> {escape(info.caption)}"
+            "</figcaption></figure>"
+        )
+    return "\n".join(blocks)
+
+
+def render_page(
+    results: StudyResults,
+    points_by_group: dict[GroupKey, list[PointSummary]],
+    analysis: dict[GroupKey, list[PointRecallAnalysis]],
+    figures: Sequence[FigureInfo],
+) -> str:
+    """The whole HTML document as a string; every piece of text from the study is escaped."""
+    name = results.name
+    spec_json = json.dumps(results.spec, indent=2, sort_keys=True, default=str)
+    versions = results.versions
+    if versions:
+        versions_html = (
+            '<div class="table-wrap"><table id="versions-table">'
+            + _header(["component", "version"], text_columns=2)
+            + "<tbody>"
+            + "".join(
+                f"<tr>{_cell(key, 'text')}{_cell(value if isinstance(value, str) else json.dumps(value), 'text')}</tr>"
+                for key, value in sorted(versions.items())
+            )
+            + "</tbody></table></div>"
+        )
+    else:
+        versions_html = '<p class="muted">No versions were recorded.</p>'
+    groups_without_base = [group for group in points_by_group if group not in analysis]
+    recall_note = ""
+    if groups_without_base:
+        recall_note = (
+            '<p class="muted">No class-recall comparison for: '
+            + escape("; ".join(group.label for group in groups_without_base))
+            + " (the group has no dense base point at 100 % remaining weights with recorded class recalls,"
+            " or no compressed point).</p>"
+        )
+    recall_section = (
+        "<p>Normalised recall change of each class: (mean recall of the class − mean recall of the class "
+        "in the dense base) − (mean accuracy − mean accuracy of the dense base), over seeds. * marks a "
+        f"significant difference (two-sided Welch t-test of the seeds' recall − accuracy, p &lt; "
+        f"{SIGNIFICANCE_LEVEL:g}); n/a: fewer than two seeds on a side. Hover a cell for its p-value.</p>"
+        + (_recall_table(analysis) if analysis else "")
+        + recall_note
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(name)} — sparsecap report</title>
+<style>{CSS}</style>
+</head>
+<body>
+<main>
+<p class="muted">sparsecap study report</p>
+<h1>{escape(name)}</h1>
+<p class="lead" id="summary">{escape(summary_text(results, points_by_group))}</p>
+<p>Does sparsity itself make networks fragile, or the capacity lost with it? Every model of a group holds
+the same number of nonzero weights; wider or deeper models are masked more sparsely. <em>static</em>: a random
+mask fixed at initialisation; <em>posttrain</em>: dense training followed by magnitude pruning without
+fine-tuning. Remaining weights (%) = 100 × nonzero / total weights; the dense base model has 100 %.</p>
+<h2>Figures</h2>
+{_figures_html(figures)}
+<h2>Results</h2>
+<p>One row per group and width/depth point: mean ± sample std over the finished seeds.</p>
+{_results_table(points_by_group)}
+<h2>Class recall against the dense base</h2>
+{recall_section}
+<h2>Study</h2>
+<details open><summary>Spec</summary><pre id="spec">{escape(spec_json)}</pre></details>
+<h3>Versions</h3>
+{versions_html}
+<p class="muted">Source: {escape(str(results.directory))}; drawn from the results database only.</p>
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,249 @@
+"""The report: aggregation, the class-recall test, figures, the HTML page, and the page in a real browser."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.report import write_report
+from sparsecap.report.aggregate import load_study, summarise_points
+from sparsecap.report.class_recall import normalised_recall_changes
+from sparsecap.studies.database import StudyDatabase, TrialRecord
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = Path("/usr/bin/chromium")
+EXPECTED_FIGURES = [
+    "accuracy_under_noise.png",
+    "delta_loss_under_noise.png",
+    "min_class_recall.png",
+    "clean_accuracy.png",
+    "class_recall_changes.png",
+]
+SIGMAS = (0.0, 0.05, 0.2)
+WIDTHS = {64: 100.0, 128: 40.0, 256: 15.0}  # width -> remaining weights (%) at a fixed nonzero count
+N_CLASSES = 10
+SCHEDULES = ("static", "posttrain")
+
+
+def _record(
+    *, schedule: str, width: int, seed: int, status: str = "finished", **overrides: object
+) -> TrialRecord:
+    remaining = WIDTHS.get(width, 5.0)
+    sparsity = 1 - remaining / 100
+    accuracy = 0.9 - 0.1 * sparsity + 0.01 * seed
+    recalls = [min(1.0, accuracy + 0.02 * (c - 4.5) - (0.15 * sparsity if c == 3 else 0.0)) for c in range(N_CLASSES)]
+    noise = [
+        {
+            "sigma": sigma,
+            "draw": draw,
+            "accuracy": accuracy - sigma * (1 + sparsity) - 0.005 * draw,
+            "loss": 0.3 + sigma * (1 + sparsity),
+            "delta_loss": sigma * (1 + sparsity) + 0.001 * draw,
+        }
+        for sigma in SIGMAS
+        for draw in range(2)
+    ]
+    fields: dict[str, object] = dict(
+        trial_id=f"mlp-mnist-width-{schedule}-w{width}-s{seed}",
+        architecture="mlp",
+        dataset="mnist",
+        family="width",
+        width=width,
+        depth=2,
+        schedule=schedule,
+        allocation="uniform",
+        seed=seed,
+        status=status,
+        total_weights=int(10_000 * 100 / remaining),
+        nonzero_weights=10_000,
+        base_nonzero=10_000,
+        remaining_percent=remaining,
+        unmasked_parameters=100,
+        disconnected_units=0,
+        epochs=2,
+        final_train_loss=0.2,
+        test_accuracy=accuracy,
+        test_loss=0.3,
+        min_class_recall=min(recalls),
+        train_seconds=1.0,
+        checkpoint=f"checkpoints/{schedule}-{width}-{seed}.safetensors",
+        finished_at="2025-01-01T00:00:00Z",
+        epoch_losses=(0.5, 0.2),
+        class_recall=tuple(recalls),
+        weight_noise=tuple(noise),
+    )
+    fields.update(overrides)
+    return TrialRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def study_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("study")
+    database = StudyDatabase(directory)
+    database.write_metadata(
+        {
+            "spec": {"name": "width <study> & co", "family": "width", "seeds": [0, 1], "sigmas": list(SIGMAS)},
+            "spec_hash": "abc123",
+            "versions": {"sparsecap": "0.1.0", "torch": "2.13.0"},
+        }
+    )
+    for schedule in SCHEDULES:
+        for width in WIDTHS:
+            for seed in (0, 1):
+                database.record_trial(_record(schedule=schedule, width=width, seed=seed))
+    # A diverged trial: no usable metrics at all.
+    database.record_trial(
+        _record(
+            schedule="static",
+            width=256,
+            seed=2,
+            status="diverged",
+            final_train_loss=math.nan,
+            test_accuracy=None,
+            test_loss=math.nan,
+            min_class_recall=None,
+            class_recall=(),
+            weight_noise=({"sigma": 0.05, "draw": 0, "accuracy": 0.1, "loss": None, "delta_loss": None},),
+        )
+    )
+    return directory
+
+
+@pytest.fixture(scope="module")
+def report_page(study_directory: Path) -> Path:
+    return write_report(study_directory)
+
+
+def test_report_writes_valid_figures_referenced_by_the_page(study_directory: Path, report_page: Path) -> None:
+    assert report_page == study_directory / "report" / "index.html"
+    html = report_page.read_text(encoding="utf-8")
+    for name in EXPECTED_FIGURES:
+        path = report_page.parent / name
+        assert path.is_file(), name
+        data = path.read_bytes()
+        assert len(data) > 1000 and data.startswith(PNG_SIGNATURE), name
+        assert f'src="{name}"' in html
+    assert len(re.findall(r"<img ", html)) == len(EXPECTED_FIGURES)
+
+
+def test_page_escapes_text_and_summarises_trials(report_page: Path) -> None:
+    html = report_page.read_text(encoding="utf-8")
+    assert "<study>" not in html
+    assert "width &lt;study&gt; &amp; co" in html
+    assert "13 trial(s) recorded: 12 finished, 1 diverged" in html
+    assert "&quot;spec_hash&quot;" not in html  # the spec is shown, not the whole metadata
+    assert "torch" in html and "2.13.0" in html
+    assert len(re.findall(r'<tr class="point-row">', html)) == 2 * len(WIDTHS) + 2 * (len(WIDTHS) - 1)
+    assert "http://" not in html and "https://" not in html
+
+
+def test_aggregation_averages_draws_then_seeds_and_skips_diverged(study_directory: Path) -> None:
+    points = summarise_points(load_study(study_directory))
+    assert [group.schedule for group in points] == ["posttrain", "static"]
+    static = next(group for group in points if group.schedule == "static")
+    sparsest = points[static][-1]
+    assert (sparsest.width, sparsest.remaining_percent) == (256, 15.0)
+    assert sparsest.seeds == (0, 1) and sparsest.n_diverged == 1
+    sparsity = 0.85
+    expected = [0.9 - 0.1 * sparsity + 0.01 * seed - 0.05 * (1 + sparsity) - 0.0025 for seed in (0, 1)]
+    stat = sparsest.noise_accuracy[0.05]
+    assert stat.n == 2
+    assert stat.mean == pytest.approx(sum(expected) / 2)
+    assert stat.std == pytest.approx(abs(expected[0] - expected[1]) / math.sqrt(2))
+    assert points[static][0].is_base and points[static][0].label == "w=64"
+
+
+def test_class_recall_changes_hand_computed() -> None:
+    base_accuracy = [0.80, 0.82, 0.78]
+    base_recalls = [[0.80, 0.90, 0.70], [0.82, 0.91, 0.73], [0.78, 0.89, 0.67]]
+    model_accuracy = [0.70, 0.71, 0.69]
+    # class 0 loses far more than accuracy does (gap -0.30 vs 0.00): clearly significant;
+    # class 1 moves just like accuracy (gap ~0.10 on both sides): clearly not significant.
+    model_recalls = [[0.40, 0.81, 0.60], [0.42, 0.79, 0.61], [0.38, 0.80, 0.59]]
+    changes = normalised_recall_changes(model_recalls, model_accuracy, base_recalls, base_accuracy)
+    assert [change.class_index for change in changes] == [0, 1, 2]
+    # (0.40 - 0.80) - (0.70 - 0.80) = -0.30
+    assert changes[0].change == pytest.approx(-0.30)
+    assert changes[0].significant is True and changes[0].p_value < 0.001
+    # (0.80 - 0.90) - (0.70 - 0.80) = 0.00
+    assert changes[1].change == pytest.approx(0.0, abs=1e-12)
+    assert changes[1].significant is False and changes[1].p_value > 0.5
+    assert changes[1].label == "no" and changes[0].label == "yes"
+    # (0.60 - 0.70) - (-0.10) = 0.00
+    assert changes[2].change == pytest.approx(0.0, abs=1e-12)
+
+
+def test_class_recall_change_is_na_with_one_seed() -> None:
+    changes = normalised_recall_changes([[0.5, 0.9]], [0.7], [[0.8, 0.8], [0.9, 0.9]], [0.8, 0.9])
+    # class 0: (0.5 - 0.85) - (0.7 - 0.85) = -0.2
+    assert changes[0].change == pytest.approx(-0.2)
+    assert all(change.significant is None and change.p_value is None for change in changes)
+    assert changes[0].label == "n/a"
+
+
+def test_empty_directory_raises(tmp_path: Path) -> None:
+    with pytest.raises(StudyDirectoryError, match="results database"):
+        write_report(tmp_path)
+    assert not (tmp_path / "results.sqlite").exists()
+
+
+def test_no_finished_trials_raises(tmp_path: Path) -> None:
+    database = StudyDatabase(tmp_path)
+    database.record_trial(_record(schedule="static", width=64, seed=0, status="diverged"))
+    with pytest.raises(StudyDirectoryError, match="no finished trials"):
+        write_report(tmp_path)
+
+
+def test_report_without_metadata_base_or_noise(tmp_path: Path) -> None:
+    """No metadata, no dense base (so no class-recall figure), no weight noise, an all-diverged point."""
+    database = StudyDatabase(tmp_path)
+    database.record_trial(_record(schedule="static", width=128, seed=0, weight_noise=()))
+    database.record_trial(_record(schedule="static", width=512, seed=0, status="diverged", weight_noise=()))
+    page = write_report(tmp_path)
+    html = page.read_text(encoding="utf-8")
+    assert tmp_path.name in html
+    written = sorted(path.name for path in page.parent.glob("*.png"))
+    assert written == ["clean_accuracy.png", "min_class_recall.png"]
+    assert "No weight-noise results were recorded." in html
+
+
+@pytest.mark.slow
+def test_page_renders_in_chromium(report_page: Path, tmp_path: Path) -> None:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: run `apt-get install chromium` to run the browser test")
+        pytest.skip(f"{CHROMIUM} is not installed")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(report_page.resolve().as_uri(), wait_until="load")
+            images = page.evaluate(
+                "() => Array.from(document.images).map(i => ({src: i.getAttribute('src'),"
+                " complete: i.complete, width: i.naturalWidth}))"
+            )
+            assert len(images) == len(EXPECTED_FIGURES)
+            for image in images:
+                assert image["complete"] and image["width"] > 0, image
+            assert page.locator("#results-table tbody tr.point-row").count() == 2 * len(WIDTHS)
+            assert page.locator("#class-recall-table tbody tr.point-row").count() == 2 * (len(WIDTHS) - 1)
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -1,0 +1,74 @@
+import pytest
+
+from sparsecap.errors import SpecError
+from sparsecap.studies import Family, expand, list_presets, load_spec, parse_spec
+
+MINIMAL = {"name": "tiny", "architectures": ["mlp"], "datasets": ["digits"], "widths": [16, 32]}
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_validates_and_expands(preset):
+    spec = load_spec(preset)
+    trials = expand(spec)
+    assert len(trials) == len(spec.widths) * len(spec.depths) * len(spec.schedules) * len(spec.seeds)
+    assert len({trial.trial_id for trial in trials}) == len(trials)
+
+
+def test_paper_presets_have_the_papers_settings():
+    width = load_spec("paper-mlp-mnist")
+    assert width.widths == [2**exponent for exponent in range(7, 16)]
+    assert (width.training.learning_rate, width.training.momentum, width.training.max_epochs) == (0.01, 0.9, 300)
+    assert width.training.stop_loss == 0.01
+    depth = load_spec("paper-mlp-mnist-depth")
+    assert depth.family is Family.DEPTH and depth.depths == [1, 2, 4, 8] and depth.widths == [512]
+    assert (depth.resolved_base_width, depth.resolved_base_depth) == (512, 1)
+    assert [s.value for s in load_spec("paper-mlp-mnist-posttrain").schedules] == ["posttrain"]
+
+
+def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
+    spec = parse_spec(MINIMAL, "test")
+    assert (spec.resolved_base_width, spec.resolved_base_depth) == (16, 1)
+    assert spec.fingerprint() == parse_spec(dict(MINIMAL), "again").fingerprint()
+    assert spec.fingerprint() != parse_spec({**MINIMAL, "seeds": [0]}, "other").fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"widhts": [1]}, "widhts: unknown key"),
+        ({"training": {"max_epoch": 3}}, "training.max_epoch: unknown key"),
+        ({"training": {"max_epochs": "3"}}, "training.max_epochs"),
+        ({"widths": 128}, "widths"),
+        ({"datasets": ["imagenet"]}, "datasets.0"),
+        ({"architectures": ["resnet9"]}, "unknown architecture"),
+        ({"allocation": "random"}, "allocation"),
+        ({"widths": [16, 32], "depths": [1, 2]}, "not both"),
+        ({"base_width": 64}, "must not be larger"),
+        ({"seeds": [1, 1]}, "must not repeat"),
+        ({"training": {"momentum": 1.5}}, "training.momentum"),
+    ],
+)
+def test_bad_specs_name_the_problem_and_the_valid_keys(change, message):
+    with pytest.raises(SpecError) as error:
+        parse_spec({**MINIMAL, **change}, "test.toml")
+    assert message in str(error.value)
+    assert "valid keys: name, architectures" in str(error.value)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(SpecError, match="quick"):
+        load_spec("quik")
+
+
+def test_spec_file_and_overrides(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('name = "mine"\narchitectures = ["mlp"]\ndatasets = ["digits"]\nwidths = [8]\n')
+    spec = load_spec(str(path), ["training.max_epochs=2", 'datasets=["fashion-mnist"]', "seeds=[3]"])
+    assert spec.training.max_epochs == 2 and spec.seeds == [3] and spec.datasets[0].value == "fashion-mnist"
+    with pytest.raises(SpecError, match="KEY=VALUE"):
+        load_spec(str(path), ["training.max_epochs"])
+    path.write_text("name = [")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(str(path))
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(str(tmp_path / "missing.toml"))

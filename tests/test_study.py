@@ -1,0 +1,154 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsecap.errors import DatasetNotFoundError, StudyDirectoryError
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies.checkpoints import load_checkpoint
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.sparsity import masked_layers
+from tests.study_helpers import TINY_SPEC, write_spec
+
+TIMING_COLUMNS = {"train_seconds", "finished_at"}
+
+
+def _results(directory: Path) -> dict[str, list[dict]]:
+    database = StudyDatabase(directory)
+    trials = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in database.rows("trials")]
+    return {"trials": trials, **{table: database.rows(table) for table in ("epochs", "class_recall", "weight_noise")}}
+
+
+def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert (progress.total, progress.ran, progress.already_finished) == (8, 8, 0)
+    database = StudyDatabase(tmp_path / "out")
+    trials = database.rows("trials")
+    assert len(trials) == 8
+    assert {row["nonzero_weights"] for row in trials} == {64 * 16 + 16 * 10}
+    assert {row["remaining_percent"] for row in trials} == {100.0, 50.0}
+    assert len(database.rows("weight_noise")) == 8 * 2 * 2
+    assert len(database.rows("class_recall")) == 8 * 10
+    metadata = database.metadata()
+    assert metadata["spec"]["name"] == "tiny" and metadata["seeds"] == [0, 1]
+    assert set(metadata["versions"]) >= {"sparsecap", "torch", "python"}
+    assert (tmp_path / "out" / "study.json").is_file()
+    # Checkpoints hold weights and masks, and load back into a fresh model.
+    row = next(row for row in trials if row["width"] == 32 and row["schedule"] == "static")
+    model = load_checkpoint(create_model(ModelConfig("mlp", 32, 1), dataset_info("digits")),
+                            tmp_path / "out" / row["checkpoint"])
+    assert sum(int(layer.mask.sum()) for _, layer in masked_layers(model)) == row["nonzero_weights"]
+
+
+def test_same_spec_and_seed_give_identical_metrics(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    run_study(spec, tmp_path / "first", show_progress=False)
+    run_study(spec, tmp_path / "second", show_progress=False)
+    assert _results(tmp_path / "first") == _results(tmp_path / "second")
+
+
+def test_rerun_skips_finished_trials(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    run_study(spec, tmp_path / "out", show_progress=False)
+    before = StudyDatabase(tmp_path / "out").rows("trials")
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert (progress.ran, progress.already_finished) == (0, 8)
+    assert StudyDatabase(tmp_path / "out").rows("trials") == before
+
+
+def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):
+    run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out", show_progress=False)
+    database_bytes = (tmp_path / "out" / "results.sqlite").read_bytes()
+    other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"), "other.toml")))
+    with pytest.raises(StudyDirectoryError, match="different study"):
+        run_study(other, tmp_path / "out", show_progress=False)
+    assert (tmp_path / "out" / "results.sqlite").read_bytes() == database_bytes
+
+
+def test_missing_dataset_fails_before_anything_is_created(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPARSECAP_DATA", raising=False)
+    spec = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace('["digits"]', '["cifar10"]'))))
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "empty")):
+        run_study(spec, tmp_path / "out", data_root=tmp_path / "empty", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+SLOW_SPEC = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 40").replace("widths = [16, 32]", "widths = [64, 128, 256]")
+
+
+def _finished(database: Path) -> int:
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as connection:
+        try:
+            return connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def _command(spec: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "sparsecap.cli", "run", str(spec), "--out", str(out), "--no-report", "--no-progress"]
+
+
+def _start(spec: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(_command(spec, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_trials(process: subprocess.Popen, database: Path, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while _finished(database) < count:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no trial finished in time"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_recomputing_or_duplicating(tmp_path):
+    spec = write_spec(tmp_path, SLOW_SPEC)
+    out = tmp_path / "out"
+    database = out / "results.sqlite"
+    process = _start(spec, out)
+    _wait_for_trials(process, database, 2)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    survivors = StudyDatabase(out).rows("trials")
+    assert 2 <= len(survivors) < 12
+
+    finished = subprocess.run(_command(spec, out), capture_output=True, text=True, check=True)
+    assert f"{12 - len(survivors)} trials run, {len(survivors)} already finished" in finished.stdout
+    rows = StudyDatabase(out).rows("trials")
+    assert len(rows) == 12 and len({row["trial_id"] for row in rows}) == 12
+    assert rows[: len(survivors)] == survivors  # earlier trials untouched, not recomputed
+
+
+@pytest.mark.slow
+def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
+    spec = write_spec(tmp_path, SLOW_SPEC)
+    process = _start(spec, tmp_path / "out")
+    try:
+        _wait_for_trials(process, tmp_path / "out" / "results.sqlite", 1)
+        second = subprocess.run(_command(spec, tmp_path / "out"), capture_output=True, text=True)
+        assert second.returncode == 2
+        assert "another sparsecap run is using" in second.stderr
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+    spec = write_spec(tmp_path, SLOW_SPEC)
+    process = _start(spec, tmp_path / "out")
+    _wait_for_trials(process, tmp_path / "out" / "results.sqlite", 1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "rerun the same command to resume" in stderr
