@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -19,8 +20,11 @@ class Evaluation:
 
     @property
     def min_class_recall(self) -> float:
-        """The worst class's recall (paper Fig. 8): a model can keep accuracy yet forget a class."""
-        return min(self.class_recall)
+        """The worst class's recall (paper Fig. 8): a model can keep accuracy yet forget a class.
+
+        Classes absent from the test set (recall NaN) are left out.
+        """
+        return min((recall for recall in self.class_recall if not math.isnan(recall)), default=math.nan)
 
 
 def class_recall(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> tuple[float, ...]:

@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 CREATE TABLE IF NOT EXISTS class_recall (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
     class_index INTEGER NOT NULL,
-    recall REAL NOT NULL,
+    recall REAL,
     PRIMARY KEY (trial_id, class_index)
 );
 CREATE TABLE IF NOT EXISTS weight_noise (

@@ -1,0 +1,16 @@
+# Sourced by scripts/quickstart and scripts/test: create (or reuse) .venv with sparsecap installed.
+# PyTorch comes first and CPU-only: a plain `pip install torch` would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+if ! python -c "import torch" 2>/dev/null; then
+    # A local CPU wheel where pip is configured with one (as on this project's machines),
+    # otherwise PyTorch's own CPU-only index.
+    pip install --quiet --no-index torch==2.13.0 2>/dev/null \
+        || pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+fi
+pip install --quiet --editable ".[${SPARSECAP_EXTRAS:-test}]"

@@ -1,0 +1,106 @@
+"""Reader for the IDX files MNIST and Fashion-MNIST are distributed as (gzipped or not), validated strictly.
+
+IDX layout: a big-endian int32 magic (0x0000, a type code, then the number of dimensions), one big-endian
+uint32 per dimension, then the values. Both datasets use unsigned bytes: magic 2051 for (N, H, W) images and
+2049 for (N,) labels.
+"""
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsecap.data.registry import DatasetInfo, ImageDataset
+from sparsecap.errors import DatasetFormatError
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+# (images, labels) file names per split, as published; each may also be present with a ".gz" suffix.
+TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILE_NAMES = TRAIN_FILES + TEST_FILES
+
+
+def find_idx_file(directory: Path, file_name: str) -> Path | None:
+    """The file as published, preferring the uncompressed copy (faster to read) over the ".gz" one."""
+    for candidate in (directory / file_name, directory / f"{file_name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def has_idx_files(directory: Path) -> bool:
+    """Whether all four IDX files are present (cheap: no parsing)."""
+    return all(find_idx_file(directory, file_name) is not None for file_name in IDX_FILE_NAMES)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's content, decompressed if it is gzipped; a damaged gzip stream is a format error, not a crash."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as compressed:
+                return compressed.read()
+        return path.read_bytes()
+    except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+        raise DatasetFormatError(f"{path}: damaged gzip stream ({error})") from error
+
+
+def parse_idx(content: bytes, expected_magic: int, source: Path) -> np.ndarray:
+    """Decode IDX bytes into a uint8 array, checking the magic and that the payload matches the declared dims."""
+    if len(content) < 4:
+        raise DatasetFormatError(f"{source}: only {len(content)} bytes, too short for an IDX header")
+    magic = int.from_bytes(content[:4], "big")
+    if magic != expected_magic:
+        raise DatasetFormatError(
+            f"{source}: IDX magic number is {magic}, expected {expected_magic} "
+            f"({'images' if expected_magic == IMAGES_MAGIC else 'labels'} file)"
+        )
+    ndim = magic & 0xFF
+    header_bytes = 4 + 4 * ndim
+    if len(content) < header_bytes:
+        raise DatasetFormatError(f"{source}: truncated IDX header, expected {header_bytes} bytes, found {len(content)}")
+    dims = tuple(int(dim) for dim in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
+    expected_bytes = header_bytes + int(np.prod(dims))
+    if len(content) != expected_bytes:
+        raise DatasetFormatError(
+            f"{source}: header declares shape {dims}, so expected {expected_bytes} bytes, "
+            f"found {len(content)} (truncated or corrupt file)"
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header_bytes).reshape(dims)
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Read and validate one IDX file (gzipped or not)."""
+    return parse_idx(_read_bytes(path), expected_magic, path)
+
+
+def _load_split(directory: Path, file_names: tuple[str, str], info: DatasetInfo) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split's images as (N, 1, H, W) uint8 and labels as int64, checked against each other and `info`."""
+    images_path, labels_path = (find_idx_file(directory, file_name) for file_name in file_names)
+    if images_path is None or labels_path is None:
+        raise DatasetFormatError(f"{directory}: missing {' or '.join(file_names)} (plain or .gz)")
+    images = read_idx(images_path, IMAGES_MAGIC)
+    labels = read_idx(labels_path, LABELS_MAGIC)
+    if len(images) != len(labels):
+        raise DatasetFormatError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
+        )
+    if images.shape[1:] != info.input_shape[1:]:
+        raise DatasetFormatError(
+            f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, "
+            f"{info.name.value} needs {info.input_shape[1]}x{info.input_shape[2]}"
+        )
+    if labels.size and labels.max() >= info.num_classes:
+        raise DatasetFormatError(f"{labels_path}: label {labels.max()} is out of range for {info.num_classes} classes")
+    # np.frombuffer views read-only bytes; copy so the tensors own writable memory.
+    return torch.from_numpy(images[:, None].copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def load_idx_dataset(info: DatasetInfo, directory: Path) -> ImageDataset:
+    """Load MNIST-style train and test splits from a directory holding the four IDX files."""
+    train_images, train_labels = _load_split(directory, TRAIN_FILES, info)
+    test_images, test_labels = _load_split(directory, TEST_FILES, info)
+    return ImageDataset(info, train_images, train_labels, test_images, test_labels, source=str(directory))

@@ -1,0 +1,123 @@
+import gzip
+import json
+import struct
+
+import pytest
+
+from sparsecap.cli import main
+from sparsecap.studies import StudyDatabase
+from tests.study_helpers import TINY_SPEC, write_spec
+
+
+def _run(capsys, *arguments: str) -> tuple[int, str, str]:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_describe_json_is_the_documented_contract(capsys):
+    code, out, _ = _run(capsys, "describe", "mlp", "--width", "1024", "--allocation", "staggered", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["total_nonzero"] == data["base_nonzero"] == 101_632
+    assert data["total_weights"] == 1024 * 794
+    assert [layer["name"] for layer in data["layers"]] == ["network.hidden1", "network.output"]
+    for layer in data["layers"]:
+        assert {"name", "shape", "weights", "nonzero", "density"} <= set(layer)
+    assert sum(layer["nonzero"] for layer in data["layers"]) == 101_632
+    assert data["layers"][0]["shape"] == [1024, 784]
+
+
+def test_describe_table_for_the_depth_family(capsys):
+    code, out, _ = _run(capsys, "describe", "mlp", "--depth", "4", "--dataset", "fashion-mnist")
+    assert code == 0
+    assert "width 512 depth 4" in out and "masked to mlp width 512 depth 1" in out
+    assert "406,528" in out  # the dense 1-layer net's weights: 784*512 + 512*10
+    assert "network.hidden4" in out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["describe", "mlp", "--dataset", "imagenet"], "valid names: mnist, fashion-mnist"),
+        (["describe", "transformer"], "valid architectures: mlp"),
+        (["describe", "mlp", "--allocation", "dense"], "valid allocations: uniform, staggered, erk"),
+        (["describe", "mlp", "--width", "64"], "must be at least as large as the base"),
+        (["run", "quik"], "presets: "),
+        (["report", "/nonexistent/study"], "/nonexistent/study"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_a_clear_message(capsys, arguments, message):
+    code, _, err = _run(capsys, *arguments)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+
+
+@pytest.mark.parametrize("arguments", [["describe", "mlp", "--depth", "0"], ["describe", "mlp", "--width", "x"]])
+def test_width_and_depth_must_be_positive_integers(capsys, arguments):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
+def _write_idx_images(path, magic: int, count: int, data_bytes: int) -> None:
+    with gzip.open(path, "wb") as file:
+        file.write(struct.pack(">IIII", magic, count, 28, 28) + bytes(data_bytes))
+
+
+def _write_idx_labels(path, count: int) -> None:
+    with gzip.open(path, "wb") as file:
+        file.write(struct.pack(">II", 2049, count) + bytes(count))
+
+
+def _write_mnist(directory, magic: int = 2051, count: int = 20, missing_bytes: int = 0) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "t10k"):
+        _write_idx_images(directory / f"{split}-images-idx3-ubyte.gz", magic, count, count * 784 - missing_bytes)
+        _write_idx_labels(directory / f"{split}-labels-idx1-ubyte.gz", count)
+
+
+@pytest.mark.parametrize(
+    ("corruption", "message"),
+    [({"missing_bytes": 100}, "truncated"), ({"magic": 2049}, "magic")],
+)
+def test_bad_data_files_are_reported_and_results_are_untouched(capsys, tmp_path, monkeypatch, corruption, message):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPARSECAP_DATA", raising=False)
+    study, data = tmp_path / "out", tmp_path / "data"
+    spec = write_spec(tmp_path, TINY_SPEC.replace('["digits"]', '["mnist"]'))
+    _write_mnist(data / "mnist")
+    command = ["run", str(spec), "--out", str(study), "--data-root", str(data), "--no-progress", "--no-report"]
+    assert _run(capsys, *command)[0] == 0
+    before = (study / "results.sqlite").read_bytes()
+
+    _write_mnist(data / "mnist", **corruption)
+    code, _, err = _run(capsys, *command)
+    assert code == 2 and message in err
+    assert "train-images-idx3-ubyte" in err
+    assert (study / "results.sqlite").read_bytes() == before
+    assert len(StudyDatabase(study).rows("trials")) == 8
+
+
+def test_bad_spec_key_via_the_cli(capsys, tmp_path):
+    spec = write_spec(tmp_path, TINY_SPEC + "\nlearning_rate = 0.1\n")
+    code, _, err = _run(capsys, "run", str(spec), "--out", str(tmp_path / "out"))
+    assert code == 2
+    assert "learning_rate: unknown key" in err and "training (max_epochs" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_datasets_lists_every_dataset(capsys, tmp_path):
+    code, out, _ = _run(capsys, "datasets", "--data-root", str(tmp_path))
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["mnist", "fashion-mnist", "cifar10", "cifar100", "digits"]
+    assert "available" in next(line for line in lines if line.startswith("digits"))
+
+
+def test_presets_lists_the_shipped_presets(capsys):
+    code, out, _ = _run(capsys, "presets")
+    assert code == 0
+    for name in ("quick", "paper-mlp-mnist", "paper-mlp-mnist-depth", "paper-mlp-mnist-posttrain"):
+        assert name in out
