@@ -62,9 +62,8 @@ def _availability(name: DatasetName, roots: list[Path]) -> DatasetAvailability:
     if location is not None:
         return DatasetAvailability(name, True, str(location))
     searched = len(candidate_locations(name, roots))
-    return DatasetAvailability(
-        name, False, f"not found ({searched} places searched under {', '.join(map(str, roots))})"
-    )
+    roots_text = ", ".join(map(str, roots))
+    return DatasetAvailability(name, False, f"not found in any of {searched} places searched (roots: {roots_text})")
 
 
 def list_availability(data_root: Path | None = None) -> list[DatasetAvailability]:

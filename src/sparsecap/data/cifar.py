@@ -17,10 +17,9 @@ import torch
 from sparsecap.data.registry import DatasetInfo, DatasetName, ImageDataset
 from sparsecap.errors import DatasetFormatError
 
-try:
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2 has no numpy._core
-    from numpy.core.multiarray import _reconstruct
+# numpy.core.multiarray._reconstruct (numpy 1) or numpy._core.multiarray._reconstruct (numpy 2), found without
+# importing either path: the function this numpy itself pickles arrays with.
+_reconstruct = np.empty(0).__reduce__()[0]
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32
 
@@ -124,8 +123,10 @@ def _read_tarball_batches(tarball: Path, layout: CifarLayout) -> dict[str, tuple
         with tarfile.open(tarball, "r|gz") as archive:
             for member in archive:
                 batch_name = wanted.get(member.name)
-                file = archive.extractfile(member) if batch_name is not None else None  # None: not a file
-                if batch_name is not None and file is not None:
+                if batch_name is None:
+                    continue
+                file = archive.extractfile(member)  # None when the member is not a regular file
+                if file is not None:
                     batches[batch_name] = read_batch(file, f"{tarball}:{member.name}", layout.label_key)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DatasetFormatError(f"{tarball}: unreadable tarball ({error})") from error
