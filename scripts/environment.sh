@@ -8,9 +8,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 if ! python -c "import torch" 2>/dev/null; then
-    # A local CPU wheel where pip is configured with one (as on this project's machines),
-    # otherwise PyTorch's own CPU-only index.
-    pip install --quiet --no-index torch==2.13.0 2>/dev/null \
-        || pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    if pip install --quiet --no-index --no-deps torch==2.13.0 2>/dev/null; then
+        # A local CPU wheel (pip's find-links, as on this project's machines); its dependencies from PyPI.
+        pip install --quiet torch==2.13.0
+    else
+        pip install --quiet torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+            --extra-index-url https://pypi.org/simple
+    fi
 fi
 pip install --quiet --editable ".[${SPARSECAP_EXTRAS:-test}]"
