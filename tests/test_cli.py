@@ -40,7 +40,7 @@ def test_describe_table_for_the_depth_family(capsys):
     ("arguments", "message"),
     [
         (["describe", "mlp", "--dataset", "imagenet"], "valid names: mnist, fashion-mnist"),
-        (["describe", "transformer"], "valid architectures: mlp"),
+        (["describe", "transformer"], "valid: mlp, resnet, vgg, vgg11"),
         (["describe", "mlp", "--allocation", "dense"], "valid allocations: uniform, staggered, erk"),
         (["describe", "mlp", "--width", "64"], "must be at least as large as the base"),
         (["run", "quik"], "presets: "),
@@ -112,7 +112,9 @@ def test_datasets_lists_every_dataset(capsys, tmp_path):
     code, out, _ = _run(capsys, "datasets", "--data-root", str(tmp_path))
     assert code == 0
     lines = out.strip().splitlines()
-    assert [line.split()[0] for line in lines] == ["mnist", "fashion-mnist", "cifar10", "cifar100", "digits"]
+    assert [line.split()[0] for line in lines] == [
+        "mnist", "fashion-mnist", "cifar10", "cifar100", "digits", "mnist-c", "cifar10-c", "cifar100-c"
+    ]
     assert "available" in next(line for line in lines if line.startswith("digits"))
 
 

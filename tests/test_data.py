@@ -30,6 +30,7 @@ from sparsecap.data.digits import load_digits_dataset
 from sparsecap.data.download import RemoteFiles, download_file
 from sparsecap.data.locate import candidate_locations, not_found_message
 from sparsecap.errors import DatasetFormatError, DatasetNotFoundError, SparsecapError
+from tests.dataset_files import cifar_batch_bytes, random_cifar_batch, write_cifar10
 
 REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -76,34 +77,6 @@ def write_idx_dataset(directory: Path, gz: bool, num_train: int = 6, num_test: i
         write_file(directory / labels_name, idx_bytes(labels, 2049), gz)
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
     return arrays
-
-
-def cifar_batch_bytes(data: np.ndarray, labels: list[int], label_key: bytes = b"labels") -> bytes:
-    """A batch pickled like the official ones: a dict with bytes keys, uint8 data and a list of int labels."""
-    batch = {
-        b"batch_label": b"testing batch",
-        label_key: labels,
-        b"data": data,
-        b"filenames": [f"image_{index}.png".encode() for index in range(len(labels))],
-    }
-    if label_key == b"fine_labels":
-        batch[b"coarse_labels"] = [label // 5 for label in labels]
-    return pickle.dumps(batch)
-
-
-def random_cifar_batch(rng: np.random.Generator, count: int, num_classes: int) -> tuple[np.ndarray, list[int]]:
-    data = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
-    return data, [int(label) for label in rng.integers(0, num_classes, size=count)]
-
-
-def write_cifar10(directory: Path) -> dict[str, tuple[np.ndarray, list[int]]]:
-    rng = np.random.default_rng(1)
-    batches = {f"data_batch_{index}": random_cifar_batch(rng, 3, 10) for index in range(1, 6)}
-    batches["test_batch"] = random_cifar_batch(rng, 2, 10)
-    directory.mkdir(parents=True)
-    for batch_name, (data, labels) in batches.items():
-        (directory / batch_name).write_bytes(cifar_batch_bytes(data, labels))
-    return batches
 
 
 def write_cifar100(directory: Path) -> dict[str, tuple[np.ndarray, list[int]]]:

@@ -247,3 +247,35 @@ def test_page_renders_in_chromium(report_page: Path, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_adversarial_figure_and_caption_only_with_adversarial_rows(tmp_path: Path) -> None:
+    database = StudyDatabase(tmp_path)
+    for width in WIDTHS:
+        for seed in (0, 1):
+            rows = tuple(
+                {"attack": attack, "epsilon": epsilon, "robust_accuracy": 0.8 - epsilon - 0.1 * seed - width / 1000,
+                 "success_rate": 0.1 + epsilon, "examples": 100}
+                for attack in ("fgsm", "pgd")
+                for epsilon in (0.1, 0.3)
+            )
+            database.record_trial(_record(schedule="static", width=width, seed=seed, adversarial=rows))
+    assert len(database.rows("adversarial")) == len(WIDTHS) * 2 * 4
+    points = summarise_points(load_study(tmp_path))
+    [static] = points.values()
+    stat = static[0].adversarial_accuracy[("pgd", 0.3)]
+    assert (static[0].width, stat.n) == (64, 2)
+    assert stat.mean == pytest.approx(0.8 - 0.3 - 0.05 - 0.064)
+    assert stat.std == pytest.approx(0.1 / math.sqrt(2))
+    page = write_report(tmp_path)
+    html = page.read_text(encoding="utf-8")
+    data = (page.parent / "adversarial_accuracy.png").read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 1000
+    assert 'src="adversarial_accuracy.png"' in html and "Robust accuracy under adversarial attacks." in html
+    assert "Adversarial attacks (L∞ budgets in pixel units): FGSM at ε 0.1, 0.3; PGD at ε 0.1, 0.3." in html
+
+
+def test_no_adversarial_figure_without_adversarial_rows(report_page: Path) -> None:
+    html = report_page.read_text(encoding="utf-8")
+    assert "adversarial" not in html.lower()
+    assert not (report_page.parent / "adversarial_accuracy.png").exists()

@@ -1,6 +1,7 @@
 import pytest
 
 from sparsecap.errors import SpecError
+from sparsecap.models import ModelConfig
 from sparsecap.studies import Family, expand, list_presets, load_spec, parse_spec
 
 MINIMAL = {"name": "tiny", "architectures": ["mlp"], "datasets": ["digits"], "widths": [16, 32]}
@@ -10,7 +11,8 @@ MINIMAL = {"name": "tiny", "architectures": ["mlp"], "datasets": ["digits"], "wi
 def test_every_preset_validates_and_expands(preset):
     spec = load_spec(preset)
     trials = expand(spec)
-    assert len(trials) == len(spec.widths) * len(spec.depths) * len(spec.schedules) * len(spec.seeds)
+    depths = sum(len(spec.depths_for(architecture)) for architecture in spec.architectures)
+    assert len(trials) == len(spec.widths) * depths * len(spec.datasets) * len(spec.schedules) * len(spec.seeds)
     assert len({trial.trial_id for trial in trials}) == len(trials)
 
 
@@ -21,13 +23,13 @@ def test_paper_presets_have_the_papers_settings():
     assert width.training.stop_loss == 0.01
     depth = load_spec("paper-mlp-mnist-depth")
     assert depth.family is Family.DEPTH and depth.depths == [1, 2, 4, 8] and depth.widths == [512]
-    assert (depth.resolved_base_width, depth.resolved_base_depth) == (512, 1)
+    assert depth.base_for("mlp") == ModelConfig("mlp", 512, 1)
     assert [s.value for s in load_spec("paper-mlp-mnist-posttrain").schedules] == ["posttrain"]
 
 
 def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
     spec = parse_spec(MINIMAL, "test")
-    assert (spec.resolved_base_width, spec.resolved_base_depth) == (16, 1)
+    assert spec.base_for("mlp") == ModelConfig("mlp", 16, 1)
     assert spec.fingerprint() == parse_spec(dict(MINIMAL), "again").fingerprint()
     assert spec.fingerprint() != parse_spec({**MINIMAL, "seeds": [0]}, "other").fingerprint()
 
@@ -46,6 +48,13 @@ def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
         ({"base_width": 64}, "must not be larger"),
         ({"seeds": [1, 1]}, "must not repeat"),
         ({"training": {"momentum": 1.5}}, "training.momentum"),
+        ({"adversarial": {"attacks": ["cw"]}}, "'fgsm', 'ffgsm', 'bim', 'pgd' or 'apgd'"),
+        ({"adversarial": {"epsilons": [1.5]}}, "adversarial.epsilons.0: Input should be less than or equal to 1"),
+        ({"adversarial": {"epsilons": [-0.1]}}, "adversarial.epsilons.0: Input should be greater than or equal to 0"),
+        ({"adversarial": {"steps": 0}}, "adversarial.steps: Input should be greater than 0"),
+        ({"adversarial": {"examples": 0}}, "adversarial.examples"),
+        ({"adversarial": {"attacks": ["pgd", "pgd"]}}, "must not repeat, got ['pgd', 'pgd']"),
+        ({"adversarial": {"budget": 0.1}}, "adversarial.budget: unknown key"),
     ],
 )
 def test_bad_specs_name_the_problem_and_the_valid_keys(change, message):
@@ -72,3 +81,15 @@ def test_spec_file_and_overrides(tmp_path):
         load_spec(str(path))
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(str(tmp_path / "missing.toml"))
+
+
+def test_adversarial_table_defaults_and_fingerprint():
+    spec = parse_spec(MINIMAL, "test")
+    assert not spec.adversarial.enabled and [attack.value for attack in spec.adversarial.attacks] == [
+        "fgsm", "ffgsm", "bim", "pgd", "apgd"]
+    assert (spec.adversarial.epsilons, spec.adversarial.steps, spec.adversarial.examples) == (None, 10, 1000)
+    # Disabled attacks change no result, so they leave the fingerprint of studies made before them alone.
+    assert "adversarial" not in spec.resolved()
+    assert parse_spec({**MINIMAL, "adversarial": {"steps": 3}}, "t").fingerprint() == spec.fingerprint()
+    enabled = parse_spec({**MINIMAL, "adversarial": {"enabled": True, "attacks": ["pgd"], "epsilons": [0.1]}}, "t")
+    assert enabled.resolved()["adversarial"]["attacks"] == ["pgd"] and enabled.fingerprint() != spec.fingerprint()

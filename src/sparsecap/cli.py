@@ -52,23 +52,26 @@ def _command_report(arguments: argparse.Namespace) -> int:
 
 def _command_describe(arguments: argparse.Namespace) -> int:
     from sparsecap.describe import describe_model, format_table
-    from sparsecap.models import ModelConfig, architecture_family
-    from sparsecap.sparsity import parse_allocation
+    from sparsecap.models import ModelConfig, default_base, parse_model_name
+    from sparsecap.sparsity import MaskGranularity, parse_allocation
 
-    family = architecture_family(arguments.architecture)
-    if arguments.depth is not None:
-        model = ModelConfig(family.name, family.depth_family_width, arguments.depth)
-        base = ModelConfig(family.name, arguments.base_width or family.depth_family_width,
-                           arguments.base_depth or 1)
-    else:
-        model = ModelConfig(family.name, arguments.width or family.base_width, 1)
-        base = ModelConfig(family.name, arguments.base_width or family.base_width, arguments.base_depth or 1)
-    summary = describe_model(model, base, arguments.dataset, parse_allocation(arguments.allocation), arguments.seed)
+    family, named_depth = parse_model_name(arguments.architecture)
+    if named_depth is not None and arguments.depth not in (None, named_depth):
+        raise SparsecapError(f"{arguments.architecture} has depth {named_depth}, not --depth {arguments.depth}")
+    depth = arguments.depth or named_depth or family.base_depth
+    width = arguments.width or (family.depth_family_width if depth != family.base_depth else family.base_width)
+    model = ModelConfig(family.name, width, depth)
+    default = default_base(model)
+    base = ModelConfig(family.name, arguments.base_width or default.width, arguments.base_depth or default.depth)
+    granularity = MaskGranularity.KERNEL if arguments.whole_kernels else MaskGranularity.WEIGHT
+    allocation = parse_allocation(arguments.allocation)
+    summary = describe_model(model, base, arguments.dataset, allocation, arguments.seed, granularity)
     if arguments.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:
         print(f"{family.name} width {model.width} depth {model.depth} on {arguments.dataset}, masked to "
-              f"{family.name} width {base.width} depth {base.depth} ({arguments.allocation} allocation)")
+              f"{family.name} width {base.width} depth {base.depth} ({allocation.value} allocation, "
+              f"{granularity.value} masks)")
         print(format_table(summary))
     return 0
 
@@ -79,6 +82,30 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
     for entry in list_availability(arguments.data_root):
         state = "available" if entry.available else "missing"
         print(f"{entry.name.value:<15}{state:<11}{entry.location}")
+    from sparsecap.data import search_roots
+    from sparsecap.data.corrupted import CorruptedLayout, describe_availability
+
+    for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
+        available, location = describe_availability(layout, search_roots(arguments.data_root))
+        print(f"{layout.value:<15}{'available' if available else 'missing':<11}{location}")
+    return 0
+
+
+def _command_corrupt(arguments: argparse.Namespace) -> int:
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+    from sparsecap.data import load_dataset
+
+    dataset = load_dataset(arguments.dataset, arguments.data_root, arguments.download)
+    corruptions = [name.strip() for name in arguments.corruptions.split(",")] if arguments.corruptions else None
+    summary = write_corrupted_dataset(
+        dataset, arguments.out, corruptions=corruptions, seed=arguments.seed, severity=arguments.severity,
+        limit=arguments.limit, include_train=arguments.train, frost_directory=arguments.frost_dir,
+        show_progress=not arguments.no_progress,
+    )
+    for name, reason in summary.skipped.items():
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(f"{len(summary.written)} corruptions of {dataset.info.name.value} ({summary.suite.value} layout) "
+          f"written to {summary.directory}, manifest {summary.directory / 'manifest.json'}")
     return 0
 
 
@@ -114,12 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=_command_report)
 
     describe = commands.add_parser("describe", help="per-layer counts, density and connectivity of a masked model")
-    describe.add_argument("architecture")
-    size = describe.add_mutually_exclusive_group()
-    size.add_argument("--width", type=_positive_int, help="width-family member (depth 1)")
-    size.add_argument("--depth", type=_positive_int, help="depth-family member (at the family's width)")
-    describe.add_argument("--base-width", type=_positive_int, help="width of the base the model is masked to")
-    describe.add_argument("--base-depth", type=_positive_int, help="depth of the base the model is masked to")
+    describe.add_argument("architecture", help="mlp, vgg, resnet, or a member such as vgg16 or resnet50")
+    describe.add_argument("--width", type=_positive_int,
+                          help="units per hidden layer (mlp) or first layer's channels (vgg, resnet)")
+    describe.add_argument("--depth", type=_positive_int,
+                          help="hidden layers (mlp) or member (vgg: 11, 13, 16; resnet: 18, 34, 50)")
+    describe.add_argument("--base-width", type=_positive_int,
+                          help="width of the dense base the model is masked to (default: the width family's "
+                               "base, or the model's own width for a deeper member)")
+    describe.add_argument("--base-depth", type=_positive_int,
+                          help="depth of the dense base (default: the family's shallowest member)")
+    describe.add_argument("--whole-kernels", action="store_true",
+                          help="mask whole convolution kernels (total within one kernel of the base)")
     describe.add_argument("--dataset", default="mnist", help="sets input shape and classes (no data is read)")
     describe.add_argument("--allocation", default="uniform", help="uniform, staggered or erk")
     describe.add_argument("--seed", type=int, default=0, help="seed of the random mask")
@@ -129,6 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
     datasets = commands.add_parser("datasets", help="list datasets, whether available and from where")
     _add_data_arguments(datasets)
     datasets.set_defaults(handler=_command_datasets)
+
+    corrupt = commands.add_parser("corrupt", help="write a corrupted test set (MNIST-C or CIFAR-C layout)")
+    corrupt.add_argument("dataset", help="mnist, fashion-mnist (MNIST-C layout), cifar10 or cifar100 (CIFAR-C layout)")
+    corrupt.add_argument("--out", type=Path, required=True, help="output directory")
+    corrupt.add_argument("--corruptions", default=None, metavar="A,B",
+                         help="comma-separated names (default: the published set of the layout)")
+    corrupt.add_argument("--seed", type=int, default=0, help="seed of the random corruptions (default 0)")
+    corrupt.add_argument("--severity", type=int, default=None,
+                         help="MNIST-C only: one severity for every corruption (default: each one's published)")
+    corrupt.add_argument("--limit", type=_positive_int, default=None, help="corrupt only the first N images")
+    corrupt.add_argument("--train", action="store_true", help="MNIST-C only: write the train split too")
+    corrupt.add_argument("--frost-dir", type=Path, default=None,
+                         help="frost pictures frost1.png ... frost5.jpg (default: $SPARSECAP_FROST; "
+                              "without them frost is skipped)")
+    _add_data_arguments(corrupt)
+    corrupt.add_argument("--download", action="store_true", help="download the clean dataset if missing")
+    corrupt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    corrupt.set_defaults(handler=_command_corrupt)
 
     presets = commands.add_parser("presets", help="list the shipped study presets")
     presets.set_defaults(handler=_command_presets)

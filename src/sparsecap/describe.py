@@ -6,35 +6,51 @@ import torch
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.sparsity import Allocation, SparsitySummary, mask_to_capacity, summarize, weight_count
+from sparsecap.sparsity import (
+    Allocation,
+    MaskGranularity,
+    SparsitySummary,
+    mask_to_capacity,
+    summarize,
+    weight_count,
+)
 
 
 def describe_model(
-    model_config: ModelConfig, base_config: ModelConfig, dataset: str, allocation: Allocation, seed: int
+    model_config: ModelConfig,
+    base_config: ModelConfig,
+    dataset: str,
+    allocation: Allocation,
+    seed: int,
+    granularity: MaskGranularity = MaskGranularity.WEIGHT,
 ) -> SparsitySummary:
     """Mask `model_config` to the dense weight count of `base_config` and summarise the result."""
     info = dataset_info(dataset)
     capacity = weight_count(create_model(base_config, info))
     model = create_model(model_config, info)
-    mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(seed))
+    mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(seed), granularity)
     return summarize(model, capacity)
 
 
 def format_table(summary: SparsitySummary) -> str:
     """A fixed-width table a person can read in a terminal."""
-    header = f"{'layer':<16}{'shape':>16}{'weights':>14}{'nonzero':>12}{'density':>10}{'no input':>10}{'no output':>10}"
+    header = (
+        f"{'layer':<34}{'shape':>16}{'weights':>14}{'nonzero':>12}{'density':>10}"
+        f"{'outputs w/o input':>19}{'inputs unread':>15}"
+    )
     lines = [header, "-" * len(header)]
     for layer in summary.layers:
         shape = "x".join(map(str, layer.shape))
         lines.append(
-            f"{layer.name:<16}{shape:>16}{layer.weights:>14,}{layer.nonzero:>12,}{layer.density:>10.4f}"
-            f"{layer.units_without_input:>10}{layer.units_without_output:>10}"
+            f"{layer.name:<34}{shape:>16}{layer.weights:>14,}{layer.nonzero:>12,}{layer.density:>10.4f}"
+            f"{layer.outputs_without_input:>19}{layer.inputs_unread:>15}"
         )
     lines += [
         "-" * len(header),
-        f"{'total':<32}{summary.total_weights:>14,}{summary.total_nonzero:>12,}{summary.density:>10.4f}",
+        f"{'total':<50}{summary.total_weights:>14,}{summary.total_nonzero:>12,}{summary.density:>10.4f}",
         f"base nonzero (capacity): {summary.base_nonzero:,}",
         f"unmasked parameters (biases, normalisation): {summary.unmasked_parameters:,}",
+        f"difference from the base: {summary.total_nonzero - summary.base_nonzero:+,}",
         f"disconnected hidden units: {summary.disconnected_units:,}",
     ]
     return "\n".join(lines)

@@ -23,3 +23,11 @@ class AllocationError(SparsecapError):
 
 class StudyDirectoryError(SparsecapError):
     """The output directory holds a different study or is unusable."""
+
+
+class CorruptionError(SparsecapError):
+    """A corruption was asked for with an unknown name, a severity out of range, or unusable images."""
+
+
+class FrostUnavailableError(CorruptionError):
+    """The frost corruption needs a directory of frost pictures, and none (or none usable) was given."""

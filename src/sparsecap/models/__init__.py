@@ -5,9 +5,13 @@ from sparsecap.models.registry import (
     ModelConfig,
     architecture_family,
     create_model,
+    default_base,
     depth_family_base,
     list_architectures,
+    list_models,
+    parse_model_name,
     validate_config,
+    validate_input,
     width_family_base,
 )
 
@@ -16,8 +20,12 @@ __all__ = [
     "ModelConfig",
     "architecture_family",
     "create_model",
+    "default_base",
     "depth_family_base",
     "list_architectures",
+    "list_models",
+    "parse_model_name",
     "validate_config",
+    "validate_input",
     "width_family_base",
 ]

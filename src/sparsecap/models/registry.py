@@ -16,6 +16,8 @@ from sparsecap.data import DatasetInfo
 from sparsecap.errors import SparsecapError
 from sparsecap.models.mlp import build_mlp
 from sparsecap.models.normalize import Normalize
+from sparsecap.models.resnet import RESNET_LAYOUTS, build_resnet
+from sparsecap.models.vgg import VGG_LAYOUTS, build_vgg
 
 Builder = Callable[[tuple[int, int, int], int, int, int], nn.Module]
 
@@ -31,8 +33,15 @@ class ArchitectureFamily:
     depth_family_width: int
     """Width at which the depth family is built; its shallowest member is that family's base."""
     depths: tuple[int, ...] | None
-    """The depths that exist (None: any depth >= 1)."""
+    """The depths that exist (None: any depth >= 1); named members such as vgg16 are depth 16."""
     description: str
+    min_input_size: int = 1
+    """Smallest image height and width the network can take."""
+
+    @property
+    def base_depth(self) -> int:
+        """The shallowest member: the depth family's base, and the depth of the width family."""
+        return min(self.depths) if self.depths else 1
 
 
 @dataclass(frozen=True)
@@ -62,10 +71,49 @@ register(
         description="fully connected, ReLU; width = units per hidden layer, depth = hidden layers",
     )
 )
+register(
+    ArchitectureFamily(
+        name="vgg",
+        build=build_vgg,
+        base_width=16,
+        depth_family_width=64,
+        depths=tuple(sorted(VGG_LAYOUTS)),
+        description="CIFAR-style VGG11/13/16 with batch norm; width = first layer's channels (64: vanilla)",
+        min_input_size=8,
+    )
+)
+register(
+    ArchitectureFamily(
+        name="resnet",
+        build=build_resnet,
+        base_width=16,
+        depth_family_width=64,
+        depths=tuple(sorted(RESNET_LAYOUTS)),
+        description="CIFAR-style ResNet18/34 (basic) and 50 (bottleneck); width = stem channels (64: vanilla)",
+        min_input_size=8,
+    )
+)
 
 
 def list_architectures() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def list_models() -> list[str]:
+    """Every name `parse_model_name` takes: the families and their named members (vgg11, resnet50, ...)."""
+    members = [f"{family.name}{depth}" for family in _REGISTRY.values() for depth in family.depths or ()]
+    return list_architectures() + members
+
+
+def parse_model_name(name: str) -> tuple[ArchitectureFamily, int | None]:
+    """A family name ("vgg") or a named member ("vgg16" → vgg at depth 16)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name], None
+    for family in _REGISTRY.values():
+        suffix = name.removeprefix(family.name)
+        if suffix != name and suffix.isdigit() and family.depths and int(suffix) in family.depths:
+            return family, int(suffix)
+    raise SparsecapError(f"unknown architecture {name!r}; valid: {', '.join(list_models())}")
 
 
 def architecture_family(name: str) -> ArchitectureFamily:
@@ -89,19 +137,37 @@ def validate_config(config: ModelConfig) -> None:
         raise SparsecapError(f"{family.name} has no depth {config.depth}; valid depths: {valid}")
 
 
+def validate_input(family: ArchitectureFamily, input_shape: tuple[int, int, int]) -> None:
+    if min(input_shape[1:]) < family.min_input_size:
+        raise SparsecapError(
+            f"{family.name} cannot take {'x'.join(map(str, input_shape))} inputs: images must be at least "
+            f"{family.min_input_size}x{family.min_input_size} pixels"
+        )
+
+
 def create_model(config: ModelConfig, dataset: DatasetInfo) -> nn.Sequential:
     """The model for `dataset`: pixel normalisation followed by the architecture's network."""
     validate_config(config)
     family = architecture_family(config.architecture)
+    validate_input(family, dataset.input_shape)
     network = family.build(dataset.input_shape, dataset.num_classes, config.width, config.depth)
     return nn.Sequential(OrderedDict(normalize=Normalize(dataset.mean, dataset.std), network=network))
 
 
 def width_family_base(architecture: str) -> ModelConfig:
     family = architecture_family(architecture)
-    return ModelConfig(architecture, family.base_width, 1)
+    return ModelConfig(architecture, family.base_width, family.base_depth)
 
 
 def depth_family_base(architecture: str) -> ModelConfig:
     family = architecture_family(architecture)
-    return ModelConfig(architecture, family.depth_family_width, 1)
+    return ModelConfig(architecture, family.depth_family_width, family.base_depth)
+
+
+def default_base(config: ModelConfig) -> ModelConfig:
+    """What a model is masked to by default: a deeper member, to the shallowest at the same width (depth
+    family); the shallowest member, to the same architecture at the family's base width (width family)."""
+    family = architecture_family(config.architecture)
+    if config.depth != family.base_depth:
+        return ModelConfig(config.architecture, config.width, family.base_depth)
+    return width_family_base(config.architecture)

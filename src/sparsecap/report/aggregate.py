@@ -89,6 +89,13 @@ class PointSummary:
     min_class_recall: Stat
     noise_accuracy: dict[float, Stat] = field(default_factory=dict)
     noise_delta_loss: dict[float, Stat] = field(default_factory=dict)
+    adversarial_accuracy: dict[tuple[str, float], Stat] = field(default_factory=dict)
+    """(attack, epsilon) -> robust accuracy over seeds."""
+    corruption_accuracy: dict[tuple[str, int], Stat] = field(default_factory=dict)
+    """(corruption, severity) -> accuracy on corrupted data (per trial the mean over draws), over seeds."""
+    corruption_mean: dict[int | None, Stat] = field(default_factory=dict)
+    """Mean accuracy over corruptions (identity left out): None -> over every evaluated severity; a severity
+    -> at that severity (only where every corruption was evaluated at the same severities, as in CIFAR-C)."""
 
     @property
     def n_finished(self) -> int:
@@ -126,6 +133,10 @@ class StudyResults:
     class_recall: dict[str, list[float]]
     """trial_id -> recall per class index (NaN where a class is missing)."""
     weight_noise: dict[str, list[dict[str, Any]]]
+    adversarial: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """trial_id -> its adversarial rows (attack, epsilon, robust_accuracy, ...)."""
+    corruption: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """trial_id -> its corrupted-data rows (corruption, severity, draw, accuracy, loss)."""
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -177,12 +188,20 @@ def load_study(study_directory: Path) -> StudyResults:
     weight_noise: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in database.rows("weight_noise"):
         weight_noise[row["trial_id"]].append(row)
+    adversarial: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in database.rows("adversarial"):
+        adversarial[row["trial_id"]].append(row)
+    corruption: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in database.rows("corruption"):
+        corruption[row["trial_id"]].append(row)
     return StudyResults(
         directory=directory,
         metadata=database.metadata(),
         trials=trials,
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
+        adversarial=dict(adversarial),
+        corruption=dict(corruption),
     )
 
 
@@ -207,6 +226,33 @@ def _noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, flo
     return result
 
 
+CLEAN_CORRUPTION = "identity"
+"""MNIST-C's identity is the clean test set: reported, but left out of the mean over corruptions."""
+
+
+def _corruption_per_trial(rows: list[dict[str, Any]]) -> tuple[dict[tuple[str, int], float], dict[int | None, float]]:
+    """One trial's corrupted-data accuracy per (corruption, severity), averaged over draws, and its means.
+
+    Means over corruptions leave out identity: None -> over every (corruption, severity); per severity only
+    when all corruptions were evaluated at the same severities (CIFAR-C; not MNIST-C's published ones).
+    """
+    by_key: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for row in rows:
+        by_key[(str(row["corruption"]), int(row["severity"]))].append(_number(row["accuracy"]))
+    accuracy = {key: float(np.nanmean(values)) for key, values in by_key.items()}
+    corrupted = {key: value for key, value in accuracy.items() if key[0] != CLEAN_CORRUPTION}
+    if not corrupted:
+        return accuracy, {}
+    means: dict[int | None, float] = {None: float(np.mean(list(corrupted.values())))}
+    severities_of: dict[str, set[int]] = defaultdict(set)
+    for name, severity in corrupted:
+        severities_of[name].add(severity)
+    if len({frozenset(levels) for levels in severities_of.values()}) == 1:
+        for severity in sorted(next(iter(severities_of.values()))):
+            means[severity] = float(np.mean([value for (_, level), value in corrupted.items() if level == severity]))
+    return accuracy, means
+
+
 def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]]:
     """Per group (sorted), its points sorted from dense (100 %) to sparsest.
 
@@ -228,6 +274,15 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
             _noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "delta_loss") for trial in finished
         ]
         sigmas = sorted({sigma for per_trial in accuracy_per_trial for sigma in per_trial})
+        adversarial_per_trial = [
+            {(str(row["attack"]), float(row["epsilon"])): row["robust_accuracy"]
+             for row in results.adversarial.get(trial["trial_id"], [])}
+            for trial in finished
+        ]
+        budgets = list(dict.fromkeys(key for per_trial in adversarial_per_trial for key in per_trial))
+        corruption_per_trial = [_corruption_per_trial(results.corruption.get(trial["trial_id"], [])) for trial in finished]
+        corruption_keys = list(dict.fromkeys(key for per_trial, _ in corruption_per_trial for key in per_trial))
+        mean_keys = list(dict.fromkeys(key for _, means in corruption_per_trial for key in means))
         position_trials = finished or trials
         groups[group].append(
             PointSummary(
@@ -245,6 +300,13 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
                 noise_delta_loss={
                     sigma: Stat.of(per_trial.get(sigma) for per_trial in delta_per_trial) for sigma in sigmas
                 },
+                adversarial_accuracy={
+                    key: Stat.of(per_trial.get(key) for per_trial in adversarial_per_trial) for key in budgets
+                },
+                corruption_accuracy={
+                    key: Stat.of(per_trial.get(key) for per_trial, _ in corruption_per_trial) for key in corruption_keys
+                },
+                corruption_mean={key: Stat.of(means.get(key) for _, means in corruption_per_trial) for key in mean_keys},
             )
         )
     return {
@@ -256,6 +318,16 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
 def noise_sigmas(points_by_group: dict[GroupKey, list[PointSummary]]) -> list[float]:
     """Every sigma that appears anywhere, ascending."""
     return sorted({sigma for points in points_by_group.values() for point in points for sigma in point.noise_accuracy})
+
+
+def adversarial_budgets(points_by_group: dict[GroupKey, list[PointSummary]]) -> dict[str, list[float]]:
+    """Every attack that appears anywhere (in the order recorded) with its budgets, ascending."""
+    budgets: dict[str, set[float]] = {}
+    for points in points_by_group.values():
+        for point in points:
+            for attack, epsilon in point.adversarial_accuracy:
+                budgets.setdefault(attack, set()).add(epsilon)
+    return {attack: sorted(epsilons) for attack, epsilons in budgets.items()}
 
 
 def class_recall_analysis(

@@ -9,9 +9,10 @@ pyplot's global state alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from matplotlib import colormaps
@@ -22,13 +23,39 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
-from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, noise_sigmas
+from sparsecap.report.aggregate import (
+    GroupKey,
+    PointRecallAnalysis,
+    PointSummary,
+    Stat,
+    adversarial_budgets,
+    noise_sigmas,
+)
 
 DPI = 110
 PANEL_SIZE = (5.6, 3.9)
 MAX_COLUMNS = 2
 
 StatOf = Callable[[PointSummary], Stat | None]
+
+
+class Panel(Protocol):
+    """What a panel is keyed by: a group, or anything else with a title."""
+
+    @property
+    def label(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class AttackPanel:
+    """One attack within one group (the adversarial figure has a panel per attack per group)."""
+
+    group: GroupKey
+    attack: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.group.label}\n{self.attack.upper()}"
 
 
 @dataclass(frozen=True)
@@ -150,22 +177,30 @@ def _no_data(axis: Axes, message: str = "no data") -> None:
 
 
 def plot_against_remaining(
-    points_by_group: dict[GroupKey, list[PointSummary]],
-    lines: Sequence[Line],
+    points_by_group: Mapping[Panel, Sequence[PointSummary]],
+    lines: Sequence[Line] | Callable[[Panel], Sequence[Line]],
     *,
     ylabel: str,
     title: str,
     path: Path,
     legend_title: str | None = None,
+    max_columns: int = MAX_COLUMNS,
+    panel_size: tuple[float, float] = PANEL_SIZE,
 ) -> None:
-    """One panel per group: each line's mean ± std over seeds against remaining weights (%)."""
+    """One panel per group (or other panel key): each line's mean ± std over seeds against remaining weights (%).
+
+    `lines` may depend on the panel (a function of its key).
+    """
     groups = list(points_by_group)
-    figure, axes = _panel_grid(len(groups))
+    figure, axes = _panel_grid(len(groups), panel_size, max_columns=max_columns)
     legend_handles: dict[str, object] = {}
+    most_lines = 0
     for axis, group in zip(axes, groups, strict=True):
         points = points_by_group[group]
+        panel_lines = lines(group) if callable(lines) else lines
+        most_lines = max(most_lines, len(panel_lines))
         axis.set_title(group.label, fontsize=9)
-        if not _draw_lines(axis, points, lines):
+        if not _draw_lines(axis, points, panel_lines):
             _no_data(axis)
             continue
         _format_remaining_axis(axis, points)
@@ -173,7 +208,7 @@ def plot_against_remaining(
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend_handles.setdefault(label, handle)
     figure.suptitle(title, fontsize=11)
-    if len(lines) > 1 and legend_handles:
+    if most_lines > 1 and legend_handles:
         figure.legend(
             list(legend_handles.values()),
             list(legend_handles),
@@ -264,6 +299,116 @@ def plot_class_recall_heatmap(
     _save(figure, path)
 
 
+ADVERSARIAL_PANEL_SIZE = (4.2, 3.4)
+
+
+def _epsilon_label(epsilon: float) -> str:
+    """'ε = 0.1', or 'ε = 8/255' for budgets on the 1/255 grid CIFAR budgets are quoted on."""
+    in_255ths = epsilon * 255
+    if epsilon > 0 and abs(in_255ths - round(in_255ths)) < 1e-6 and abs(epsilon * 100 - round(epsilon * 100)) > 1e-6:
+        return f"ε = {round(in_255ths)}/255"
+    return f"ε = {epsilon:g}"
+
+
+def _plot_adversarial(
+    points_by_group: dict[GroupKey, list[PointSummary]], budgets: dict[str, list[float]], path: Path
+) -> None:
+    """Robust accuracy: a row of panels (one per attack) per group, a line per budget, same colour per budget."""
+    epsilons = sorted({epsilon for values in budgets.values() for epsilon in values})
+    colors = dict(zip(epsilons, _line_colors(len(epsilons)), strict=True))
+    panels = {AttackPanel(group, attack): points for group, points in points_by_group.items() for attack in budgets}
+
+    def lines(panel: Panel) -> list[Line]:
+        assert isinstance(panel, AttackPanel)
+        return [
+            Line(
+                _epsilon_label(epsilon),
+                lambda point, key=(panel.attack, epsilon): point.adversarial_accuracy.get(key),
+                colors[epsilon],
+            )
+            for epsilon in budgets[panel.attack]
+        ]
+
+    plot_against_remaining(
+        panels, lines, ylabel="robust accuracy", legend_title="L∞ budget",
+        title="Robust accuracy under adversarial attacks vs remaining weights", path=path,
+        max_columns=len(budgets), panel_size=ADVERSARIAL_PANEL_SIZE,
+    )
+
+
+@dataclass(frozen=True)
+class CorruptionPanel:
+    """One corruption within one group (the per-corruption breakdown has a panel per corruption per group)."""
+
+    group: GroupKey
+    corruption: str
+    severities: tuple[int, ...] = ()
+
+    @property
+    def label(self) -> str:
+        only = f" (severity {self.severities[0]})" if len(self.severities) == 1 else ""
+        return f"{self.group.label}\n{self.corruption}{only}"
+
+
+CORRUPTION_PANEL_SIZE = (3.6, 3.0)
+CORRUPTION_COLUMNS = 4
+
+
+def _corruption_severities(points_by_group: dict[GroupKey, list[PointSummary]]) -> list[int]:
+    keys = {key for points in points_by_group.values() for point in points for key in point.corruption_accuracy}
+    return sorted({severity for _, severity in keys})
+
+
+def _plot_corrupted_accuracy(points_by_group: dict[GroupKey, list[PointSummary]], path: Path) -> None:
+    """Paper Fig. 2: clean accuracy and the mean accuracy over corruptions (per severity where uniform)."""
+    severities = _corruption_severities(points_by_group)
+    colors = dict(zip(severities, _line_colors(len(severities)), strict=True))
+
+    def lines(panel: Panel) -> list[Line]:
+        points = points_by_group[panel]  # type: ignore[index]
+        keys = {key for point in points for key in point.corruption_mean}
+        levels = sorted(key for key in keys if key is not None)
+        result = [Line("clean", lambda point: point.clean_accuracy, "0.3")]
+        if levels:
+            result += [Line(f"severity {level}, mean over corruptions",
+                            lambda point, key=level: point.corruption_mean.get(key), colors.get(level))
+                       for level in levels]
+        else:
+            result.append(Line("mean over corruptions", lambda point: point.corruption_mean.get(None), "C3"))
+        return result
+
+    plot_against_remaining(
+        points_by_group, lines, ylabel="accuracy", legend_title="test data",
+        title="Accuracy on corrupted data vs remaining weights", path=path,
+    )
+
+
+def _plot_corruption_breakdown(points_by_group: dict[GroupKey, list[PointSummary]], path: Path) -> None:
+    """Paper Fig. 9-11: a panel per corruption (and group), a line per severity, same colour per severity."""
+    severities = _corruption_severities(points_by_group)
+    colors = dict(zip(severities, _line_colors(len(severities)), strict=True))
+
+    def levels(points: list[PointSummary], corruption: str) -> tuple[int, ...]:
+        return tuple(sorted({level for point in points for name, level in point.corruption_accuracy if name == corruption}))
+
+    panels = {
+        CorruptionPanel(group, name, levels(points, name)): points
+        for group, points in points_by_group.items()
+        for name in dict.fromkeys(name for point in points for name, _ in point.corruption_accuracy)
+    }
+
+    def lines(panel: Panel) -> list[Line]:
+        assert isinstance(panel, CorruptionPanel)
+        return [Line(f"severity {level}", lambda point, key=(panel.corruption, level): point.corruption_accuracy.get(key),
+                     colors[level]) for level in panel.severities]
+
+    plot_against_remaining(
+        panels, lines, ylabel="accuracy", legend_title="severity",
+        title="Accuracy per corruption vs remaining weights", path=path,
+        max_columns=CORRUPTION_COLUMNS, panel_size=CORRUPTION_PANEL_SIZE,
+    )
+
+
 def _sigma_label(sigma: float) -> str:
     return f"σ = {sigma:g}"
 
@@ -347,6 +492,44 @@ def write_figures(
             points_by_group, [Line("clean accuracy", lambda point: point.clean_accuracy)],
             ylabel="test accuracy", title="Clean test accuracy vs remaining weights", path=path,
         ),
+    )
+    budgets = adversarial_budgets(points_by_group)
+    emit(
+        FigureInfo(
+            "adversarial_accuracy.png",
+            "Robust accuracy under adversarial attacks",
+            "Test accuracy under L∞ attacks (paper Fig. 3): one panel per attack and group, one line per budget "
+            "ε in pixel units (inputs in [0, 1]), mean ± std over seeds, on the same seeded sample of test "
+            "examples for every model. An example counts when the model classifies it correctly both clean "
+            "and attacked. FGSM: one signed-gradient step; FFGSM: FGSM from a random start; BIM: iterated "
+            "FGSM; PGD: BIM from a random start; APGD: PGD with an adaptive step size and momentum. Look for "
+            "whether robust accuracy falls as models get sparser (to the right) at a fixed number of "
+            "nonzero weights, and whether that holds for the stronger attacks.",
+        ),
+        (lambda path: _plot_adversarial(points_by_group, budgets, path)) if budgets else None,
+    )
+    has_corruption = any(point.corruption_accuracy for points in points_by_group.values() for point in points)
+    emit(
+        FigureInfo(
+            "corrupted_accuracy.png",
+            "Accuracy on corrupted data",
+            "Test accuracy on corrupted images (paper Fig. 2, 5, 7): MNIST-C at each corruption's published "
+            "severity, CIFAR-10-C/-100-C at the chosen severities, the mean over corruptions (identity, the clean "
+            "set, left out), beside the clean accuracy; mean ± std over seeds. Every model sees the same cached "
+            "corrupted sample (random corruptions: the mean over several noise draws). Look for whether the gap "
+            "between clean and corrupted accuracy widens as models get sparser at a fixed number of weights.",
+        ),
+        (lambda path: _plot_corrupted_accuracy(points_by_group, path)) if has_corruption else None,
+    )
+    emit(
+        FigureInfo(
+            "corruption_breakdown.png",
+            "Accuracy per corruption",
+            "The corrupted-data accuracy of each corruption separately (paper Fig. 9-11), one line per severity, "
+            "mean ± std over seeds. Look for the corruptions whose accuracy falls with sparsity while others "
+            "stay flat: noise and blur, which change high frequencies, against weather and digital ones.",
+        ),
+        (lambda path: _plot_corruption_breakdown(points_by_group, path)) if has_corruption else None,
     )
     emit(
         FigureInfo(

@@ -15,6 +15,7 @@ from sparsecap.report.aggregate import (
     PointRecallAnalysis,
     PointSummary,
     StudyResults,
+    adversarial_budgets,
     noise_sigmas,
 )
 from sparsecap.report.class_recall import SIGNIFICANCE_LEVEL
@@ -84,6 +85,13 @@ def summary_text(results: StudyResults, points_by_group: dict[GroupKey, list[Poi
         parts.append(f"Weight-noise levels σ: {', '.join(f'{sigma:g}' for sigma in sigmas)}.")
     else:
         parts.append("No weight-noise results were recorded.")
+    budgets = adversarial_budgets(points_by_group)
+    if budgets:
+        attacks = "; ".join(
+            f"{attack.upper()} at ε {', '.join(f'{epsilon:.4g}' for epsilon in epsilons)}"
+            for attack, epsilons in budgets.items()
+        )
+        parts.append(f"Adversarial attacks (L∞ budgets in pixel units): {attacks}.")
     parts.append(
         "Statistics use finished trials only: per trial, weight-noise results are averaged over draws, then "
         "mean ± sample std are taken over seeds."

@@ -1,16 +1,24 @@
 """Fixed-capacity sparsity: masks, their allocation over layers, initialisation and pruning."""
 
-from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity, parse_allocation
+from sparsecap.sparsity.allocation import (
+    Allocation,
+    allocate,
+    check_capacity,
+    parse_allocation,
+    whole_kernel_counts,
+)
 from sparsecap.sparsity.initialization import initialize_
-from sparsecap.sparsity.masked import MaskedLinear, masked_layers
+from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear, masked_layers
 from sparsecap.sparsity.pruning import PruningScope, magnitude_prune_
 from sparsecap.sparsity.random_mask import random_mask
-from sparsecap.sparsity.static import mask_to_capacity, sparse_model_at_init, weight_count
+from sparsecap.sparsity.static import MaskGranularity, mask_to_capacity, sparse_model_at_init, weight_count
 from sparsecap.sparsity.summary import LayerSummary, SparsitySummary, summarize
 
 __all__ = [
     "Allocation",
     "LayerSummary",
+    "MaskGranularity",
+    "MaskedConv2d",
     "MaskedLinear",
     "PruningScope",
     "SparsitySummary",
@@ -25,4 +33,5 @@ __all__ = [
     "sparse_model_at_init",
     "summarize",
     "weight_count",
+    "whole_kernel_counts",
 ]

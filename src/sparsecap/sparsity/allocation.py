@@ -108,3 +108,27 @@ def allocate(shapes: Sequence[Sequence[int]], target: int, allocation: Allocatio
     if allocation is Allocation.STAGGERED:
         return _staggered(sizes, target)
     return _erk(shapes, sizes, target)
+
+
+def whole_kernel_counts(counts: Sequence[int], shapes: Sequence[Sequence[int]], target: int) -> list[int]:
+    """Per-layer numbers of whole kernels (the (out, in) slices of a weight) close to `counts`.
+
+    Layers are rounded down to whole kernels, then kernels are added, most-rounded-down layer first,
+    while they fit under the target: the total never exceeds the target and falls short of it by less
+    than one kernel of a layer that still has room (a linear layer's "kernel" is one weight).
+    """
+    kernel_sizes = [math.prod(shape[2:]) for shape in shapes]
+    available = [math.prod(shape[:2]) for shape in shapes]
+    exact = [count / size for count, size in zip(counts, kernel_sizes, strict=True)]
+    kernels = [min(limit, math.floor(value)) for value, limit in zip(exact, available, strict=True)]
+    shortfall = target - sum(number * size for number, size in zip(kernels, kernel_sizes, strict=True))
+    order = sorted(range(len(shapes)), key=lambda index: exact[index] - kernels[index], reverse=True)
+    added = True
+    while added:
+        added = False
+        for index in order:
+            if kernels[index] < available[index] and kernel_sizes[index] <= shortfall:
+                kernels[index] += 1
+                shortfall -= kernel_sizes[index]
+                added = True
+    return kernels

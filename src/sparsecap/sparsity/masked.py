@@ -12,17 +12,14 @@ import torch.nn.functional as functional
 from torch import nn
 
 
-class MaskedLinear(nn.Linear):
-    """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer)."""
+class _MaskedWeight:
+    """What linear and convolutional masked layers share: the mask buffer and how it is replaced."""
 
+    weight: nn.Parameter
     mask: torch.Tensor
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
-        super().__init__(in_features, out_features, bias=bias)
-        self.register_buffer("mask", torch.ones_like(self.weight))
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return functional.linear(inputs, self.weight * self.mask, self.bias)
+    def _register_mask(self) -> None:
+        self.register_buffer("mask", torch.ones_like(self.weight))  # type: ignore[attr-defined]
 
     def set_mask(self, mask: torch.Tensor) -> None:
         """Install a new mask and zero the weights it removes, so stored weights are the effective ones."""
@@ -33,9 +30,35 @@ class MaskedLinear(nn.Linear):
             self.weight.mul_(self.mask)
 
 
-MaskedLayer = MaskedLinear
+class MaskedLinear(_MaskedWeight, nn.Linear):
+    """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self._register_mask()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return functional.linear(inputs, self.weight * self.mask, self.bias)
+
+
+class MaskedConv2d(_MaskedWeight, nn.Conv2d):
+    """`nn.Conv2d` whose weight is multiplied by a fixed 0/1 mask over (out, in, kernel height, width)."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, bias: bool = True
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self._register_mask()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(inputs, self.weight * self.mask, self.bias)
+
+
+MaskedLayer = MaskedLinear | MaskedConv2d
 
 
 def masked_layers(model: nn.Module) -> list[tuple[str, MaskedLayer]]:
     """The model's maskable layers in definition order; their weights are what capacity counts."""
-    return [(name, module) for name, module in model.named_modules() if isinstance(module, MaskedLinear)]
+    return [
+        (name, module) for name, module in model.named_modules() if isinstance(module, MaskedLinear | MaskedConv2d)
+    ]

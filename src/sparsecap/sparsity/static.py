@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import enum
+
 import torch
 from torch import nn
 
-from sparsecap.sparsity.allocation import Allocation, allocate
+from sparsecap.sparsity.allocation import Allocation, allocate, whole_kernel_counts
 from sparsecap.sparsity.initialization import initialize_
 from sparsecap.sparsity.masked import masked_layers
 from sparsecap.sparsity.random_mask import random_mask
+
+
+class MaskGranularity(str, enum.Enum):
+    """What a random mask keeps or removes."""
+
+    WEIGHT = "weight"
+    """Single weights: unstructured over (out, in, kernel height, kernel width); exact total."""
+    KERNEL = "kernel"
+    """Whole kernels ((out, in) pairs; Golubeva et al.'s io_only): total within one kernel of the target."""
 
 
 def weight_count(model: nn.Module) -> int:
@@ -21,13 +32,25 @@ def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
 
 
 def mask_to_capacity(
-    model: nn.Module, target: int, allocation: Allocation, generator: torch.Generator
+    model: nn.Module,
+    target: int,
+    allocation: Allocation,
+    generator: torch.Generator,
+    granularity: MaskGranularity = MaskGranularity.WEIGHT,
 ) -> list[int]:
-    """Give the model exactly `target` nonzero weights at random, shared by `allocation`; returns counts."""
-    counts = allocate(layer_shapes(model), target, allocation)
+    """Give the model `target` nonzero weights at random, shared by `allocation`; returns per-layer counts."""
+    shapes = layer_shapes(model)
+    counts = allocate(shapes, target, allocation)
+    if granularity is MaskGranularity.KERNEL:
+        counts = whole_kernel_counts(counts, shapes, target)
     for (_, layer), count in zip(masked_layers(model), counts, strict=True):
-        layer.set_mask(random_mask(layer.weight.shape, count, generator))
-    return counts
+        shape = layer.weight.shape
+        if granularity is MaskGranularity.KERNEL:
+            kernels = random_mask(shape[:2], count, generator)
+            layer.set_mask(kernels.view(*shape[:2], *[1] * (len(shape) - 2)).expand(shape))
+        else:
+            layer.set_mask(random_mask(shape, count, generator))
+    return [int(layer.mask.count_nonzero()) for _, layer in masked_layers(model)]
 
 
 def sparse_model_at_init(
@@ -36,8 +59,9 @@ def sparse_model_at_init(
     allocation: Allocation,
     mask_generator: torch.Generator,
     init_generator: torch.Generator,
+    granularity: MaskGranularity = MaskGranularity.WEIGHT,
 ) -> nn.Module:
     """Mask `model` to `target` nonzeros and initialise it for its masks (the paper's static schedule)."""
-    mask_to_capacity(model, target, allocation, mask_generator)
+    mask_to_capacity(model, target, allocation, mask_generator, granularity)
     initialize_(model, init_generator)
     return model

@@ -22,10 +22,10 @@ class LayerSummary:
     weights: int
     nonzero: int
     density: float
-    units_without_input: int
-    """Output units of this layer whose incoming weights are all masked."""
-    units_without_output: int
-    """Output units of this layer that the next maskable layer never reads (0 for the last layer)."""
+    outputs_without_input: int
+    """Output units (channels) of this layer whose incoming weights are all masked."""
+    inputs_unread: int
+    """Input units (channels) this layer takes no weight from."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,11 @@ class SparsitySummary:
 
     @property
     def disconnected_units(self) -> int:
-        """Hidden units cut off from the input or from the output (a unit lacking both counts twice)."""
-        return sum(layer.units_without_input + layer.units_without_output for layer in self.layers[:-1])
+        """Hidden connections broken: outputs without input (bar the logits) plus inputs unread (bar the
+        image). In a plain chain (the MLPs) these are the hidden units cut off from either side."""
+        return sum(layer.outputs_without_input for layer in self.layers[:-1]) + sum(
+            layer.inputs_unread for layer in self.layers[1:]
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "density": self.density, "disconnected_units": self.disconnected_units}
@@ -57,15 +60,11 @@ def _dead_units(mask: torch.Tensor, dimension: int) -> torch.Tensor:
 
 
 def summarize(model: nn.Module, base_nonzero: int) -> SparsitySummary:
-    """Summarise `model`'s masks; consecutive maskable layers are taken to feed each other (true of MLPs)."""
+    """Summarise `model`'s masks layer by layer."""
     layers = masked_layers(model)
-    masks = [layer.mask for _, layer in layers]
     summaries = []
-    for index, (name, layer) in enumerate(layers):
-        mask = masks[index]
-        without_output = 0
-        if index + 1 < len(layers):
-            without_output = int(_dead_units(masks[index + 1], 1).sum())
+    for name, layer in layers:
+        mask = layer.mask
         nonzero = int(mask.count_nonzero())
         summaries.append(
             LayerSummary(
@@ -74,8 +73,8 @@ def summarize(model: nn.Module, base_nonzero: int) -> SparsitySummary:
                 weights=mask.numel(),
                 nonzero=nonzero,
                 density=nonzero / mask.numel(),
-                units_without_input=int(_dead_units(mask, 0).sum()),
-                units_without_output=without_output,
+                outputs_without_input=int(_dead_units(mask, 0).sum()),
+                inputs_unread=int(_dead_units(mask, 1).sum()),
             )
         )
     maskable = {id(layer.weight) for _, layer in layers}

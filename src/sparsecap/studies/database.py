@@ -68,6 +68,24 @@ CREATE TABLE IF NOT EXISTS weight_noise (
     delta_loss REAL,
     PRIMARY KEY (trial_id, sigma, draw)
 );
+CREATE TABLE IF NOT EXISTS adversarial (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    attack TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    robust_accuracy REAL NOT NULL,
+    success_rate REAL,
+    examples INTEGER NOT NULL,
+    PRIMARY KEY (trial_id, attack, epsilon)
+);
+CREATE TABLE IF NOT EXISTS corruption (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    corruption TEXT NOT NULL,
+    severity INTEGER NOT NULL,
+    draw INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    loss REAL,
+    PRIMARY KEY (trial_id, corruption, severity, draw)
+);
 """
 
 
@@ -103,9 +121,13 @@ class TrialRecord:
     class_recall: Sequence[float] = field(default_factory=tuple)
     weight_noise: Sequence[Mapping[str, float]] = field(default_factory=tuple)
     """Rows with keys sigma, draw, accuracy, loss, delta_loss."""
+    adversarial: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    """Rows with keys attack, epsilon, robust_accuracy, success_rate, examples."""
+    corruption: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    """Rows with keys corruption, severity, draw, accuracy, loss."""
 
 
-_CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise")
+_CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption")
 
 
 @contextmanager
@@ -144,7 +166,7 @@ class StudyDatabase:
             return {row[0] for row in connection.execute("SELECT trial_id FROM trials")}
 
     def record_trial(self, record: TrialRecord) -> None:
-        """Insert a trial and its per-epoch, per-class and weight-noise rows atomically."""
+        """Insert a trial and its per-epoch, per-class, weight-noise and adversarial rows atomically."""
         row = {key: value for key, value in asdict(record).items() if key not in _CHILD_FIELDS}
         columns = ", ".join(row)
         placeholders = ", ".join(f":{key}" for key in row)
@@ -163,10 +185,20 @@ class StudyDatabase:
                 "VALUES (:trial_id, :sigma, :draw, :accuracy, :loss, :delta_loss)",
                 [{"trial_id": record.trial_id, **noise} for noise in record.weight_noise],
             )
+            connection.executemany(
+                "INSERT INTO adversarial (trial_id, attack, epsilon, robust_accuracy, success_rate, examples) "
+                "VALUES (:trial_id, :attack, :epsilon, :robust_accuracy, :success_rate, :examples)",
+                [{"trial_id": record.trial_id, **row} for row in record.adversarial],
+            )
+            connection.executemany(
+                "INSERT INTO corruption (trial_id, corruption, severity, draw, accuracy, loss) "
+                "VALUES (:trial_id, :corruption, :severity, :draw, :accuracy, :loss)",
+                [{"trial_id": record.trial_id, **row} for row in record.corruption],
+            )
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """All rows of one results table as dictionaries (for reports and tests)."""
-        if table not in {"trials", "epochs", "class_recall", "weight_noise"}:
+        if table not in {"trials", "epochs", "class_recall", "weight_noise", "adversarial", "corruption"}:
             raise ValueError(f"unknown results table {table!r}")
         with _connect(self.path) as connection:
             return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]

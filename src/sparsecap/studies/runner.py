@@ -18,7 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sparsecap.data import DatasetName, ImageDataset, load_dataset
+from sparsecap.data.subset import take_subset
 from sparsecap.errors import StudyDirectoryError
+from sparsecap.robustness.adversarial import check_sample_size
 from sparsecap.studies.database import DATABASE_FILE, StudyDatabase
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_trial
@@ -92,8 +94,12 @@ def run_study(
     _refuse_other_study(directory, spec)
     # Load data before creating anything, so a missing dataset leaves nothing behind.
     datasets: dict[DatasetName, ImageDataset] = {
-        name: load_dataset(name, data_root, download) for name in spec.datasets
+        name: take_subset(load_dataset(name, data_root, download), spec.train_examples, spec.test_examples)
+        for name in spec.datasets
     }
+    if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
+        for name, dataset in datasets.items():
+            check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
     directory.mkdir(parents=True, exist_ok=True)
     with _exclusive(directory):
         return _run_pending(spec, directory, _open_study(directory, spec), datasets, show_progress)

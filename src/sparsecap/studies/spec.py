@@ -16,10 +16,13 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sparsecap.data import DatasetName
-from sparsecap.errors import SpecError
-from sparsecap.models import list_architectures
-from sparsecap.sparsity import Allocation, PruningScope
+from sparsecap.corruptions.protocol import ProtocolConfig
+from sparsecap.corruptions.registry import suite_for_dataset
+from sparsecap.data import DatasetName, dataset_info
+from sparsecap.errors import CorruptionError, SpecError
+from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
+from sparsecap.robustness.attacks import Attack
+from sparsecap.sparsity import Allocation, MaskGranularity, PruningScope
 from sparsecap.training import LearningRateSchedule, TrainingConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -51,6 +54,8 @@ class TrainingSpec(_Strict):
     batch_size: PositiveInt = 128
     stop_loss: NonNegativeFloat = 0.01
     learning_rate_schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
+    augmentation: bool = False
+    """Random crop (4-pixel zero padding) and horizontal flip of each training batch (CIFAR practice)."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -60,6 +65,7 @@ class TrainingSpec(_Strict):
             batch_size=self.batch_size,
             stop_loss=self.stop_loss,
             schedule=self.learning_rate_schedule,
+            augmentation=self.augmentation,
         )
 
 
@@ -69,27 +75,82 @@ class WeightNoiseSpec(_Strict):
     mean: float = 0.0
 
 
+class AdversarialSpec(_Strict):
+    """L-infinity attacks on a seeded sample of test examples (off unless enabled: attacks cost time)."""
+
+    enabled: bool = False
+    attacks: list[Attack] = Field(default=list(Attack), min_length=1)
+    epsilons: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(default=None, min_length=1)
+    """Budgets in pixel units; None: 0.05, 0.1, 0.2, 0.3 for 1-channel datasets, 1, 2, 4, 8 /255 for CIFAR."""
+    steps: PositiveInt = 10
+    examples: PositiveInt = 1000
+
+    @field_validator("attacks", "epsilons")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"values must not repeat, got {[getattr(value, 'value', value) for value in values]}")
+        return values
+
+
+class CorruptionsSpec(_Strict):
+    """Accuracy on corrupted test data, MNIST-C / CIFAR-C protocol (off unless enabled: generation costs time)."""
+
+    enabled: bool = False
+    corruptions: list[str] | None = Field(default=None, min_length=1)
+    """Names in each dataset's suite; None: the published set (MNIST-C's 15 and identity, CIFAR-C's 19)."""
+    severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(default=[2, 4], min_length=1)
+    """CIFAR-C severities; MNIST-C uses each corruption's published severity."""
+    sample_size: PositiveInt = 1000
+    draws: PositiveInt = 5
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("corruptions", "severities")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"values must not repeat, got {values}")
+        return values
+
+    def protocol(self, dataset: DatasetName) -> ProtocolConfig:
+        """The protocol for one dataset; raises CorruptionError for a dataset without a suite or a bad name."""
+        suite = suite_for_dataset(dataset.value)
+        options = {"severities": tuple(self.severities), "sample_size": self.sample_size, "draws": self.draws,
+                   "seed": self.seed}
+        if self.corruptions is None:
+            return ProtocolConfig.default(suite, **options)
+        return ProtocolConfig(suite=suite, corruptions=tuple(self.corruptions), **options)
+
+
 class StudySpec(_Strict):
     """A grid of trials: architectures × datasets × widths × depths × schedules × seeds.
 
     Exactly one of widths and depths may hold several values (the width or the depth family);
-    every model is masked to the nonzero count of the base model (base_width, base_depth), which
-    defaults to the smallest width and depth of the grid.
+    every model is masked to the nonzero count of its architecture's dense base model (base_width,
+    base_depth), which defaults to the smallest width and depth of the grid. Depths default to each
+    architecture's shallowest member (1 hidden layer, VGG11, ResNet18).
     """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     architectures: list[str] = Field(min_length=1)
     datasets: list[DatasetName] = Field(min_length=1)
     widths: list[PositiveInt] = Field(min_length=1)
-    depths: list[PositiveInt] = Field(default=[1], min_length=1)
+    depths: list[PositiveInt] | None = Field(default=None, min_length=1)
     base_width: PositiveInt | None = None
     base_depth: PositiveInt | None = None
     schedules: list[Schedule] = Field(default=[Schedule.STATIC], min_length=1)
     allocation: Allocation = Allocation.UNIFORM
+    mask_granularity: MaskGranularity = MaskGranularity.WEIGHT
     pruning_scope: PruningScope = PruningScope.LAYERWISE
+    train_examples: PositiveInt | None = None
+    """Train on a fixed, seeded subset of this many examples (None: the whole training set)."""
+    test_examples: PositiveInt | None = None
+    """Evaluate on a fixed, seeded subset of this many test examples (None: the whole test set)."""
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2, 3, 4], min_length=1)
     training: TrainingSpec = TrainingSpec()
     weight_noise: WeightNoiseSpec = WeightNoiseSpec()
+    adversarial: AdversarialSpec = AdversarialSpec()
+    corruptions: CorruptionsSpec = CorruptionsSpec()
 
     @field_validator("architectures")
     @classmethod
@@ -108,32 +169,60 @@ class StudySpec(_Strict):
 
     @model_validator(mode="after")
     def _one_family_and_a_base_below_it(self) -> StudySpec:
-        if len(self.widths) > 1 and len(self.depths) > 1:
+        if len(self.widths) > 1 and self.depths is not None and len(self.depths) > 1:
             raise ValueError("vary either widths (width family) or depths (depth family), not both")
-        if self.resolved_base_width > min(self.widths) or self.resolved_base_depth > min(self.depths):
-            raise ValueError(
-                f"the base (width {self.resolved_base_width}, depth {self.resolved_base_depth}) must not be "
-                f"larger than the grid's smallest model (width {min(self.widths)}, depth {min(self.depths)})"
-            )
+        for architecture in self.architectures:
+            family, depths = architecture_family(architecture), self.depths_for(architecture)
+            if family.depths is not None and not set(depths) <= set(family.depths):
+                valid = ", ".join(map(str, family.depths))
+                raise ValueError(f"{architecture} has no depth {sorted(set(depths) - set(family.depths))}; valid: {valid}")
+            for dataset in self.datasets:
+                validate_input(family, dataset_info(dataset).input_shape)
+            base = self.base_for(architecture)
+            if base.width > min(self.widths) or base.depth > min(depths):
+                raise ValueError(
+                    f"the {architecture} base (width {base.width}, depth {base.depth}) must not be larger "
+                    f"than the grid's smallest model (width {min(self.widths)}, depth {min(depths)})"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _corruptions_fit_the_datasets(self) -> StudySpec:
+        if self.corruptions.enabled:
+            for dataset in self.datasets:
+                try:
+                    self.corruptions.protocol(dataset)
+                except CorruptionError as error:
+                    raise ValueError(f"[corruptions] on {dataset.value}: {error}") from None
         return self
 
     @property
     def family(self) -> Family:
-        return Family.DEPTH if len(self.depths) > 1 else Family.WIDTH
+        return Family.DEPTH if self.depths is not None and len(self.depths) > 1 else Family.WIDTH
 
-    @property
-    def resolved_base_width(self) -> int:
-        return self.base_width if self.base_width is not None else min(self.widths)
+    def depths_for(self, architecture: str) -> list[int]:
+        return self.depths if self.depths is not None else [architecture_family(architecture).base_depth]
 
-    @property
-    def resolved_base_depth(self) -> int:
-        return self.base_depth if self.base_depth is not None else min(self.depths)
+    def base_for(self, architecture: str) -> ModelConfig:
+        """The dense model whose weight count every `architecture` model of the study keeps."""
+        width = self.base_width if self.base_width is not None else min(self.widths)
+        depth = self.base_depth if self.base_depth is not None else min(self.depths_for(architecture))
+        return ModelConfig(architecture, width, depth)
 
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain JSON data (saved beside the results)."""
         data = self.model_dump(mode="json")
-        data["base_width"] = self.resolved_base_width
-        data["base_depth"] = self.resolved_base_depth
+        data["bases"] = {
+            architecture: {"width": base.width, "depth": base.depth}
+            for architecture in self.architectures
+            for base in [self.base_for(architecture)]
+        }
+        if not self.adversarial.enabled:
+            # Disabled attacks change no result: leave them out, so studies from before the
+            # [adversarial] table existed keep their fingerprint and can be resumed.
+            del data["adversarial"]
+        if not self.corruptions.enabled:  # likewise: studies from before [corruptions] keep their fingerprint
+            del data["corruptions"]
         return data
 
     def fingerprint(self) -> str:
@@ -153,7 +242,8 @@ def _describe_errors(error: ValidationError) -> str:
 
 
 def _valid_keys() -> str:
-    nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec}
+    nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
+              "corruptions": CorruptionsSpec}
     parts = [
         f"{key} ({', '.join(nested[key].model_fields)})" if key in nested else key
         for key in StudySpec.model_fields

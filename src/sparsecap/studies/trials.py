@@ -33,12 +33,12 @@ class Trial:
 
 def expand(spec: StudySpec) -> list[Trial]:
     """Every trial of the grid, seeds innermost so early results already span the whole grid's first point."""
-    grid = itertools.product(
-        spec.architectures, spec.datasets, spec.schedules, spec.widths, spec.depths, spec.seeds
-    )
     return [
         Trial(architecture, dataset, spec.family, width, depth, schedule, seed)
-        for architecture, dataset, schedule, width, depth, seed in grid
+        for architecture in spec.architectures
+        for dataset, schedule, width, depth, seed in itertools.product(
+            spec.datasets, spec.schedules, spec.widths, spec.depths_for(architecture), spec.seeds
+        )
     ]
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.training.augmentation import random_crop_and_flip
+
 
 class LearningRateSchedule(str, Enum):
     CONSTANT = "constant"
@@ -33,6 +35,8 @@ class TrainingConfig:
     stop_loss: float = 0.01
     """Stop once an epoch's mean training cross-entropy falls below this."""
     schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
+    augmentation: bool = False
+    """Random crop and horizontal flip of every training batch."""
 
 
 @dataclass
@@ -77,7 +81,10 @@ def train(
     for epoch in range(config.max_epochs):
         loss_sum, seen = 0.0, 0
         for batch in torch.randperm(len(labels), generator=generator).split(config.batch_size):
-            loss = functional.cross_entropy(model(to_pixels(images[batch])), labels[batch])
+            batch_images = images[batch]
+            if config.augmentation:
+                batch_images = random_crop_and_flip(batch_images, generator)
+            loss = functional.cross_entropy(model(to_pixels(batch_images)), labels[batch])
             if not math.isfinite(loss.item()):
                 result.diverged = True
                 break

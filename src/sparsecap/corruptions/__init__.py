@@ -1,0 +1,41 @@
+"""Corrupted-data robustness: the MNIST-C and CIFAR-10-C / CIFAR-100-C corruptions, implemented here.
+
+Images are channels-last uint8 batches (N, H, W, C); see `sparsecap.corruptions.registry`. The
+specification followed is the project's corruption spec (names, algorithms, per-severity parameters,
+randomness); how it is followed, and where it is not, is in docs/corruptions.md.
+"""
+
+from sparsecap.corruptions.frost import FROST_ENV_VAR, frost_directory
+from sparsecap.corruptions.registry import (
+    SEVERITIES,
+    SPEC_VERSION,
+    Corruption,
+    Kind,
+    Suite,
+    check_images,
+    corrupt,
+    get_corruption,
+    list_corruptions,
+    parse_suite,
+    suite_for_dataset,
+    to_channels_first,
+    to_channels_last,
+)
+
+__all__ = [
+    "FROST_ENV_VAR",
+    "SEVERITIES",
+    "SPEC_VERSION",
+    "Corruption",
+    "Kind",
+    "Suite",
+    "check_images",
+    "corrupt",
+    "frost_directory",
+    "get_corruption",
+    "list_corruptions",
+    "parse_suite",
+    "suite_for_dataset",
+    "to_channels_first",
+    "to_channels_last",
+]

@@ -1,0 +1,151 @@
+"""Writing whole corrupted test sets in the published layouts (`sparsecap corrupt DATASET --out DIR`).
+
+Images are corrupted a chunk at a time with a generator per (seed, corruption, severity, split,
+chunk), so the files depend only on the seed, the chunk size and the input; the manifest records both.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from sparsecap.corruptions import frost as frost_module
+from sparsecap.corruptions.protocol import name_key
+from sparsecap.corruptions.registry import (
+    SEVERITIES,
+    SPEC_VERSION,
+    Suite,
+    get_corruption,
+    list_corruptions,
+    suite_for_dataset,
+    to_channels_last,
+)
+from sparsecap.data import ImageDataset
+from sparsecap.data.corrupted import cifar_c_path, mnist_c_paths, write_manifest
+from sparsecap.errors import CorruptionError, FrostUnavailableError
+
+CHUNK_SIZE = 1000
+
+
+@dataclass
+class WriteSummary:
+    directory: Path
+    suite: Suite
+    written: dict[str, list[int]] = field(default_factory=dict)
+    """corruption -> severities written."""
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _corrupt_split(
+    images: np.ndarray, name: str, severity: int, suite: Suite, seed: int, split: str,
+    frost_directory: Path | None, bar: tqdm, out: np.ndarray,
+) -> None:
+    corruption = get_corruption(name, suite)
+    for chunk, start in enumerate(range(0, len(images), CHUNK_SIZE)):
+        rng = np.random.default_rng(
+            np.random.SeedSequence([seed, name_key(suite.value), name_key(name), severity, name_key(split), chunk])
+        )
+        part = images[start : start + CHUNK_SIZE]
+        out[start : start + len(part)] = corruption(part, severity, rng, frost_directory=frost_directory)
+        bar.update(len(part))
+
+
+def write_corrupted_dataset(
+    dataset: ImageDataset,
+    directory: Path,
+    *,
+    corruptions: Sequence[str] | None = None,
+    seed: int = 0,
+    severity: int | None = None,
+    limit: int | None = None,
+    include_train: bool = False,
+    frost_directory: Path | str | None = None,
+    show_progress: bool = True,
+) -> WriteSummary:
+    """Write the dataset's corrupted test set (MNIST-C or CIFAR-C layout) and a manifest into `directory`.
+
+    MNIST-C: one folder per corruption at its published severity (or `severity` for all), the train
+    split too with `include_train`. CIFAR-C: one file per corruption with severities 1-5 stacked.
+    `limit` keeps the first `limit` images of each split (for quick looks and tests).
+    """
+    suite = suite_for_dataset(dataset.info.name.value)
+    names = list(corruptions) if corruptions else list_corruptions(suite, published_only=suite is Suite.MNIST_C)
+    for name in names:
+        get_corruption(name, suite)
+    if severity is not None and (suite is Suite.CIFAR_C or severity not in SEVERITIES):
+        raise CorruptionError("a single --severity (1-5) applies to MNIST-C only; CIFAR-C files hold all five")
+    splits = {"test": (dataset.test_images, dataset.test_labels)}
+    if include_train:
+        if suite is Suite.CIFAR_C:
+            raise CorruptionError("CIFAR-10-C and CIFAR-100-C hold the test split only")
+        splits["train"] = (dataset.train_images, dataset.train_labels)
+    arrays = {
+        split: (to_channels_last(images[:limit]), labels[:limit].numpy().astype(np.uint8))
+        for split, (images, labels) in splits.items()
+    }
+    frost_dir = frost_module.frost_directory(frost_directory)
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    summary = WriteSummary(directory, suite)
+
+    def severities_of(name: str) -> list[int]:
+        corruption = get_corruption(name, suite)
+        if suite is Suite.CIFAR_C:
+            return list(SEVERITIES)
+        return [severity or corruption.published_severity or 1]
+
+    total = sum(len(images) * len(severities_of(name)) for name in names for images, _ in arrays.values())
+    with tqdm(total=total, desc=f"corrupting {dataset.info.name.value}", unit="image",
+              disable=not show_progress, file=sys.stderr) as bar:
+        for name in names:
+            corruption = get_corruption(name, suite)
+            if corruption.needs_frost:
+                try:
+                    frost_module.load_pictures(frost_dir, grey=suite is Suite.MNIST_C, side=suite.image_shape[0])
+                except FrostUnavailableError as error:
+                    summary.skipped[name] = str(error)
+                    bar.update(sum(len(images) * len(severities_of(name)) for images, _ in arrays.values()))
+                    continue
+            severities = severities_of(name)
+            for split, (images, labels) in arrays.items():
+                if suite is Suite.MNIST_C:
+                    images_path, labels_path = mnist_c_paths(directory, name, split)
+                    images_path.parent.mkdir(parents=True, exist_ok=True)
+                    out = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=images.shape)
+                    _corrupt_split(images, name, severities[0], suite, seed, split, frost_dir, bar, out)
+                    out.flush()
+                    del out
+                    np.save(labels_path, labels)
+                else:
+                    count = len(images)
+                    out = np.lib.format.open_memmap(cifar_c_path(directory, name), mode="w+", dtype=np.uint8,
+                                                    shape=(len(severities) * count, *images.shape[1:]))
+                    for block, level in enumerate(severities):
+                        _corrupt_split(images, name, level, suite, seed, split, frost_dir, bar,
+                                       out[block * count : (block + 1) * count])
+                    out.flush()
+                    del out
+                    np.save(directory / "labels.npy", np.tile(labels, len(severities)))
+            summary.written[name] = severities
+    from sparsecap import __version__
+
+    write_manifest(directory, {
+        "dataset": dataset.info.name.value,
+        "layout": "mnist-c" if suite is Suite.MNIST_C else "cifar-c",
+        "seed": seed,
+        "spec_version": SPEC_VERSION,
+        "sparsecap_version": __version__,
+        "chunk_size": CHUNK_SIZE,
+        "limit": limit,
+        "splits": list(arrays),
+        "corruptions": summary.written,
+        "skipped": summary.skipped,
+        "frost_pictures": frost_module.pictures_digest(frost_dir) if "frost" in summary.written else None,
+        "source": dataset.source,
+    })
+    return summary

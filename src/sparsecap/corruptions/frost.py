@@ -1,0 +1,123 @@
+"""The frost pictures: found in a user directory (the project cannot ship them), checked, loaded once.
+
+The directory comes from the caller (`--frost-dir` on the command line) or, failing that, from the
+environment variable ``SPARSECAP_FROST``. Without one, frost is **skipped** with a message (suite-wide
+generation and the study measure leave it out and say so; asking for frost alone raises
+`FrostUnavailableError`): the spec notes that a substitute texture changes the statistics, so none is
+made up.
+
+A usable directory holds the reference pictures frost1.png, frost2.png, frost3.png, frost4.jpg and
+frost5.jpg (frost6.jpg is never used, as in the references). A directory without all five is used
+whole: every .png/.jpg/.jpeg in it, sorted by name, the index then being drawn among those.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sparsecap.errors import FrostUnavailableError
+
+FROST_ENV_VAR = "SPARSECAP_FROST"
+REFERENCE_PICTURES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+CIFAR_RESIZE = 0.2  # CIFAR frost shrinks each picture by 0.2 (spec §2.2); MNIST uses it at full size
+
+
+def frost_directory(directory: Path | str | None = None) -> Path | None:
+    """The explicit directory, else ``$SPARSECAP_FROST``, else None (frost is then skipped)."""
+    if directory is not None:
+        return Path(directory).expanduser()
+    if env := os.environ.get(FROST_ENV_VAR):
+        return Path(env).expanduser()
+    return None
+
+
+def unavailable_message() -> str:
+    return (
+        "frost needs the frost pictures (frost1.png ... frost5.jpg of the reference generators), which "
+        f"sparsecap cannot ship: pass --frost-dir DIR or set ${FROST_ENV_VAR}=DIR"
+    )
+
+
+def picture_files(directory: Path) -> list[Path]:
+    """The pictures frost draws from, in index order; raises FrostUnavailableError if there are none."""
+    if not directory.is_dir():
+        raise FrostUnavailableError(f"frost directory {directory} does not exist or is not a directory")
+    reference = [directory / name for name in REFERENCE_PICTURES]
+    if all(path.is_file() for path in reference):
+        return reference
+    found = sorted(path for path in directory.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES and path.is_file())
+    if not found:
+        raise FrostUnavailableError(
+            f"frost directory {directory} holds no pictures: expected {', '.join(REFERENCE_PICTURES)} "
+            f"(or at least one {'/'.join(PICTURE_SUFFIXES)} file)"
+        )
+    return found
+
+
+@functools.cache
+def _load(directory: str, grey: bool, minimum_side: int) -> tuple[np.ndarray, ...]:
+    pictures = []
+    for path in picture_files(Path(directory)):
+        picture = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+        if picture is None:
+            raise FrostUnavailableError(f"frost picture {path} cannot be read as an image")
+        if not grey:
+            picture = cv2.resize(picture, (0, 0), fx=CIFAR_RESIZE, fy=CIFAR_RESIZE)[..., ::-1]  # BGR -> RGB
+        if min(picture.shape[:2]) <= minimum_side:
+            raise FrostUnavailableError(
+                f"frost picture {path} is too small ({picture.shape[1]}×{picture.shape[0]} after "
+                f"{'no' if grey else f'the {CIFAR_RESIZE}'} resize; a crop of {minimum_side}×{minimum_side} needs more)"
+            )
+        picture = np.ascontiguousarray(picture)
+        picture.setflags(write=False)
+        pictures.append(picture)
+    return tuple(pictures)
+
+
+def load_pictures(directory: Path | str | None, *, grey: bool, side: int) -> tuple[np.ndarray, ...]:
+    """The pictures ready for cropping: RGB shrunk by 0.2 (CIFAR) or grey at full size (MNIST)."""
+    resolved = frost_directory(directory)
+    if resolved is None:
+        raise FrostUnavailableError(unavailable_message())
+    return _load(str(resolved.absolute()), grey, side)
+
+
+def pictures_digest(directory: Path | str | None) -> str | None:
+    """A checksum of the pictures used (for manifests and cache keys), or None without a directory."""
+    resolved = frost_directory(directory)
+    if resolved is None:
+        return None
+    digest = hashlib.sha256()
+    for path in picture_files(resolved):
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def crops(pictures: tuple[np.ndarray, ...], count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """One random side×side crop per image: picture index, then row and column offsets (spec order).
+
+    Offsets are uniform on {0, ..., H - side - 1} as in the references (the last offset is never drawn).
+    """
+    index = rng.integers(0, len(pictures), size=count)
+    heights = np.array([picture.shape[0] for picture in pictures])[index]
+    widths = np.array([picture.shape[1] for picture in pictures])[index]
+    rows = rng.integers(0, heights - side)
+    cols = rng.integers(0, widths - side)
+    channels = pictures[0].shape[2:]
+    result = np.empty((count, side, side, *channels), dtype=np.uint8)
+    span = np.arange(side)
+    for picture_index, picture in enumerate(pictures):
+        chosen = np.flatnonzero(index == picture_index)
+        if chosen.size:
+            r = rows[chosen, None, None] + span[None, :, None]
+            c = cols[chosen, None, None] + span[None, None, :]
+            result[chosen] = picture[r, c]
+    return result

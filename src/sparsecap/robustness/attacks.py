@@ -1,0 +1,296 @@
+"""L-infinity evasion attacks in pixel space: FGSM, FFGSM, BIM, PGD and APGD, batched, in pure PyTorch.
+
+Models take pixels in [0, 1] (normalisation is their first layer), so a budget `epsilon` bounds each
+pixel's change in [0, 1] units, and every adversarial example is clamped to [0, 1]. All attacks are
+untargeted and maximise the cross-entropy of the true label.
+
+- FGSM (Goodfellow et al. 2015): one signed-gradient step of size epsilon.
+- FFGSM (Wong et al. 2020, "fast is better than free"): a uniform random start in [-eps, eps], then one
+  signed-gradient step of 1.25·eps, projected back into the budget.
+- BIM (Kurakin et al. 2017): `steps` signed-gradient steps from the clean input, each projected.
+- PGD (Madry et al. 2018): BIM from a uniform random start in the budget.
+  BIM and PGD default to a step size of 2.5·eps/steps.
+- APGD (Croce & Hein 2020, cross-entropy loss): step size 2·eps halved at checkpoints
+  w_j = ceil(p_j·steps) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)) when
+  fewer than 75 % of the steps since the last checkpoint raised the loss, or when neither the step size
+  nor the best loss changed since then; on a halving the example restarts from its best point (with no
+  momentum). Each step moves 0.75 of the way to the projected signed-gradient step plus 0.25 of the
+  previous move (the first step is a plain one). `steps` counts gradient evaluations. An example's
+  result is the first iterate the model misclassifies, otherwise the iterate of highest loss.
+
+Attacks never change a model: parameters are frozen for the attack (gradients flow to the inputs
+only, so no parameter `.grad` is written), the model runs in eval mode, and both are restored after.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as functional
+from torch import nn
+
+from sparsecap.errors import SparsecapError
+
+ITERATIVE_STEP_FACTOR = 2.5
+"""BIM and PGD step size = ITERATIVE_STEP_FACTOR · epsilon / steps."""
+FFGSM_STEP_FACTOR = 1.25
+"""FFGSM step size = FFGSM_STEP_FACTOR · epsilon (Wong et al. 2020)."""
+APGD_MOMENTUM = 0.75
+APGD_RHO = 0.75
+"""APGD halves the step size when fewer than this share of the steps since a checkpoint raised the loss."""
+
+
+class Attack(str, enum.Enum):
+    """The attacks sparsecap implements; the value is the name users type."""
+
+    FGSM = "fgsm"
+    FFGSM = "ffgsm"
+    BIM = "bim"
+    PGD = "pgd"
+    APGD = "apgd"
+
+
+def valid_attack_names() -> str:
+    return ", ".join(attack.value for attack in Attack)
+
+
+def parse_attack(name: Attack | str) -> Attack:
+    """An Attack from its name (any case), failing with the list of valid names."""
+    if isinstance(name, Attack):
+        return name
+    try:
+        return Attack(str(name).strip().lower())
+    except ValueError:
+        raise SparsecapError(f"unknown attack {name!r}; valid attacks: {valid_attack_names()}") from None
+
+
+def check_budget(epsilon: float) -> None:
+    """An L-infinity budget in pixel units must lie in [0, 1]."""
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0.0 <= float(epsilon) <= 1.0:
+        raise SparsecapError(
+            f"attack budget epsilon must be a number in [0, 1] (pixel units; e.g. 0.1 or 8/255), got {epsilon!r}"
+        )
+
+
+def check_steps(steps: int) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise SparsecapError(f"attack steps must be an integer >= 1, got {steps!r}")
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode with every parameter's requires_grad off; both restored on exit."""
+    was_training = model.training
+    requires_grad = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    model.eval()
+    for parameter, _ in requires_grad:
+        parameter.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for parameter, flag in requires_grad:
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _loss_gradient(
+    model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-example cross-entropy, its gradient with respect to the pixels, and the predicted classes."""
+    inputs = pixels.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(inputs)
+        losses = functional.cross_entropy(logits, labels, reduction="none")
+        (gradient,) = torch.autograd.grad(losses.sum(), inputs)
+    return losses.detach(), gradient, logits.detach().argmax(dim=1)
+
+
+def _project(candidate: torch.Tensor, clean: torch.Tensor, epsilon: float | torch.Tensor) -> torch.Tensor:
+    """Into the L-infinity ball of radius epsilon around `clean`, then into [0, 1]."""
+    return torch.minimum(torch.maximum(candidate, clean - epsilon), clean + epsilon).clamp_(0.0, 1.0)
+
+
+def _random_start(clean: torch.Tensor, epsilon: float, generator: torch.Generator | None) -> torch.Tensor:
+    noise = torch.rand(clean.shape, generator=generator, dtype=clean.dtype) * (2 * epsilon) - epsilon
+    return _project(clean + noise, clean, epsilon)
+
+
+def fgsm(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """x + epsilon · sign(∇x L(x, y)), clamped to [0, 1]."""
+    check_budget(epsilon)
+    with frozen(model):
+        _, gradient, _ = _loss_gradient(model, pixels, labels)
+        return _project(pixels + epsilon * gradient.sign(), pixels, epsilon)
+
+
+def ffgsm(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    generator: torch.Generator | None = None,
+    step_size: float | None = None,
+) -> torch.Tensor:
+    """FGSM from a uniform random start in the budget, with a step of 1.25·eps by default."""
+    check_budget(epsilon)
+    step = FFGSM_STEP_FACTOR * epsilon if step_size is None else step_size
+    with frozen(model):
+        start = _random_start(pixels, epsilon, generator)
+        _, gradient, _ = _loss_gradient(model, start, labels)
+        return _project(start + step * gradient.sign(), pixels, epsilon)
+
+
+def _iterative(
+    model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, epsilon: float, steps: int,
+    step_size: float | None, start: torch.Tensor,
+) -> torch.Tensor:
+    step = ITERATIVE_STEP_FACTOR * epsilon / steps if step_size is None else step_size
+    adversarial = start
+    for _ in range(steps):
+        _, gradient, _ = _loss_gradient(model, adversarial, labels)
+        adversarial = _project(adversarial + step * gradient.sign(), pixels, epsilon)
+    return adversarial
+
+
+def bim(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+) -> torch.Tensor:
+    """`steps` projected signed-gradient steps from the clean input (step 2.5·eps/steps by default)."""
+    check_budget(epsilon)
+    check_steps(steps)
+    with frozen(model):
+        return _iterative(model, pixels, labels, epsilon, steps, step_size, pixels)
+
+
+def pgd(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """BIM from a uniform random start in the budget (without one it is BIM)."""
+    check_budget(epsilon)
+    check_steps(steps)
+    with frozen(model):
+        start = _random_start(pixels, epsilon, generator) if random_start else pixels
+        return _iterative(model, pixels, labels, epsilon, steps, step_size, start)
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations w_1 < w_2 < ... (< steps) at which APGD may halve its step size."""
+    fractions = [0.0, 0.22]
+    while fractions[-1] < 1.0:
+        fractions.append(fractions[-1] + max(fractions[-1] - fractions[-2] - 0.03, 0.06))
+    # The tolerance keeps float noise (0.7000000000000001) from pushing a checkpoint one step later.
+    points = sorted({math.ceil(fraction * steps - 1e-9) for fraction in fractions[1:]})
+    return [point for point in points if 0 < point < steps]
+
+
+def apgd(
+    model: nn.Module,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """APGD with the cross-entropy loss (Croce & Hein 2020); see the module docstring for the schedule."""
+    check_budget(epsilon)
+    check_steps(steps)
+    checkpoints = set(apgd_checkpoints(steps))
+    n = len(labels)
+    shape = (n,) + (1,) * (pixels.dim() - 1)  # per-example scalars broadcast over pixels
+    with frozen(model):
+        current = _random_start(pixels, epsilon, generator) if random_start else pixels.clone()
+        previous = current
+        step = torch.full(shape, 2.0 * epsilon, dtype=pixels.dtype)
+        best, best_loss, best_gradient = current, torch.full((n,), -math.inf), torch.zeros_like(pixels)
+        found = torch.zeros(n, dtype=torch.bool)
+        result = current.clone()
+        last_loss = torch.full((n,), -math.inf)
+        increases = torch.zeros(n, dtype=torch.long)
+        last_checkpoint, checkpoint_step, checkpoint_best = 0, step.clone(), best_loss.clone()
+
+        def record(point: torch.Tensor, losses: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+            """Keep the first misclassified iterate and the best-loss one; True where `point` is the new best."""
+            nonlocal found, best, best_loss
+            fooled = (predictions != labels) & ~found
+            result[fooled] = point[fooled]
+            found = found | fooled
+            better = losses > best_loss
+            best = torch.where(better.view(shape), point, best)
+            best_loss = torch.where(better, losses, best_loss)
+            return better
+
+        for iteration in range(steps):
+            losses, gradient, predictions = _loss_gradient(model, current, labels)
+            if iteration > 0:
+                increases += losses > last_loss
+            better = record(current, losses, predictions)
+            best_gradient = torch.where(better.view(shape), gradient, best_gradient)
+            last_loss = losses
+            if iteration == 0:
+                checkpoint_best = best_loss.clone()  # f_max at w_0 = 0 is the loss of the start
+            if iteration in checkpoints:
+                oscillating = increases < APGD_RHO * (iteration - last_checkpoint)
+                stalled = (step.view(n) == checkpoint_step.view(n)) & (best_loss == checkpoint_best)
+                halve = oscillating | stalled
+                step = torch.where(halve.view(shape), step / 2, step)
+                restart = halve.view(shape)
+                current = torch.where(restart, best, current)
+                previous = torch.where(restart, best, previous)
+                gradient = torch.where(restart, best_gradient, gradient)
+                last_loss = torch.where(halve, best_loss, last_loss)
+                increases.zero_()
+                last_checkpoint, checkpoint_step, checkpoint_best = iteration, step.clone(), best_loss.clone()
+            target = _project(current + step * gradient.sign(), pixels, epsilon)
+            momentum = 1.0 if iteration == 0 else APGD_MOMENTUM
+            moved = _project(
+                current + momentum * (target - current) + (1 - momentum) * (current - previous), pixels, epsilon
+            )
+            previous, current = current, moved
+        with torch.no_grad():
+            logits = model(current)
+        record(current, functional.cross_entropy(logits, labels, reduction="none"), logits.argmax(dim=1))
+        return torch.where(found.view(shape), result, best)
+
+
+def run_attack(
+    model: nn.Module,
+    attack: Attack | str,
+    pixels: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    steps: int = 10,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Adversarial pixels for `pixels` (in [0, 1]) under `attack` with its documented defaults.
+
+    `steps` applies to BIM, PGD and APGD; `generator` drives the random starts (FFGSM, PGD, APGD).
+    """
+    attack = parse_attack(attack)
+    check_budget(epsilon)
+    check_steps(steps)
+    if attack is Attack.FGSM:
+        return fgsm(model, pixels, labels, epsilon)
+    if attack is Attack.FFGSM:
+        return ffgsm(model, pixels, labels, epsilon, generator)
+    if attack is Attack.BIM:
+        return bim(model, pixels, labels, epsilon, steps)
+    if attack is Attack.PGD:
+        return pgd(model, pixels, labels, epsilon, steps, generator=generator)
+    return apgd(model, pixels, labels, epsilon, steps, generator=generator)

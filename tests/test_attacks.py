@@ -1,0 +1,254 @@
+"""Adversarial attacks (FGSM, FFGSM, BIM, PGD, APGD) and the adversarial measure of studies."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sparsecap.cli import main
+from sparsecap.data import load_dataset
+from sparsecap.errors import SparsecapError
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.robustness import Attack, adversarial_robustness, default_epsilons, parse_attack, run_attack
+from sparsecap.robustness.adversarial import CIFAR_EPSILONS, MNIST_LIKE_EPSILONS, sample_indices
+from sparsecap.robustness.attacks import apgd, apgd_checkpoints, fgsm, pgd
+from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init, weight_count
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.training import TrainingConfig, to_pixels, train
+from tests.study_helpers import TINY_SPEC, write_spec
+
+BUDGETS = (0.05, 0.1, 0.2, 0.3)
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: nn.Module
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    images: torch.Tensor
+
+    def accuracy(self, pixels: torch.Tensor) -> float:
+        with torch.no_grad():
+            return (self.model(pixels).argmax(dim=1) == self.labels).double().mean().item()
+
+
+def _train(model: nn.Module, epochs: int) -> Trained:
+    digits = load_dataset("digits")
+    train(model, digits.train_images, digits.train_labels, TrainingConfig(max_epochs=epochs, batch_size=64),
+          torch.Generator().manual_seed(0))
+    model.eval()
+    return Trained(model, to_pixels(digits.test_images), digits.test_labels, digits.test_images)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Models here are tiny: one thread is faster, and immune to OpenMP spinning on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained() -> Trained:
+    """A dense MLP trained on digits for about a second (test accuracy ~0.97)."""
+    torch.manual_seed(0)
+    return _train(create_model(ModelConfig("mlp", 64, 1), load_dataset("digits").info), epochs=30)
+
+
+@pytest.fixture(scope="module")
+def trained_sparse() -> Trained:
+    """A width-256 MLP masked at initialisation to the width-32 model's weight count, then trained."""
+    info = load_dataset("digits").info
+    model = create_model(ModelConfig("mlp", 256, 1), info)
+    capacity = weight_count(create_model(ModelConfig("mlp", 32, 1), info))
+    sparse_model_at_init(model, capacity, Allocation.UNIFORM, torch.Generator().manual_seed(1),
+                         torch.Generator().manual_seed(2))
+    return _train(model, epochs=15)
+
+
+@pytest.mark.parametrize("attack", list(Attack))
+def test_budget_zero_gives_the_clean_accuracy(trained: Trained, attack: Attack) -> None:
+    adversarial = run_attack(trained.model, attack, trained.pixels, trained.labels, 0.0,
+                             generator=torch.Generator().manual_seed(0))
+    assert torch.equal(adversarial, trained.pixels)
+    [result] = adversarial_robustness(trained.model, trained.images, trained.labels, [attack], [0.0], examples=360)
+    assert result.robust_accuracy == pytest.approx(trained.accuracy(trained.pixels), abs=1e-12)
+    assert result.success_rate == 0.0
+
+
+@pytest.mark.parametrize("attack", list(Attack))
+@pytest.mark.parametrize("epsilon", [0.05, 0.3])
+def test_perturbations_stay_within_the_budget_and_the_unit_interval(
+    trained: Trained, attack: Attack, epsilon: float
+) -> None:
+    adversarial = run_attack(trained.model, attack, trained.pixels, trained.labels, epsilon, steps=5,
+                             generator=torch.Generator().manual_seed(0))
+    assert adversarial.shape == trained.pixels.shape and adversarial.dtype == trained.pixels.dtype
+    assert (adversarial - trained.pixels).abs().max().item() <= epsilon + 1e-6
+    assert adversarial.min().item() >= 0.0 and adversarial.max().item() <= 1.0
+    assert not torch.equal(adversarial, trained.pixels)
+
+
+def test_fgsm_is_the_hand_computed_signed_gradient_step() -> None:
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0, 0.5], [-1.0, 1.0, 2.0]]))
+        model.bias.copy_(torch.tensor([0.1, -0.2]))
+    pixels = torch.tensor([[0.05, 0.2, 0.95], [0.5, 0.98, 0.4]])
+    labels = torch.tensor([0, 1])
+    # d CE / d x = W^T (softmax(Wx + b) - onehot(y)), for each example by hand.
+    expected = []
+    for x, y in zip(pixels.tolist(), labels.tolist(), strict=True):
+        z = [sum(w * v for w, v in zip(row, x, strict=True)) + b
+             for row, b in zip(model.weight.tolist(), model.bias.tolist(), strict=True)]
+        p = np.exp(z) / np.exp(z).sum()
+        residual = p - np.eye(2)[y]
+        gradient = [sum(model.weight[k, i].item() * residual[k] for k in range(2)) for i in range(3)]
+        expected.append([min(1.0, max(0.0, v + 0.1 * np.sign(g))) for v, g in zip(x, gradient, strict=True)])
+    assert torch.allclose(fgsm(model, pixels, labels, 0.1), torch.tensor(expected, dtype=torch.float32), atol=1e-7)
+    # The clamp to [0, 1] is exercised at both ends.
+    assert {0.0, 1.0} <= {value for row in expected for value in row}
+
+
+def test_pgd_robust_accuracy_is_below_clean_and_falls_with_the_budget(trained: Trained) -> None:
+    results = adversarial_robustness(trained.model, trained.images, trained.labels, ["pgd"], [0.0, *BUDGETS],
+                                     examples=360)
+    clean = trained.accuracy(trained.pixels)
+    accuracies = [result.robust_accuracy for result in results]
+    assert accuracies[0] == pytest.approx(clean)
+    assert all(accuracy <= clean for accuracy in accuracies)
+    assert all(later <= earlier for earlier, later in zip(accuracies, accuracies[1:], strict=False))
+    assert accuracies[-1] < 0.5 * clean  # a budget of 0.3 breaks an undefended model
+    for result in results[1:]:
+        assert result.success_rate == pytest.approx(1 - result.robust_accuracy / clean)
+
+
+def test_apgd_is_at_least_as_strong_as_pgd(trained: Trained) -> None:
+    budgets = [0.05, 0.1, 0.2]
+    results = adversarial_robustness(trained.model, trained.images, trained.labels, ["pgd", "apgd"], budgets,
+                                     steps=10, examples=360)
+    robust = {(result.attack, result.epsilon): result.robust_accuracy for result in results}
+    for epsilon in budgets:
+        assert robust[Attack.APGD, epsilon] <= robust[Attack.PGD, epsilon] + 0.01, epsilon
+
+
+def test_apgd_checkpoints_follow_croce_and_hein() -> None:
+    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99; w_j = ceil(p_j * steps).
+    assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9]
+    assert apgd_checkpoints(1) == []
+
+
+@pytest.mark.parametrize("attack", list(Attack))
+def test_attacks_leave_weights_masks_gradients_and_mode_unchanged(trained_sparse: Trained, attack: Attack) -> None:
+    model = trained_sparse.model
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    gradients = [parameter.grad.clone() for parameter in model.parameters()]  # left over from training
+    model.train()
+    try:
+        run_attack(model, attack, trained_sparse.pixels, trained_sparse.labels, 0.2,
+                   generator=torch.Generator().manual_seed(0))
+        adversarial_robustness(model, trained_sparse.images, trained_sparse.labels, [attack], [0.1], examples=50)
+        assert model.training
+    finally:
+        model.eval()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
+    for parameter, gradient in zip(model.parameters(), gradients, strict=True):
+        assert parameter.requires_grad and torch.equal(parameter.grad, gradient)
+    for _, layer in masked_layers(model):
+        assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0
+
+
+def test_cross_check_against_the_adversarial_robustness_toolbox(trained: Trained) -> None:
+    """FGSM and PGD (no random start, same steps and step size) agree with ART's independent implementation."""
+    art_classification = pytest.importorskip("art.estimators.classification")
+    art_evasion = pytest.importorskip("art.attacks.evasion")
+    classifier = art_classification.PyTorchClassifier(
+        copy.deepcopy(trained.model), loss=nn.CrossEntropyLoss(), input_shape=(1, 8, 8), nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    x, y = trained.pixels.numpy(), trained.labels.numpy()
+    for epsilon in (0.05, 0.1, 0.2):
+        reference = art_evasion.FastGradientMethod(classifier, norm=np.inf, eps=epsilon, batch_size=512).generate(x, y)
+        ours = fgsm(trained.model, trained.pixels, trained.labels, epsilon)
+        assert trained.accuracy(ours) == pytest.approx(trained.accuracy(torch.from_numpy(reference)), abs=0.006)
+        reference = art_evasion.ProjectedGradientDescent(
+            classifier, norm=np.inf, eps=epsilon, eps_step=0.25 * epsilon, max_iter=10, num_random_init=0,
+            batch_size=512, verbose=False,
+        ).generate(x, y)
+        ours = pgd(trained.model, trained.pixels, trained.labels, epsilon, steps=10, random_start=False)
+        assert trained.accuracy(ours) == pytest.approx(trained.accuracy(torch.from_numpy(reference)), abs=0.006)
+
+
+def test_sample_is_seeded_and_shared_and_defaults_follow_the_dataset() -> None:
+    first, again = sample_indices(360, 100), sample_indices(360, 100)
+    assert torch.equal(first, again) and len(set(first.tolist())) == 100
+    assert bool((first[1:] > first[:-1]).all()) and int(first.max()) < 360
+    assert not torch.equal(first, sample_indices(360, 100, seed=1))
+    assert default_epsilons(load_dataset("digits").info) == MNIST_LIKE_EPSILONS == BUDGETS
+    from sparsecap.data import dataset_info
+
+    assert default_epsilons(dataset_info("cifar10")) == CIFAR_EPSILONS
+    assert CIFAR_EPSILONS[-1] == pytest.approx(8 / 255)
+
+
+def test_apgd_returns_the_first_misclassified_iterate_or_the_best_one(trained: Trained) -> None:
+    adversarial = apgd(trained.model, trained.pixels, trained.labels, 0.1, steps=5,
+                       generator=torch.Generator().manual_seed(0))
+    assert (adversarial - trained.pixels).abs().max().item() <= 0.1 + 1e-6
+    assert trained.accuracy(adversarial) < trained.accuracy(trained.pixels)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda t: parse_attack("cw"), "unknown attack 'cw'; valid attacks: fgsm, ffgsm, bim, pgd, apgd"),
+        (lambda t: run_attack(t.model, "PGD-L2", t.pixels, t.labels, 0.1), "valid attacks: fgsm"),
+        (lambda t: run_attack(t.model, "pgd", t.pixels, t.labels, 1.5), "number in [0, 1]"),
+        (lambda t: run_attack(t.model, "fgsm", t.pixels, t.labels, -0.1), "number in [0, 1]"),
+        (lambda t: run_attack(t.model, "bim", t.pixels, t.labels, 0.1, steps=0), "steps must be an integer >= 1"),
+        (lambda t: adversarial_robustness(t.model, t.images, t.labels, ["fgsm"], [0.1], examples=361),
+         "test set has 360 examples; set adversarial.examples to a number from 1 to 360"),
+    ],
+)
+def test_bad_input_is_refused_with_what_is_valid(trained: Trained, call, message: str) -> None:
+    with pytest.raises(SparsecapError) as error:
+        call(trained)
+    assert message in str(error.value)
+
+
+def test_a_sample_larger_than_the_test_set_fails_before_training(tmp_path) -> None:
+    spec = load_spec(str(write_spec(tmp_path, TINY_SPEC + "\n[adversarial]\nenabled = true\nexamples = 361\n")))
+    with pytest.raises(SparsecapError, match="digits: its test set has 360 examples"):
+        run_study(spec, tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_quick_adversarial_preset_runs_from_the_cli_and_reports_fig3(tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    code = main(["run", "quick-adversarial", "--out", str(out), "--no-progress",
+                 "--set", "widths=[16, 64]", "--set", "training.max_epochs=3", "--set", "adversarial.examples=100",
+                 "--set", "weight_noise.draws=1"])
+    assert code == 0, capsys.readouterr().err
+    database = StudyDatabase(out)
+    trials = database.rows("trials")
+    rows = database.rows("adversarial")
+    assert len(trials) == 2 * 2 * 2
+    assert len(rows) == len(trials) * len(Attack) * len(BUDGETS)
+    assert {row["attack"] for row in rows} == {attack.value for attack in Attack}
+    assert {row["epsilon"] for row in rows} == set(BUDGETS)
+    assert {row["examples"] for row in rows} == {100}
+    for row in rows:
+        assert 0.0 <= row["robust_accuracy"] <= 1.0
+        assert row["success_rate"] is None or 0.0 <= row["success_rate"] <= 1.0
+    html = (out / "report" / "index.html").read_text(encoding="utf-8")
+    assert 'src="adversarial_accuracy.png"' in html
+    assert "Robust accuracy under adversarial attacks" in html
+    assert (out / "report" / "adversarial_accuracy.png").stat().st_size > 1000

@@ -1,0 +1,169 @@
+import pytest
+import torch
+
+from sparsecap.cli import main
+from sparsecap.data import dataset_info
+from sparsecap.errors import SparsecapError
+from sparsecap.models import ModelConfig, architecture_family, create_model, default_base, validate_input
+from sparsecap.sparsity import Allocation, MaskGranularity, allocate, mask_to_capacity, masked_layers, weight_count
+from sparsecap.sparsity.static import layer_shapes
+from sparsecap.studies import StudyDatabase
+from sparsecap.training import TrainingConfig, train
+from sparsecap.training.augmentation import random_crop_and_flip
+from tests.dataset_files import write_cifar10
+
+CIFAR10 = dataset_info("cifar10")
+MEMBERS = [("vgg", 11), ("vgg", 13), ("vgg", 16), ("resnet", 18), ("resnet", 34), ("resnet", 50)]
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, bias: bool) -> int:
+    return in_channels * out_channels * kernel * kernel + (out_channels if bias else 0)
+
+
+def _norm(channels: int) -> int:
+    return 2 * channels
+
+
+def _vgg_parameters(layout: list[int], classes: int = 10) -> int:
+    total, channels = 0, 3
+    for out_channels in layout:
+        total += _conv(channels, out_channels, 3, True) + _norm(out_channels)
+        channels = out_channels
+    return total + channels * classes + classes
+
+
+def _resnet_parameters(blocks: list[int], bottleneck: bool, classes: int = 10) -> int:
+    total, channels = _conv(3, 64, 3, False) + _norm(64), 64
+    for stage, count in enumerate(blocks):
+        planes = 64 * 2**stage
+        out_channels = planes * 4 if bottleneck else planes
+        for index in range(count):
+            if bottleneck:
+                total += _conv(channels, planes, 1, False) + _conv(planes, planes, 3, False)
+                total += _conv(planes, out_channels, 1, False) + _norm(planes) * 2 + _norm(out_channels)
+            else:
+                total += _conv(channels, planes, 3, False) + _conv(planes, planes, 3, False) + _norm(planes) * 2
+            if channels != out_channels or (stage > 0 and index == 0):
+                total += _conv(channels, out_channels, 1, False) + _norm(out_channels)
+            channels = out_channels
+    return total + channels * classes + classes
+
+
+EXPECTED_DENSE_PARAMETERS = {
+    # Layer by layer, and the counts commonly quoted for the CIFAR variants of these networks.
+    ("vgg", 11): (_vgg_parameters([64, 128, 256, 256, 512, 512, 512, 512]), 9_231_114),
+    ("vgg", 13): (_vgg_parameters([64, 64, 128, 128, 256, 256, 512, 512, 512, 512]), 9_416_010),
+    ("vgg", 16): (_vgg_parameters([64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]), 14_728_266),
+    ("resnet", 18): (_resnet_parameters([2, 2, 2, 2], False), 11_173_962),
+    ("resnet", 34): (_resnet_parameters([3, 4, 6, 3], False), 21_282_122),
+    ("resnet", 50): (_resnet_parameters([3, 4, 6, 3], True), 23_520_842),
+}
+
+
+@pytest.mark.parametrize(("architecture", "depth"), MEMBERS)
+def test_vanilla_parameter_counts(architecture, depth):
+    model = create_model(ModelConfig(architecture, 64, depth), CIFAR10)
+    counted = sum(parameter.numel() for parameter in model.parameters())
+    layer_by_layer, standard = EXPECTED_DENSE_PARAMETERS[(architecture, depth)]
+    assert counted == layer_by_layer == standard
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar100"])
+@pytest.mark.parametrize(("architecture", "depth"), MEMBERS)
+def test_output_shapes_for_both_input_shapes(architecture, depth, dataset):
+    info = dataset_info(dataset)
+    model = create_model(ModelConfig(architecture, 8, depth), info).eval()
+    assert model(torch.rand(2, *info.input_shape)).shape == (2, info.num_classes)
+
+
+@pytest.mark.parametrize("allocation", list(Allocation))
+@pytest.mark.parametrize(("architecture", "depth"), MEMBERS)
+@pytest.mark.parametrize("width", [16, 32])
+def test_exact_nonzero_totals(architecture, depth, width, allocation):
+    config = ModelConfig(architecture, width, depth)
+    capacity = weight_count(create_model(default_base(config), CIFAR10))
+    model = create_model(config, CIFAR10)
+    counts = mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(width))
+    assert sum(counts) == capacity
+    assert sum(int(layer.mask.count_nonzero()) for _, layer in masked_layers(model)) == capacity
+
+
+def test_default_bases_are_the_papers():
+    assert default_base(ModelConfig("vgg", 64, 11)) == ModelConfig("vgg", 16, 11)
+    assert default_base(ModelConfig("vgg", 64, 16)) == ModelConfig("vgg", 64, 11)
+    assert default_base(ModelConfig("resnet", 64, 50)) == ModelConfig("resnet", 64, 18)
+
+
+@pytest.mark.parametrize(("architecture", "depth"), [("vgg", 13), ("resnet", 34)])
+def test_whole_kernel_masks_stay_within_one_kernel_of_the_target(architecture, depth):
+    config = ModelConfig(architecture, 16, depth)
+    capacity = weight_count(create_model(default_base(config), CIFAR10)) - 5  # force rounding
+    model = create_model(config, CIFAR10)
+    counts = mask_to_capacity(model, capacity, Allocation.UNIFORM, torch.Generator().manual_seed(0),
+                              MaskGranularity.KERNEL)
+    assert 0 <= capacity - sum(counts) < 9
+    for _, layer in masked_layers(model):
+        if layer.mask.dim() == 4:
+            per_kernel = layer.mask.sum(dim=(2, 3))
+            kernel_size = layer.mask.shape[2] * layer.mask.shape[3]
+            assert bool(((per_kernel == 0) | (per_kernel == kernel_size)).all())
+
+
+def test_staggered_allocation_on_a_small_cnn_by_hand():
+    # VGG11 at width 8 on 1x8x8 inputs, masked to VGG11 at width 4 (36,356 weights). Layer sizes:
+    # conv1 72, conv2 1,152, conv3 4,608, conv4 9,216, conv5 18,432, conv6-8 36,864, classifier 640.
+    # Water-filling: 72, 640, 1,152 and 4,608 fit under the level; the other five layers share
+    # 36,356 - 6,472 = 29,884, i.e. 5,976.8 each: four get 5,977 (largest layers first), conv4 5,976.
+    info = dataset_info("digits")
+    capacity = weight_count(create_model(ModelConfig("vgg", 4, 11), info))
+    assert capacity == 36_356
+    shapes = layer_shapes(create_model(ModelConfig("vgg", 8, 11), info))
+    assert allocate(shapes, capacity, Allocation.STAGGERED) == [72, 1152, 4608, 5976, 5977, 5977, 5977, 5977, 640]
+
+
+def test_masks_hold_through_training_with_momentum():
+    info = dataset_info("digits")
+    model = create_model(ModelConfig("resnet", 8, 18), info)
+    capacity = weight_count(create_model(ModelConfig("resnet", 4, 18), info))
+    mask_to_capacity(model, capacity, Allocation.ERK, torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (64,), generator=generator)
+    config = TrainingConfig(max_epochs=3, learning_rate=0.1, batch_size=16, stop_loss=0.0, augmentation=True)
+    train(model, images, labels, config, generator)
+    for _, layer in masked_layers(model):
+        assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0
+    assert sum(int(layer.weight.count_nonzero()) for _, layer in masked_layers(model)) == capacity
+
+
+def test_inputs_too_small_and_missing_members_are_refused():
+    with pytest.raises(SparsecapError, match="at least 8x8"):
+        validate_input(architecture_family("vgg"), (3, 4, 4))
+    with pytest.raises(SparsecapError, match="valid depths: 11, 13, 16"):
+        create_model(ModelConfig("vgg", 16, 19), CIFAR10)
+
+
+def test_augmentation_crops_and_flips_within_the_padded_image():
+    images = torch.arange(4 * 2 * 6 * 6, dtype=torch.uint8).view(4, 2, 6, 6)
+    unpadded = random_crop_and_flip(images, torch.Generator().manual_seed(0), padding=0)
+    for original, augmented in zip(images, unpadded):
+        assert torch.equal(augmented, original) or torch.equal(augmented, original.flip(-1))
+    shifted = random_crop_and_flip(images, torch.Generator().manual_seed(0), padding=2)
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    assert set(shifted.unique().tolist()) <= set(images.unique().tolist()) | {0}
+
+
+@pytest.mark.slow
+def test_cnn_smoke_runs_from_the_cli_and_reports_cnn_panels(tmp_path, capsys):
+    write_cifar10(tmp_path / "data" / "cifar-10-batches-py", per_train_batch=120, test=300)
+    out = tmp_path / "out"
+    code = main(["run", "cnn-smoke", "--data-root", str(tmp_path / "data"), "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    trials = StudyDatabase(out).rows("trials")
+    assert {(row["architecture"], row["width"]) for row in trials} == {
+        ("vgg", 16), ("vgg", 32), ("resnet", 16), ("resnet", 32)
+    }
+    assert len(trials) == 8
+    assert {row["nonzero_weights"] == row["base_nonzero"] for row in trials} == {True}
+    page = (out / "report" / "index.html").read_text()
+    assert "vgg · cifar10" in page and "resnet · cifar10" in page

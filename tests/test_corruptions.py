@@ -1,0 +1,520 @@
+"""The corruptions (MNIST-C, CIFAR-10-C suites), their errors, the written layouts and the protocol."""
+
+from __future__ import annotations
+
+import colorsys
+import json
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from sparsecap.corruptions import Suite, corrupt, get_corruption, list_corruptions, to_channels_last
+from sparsecap.corruptions import blur as cifar_blur
+from sparsecap.corruptions import ops
+from sparsecap.corruptions.protocol import ProtocolConfig, prepare_inputs, sample_indices
+from sparsecap.data import dataset_info
+from sparsecap.data.corrupted import (
+    CIFAR_C_PUBLISHED,
+    MNIST_C_PUBLISHED,
+    CorruptedLayout,
+    check_complete,
+    load_corrupted,
+    read_cifar_c,
+    read_mnist_c,
+)
+from sparsecap.data.registry import DatasetName, ImageDataset
+from sparsecap.errors import CorruptionError, DatasetFormatError, DatasetNotFoundError, FrostUnavailableError
+
+SUITES = (Suite.MNIST_C, Suite.CIFAR_C)
+ALL = [(suite, name) for suite in SUITES for name in list_corruptions(suite)]
+
+
+def _digits(count: int, seed: int = 0) -> np.ndarray:
+    """MNIST-like 28×28 grey images: a bright blurred stroke on black, uint8 (N, 28, 28, 1)."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((count, 28, 28))
+    for index in range(count):
+        r0, r1 = rng.integers(5, 23, 2)
+        rows = np.linspace(r0, r1, 40).round().astype(int)
+        cols = np.linspace(rng.integers(5, 10), rng.integers(18, 23), 40).round().astype(int)
+        images[index, rows, cols] = 1
+        images[index, 5:23, 14] = 1
+    images = ndimage.gaussian_filter(images, (0, 0.8, 0.8))
+    return np.rint(255 * np.clip(images / images.max(axis=(1, 2), keepdims=True) * 1.3, 0, 1)).astype(np.uint8)[
+        ..., None
+    ]
+
+
+def _colour(count: int, seed: int = 0) -> np.ndarray:
+    """32×32 colour images with structure (smooth fields plus edges), uint8 (N, 32, 32, 3)."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((count, 32, 32, 3)), (0, 3, 3, 0))
+    field = (field - field.min()) / (field.max() - field.min())
+    field[:, 8:20, 10:22] = rng.random((count, 1, 1, 3))
+    return np.rint(255 * field).astype(np.uint8)
+
+
+IMAGES = {Suite.MNIST_C: _digits(4), Suite.CIFAR_C: _colour(4)}
+
+
+@pytest.fixture(scope="module")
+def frost_dir(tmp_path_factory):
+    """A frost directory of five synthetic pictures with the reference names and sizes."""
+    directory = tmp_path_factory.mktemp("frost")
+    rng = np.random.default_rng(0)
+    sizes = ((600, 900), (315, 560), (315, 560), (350, 527), (495, 660))
+    for name, (height, width) in zip(("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg"), sizes,
+                                     strict=True):
+        picture = ndimage.gaussian_filter(rng.random((height, width, 3)), (2, 2, 0)) * 255
+        cv2.imwrite(str(directory / name), picture.astype(np.uint8))
+    return directory
+
+
+def _run(suite, name, images, severity, seed, frost_dir):
+    return corrupt(images, name, severity, np.random.default_rng(seed), suite=suite, frost_directory=frost_dir)
+
+
+# ------------------------------------------------------------------------------------------ contracts
+
+
+def test_the_suites_have_the_specified_members():
+    assert len(list_corruptions(Suite.CIFAR_C)) == 19
+    assert list_corruptions(Suite.CIFAR_C) == list(CIFAR_C_PUBLISHED)
+    assert len(list_corruptions(Suite.CIFAR_C, published_only=True)) == 15
+    assert list_corruptions(Suite.MNIST_C, published_only=True) == list(MNIST_C_PUBLISHED)
+    published = {name: get_corruption(name, Suite.MNIST_C).published_severity for name in MNIST_C_PUBLISHED}
+    assert published == {
+        "identity": None, "shot_noise": 5, "impulse_noise": 4, "glass_blur": 1, "motion_blur": 1, "shear": 2,
+        "scale": 3, "rotate": 2, "brightness": 5, "translate": 3, "stripe": None, "fog": 5, "spatter": 4,
+        "dotted_line": None, "zigzag": None, "canny_edges": None,
+    }
+
+
+@pytest.mark.parametrize(("suite", "name"), ALL, ids=[f"{suite.value}-{name}" for suite, name in ALL])
+def test_every_severity_returns_uint8_of_the_same_shape_and_seeds_reproduce(suite, name, frost_dir):
+    images = IMAGES[suite]
+    corruption = get_corruption(name, suite)
+    for severity in range(1, 6):
+        first = _run(suite, name, images, severity, 1, frost_dir)
+        assert first.dtype == np.uint8 and first.shape == images.shape
+        assert np.array_equal(first, _run(suite, name, images, severity, 1, frost_dir)), "same seed, same output"
+    other = _run(suite, name, images, 5, 2, frost_dir)
+    if corruption.random:
+        assert not np.array_equal(first, other), "different seeds should differ for a random corruption"
+    else:
+        assert np.array_equal(first, other), "a deterministic corruption ignores the generator"
+    assert not np.shares_memory(first, images)
+
+
+def test_identity_leaves_images_unchanged():
+    images = IMAGES[Suite.MNIST_C]
+    for severity in range(1, 6):
+        assert np.array_equal(_run(Suite.MNIST_C, "identity", images, severity, 0, None), images)
+
+
+MONOTONE = [
+    (Suite.CIFAR_C, name)
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "defocus_blur",
+                 "zoom_blur", "contrast", "motion_blur")
+] + [
+    (Suite.MNIST_C, name)
+    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "zoom_blur",
+                 "contrast", "brightness", "scale")
+]
+
+
+@pytest.mark.parametrize(("suite", "name"), MONOTONE, ids=[f"{s.value}-{n}" for s, n in MONOTONE])
+def test_mean_change_grows_with_severity(suite, name):
+    images = _digits(12, 1) if suite is Suite.MNIST_C else _colour(12, 1)
+    changes = [
+        np.abs(_run(suite, name, images, severity, 3, None).astype(int) - images).mean() for severity in range(1, 6)
+    ]
+    # non-decreasing, and strictly growing overall (CIFAR motion blur 3 and 4 differ only in a kernel tail
+    # of weight e^-18, so they coincide)
+    assert all(low <= high for low, high in zip(changes, changes[1:], strict=False)), changes
+    assert sum(low < high for low, high in zip(changes, changes[1:], strict=False)) >= 3, changes
+
+
+# ------------------------------------------------------------------------- independent values, small inputs
+
+
+def test_cifar_contrast_matches_a_direct_computation():
+    images = IMAGES[Suite.CIFAR_C]
+    for severity, factor in enumerate((0.75, 0.5, 0.4, 0.3, 0.15), start=1):
+        x = images / 255.0
+        means = x.mean(axis=(1, 2), keepdims=True)  # per image and channel
+        expected = (np.clip((x - means) * factor + means, 0, 1) * 255).astype(np.uint8)  # truncated
+        assert np.array_equal(_run(Suite.CIFAR_C, "contrast", images, severity, 0, None), expected)
+
+
+def test_cifar_brightness_matches_colorsys_hsv():
+    images = IMAGES[Suite.CIFAR_C][:2]
+    for severity, shift in ((1, 0.05), (5, 0.3)):
+        expected = np.empty_like(images)
+        for index in np.ndindex(images.shape[:3]):
+            h, s, v = colorsys.rgb_to_hsv(*(images[index] / 255.0))
+            rgb = colorsys.hsv_to_rgb(h, s, min(1.0, v + shift))
+            expected[index] = (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+        result = _run(Suite.CIFAR_C, "brightness", images, severity, 0, None)
+        difference = np.abs(result.astype(int) - expected)
+        assert difference.max() <= 1 and (difference == 0).mean() > 0.99  # float rounding before truncation
+
+
+def test_mnist_brightness_is_a_clipped_shift_for_grey_images():
+    images = IMAGES[Suite.MNIST_C]
+    for severity, shift in enumerate((0.1, 0.2, 0.3, 0.4, 0.5), start=1):
+        expected = np.rint(np.clip(images / 255 + shift, 0, 1) * 255)
+        assert np.abs(_run(Suite.MNIST_C, "brightness", images, severity, 0, None) - expected).max() <= 1
+
+
+def _pillow_box(side_in: int, side_out: int) -> np.ndarray:
+    """Pillow's BOX resampling weights: equal weights on the input pixels whose centres fall in the box."""
+    scale = side_in / side_out
+    stretch = max(scale, 1.0)
+    weights = np.zeros((side_out, side_in))
+    for out in range(side_out):
+        centre = (out + 0.5) * scale
+        for pixel in range(side_in):
+            weights[out, pixel] = -0.5 < (pixel + 0.5 - centre) / stretch <= 0.5
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _two_pass(images: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rows then columns, each pass rounded half up to 8 bits, as Pillow does."""
+    across = np.floor(np.einsum("lk,njkc->njlc", weights, images) + 0.5)
+    return np.floor(np.einsum("ij,njkc->nikc", weights, across) + 0.5)
+
+
+def test_pixelate_is_block_means_for_a_whole_ratio():
+    images = IMAGES[Suite.MNIST_C]  # severity 2: BOX 28 -> 14 -> 28: 2×2 means, then each repeated 2×2
+    pairs = np.floor(images[..., 0].reshape(-1, 28, 14, 2).astype(float).mean(axis=3) + 0.5)
+    blocks = np.floor(pairs.reshape(-1, 14, 2, 14).mean(axis=2) + 0.5)
+    expected = np.repeat(np.repeat(blocks, 2, axis=1), 2, axis=2)[..., None]
+    assert np.array_equal(_run(Suite.MNIST_C, "pixelate", images, 2, 0, None), expected.astype(np.uint8))
+
+
+def test_cifar_pixelate_matches_box_resampling():
+    images = IMAGES[Suite.CIFAR_C][:2]
+    for severity, side in ((1, 30), (4, 24), (5, 20)):
+        small = _two_pass(images.astype(float), _pillow_box(32, side))
+        expected = _two_pass(small, _pillow_box(side, 32))
+        result = _run(Suite.CIFAR_C, "pixelate", images, severity, 0, None)
+        assert np.abs(result - expected).max() <= 1 and (result == expected).mean() > 0.99
+
+
+@pytest.mark.parametrize(("suite", "quality"), [(Suite.MNIST_C, (25, 18, 15, 10, 7)), (Suite.CIFAR_C, (80, 65, 58, 50, 40))])
+def test_jpeg_matches_opencv_libjpeg_at_the_specified_quality(suite, quality):
+    images = IMAGES[suite]
+    for severity, level in enumerate(quality, start=1):
+        expected = []
+        for image in images:
+            bgr = image[..., 0] if suite is Suite.MNIST_C else image[..., ::-1]
+            decoded = cv2.imdecode(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, level])[1], cv2.IMREAD_UNCHANGED)
+            expected.append(decoded[..., None] if suite is Suite.MNIST_C else decoded[..., ::-1])
+        result = _run(suite, "jpeg_compression", images, severity, 0, None)
+        assert np.abs(result.astype(int) - np.stack(expected)).max() <= 1
+
+
+def test_stripe_inverse_and_quantize_by_hand():
+    images = IMAGES[Suite.MNIST_C]
+    striped = _run(Suite.MNIST_C, "stripe", images, 1, 0, None)
+    assert np.array_equal(striped[:, :, :7], 255 - images[:, :, :7])
+    assert np.array_equal(striped[:, :, 7:21], images[:, :, 7:21])
+    assert np.array_equal(striped[:, :, 21:], 255 - images[:, :, 21:])
+    assert np.array_equal(_run(Suite.MNIST_C, "inverse", images, 1, 0, None), 255 - images)
+    assert np.array_equal(_run(Suite.MNIST_C, "quantize", images, 5, 0, None), np.where(images >= 128, 255, 0))
+
+
+def test_motion_blur_matches_a_pixel_by_pixel_smear():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(1, 7, 9, 2), dtype=np.uint8)
+    radius, sigma = 3, 1.5
+    for angle in (-135.0, -60.0, 0.0, 30.0, 45.0):
+        steps = np.arange(2 * 3 + 1)
+        weights = np.exp(-(steps**2) / (2 * sigma**2))
+        weights /= weights.sum()
+        theta = np.radians(angle)
+        expected = np.empty_like(image)
+        for r, c, k in np.ndindex(7, 9, 2):
+            total = 0.0
+            for step, weight in zip(steps, weights, strict=True):
+                rr = min(max(r + int(np.ceil(step * np.sin(theta) - 0.5)), 0), 6)
+                cc = min(max(c + int(np.ceil(step * np.cos(theta) - 0.5)), 0), 8)
+                total += weight * 257.0 * image[0, rr, cc, k]
+            expected[0, r, c, k] = int(np.floor(total + 0.5)) // 257
+        assert np.array_equal(ops.motion_blur(image, radius, sigma, np.array([angle])), expected)
+
+
+def test_cifar_glass_blur_gather_equals_the_reference_swap_loop():
+    """The reference's sequential aliasing 'swap' on an H×W×3 array is a copy; check the gather against it."""
+    images = IMAGES[Suite.CIFAR_C][:2]
+    for severity in (2, 4):
+        sigma, shift, iterations = cifar_blur.CIFAR_GLASS[severity - 1]
+        result = _run(Suite.CIFAR_C, "glass_blur", images, severity, 7, None)
+        rng = np.random.default_rng(7)  # replay the same draws, consumed in the same order
+        x = (ops.gaussian(images / 255.0, sigma) * 255).astype(np.uint8)
+        for _ in range(iterations):
+            offsets = rng.integers(-shift, shift, size=(len(images), 30, 30, 2))
+            for n in range(len(images)):
+                image = x[n]
+                for h in range(31, 1, -1):
+                    for w in range(31, 1, -1):
+                        dx, dy = offsets[n, h - 2, w - 2]
+                        image[h, w], image[h + dy, w + dx] = image[h + dy, w + dx], image[h, w]  # numpy views
+        expected = (np.clip(ops.gaussian(x / 255.0, sigma), 0, 1) * 255).astype(np.uint8)
+        assert np.array_equal(result, expected)
+
+
+def test_zoom_blur_operator_equals_scipy_clipped_zooms():
+    values = IMAGES[Suite.CIFAR_C].astype(np.float64) / 255
+    for factor in (1.0, 1.01, 1.07, 1.25, 1.75):
+        matrix = ops.clipped_zoom_matrix(32, factor)
+        assert np.allclose(np.einsum("ij,njkc,lk->nilc", matrix, values, matrix), ops.clipped_zoom(values, factor))
+    assert [len(factors) for factors in cifar_blur.CIFAR_ZOOMS] == [7, 12, 16, 21, 26]
+
+
+def test_warps_follow_the_inverse_map():
+    images = IMAGES[Suite.MNIST_C]
+    translated = _run(Suite.MNIST_C, "translate", images, 1, 0, None)  # 1 px, signs drawn per image
+    rolled = [
+        np.roll(np.roll(images[n, ..., 0], dy, axis=0), dx, axis=1)
+        for n in range(len(images))
+        for dy in (-1, 1)
+        for dx in (-1, 1)
+    ]
+    for n in range(len(images)):  # the content moves by one pixel in each direction (edges aside)
+        assert any(np.array_equal(translated[n, 2:-2, 2:-2, 0], candidate[2:-2, 2:-2]) for candidate in rolled[4 * n : 4 * n + 4])
+    centre = np.zeros((1, 28, 28, 1), dtype=np.uint8)
+    centre[0, 13:15, 13:15] = 255
+    for name in ("scale", "rotate", "shear"):  # these keep (13.5, 13.5) fixed
+        assert _run(Suite.MNIST_C, name, centre, 3, 0, None)[0, 13:15, 13:15].min() > 100
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(CorruptionError, match="valid names: gaussian_noise, shot_noise"):
+        corrupt(IMAGES[Suite.CIFAR_C], "gausian_noise", 1, np.random.default_rng(0), suite="cifar-c")
+    with pytest.raises(CorruptionError, match="pessimal-noise matrix"):
+        get_corruption("pessimal_noise", Suite.MNIST_C)
+    with pytest.raises(CorruptionError, match="valid suites: mnist-c, cifar-c"):
+        list_corruptions("imagenet-c")
+
+
+@pytest.mark.parametrize("severity", [0, 6, 2.0, "3", True])
+def test_severity_outside_one_to_five_is_refused(severity):
+    with pytest.raises(CorruptionError, match="severity must be an integer from 1 to 5"):
+        corrupt(IMAGES[Suite.CIFAR_C], "contrast", severity, np.random.default_rng(0), suite="cifar-c")
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (IMAGES[Suite.CIFAR_C] / 255.0, "uint8 in 0..255, got dtype float64 \\(values look like \\[0, 1\\]"),
+        (IMAGES[Suite.CIFAR_C].astype(np.int64), "got dtype int64"),
+        (IMAGES[Suite.CIFAR_C].transpose(0, 3, 1, 2), "channels-first"),
+        (IMAGES[Suite.CIFAR_C][0], "shape \\(N, 32, 32, 3\\)"),
+        (IMAGES[Suite.MNIST_C], "got shape \\(4, 28, 28, 1\\)"),
+        ([[1, 2]], "numpy array"),
+    ],
+)
+def test_wrong_dtype_range_or_shape_is_refused(images, message):
+    with pytest.raises(CorruptionError, match=message):
+        corrupt(images, "contrast", 1, np.random.default_rng(0), suite="cifar-c")
+
+
+def test_frost_without_usable_pictures(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    images = IMAGES[Suite.CIFAR_C]
+    with pytest.raises(FrostUnavailableError, match="--frost-dir DIR or set \\$SPARSECAP_FROST"):
+        corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c")
+    with pytest.raises(FrostUnavailableError, match="holds no pictures"):
+        corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path)
+    (tmp_path / "frost1.png").write_bytes(b"not a png")
+    with pytest.raises(FrostUnavailableError, match="cannot be read"):
+        corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path)
+    small = tmp_path / "small"
+    small.mkdir()
+    cv2.imwrite(str(small / "tiny.png"), np.zeros((100, 100, 3), np.uint8))  # 20×20 after the 0.2 resize
+    with pytest.raises(FrostUnavailableError, match="too small"):
+        corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=small)
+    with pytest.raises(FrostUnavailableError, match="does not exist"):
+        corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------- layouts and the protocol
+
+
+def _dataset(name: DatasetName, images_nhwc: np.ndarray, labels: np.ndarray) -> ImageDataset:
+    import torch
+
+    chw = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
+    tensor_labels = torch.from_numpy(labels.astype(np.int64))
+    return ImageDataset(dataset_info(name), chw, tensor_labels, chw, tensor_labels, "test images")
+
+
+def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    labels = np.arange(6) % 10
+    mnist = _dataset(DatasetName.MNIST, _digits(6), labels)
+    summary = write_corrupted_dataset(mnist, tmp_path / "mnist_c", corruptions=["identity", "shot_noise", "stripe"],
+                                      seed=3, show_progress=False, include_train=True)
+    assert summary.written == {"identity": [1], "shot_noise": [5], "stripe": [1]}
+    assert check_complete(tmp_path / "mnist_c", CorruptedLayout.MNIST_C) == ["identity", "shot_noise", "stripe"]
+    for split in ("test", "train"):
+        identity = read_mnist_c(tmp_path / "mnist_c", "identity", split)
+        assert np.array_equal(identity.images, _digits(6)) and np.array_equal(identity.labels, labels)
+    shot = read_mnist_c(tmp_path / "mnist_c", "shot_noise")
+    expected = corrupt(_digits(6), "shot_noise", 5, np.random.default_rng(
+        np.random.SeedSequence([3, *_keys("mnist-c", "shot_noise"), 5, _key("test"), 0])), suite="mnist-c")
+    assert np.array_equal(shot.images, expected) and shot.labels.dtype == np.int64
+    manifest = json.loads((tmp_path / "mnist_c" / "manifest.json").read_text())
+    assert manifest["seed"] == 3 and manifest["spec_version"].startswith("corruptions.md@")
+    assert set(manifest["sha256"]) >= {"shot_noise/test_images.npy", "shot_noise/test_labels.npy"}
+
+    colour = _colour(5)
+    cifar = _dataset(DatasetName.CIFAR10, colour, np.arange(5))
+    write_corrupted_dataset(cifar, tmp_path / "CIFAR-10-C", corruptions=["contrast", "frost"],
+                            frost_directory=frost_dir, show_progress=False)
+    stacked = read_cifar_c(tmp_path / "CIFAR-10-C", "contrast")
+    assert stacked.images.shape == (25, 32, 32, 3) and np.array_equal(stacked.labels, np.tile(np.arange(5), 5))
+    for severity in range(1, 6):
+        block = read_cifar_c(tmp_path / "CIFAR-10-C", "contrast", severity)
+        assert np.array_equal(block.images, corrupt(colour, "contrast", severity, np.random.default_rng(0),
+                                                    suite="cifar-c"))
+    assert read_cifar_c(tmp_path / "CIFAR-10-C", "frost", 3).images.shape == (5, 32, 32, 3)
+    found = load_corrupted("cifar10-c", "contrast", tmp_path, severity=2)  # found in a data root
+    assert np.array_equal(found.images, stacked.images[5:10]) and found.severities == (2,)
+    assert np.array_equal(load_corrupted("mnist-c", "stripe", tmp_path).images, read_mnist_c(
+        tmp_path / "mnist_c", "stripe").images)
+
+
+def _key(text):
+    from sparsecap.corruptions.protocol import name_key
+
+    return name_key(text)
+
+
+def _keys(*texts):
+    return [_key(text) for text in texts]
+
+
+def test_frost_is_skipped_with_a_message_when_writing_without_pictures(tmp_path, monkeypatch):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    summary = write_corrupted_dataset(cifar, tmp_path, corruptions=["frost", "fog"], show_progress=False)
+    assert list(summary.written) == ["fog"] and "--frost-dir" in summary.skipped["frost"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["skipped"]["frost"].startswith("frost needs")
+
+
+def test_readers_refuse_missing_and_mismatched_files(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="holds no mnist-c corruptions"):
+        check_complete(tmp_path, CorruptedLayout.MNIST_C)
+    folder = tmp_path / "fog"
+    folder.mkdir()
+    np.save(folder / "test_images.npy", np.zeros((4, 28, 28, 1), np.uint8))
+    with pytest.raises(DatasetNotFoundError, match="test_labels.npy is missing"):
+        read_mnist_c(tmp_path, "fog")
+    np.save(folder / "test_labels.npy", np.zeros(3, np.uint8))
+    with pytest.raises(DatasetFormatError, match="expected 4 labels"):
+        read_mnist_c(tmp_path, "fog")
+    np.save(folder / "test_images.npy", np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(DatasetFormatError, match="expected uint8 images of shape \\(N, 28, 28, 1\\)"):
+        read_mnist_c(tmp_path, "fog")
+    with pytest.raises(DatasetNotFoundError, match="corruptions there: "):
+        read_mnist_c(tmp_path, "zigzag")
+    np.save(tmp_path / "snow.npy", np.zeros((12, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.zeros(12, np.uint8))
+    with pytest.raises(DatasetFormatError, match="not five equal blocks"):
+        read_cifar_c(tmp_path, "snow")
+    np.save(tmp_path / "snow.npy", np.zeros((10, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.arange(10, dtype=np.uint8))
+    with pytest.raises(DatasetFormatError, match="do not repeat the same labels"):
+        read_cifar_c(tmp_path, "snow")
+
+
+def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_path):
+    images = to_channels_last(_digits(30).transpose(0, 3, 1, 2))
+    config = ProtocolConfig.default(Suite.MNIST_C, sample_size=12, draws=2, seed=5)
+    assert [name for name, _, _ in config.plan()] == list(MNIST_C_PUBLISHED)
+    assert dict((name, severity) for name, severity, _ in config.plan())["fog"] == 5
+    first = prepare_inputs(tmp_path, "mnist", images, config)
+    # another model (another trial, another process) gets the cached inputs: the same indices and pixels
+    cached = sorted(path.name for path in first.directory.iterdir())
+    second = prepare_inputs(tmp_path, "mnist", images, config)
+    assert second.directory == first.directory and sorted(p.name for p in second.directory.iterdir()) == cached
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a.indices, b.indices) and np.array_equal(a.images, b.images)
+        assert len(a.indices) == 12 and len(set(a.indices.tolist())) == 12
+        assert a.images.shape == ((2 if get_corruption(a.corruption, Suite.MNIST_C).random else 1), 12, 28, 28, 1)
+    shot = next(entry for entry in first if entry.corruption == "shot_noise")
+    assert not np.array_equal(shot.images[0], shot.images[1]), "draws are independent"
+    assert np.array_equal(shot.indices, sample_indices(30, 12, 5, "shot_noise", 5))
+    other_seed = prepare_inputs(tmp_path, "mnist", images, ProtocolConfig.default(Suite.MNIST_C, sample_size=12,
+                                                                                  draws=2, seed=6))
+    assert other_seed.directory != first.directory
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([first.directory.name, other_seed.directory.name])
+
+
+# ------------------------------------------------------------------------------------------- the study
+
+
+def _write_idx_mnist(directory, train: int, test: int) -> None:
+    import gzip
+    import struct
+
+    directory.mkdir(parents=True)
+    for split, count, seed in (("train", train, 0), ("t10k", test, 1)):
+        images = _digits(count, seed)[..., 0]
+        labels = (np.arange(count) % 10).astype(np.uint8)
+        images[np.arange(count), labels * 2 + 4, 2:26] = 255  # a class-dependent bar: learnable in one epoch
+        with gzip.open(directory / f"{split}-images-idx3-ubyte.gz", "wb") as file:
+            file.write(struct.pack(">IIII", 2051, count, 28, 28) + images.tobytes())
+        with gzip.open(directory / f"{split}-labels-idx1-ubyte.gz", "wb") as file:
+            file.write(struct.pack(">II", 2049, count) + labels.tobytes())
+
+
+@pytest.mark.slow
+def test_the_corruptions_preset_runs_from_the_cli_and_reports(tmp_path, monkeypatch, capsys):
+    from sparsecap.cli import main
+    from sparsecap.corruptions import protocol
+    from sparsecap.studies import StudyDatabase
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SPARSECAP_DATA", raising=False)
+    _write_idx_mnist(tmp_path / "data" / "mnist", train=300, test=90)
+    generated = []
+    original = protocol.corruption_rng
+    monkeypatch.setattr(protocol, "corruption_rng", lambda *args: generated.append(args) or original(*args))
+    study = tmp_path / "study"
+    command = ["run", "quick-corruptions", "--out", str(study), "--data-root", str(tmp_path / "data"), "--no-progress",
+               "--set", "widths=[16, 32]", "--set", "training.max_epochs=1", "--set", "weight_noise.draws=1",
+               "--set", "corruptions.sample_size=40", "--set", "corruptions.draws=2"]
+    assert main(command) == 0, capsys.readouterr().err
+
+    plan = ProtocolConfig.default(Suite.MNIST_C, sample_size=40, draws=2).plan()
+    assert len(generated) == sum(draws for _, _, draws in plan)  # generated once, for both models
+    assert [path.name for path in (study / "corruptions").iterdir()] == [
+        next((study / "corruptions").iterdir()).name  # one cache entry: mnist, seed 0
+    ]
+    rows = StudyDatabase(study).rows("corruption")
+    by_trial: dict[str, set] = {}
+    for row in rows:
+        by_trial.setdefault(row["trial_id"], set()).add((row["corruption"], row["severity"], row["draw"]))
+        assert 0.0 <= row["accuracy"] <= 1.0
+    assert len(by_trial) == 2
+    assert all(keys == {(name, severity, draw) for name, severity, draws in plan for draw in range(draws)}
+               for keys in by_trial.values())
+    page = (study / "report" / "index.html").read_text()
+    assert 'id="corrupted_accuracy"' in page and 'id="corruption_breakdown"' in page
+    assert (study / "report" / "corruption_breakdown.png").stat().st_size > 10_000
+
+    generated.clear()  # a resumed run finds everything done and regenerates nothing
+    assert main(command) == 0
+    assert generated == []
