@@ -5,7 +5,17 @@ from sparsecap.cli import main
 from sparsecap.data import dataset_info
 from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, architecture_family, create_model, default_base, validate_input
-from sparsecap.sparsity import Allocation, MaskGranularity, allocate, mask_to_capacity, masked_layers, weight_count
+from sparsecap.sparsity import (
+    Allocation,
+    MaskGranularity,
+    PruningScope,
+    allocate,
+    initialize_,
+    magnitude_prune_,
+    mask_to_capacity,
+    masked_layers,
+    weight_count,
+)
 from sparsecap.sparsity.static import layer_shapes
 from sparsecap.studies import StudyDatabase
 from sparsecap.training import TrainingConfig, train
@@ -167,3 +177,16 @@ def test_cnn_smoke_runs_from_the_cli_and_reports_cnn_panels(tmp_path, capsys):
     assert {row["nonzero_weights"] == row["base_nonzero"] for row in trials} == {True}
     page = (out / "report" / "index.html").read_text()
     assert "vgg · cifar10" in page and "resnet · cifar10" in page
+
+
+def test_post_training_pruning_of_a_cnn_keeps_the_base_count_of_largest_weights():
+    info = dataset_info("digits")
+    model = create_model(ModelConfig("vgg", 8, 13), info)
+    initialize_(model, torch.Generator().manual_seed(0))
+    capacity = weight_count(create_model(ModelConfig("vgg", 8, 11), info))
+    before = [layer.weight.detach().clone() for _, layer in masked_layers(model)]
+    magnitude_prune_(model, capacity, PruningScope.GLOBAL, Allocation.UNIFORM)
+    kept = torch.cat([layer.mask.bool().flatten() for _, layer in masked_layers(model)])
+    magnitudes = torch.cat([weight.abs().flatten() for weight in before])
+    assert int(kept.sum()) == capacity
+    assert magnitudes[kept].min() >= magnitudes[~kept].max()

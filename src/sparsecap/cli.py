@@ -65,14 +65,14 @@ def _command_describe(arguments: argparse.Namespace) -> int:
     base = ModelConfig(family.name, arguments.base_width or default.width, arguments.base_depth or default.depth)
     granularity = MaskGranularity.KERNEL if arguments.whole_kernels else MaskGranularity.WEIGHT
     allocation = parse_allocation(arguments.allocation)
-    summary = describe_model(model, base, arguments.dataset, allocation, arguments.seed, granularity)
+    description = describe_model(model, base, arguments.dataset, allocation, arguments.seed, granularity)
     if arguments.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json.dumps(description.to_json(), indent=2))
     else:
         print(f"{family.name} width {model.width} depth {model.depth} on {arguments.dataset}, masked to "
               f"{family.name} width {base.width} depth {base.depth} ({allocation.value} allocation, "
               f"{granularity.value} masks)")
-        print(format_table(summary))
+        print(format_table(description))
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from sparsecap.data import dataset_info
@@ -14,6 +17,21 @@ from sparsecap.sparsity import (
     summarize,
     weight_count,
 )
+from sparsecap.sparsity.flops import MultiplyAccumulates, multiply_accumulates
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    summary: SparsitySummary
+    arithmetic: MultiplyAccumulates
+    """Forward multiply-accumulates per image, dense and of the nonzeros only."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.summary.to_json(),
+            "dense_multiply_accumulates": self.arithmetic.dense,
+            "nonzero_multiply_accumulates": self.arithmetic.nonzero,
+        }
 
 
 def describe_model(
@@ -23,17 +41,18 @@ def describe_model(
     allocation: Allocation,
     seed: int,
     granularity: MaskGranularity = MaskGranularity.WEIGHT,
-) -> SparsitySummary:
+) -> ModelDescription:
     """Mask `model_config` to the dense weight count of `base_config` and summarise the result."""
     info = dataset_info(dataset)
     capacity = weight_count(create_model(base_config, info))
     model = create_model(model_config, info)
     mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(seed), granularity)
-    return summarize(model, capacity)
+    return ModelDescription(summarize(model, capacity), multiply_accumulates(model, info.input_shape))
 
 
-def format_table(summary: SparsitySummary) -> str:
+def format_table(description: ModelDescription) -> str:
     """A fixed-width table a person can read in a terminal."""
+    summary, arithmetic = description.summary, description.arithmetic
     header = (
         f"{'layer':<34}{'shape':>16}{'weights':>14}{'nonzero':>12}{'density':>10}"
         f"{'outputs w/o input':>19}{'inputs unread':>15}"
@@ -52,5 +71,6 @@ def format_table(summary: SparsitySummary) -> str:
         f"unmasked parameters (biases, normalisation): {summary.unmasked_parameters:,}",
         f"difference from the base: {summary.total_nonzero - summary.base_nonzero:+,}",
         f"disconnected hidden units: {summary.disconnected_units:,}",
+        f"forward multiply-accumulates per image: {arithmetic.dense:,} dense, {arithmetic.nonzero:,} nonzero",
     ]
     return "\n".join(lines)

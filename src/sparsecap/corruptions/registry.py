@@ -176,7 +176,7 @@ _MNIST_C = (
     _mnist("shear", _G, mnist_c.shear, True),
     _mnist("scale", _G, mnist_c.scale, False),
     _mnist("rotate", _G, mnist_c.rotate, True),
-    _mnist("brightness", _D, mnist_c.brightness, False),
+    _mnist("brightness", _W, mnist_c.brightness, False),
     _mnist("translate", _G, mnist_c.translate, True),
     _mnist("stripe", _O, mnist_c.stripe, False, has_severity=False),
     _mnist("fog", _W, mnist_c.fog, True),
