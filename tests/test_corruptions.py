@@ -494,7 +494,7 @@ def test_the_corruptions_preset_runs_from_the_cli_and_reports(tmp_path, monkeypa
     monkeypatch.setattr(protocol, "corruption_rng", lambda *args: generated.append(args) or original(*args))
     study = tmp_path / "study"
     command = ["run", "quick-corruptions", "--out", str(study), "--data-root", str(tmp_path / "data"), "--no-progress",
-               "--set", "widths=[16, 32]", "--set", "training.max_epochs=1", "--set", "weight_noise.draws=1",
+               "--set", "widths=[16, 32]", "--set", "train_examples=300", "--set", "training.max_epochs=1", "--set", "weight_noise.draws=1",
                "--set", "corruptions.sample_size=40", "--set", "corruptions.draws=2"]
     assert main(command) == 0, capsys.readouterr().err
 
