@@ -43,6 +43,13 @@ class Family(str, enum.Enum):
     DEPTH = "depth"
 
 
+def reject_repeats(values: list[Any] | None) -> list[Any] | None:
+    """Validator body shared by every list that is a set in disguise (widths, seeds, attacks, ...)."""
+    if values is not None and len(set(values)) != len(values):
+        raise ValueError(f"values must not repeat, got {[getattr(value, 'value', value) for value in values]}")
+    return values
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False)
 
@@ -88,9 +95,7 @@ class AdversarialSpec(_Strict):
     @field_validator("attacks", "epsilons")
     @classmethod
     def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
-        if values is not None and len(set(values)) != len(values):
-            raise ValueError(f"values must not repeat, got {[getattr(value, 'value', value) for value in values]}")
-        return values
+        return reject_repeats(values)
 
 
 class CorruptionsSpec(_Strict):
@@ -108,9 +113,7 @@ class CorruptionsSpec(_Strict):
     @field_validator("corruptions", "severities")
     @classmethod
     def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
-        if values is not None and len(set(values)) != len(values):
-            raise ValueError(f"values must not repeat, got {values}")
-        return values
+        return reject_repeats(values)
 
     def protocol(self, dataset: DatasetName) -> ProtocolConfig:
         """The protocol for one dataset; raises CorruptionError for a dataset without a suite or a bad name."""
@@ -162,10 +165,8 @@ class StudySpec(_Strict):
 
     @field_validator("widths", "depths", "seeds", "datasets", "architectures", "schedules")
     @classmethod
-    def _no_repeats(cls, values: list[Any]) -> list[Any]:
-        if len(set(values)) != len(values):
-            raise ValueError(f"values must not repeat, got {values}")
-        return values
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        return reject_repeats(values)
 
     @model_validator(mode="after")
     def _one_family_and_a_base_below_it(self) -> StudySpec:
