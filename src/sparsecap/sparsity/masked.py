@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.sparsity.sparse_linear import Engine, sparse_linear, uses_sparse
+
 
 class _MaskedWeight:
     """What linear and convolutional masked layers share: the mask buffer and how it is replaced."""
@@ -31,13 +33,21 @@ class _MaskedWeight:
 
 
 class MaskedLinear(_MaskedWeight, nn.Linear):
-    """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer)."""
+    """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer).
+
+    `engine` (set with `sparsecap.sparsity.set_engine`) picks dense weight × mask or the sparse engine
+    of `sparsecap.sparsity.sparse_linear`, which computes the same function at the nonzeros only.
+    """
+
+    engine: Engine = Engine.DENSE
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self._register_mask()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.engine is not Engine.DENSE and uses_sparse(self):
+            return sparse_linear(self, inputs)
         return functional.linear(inputs, self.weight * self.mask, self.bias)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 DATABASE_FILE = "results.sqlite"
+FAILED = "failed"
+"""The status of a trial that raised (or whose worker died too often): recorded with its error, retried on rerun."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS study (
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS trials (
     min_class_recall REAL,
     train_seconds REAL NOT NULL,
     checkpoint TEXT NOT NULL,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL,
+    error TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
@@ -125,6 +128,8 @@ class TrialRecord:
     """Rows with keys attack, epsilon, robust_accuracy, success_rate, examples."""
     corruption: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     """Rows with keys corruption, severity, draw, accuracy, loss."""
+    error: str | None = None
+    """Why a trial with status "failed" failed (the exception and its traceback); None otherwise."""
 
 
 _CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption")
@@ -147,6 +152,9 @@ class StudyDatabase:
         self.path = Path(directory) / DATABASE_FILE
         with _connect(self.path) as connection, connection:
             connection.executescript(SCHEMA)
+            columns = {row["name"] for row in connection.execute("PRAGMA table_info(trials)")}
+            if "error" not in columns:  # a database from before failed trials were recorded
+                connection.execute("ALTER TABLE trials ADD COLUMN error TEXT")
 
     def metadata(self) -> dict[str, Any]:
         """The study-level facts (spec, spec hash, versions), decoded from JSON."""
@@ -162,8 +170,9 @@ class StudyDatabase:
             )
 
     def finished_trial_ids(self) -> set[str]:
+        """Trials a rerun keeps (finished or diverged); failed trials are left out, so a rerun retries them."""
         with _connect(self.path) as connection:
-            return {row[0] for row in connection.execute("SELECT trial_id FROM trials")}
+            return {row[0] for row in connection.execute(f"SELECT trial_id FROM trials WHERE status != '{FAILED}'")}
 
     def record_trial(self, record: TrialRecord) -> None:
         """Insert a trial and its per-epoch, per-class, weight-noise and adversarial rows atomically."""
@@ -171,6 +180,8 @@ class StudyDatabase:
         columns = ", ".join(row)
         placeholders = ", ".join(f":{key}" for key in row)
         with _connect(self.path) as connection, connection:
+            # A retried trial replaces its failed row (failed rows have no child rows) in the same transaction.
+            connection.execute("DELETE FROM trials WHERE trial_id = ? AND status = ?", (record.trial_id, FAILED))
             connection.execute(f"INSERT INTO trials ({columns}) VALUES ({placeholders})", row)
             connection.executemany(
                 "INSERT INTO epochs (trial_id, epoch, train_loss) VALUES (?, ?, ?)",

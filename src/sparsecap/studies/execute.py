@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from sparsecap.robustness import adversarial_robustness, default_epsilons, evalu
 from sparsecap.sparsity import initialize_, magnitude_prune_, sparse_model_at_init, summarize, weight_count
 from sparsecap.studies.checkpoints import save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
-from sparsecap.studies.database import TrialRecord
+from sparsecap.studies.database import FAILED, TrialRecord
 from sparsecap.studies.spec import Schedule, StudySpec
 from sparsecap.studies.trials import Trial, trial_generators
 from sparsecap.training import train
@@ -115,3 +117,37 @@ def run_trial(
         ],
         corruption=corrupted,
     )
+
+
+def failed_record(spec: StudySpec, trial: Trial, dataset: ImageDataset, error: str, seconds: float) -> TrialRecord:
+    """The record of a trial that raised: its error, and its grid position where that can still be computed."""
+    total, capacity = 0, 0
+    try:  # the model's size places the trial in the report; building it may be what failed
+        total = weight_count(create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info))
+        capacity = base_nonzero(spec, trial, dataset)
+    except Exception:  # noqa: BLE001 - the trial's own error is what gets recorded
+        pass
+    return TrialRecord(
+        trial_id=trial.trial_id, architecture=trial.architecture, dataset=trial.dataset.value,
+        family=trial.family.value, width=trial.width, depth=trial.depth, schedule=trial.schedule.value,
+        allocation=spec.allocation.value, seed=trial.seed, status=FAILED, total_weights=total,
+        nonzero_weights=0, base_nonzero=capacity,
+        remaining_percent=100.0 * min(capacity, total) / total if total else 0.0,
+        unmasked_parameters=0, disconnected_units=0, epochs=0, final_train_loss=None, test_accuracy=None,
+        test_loss=None, min_class_recall=None, train_seconds=seconds, checkpoint="",
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"), error=error,
+    )
+
+
+def run_trial_or_failure(
+    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+) -> TrialRecord:
+    """`run_trial`, but an exception becomes a record with status "failed" and the traceback, not an abort.
+
+    KeyboardInterrupt and SystemExit are not caught: they stop the run (finished trials stay saved).
+    """
+    start = time.perf_counter()
+    try:
+        return run_trial(spec, trial, dataset, checkpoint_directory, show_progress)
+    except Exception:  # noqa: BLE001 - any error of one trial must not block the others
+        return failed_record(spec, trial, dataset, traceback.format_exc(), time.perf_counter() - start)

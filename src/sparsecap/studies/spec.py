@@ -125,6 +125,15 @@ class CorruptionsSpec(_Strict):
         return ProtocolConfig(suite=suite, corruptions=tuple(self.corruptions), **options)
 
 
+class ResourcesSpec(_Strict):
+    """What one trial asks of a cluster node (the Ray executor): how it runs, never what it computes."""
+
+    num_cpus: Annotated[float, Field(gt=0)] = 1.0
+    num_gpus: NonNegativeFloat = 0.0
+    memory_gib: Annotated[float, Field(gt=0)] | None = None
+    """Memory reserved per trial for scheduling (None: no reservation)."""
+
+
 class StudySpec(_Strict):
     """A grid of trials: architectures × datasets × widths × depths × schedules × seeds.
 
@@ -154,6 +163,7 @@ class StudySpec(_Strict):
     weight_noise: WeightNoiseSpec = WeightNoiseSpec()
     adversarial: AdversarialSpec = AdversarialSpec()
     corruptions: CorruptionsSpec = CorruptionsSpec()
+    resources: ResourcesSpec = ResourcesSpec()
 
     @field_validator("architectures")
     @classmethod
@@ -224,6 +234,9 @@ class StudySpec(_Strict):
             del data["adversarial"]
         if not self.corruptions.enabled:  # likewise: studies from before [corruptions] keep their fingerprint
             del data["corruptions"]
+        # Resources say where and how trials run, not what they compute: a study started on one executor
+        # (or with other resources) can be finished on another.
+        del data["resources"]
         return data
 
     def fingerprint(self) -> str:
@@ -244,7 +257,7 @@ def _describe_errors(error: ValidationError) -> str:
 
 def _valid_keys() -> str:
     nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
-              "corruptions": CorruptionsSpec}
+              "corruptions": CorruptionsSpec, "resources": ResourcesSpec}
     parts = [
         f"{key} ({', '.join(nested[key].model_fields)})" if key in nested else key
         for key in StudySpec.model_fields
