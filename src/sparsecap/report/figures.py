@@ -212,7 +212,7 @@ def plot_against_remaining(
         figure.legend(
             list(legend_handles.values()),
             list(legend_handles),
-            loc="outside right upper",
+            loc="outside right center",
             title=legend_title,
             fontsize=8,
             title_fontsize=8,
