@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sparsecap.errors import SparsecapError
 
+EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -24,6 +25,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="directory holding datasets (default: $SPARSECAP_DATA, then ~/.cache/sparsecap/data)")
@@ -33,14 +44,31 @@ def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.report import write_report
     from sparsecap.studies import load_spec, run_study
 
+    from sparsecap.studies.ray_executor import RayOptions
+    from sparsecap.studies.runner import Executor
+
+    executor = Executor(arguments.executor)
+    if executor is not Executor.RAY and (arguments.address is not None or arguments.num_cpus is not None):
+        raise SparsecapError("--address and --num-cpus go with --executor ray")
     spec = load_spec(arguments.spec, arguments.set)
     directory = arguments.out or Path("runs") / spec.name
-    progress = run_study(spec, directory, arguments.data_root, arguments.download, not arguments.no_progress)
-    print(f"{spec.name}: {progress.ran} trials run, {progress.already_finished} already finished, "
+    progress = run_study(spec, directory, arguments.data_root, arguments.download, not arguments.no_progress,
+                         executor, RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus),
+                         arguments.storage)
+    failed = f", {len(progress.failed)} failed" if progress.failed else ""
+    print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
+    if progress.failed:
+        from sparsecap.studies import StudyDatabase
+
+        errors = {row["trial_id"]: row["error"] for row in StudyDatabase(directory).rows("trials")}
+        print("failed trials (whole errors in the database's trials.error; a rerun retries them):", file=sys.stderr)
+        for trial_id in progress.failed:
+            last_line = ((errors.get(trial_id) or "").strip().splitlines() or ["(no error recorded)"])[-1]
+            print(f"  {trial_id}: {last_line}", file=sys.stderr)
     if not arguments.no_report:
         print(f"report: {write_report(directory)}")
-    return 0
+    return EXIT_TRIALS_FAILED if progress.failed else 0
 
 
 def _command_report(arguments: argparse.Namespace) -> int:
@@ -134,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="download missing datasets (checksum-verified)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: trials one after another in this process (default); ray: Ray tasks on a "
+                          "local Ray instance or, with --address, a running cluster (pip install 'sparsecap[cluster]')")
+    run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                     help="Ray cluster to use (default: start a local Ray instance for this run)")
+    run.add_argument("--num-cpus", type=_positive_int, default=None,
+                     help="CPUs of the local Ray instance (default: all of this machine's)")
+    run.add_argument("--max-retries", type=_non_negative_int, default=2,
+                     help="Ray: reruns of a trial whose worker process died before it is recorded failed (default 2)")
+    run.add_argument("--storage", type=Path, default=None, metavar="PATH",
+                     help="where checkpoints are written (PATH/checkpoints), seen by every node "
+                          "(default: the output directory)")
     run.set_defaults(handler=_command_run)
 
     report = commands.add_parser("report", help="write the figures and HTML page of a study directory")

@@ -11,11 +11,13 @@ from sparsecap.sparsity.initialization import initialize_
 from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear, masked_layers
 from sparsecap.sparsity.pruning import PruningScope, magnitude_prune_
 from sparsecap.sparsity.random_mask import random_mask
+from sparsecap.sparsity.sparse_linear import Engine, set_engine
 from sparsecap.sparsity.static import MaskGranularity, mask_to_capacity, sparse_model_at_init, weight_count
 from sparsecap.sparsity.summary import LayerSummary, SparsitySummary, summarize
 
 __all__ = [
     "Allocation",
+    "Engine",
     "LayerSummary",
     "MaskGranularity",
     "MaskedConv2d",
@@ -30,6 +32,7 @@ __all__ = [
     "masked_layers",
     "parse_allocation",
     "random_mask",
+    "set_engine",
     "sparse_model_at_init",
     "summarize",
     "weight_count",

@@ -13,7 +13,14 @@ from tqdm import tqdm
 from sparsecap.data import ImageDataset
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
-from sparsecap.sparsity import initialize_, magnitude_prune_, sparse_model_at_init, summarize, weight_count
+from sparsecap.sparsity import (
+    initialize_,
+    magnitude_prune_,
+    set_engine,
+    sparse_model_at_init,
+    summarize,
+    weight_count,
+)
 from sparsecap.studies.checkpoints import save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
 from sparsecap.studies.database import FAILED, TrialRecord
@@ -43,6 +50,7 @@ def run_trial(
         )
     else:
         initialize_(model, generators.initialization)
+    set_engine(model, spec.training.engine)  # auto: chosen per layer from its density, again after pruning
 
     config = spec.training.config()
     with tqdm(total=config.max_epochs, desc=trial.trial_id, unit="epoch", leave=False,

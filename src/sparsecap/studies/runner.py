@@ -7,6 +7,7 @@ loses at most the trial in flight, and re-running the same command skips every f
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 from collections.abc import Iterator
@@ -15,15 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tqdm import tqdm
-
 from sparsecap.data import DatasetName, ImageDataset, load_dataset
 from sparsecap.data.subset import take_subset
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.robustness.adversarial import check_sample_size
-from sparsecap.studies.database import DATABASE_FILE, StudyDatabase
+from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
-from sparsecap.studies.execute import run_trial
+from sparsecap.studies.execute import run_trial_or_failure
+from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.ray_executor import RayOptions, run_on_ray
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import expand
 
@@ -31,11 +32,22 @@ STUDY_FILE = "study.json"
 LOCK_FILE = ".lock"
 
 
+class Executor(str, enum.Enum):
+    """Where a study's trials run; the database is written by the calling process either way."""
+
+    LOCAL = "local"
+    """One trial after another in this process."""
+    RAY = "ray"
+    """Ray tasks on a local Ray instance or a cluster (`sparsecap.studies.ray_executor`)."""
+
+
 @dataclass(frozen=True)
 class StudyProgress:
     total: int
     already_finished: int
     ran: int
+    failed: tuple[str, ...] = ()
+    """Ids of the trials of this run recorded as failed (a rerun retries them)."""
 
 
 def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
@@ -88,8 +100,15 @@ def run_study(
     data_root: Path | None = None,
     download: bool = False,
     show_progress: bool = True,
+    executor: Executor = Executor.LOCAL,
+    ray_options: RayOptions | None = None,
+    storage: Path | None = None,
 ) -> StudyProgress:
-    """Run every trial of `spec` not yet in `directory`'s database."""
+    """Run every trial of `spec` not yet finished (or diverged) in `directory`'s database.
+
+    Trials recorded as failed are run again. Checkpoints go to `storage`/checkpoints (default: the study
+    directory's), their database paths relative to `storage`; with Ray, every node must see `storage`.
+    """
     directory = Path(directory)
     _refuse_other_study(directory, spec)
     # Load data before creating anything, so a missing dataset leaves nothing behind.
@@ -102,7 +121,8 @@ def run_study(
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
     directory.mkdir(parents=True, exist_ok=True)
     with _exclusive(directory):
-        return _run_pending(spec, directory, _open_study(directory, spec), datasets, show_progress)
+        return _run_pending(spec, directory, _open_study(directory, spec), datasets, show_progress, executor,
+                            ray_options or RayOptions(), Path(storage) if storage is not None else directory)
 
 
 def _run_pending(
@@ -111,16 +131,29 @@ def _run_pending(
     database: StudyDatabase,
     datasets: dict[DatasetName, ImageDataset],
     show_progress: bool,
+    executor: Executor,
+    ray_options: RayOptions,
+    storage: Path,
 ) -> StudyProgress:
     trials = expand(spec)
     finished = database.finished_trial_ids()
     pending = [trial for trial in trials if trial.trial_id not in finished]
-    checkpoints = directory / "checkpoints"
-    with tqdm(total=len(trials), initial=len(trials) - len(pending), desc=spec.name, unit="trial",
-              disable=not show_progress) as bar:
-        for trial in pending:
-            record = run_trial(spec, trial, datasets[trial.dataset], checkpoints, show_progress)
-            database.record_trial(record)
-            bar.update(1)
-            bar.set_postfix(accuracy=f"{record.test_accuracy:.3f}")
-    return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending))
+    failed: list[str] = []
+
+    def write(record: TrialRecord) -> None:  # the single writer: one transaction per trial
+        database.record_trial(record)
+        if record.status == FAILED:
+            failed.append(record.trial_id)
+
+    with StudyProgressView(spec.name, len(trials), len(trials) - len(pending), show_progress) as view:
+        if executor is Executor.RAY:
+            run_on_ray(spec, pending, datasets, storage, write, view, ray_options, show_progress)
+        else:
+            for trial in pending:
+                view.set_running(1)
+                result = run_trial_or_failure(spec, trial, datasets[trial.dataset], storage / "checkpoints",
+                                              show_progress)
+                write(result)
+                view.record(result)
+    return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),
+                         failed=tuple(failed))

@@ -22,7 +22,7 @@ from sparsecap.data import DatasetName, dataset_info
 from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
 from sparsecap.robustness.attacks import Attack
-from sparsecap.sparsity import Allocation, MaskGranularity, PruningScope
+from sparsecap.sparsity import Allocation, Engine, MaskGranularity, PruningScope
 from sparsecap.training import LearningRateSchedule, TrainingConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -63,6 +63,9 @@ class TrainingSpec(_Strict):
     learning_rate_schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
     augmentation: bool = False
     """Random crop (4-pixel zero padding) and horizontal flip of each training batch (CIFAR practice)."""
+    engine: Engine = Engine.DENSE
+    """How masked linear layers compute: dense weight × mask, sparse (nonzeros only) or auto (by density).
+    The same numbers up to float rounding (docs/performance.md); convolutions are always dense."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -234,6 +237,8 @@ class StudySpec(_Strict):
             del data["adversarial"]
         if not self.corruptions.enabled:  # likewise: studies from before [corruptions] keep their fingerprint
             del data["corruptions"]
+        if self.training.engine is Engine.DENSE:  # likewise: studies from before the sparse engine
+            del data["training"]["engine"]
         # Resources say where and how trials run, not what they compute: a study started on one executor
         # (or with other resources) can be finished on another.
         del data["resources"]

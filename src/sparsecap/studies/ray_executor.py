@@ -1,0 +1,163 @@
+"""Running a study's pending trials as Ray tasks, on a local Ray instance or an existing cluster.
+
+Each trial is one task declaring the study's `[resources]` (CPUs, GPUs, memory). The datasets are
+loaded once by the driver and put in Ray's object store, so workers never read dataset files. Workers
+write checkpoints under a storage directory every node sees and return the trial's record; the driver
+alone writes the database, one transaction per trial, in the order results arrive (`ray.wait`).
+
+Faults: a worker process that dies (killed, node lost) has its task rerun by Ray up to `max_retries`
+times; after that the trial is recorded as failed. An exception raised by the trial itself is never
+retried: the task catches it and returns a failed record (`run_trial_or_failure`). Either way the
+other trials go on, and a rerun of the study retries the failed ones.
+
+Ray is an optional dependency (`pip install 'sparsecap[cluster]'`): it is imported only here, and
+only when a study runs with this executor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparsecap.data import DatasetName, ImageDataset
+from sparsecap.errors import SparsecapError
+from sparsecap.studies.database import TrialRecord
+from sparsecap.studies.execute import failed_record, run_trial_or_failure
+from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.spec import StudySpec
+from sparsecap.studies.trials import Trial
+
+GIB = 1024**3
+POLL_SECONDS = 1.0
+"""How often the progress view is refreshed while no result arrives."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    """None: start a private local Ray instance for this run (shut down at the end); "auto" or HOST:PORT:
+    connect to a running cluster (left running)."""
+    max_retries: int = 2
+    """How many times a trial whose worker process died is rerun before it is recorded as failed."""
+    num_cpus: int | None = None
+    """CPUs of the local instance (None: Ray's count of this machine's); ignored with an address."""
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SparsecapError(
+            "the Ray executor needs Ray: pip install 'sparsecap[cluster]' (on every node of the cluster)"
+        ) from None
+    return ray
+
+
+def _trial_task(spec: StudySpec, trial: Trial, dataset: ImageDataset, storage: str) -> TrialRecord:
+    """What runs on a worker (Ray resolves `dataset` from the object store before the call)."""
+    return run_trial_or_failure(spec, trial, dataset, Path(storage) / "checkpoints", False)
+
+
+def _prepare_corruptions(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], storage: Path,
+                         show_progress: bool) -> None:
+    """Generate the cached corrupted inputs on the driver: concurrent workers must not all generate them."""
+    from sparsecap.corruptions.protocol import prepare_inputs
+    from sparsecap.studies.corruption_measure import CACHE_DIRECTORY
+
+    for name, dataset in datasets.items():
+        prepare_inputs(storage / CACHE_DIRECTORY, name.value, dataset.test_images, spec.corruptions.protocol(name),
+                       show_progress=show_progress)
+
+
+def _slots(ray: Any, spec: StudySpec) -> int:
+    """How many trials the cluster can run at once (for the progress view's 'running')."""
+    resources = ray.cluster_resources()
+    slots = math.floor(resources.get("CPU", 0.0) / spec.resources.num_cpus + 1e-9)
+    if spec.resources.num_gpus > 0:
+        slots = min(slots, math.floor(resources.get("GPU", 0.0) / spec.resources.num_gpus + 1e-9))
+    return max(slots, 0)
+
+
+def _check_fits(ray: Any, spec: StudySpec, local: bool) -> None:
+    """Refuse (local instance) or warn (a cluster may grow) when no node offers what one trial asks for."""
+    total = ray.cluster_resources()
+    wanted = {"CPU": spec.resources.num_cpus, "GPU": spec.resources.num_gpus}
+    short = {name: amount for name, amount in wanted.items() if amount > total.get(name, 0.0)}
+    if not short:
+        return
+    message = (f"each trial asks for {', '.join(f'{amount:g} {name}' for name, amount in short.items())} "
+               f"([resources]) but the Ray cluster has {', '.join(f'{total.get(name, 0.0):g}' for name in short)}")
+    if local:
+        raise SparsecapError(f"{message}: lower [resources] or give the local instance more (--num-cpus)")
+    print(f"warning: {message}; trials wait until such a node joins", file=sys.stderr)
+
+
+def run_on_ray(
+    spec: StudySpec,
+    pending: Sequence[Trial],
+    datasets: dict[DatasetName, ImageDataset],
+    storage: Path,
+    on_record: Callable[[TrialRecord], None],
+    view: StudyProgressView,
+    options: RayOptions,
+    show_progress: bool,
+) -> None:
+    """Run `pending` as Ray tasks, handing each record to `on_record` (the database writer) as it arrives."""
+    ray = _import_ray()
+    if not pending:  # nothing to run: no need for a Ray instance
+        return
+    started_here = False
+    if not ray.is_initialized():
+        if options.address is None:  # "local": a private instance, even if another one runs on this machine
+            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
+                     logging_level=logging.WARNING)
+        else:
+            ray.init(address=options.address, logging_level=logging.WARNING)
+        started_here = True
+    in_flight: dict[Any, Trial] = {}
+    try:
+        _check_fits(ray, spec, local=options.address is None)
+        used = {trial.dataset for trial in pending}
+        if spec.corruptions.enabled:
+            _prepare_corruptions(spec, {name: datasets[name] for name in used}, storage, show_progress)
+        references = {name: ray.put(datasets[name]) for name in used}  # once, shared by every task
+        resources = spec.resources
+        task = ray.remote(_trial_task).options(
+            num_cpus=resources.num_cpus,
+            num_gpus=resources.num_gpus,
+            memory=int(resources.memory_gib * GIB) if resources.memory_gib is not None else None,
+            max_retries=options.max_retries,
+            retry_exceptions=False,
+            name="sparsecap-trial",
+        )
+        shared = str(Path(storage).resolve())  # workers do not run in the driver's working directory
+        for trial in pending:
+            in_flight[task.remote(spec, trial, references[trial.dataset], shared)] = trial
+        slots, checked = _slots(ray, spec), time.monotonic()
+        while in_flight:
+            view.set_running(min(len(in_flight), slots))
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+            for reference in ready:
+                trial = in_flight.pop(reference)
+                try:
+                    record = ray.get(reference)
+                except ray.exceptions.RayError as error:  # the worker died more than max_retries times, ...
+                    record = failed_record(
+                        spec, trial, datasets[trial.dataset],
+                        f"{type(error).__name__} (after at most {options.max_retries} retries): {error}", 0.0,
+                    )
+                on_record(record)
+                view.record(record)
+            if time.monotonic() - checked > 10:  # a cluster may grow or shrink
+                slots, checked = _slots(ray, spec), time.monotonic()
+    finally:
+        for reference in in_flight:  # interrupted: do not leave trials running on a shared cluster
+            ray.cancel(reference, force=True)
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,91 @@
+"""What holds for every executor (tested with the local one): a trial that raises is recorded as failed
+with its error, does not block the others, and a rerun retries it; checkpoints go to the storage path;
+per-study resources do not change what a study is."""
+
+import sqlite3
+
+import sparsecap.studies.execute as execute
+from sparsecap.cli import main
+from sparsecap.report.aggregate import load_study, summarise_points
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies.database import SCHEMA
+from tests.study_helpers import TINY_SPEC, write_spec
+
+BROKEN = "mlp-digits-w32-d1-static-s1"
+
+
+def _break_one_trial(monkeypatch):
+    original = execute.run_trial
+
+    def run_trial(spec, trial, *arguments):
+        if trial.trial_id == BROKEN:
+            raise RuntimeError("injected failure")
+        return original(spec, trial, *arguments)
+
+    monkeypatch.setattr(execute, "run_trial", run_trial)
+
+
+def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, monkeypatch):
+    spec = load_spec(str(write_spec(tmp_path)))
+    _break_one_trial(monkeypatch)
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert (progress.ran, progress.failed) == (8, (BROKEN,))
+    rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
+    assert len(rows) == 8
+    failed = rows[BROKEN]
+    assert failed["status"] == "failed" and "RuntimeError: injected failure" in failed["error"]
+    assert failed["test_accuracy"] is None and failed["checkpoint"] == ""
+    assert failed["remaining_percent"] == rows["mlp-digits-w32-d1-static-s0"]["remaining_percent"]
+    assert all(row["status"] == "finished" and row["error"] is None for key, row in rows.items() if key != BROKEN)
+    # The report leaves the failed trial out of the statistics.
+    points = summarise_points(load_study(tmp_path / "out"))
+    point = next(point for group, points_ in points.items() if group.schedule == "static"
+                 for point in points_ if point.width == 32)
+    assert point.seeds == (0,)
+
+    monkeypatch.undo()
+    finished_before = [row for row in StudyDatabase(tmp_path / "out").rows("trials") if row["trial_id"] != BROKEN]
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert (progress.ran, progress.already_finished, progress.failed) == (1, 7, ())
+    after = StudyDatabase(tmp_path / "out").rows("trials")
+    assert after[:7] == finished_before  # finished trials kept as they were
+    assert after[7]["trial_id"] == BROKEN and after[7]["status"] == "finished" and after[7]["error"] is None
+
+
+def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+    _break_one_trial(monkeypatch)
+    spec = write_spec(tmp_path)
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-report", "--no-progress"]) == 1
+    captured = capsys.readouterr()
+    assert "8 trials run, 1 failed, 0 already finished" in captured.out
+    assert f"{BROKEN}: RuntimeError: injected failure" in captured.err and "a rerun retries them" in captured.err
+
+
+def test_a_database_from_before_failed_trials_gains_the_error_column(tmp_path):
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        connection.executescript(SCHEMA.replace(",\n    error TEXT", ""))
+    StudyDatabase(tmp_path)
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        assert "error" in {row[1] for row in connection.execute("PRAGMA table_info(trials)")}
+
+
+def test_resources_do_not_change_the_study():
+    spec = load_spec("quick")
+    other = load_spec("quick", ["resources.num_cpus=4", "resources.num_gpus=1", "resources.memory_gib=8"])
+    assert other.resources.num_gpus == 1 and other.fingerprint() == spec.fingerprint()
+    assert "resources" not in other.resolved()
+
+
+def test_address_without_ray_is_refused(tmp_path, capsys):
+    assert main(["run", str(write_spec(tmp_path, TINY_SPEC)), "--out", str(tmp_path / "out"),
+                 "--address", "auto"]) == 2
+    assert "--executor ray" in capsys.readouterr().err
+
+
+def test_checkpoints_go_to_the_storage_path_recorded_relative_to_it(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    run_study(spec, tmp_path / "out", show_progress=False, storage=tmp_path / "shared")
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert {row["checkpoint"] for row in rows} == {f"checkpoints/{row['trial_id']}.safetensors" for row in rows}
+    assert all((tmp_path / "shared" / row["checkpoint"]).is_file() for row in rows)
+    assert not (tmp_path / "out" / "checkpoints").exists()

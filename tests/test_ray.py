@@ -1,0 +1,225 @@
+"""The Ray executor against a real local Ray instance (2 CPUs): same results as the local executor, and
+faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies.ray_executor import RayOptions
+from sparsecap.studies.runner import Executor
+from tests.study_helpers import TINY_SPEC, write_spec
+
+ray = pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+TIMING_COLUMNS = {"train_seconds", "finished_at"}
+# Trials of a few seconds each, so a worker or the driver can be killed while one runs.
+LONGER_SPEC = (
+    TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")
+    .replace("widths = [16, 32]", "widths = [128, 256]")
+    .replace('schedules = ["static", "posttrain"]', 'schedules = ["static"]')
+)
+TRIAL_PROCESS_TITLE = "ray::sparsecap-trial"  # Ray names a worker's process after the task it runs
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One private local Ray instance for the module (starting one takes seconds)."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """The tiny study run by the local executor."""
+    directory = tmp_path_factory.mktemp("local")
+    run_study(load_spec(str(write_spec(directory))), directory / "out", show_progress=False)
+    return directory / "out"
+
+
+def _results(directory: Path) -> dict[str, list[dict]]:
+    """Every results table, rows in a fixed order (Ray records trials in the order they finish)."""
+    database = StudyDatabase(directory)
+    tables = {"trials": [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in database.rows("trials")]}
+    for table in ("epochs", "class_recall", "weight_noise"):
+        tables[table] = database.rows(table)
+    return {table: sorted(rows, key=lambda row: repr(sorted(row.items()))) for table, rows in tables.items()}
+
+
+def _ray(spec, directory: Path, **options) -> object:
+    return run_study(spec, directory, show_progress=False, executor=Executor.RAY, ray_options=RayOptions(**options))
+
+
+def test_ray_gives_the_local_executors_database(tmp_path, ray_instance, local_reference):
+    spec = load_spec(str(write_spec(tmp_path)))
+    progress = _ray(spec, tmp_path / "ray")
+    assert (progress.total, progress.ran, progress.already_finished, progress.failed) == (8, 8, 0, ())
+    assert _results(tmp_path / "ray") == _results(local_reference)
+    for row in StudyDatabase(tmp_path / "ray").rows("trials"):
+        assert not Path(row["checkpoint"]).is_absolute() and (tmp_path / "ray" / row["checkpoint"]).is_file()
+
+
+def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_instance, local_reference):
+    import sparsecap.studies.runner as runner
+
+    spec = load_spec(str(write_spec(tmp_path)))
+    calls = []
+
+    def interrupted_after_three(*arguments, **keywords):
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return original(*arguments, **keywords)
+
+    original = runner.run_trial_or_failure
+    monkeypatch.setattr(runner, "run_trial_or_failure", interrupted_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "out", show_progress=False)
+    monkeypatch.undo()
+    before = StudyDatabase(tmp_path / "out").rows("trials")
+    assert len(before) == 3
+
+    progress = _ray(spec, tmp_path / "out")
+    assert (progress.ran, progress.already_finished) == (5, 3)
+    assert StudyDatabase(tmp_path / "out").rows("trials")[:3] == before  # not recomputed
+    assert _results(tmp_path / "out") == _results(local_reference)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def _title(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_path, ray_instance):
+    """SIGKILL the worker process of a running trial (one of this process's Ray instance, nobody else's)."""
+    spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)))
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_one_running_trial() -> None:
+        while not stop.is_set() and not killed:
+            for pid in sorted(_descendants(os.getpid())):
+                if _title(pid).startswith(TRIAL_PROCESS_TITLE):
+                    time.sleep(0.5)  # well inside the trial
+                    if not _title(pid).startswith(TRIAL_PROCESS_TITLE):
+                        break  # that trial has just ended: find another one
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_running_trial, daemon=True)
+    killer.start()
+    try:
+        progress = _ray(spec, tmp_path / "out", max_retries=2)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no running trial was found to kill"
+    assert (progress.ran, progress.failed) == (4, ())
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert sorted(row["trial_id"] for row in rows) == sorted(
+        f"mlp-digits-w{width}-d1-static-s{seed}" for width in (128, 256) for seed in (0, 1)
+    )
+    assert {row["status"] for row in rows} == {"finished"}
+    assert {row["epochs"] for row in rows} == {60}
+
+
+def _trial_count(database: Path) -> int:
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    with sqlite3.connect(database) as connection:
+        try:
+            return connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
+    spec_path = write_spec(tmp_path, LONGER_SPEC)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sparsecap.cli", "run", str(spec_path), "--out", str(out), "--executor", "ray",
+               "--num-cpus", "2", "--no-report", "--no-progress"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ray_processes: set[int] = set()
+    try:
+        deadline = time.monotonic() + 150
+        while _trial_count(out / "results.sqlite") < 1:
+            assert driver.poll() is None, driver.communicate()
+            assert time.monotonic() < deadline, "no trial finished in time"
+            ray_processes |= _descendants(driver.pid)
+            time.sleep(0.05)
+        ray_processes |= _descendants(driver.pid)
+        driver.kill()
+        driver.wait()
+    finally:
+        driver.kill()
+        for pid in ray_processes:  # the driver's own Ray instance: some of its helpers outlive a SIGKILL
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    survivors = StudyDatabase(out).rows("trials")
+    assert 1 <= len(survivors) < 4
+
+    progress = _ray(load_spec(str(spec_path)), out)
+    assert (progress.ran, progress.already_finished) == (4 - len(survivors), len(survivors))
+    rows = StudyDatabase(out).rows("trials")
+    assert len(rows) == 4 and len({row["trial_id"] for row in rows}) == 4
+    assert rows[: len(survivors)] == survivors  # earlier trials untouched, not recomputed
+
+
+def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_instance):
+    from sparsecap.errors import SparsecapError
+
+    spec = load_spec(str(write_spec(tmp_path)), ["resources.num_gpus=1"])
+    with pytest.raises(SparsecapError, match="1 GPU"):
+        _ray(spec, tmp_path / "out")
+
+
+def test_a_raising_trial_is_recorded_failed_on_ray_and_retried_by_a_rerun(tmp_path, ray_instance):
+    """Storage that is a file: every trial raises when saving its checkpoint, on the worker."""
+    spec = load_spec(str(write_spec(tmp_path)))
+    (tmp_path / "not-a-directory").write_text("")
+    progress = run_study(spec, tmp_path / "out", show_progress=False, executor=Executor.RAY,
+                         storage=tmp_path / "not-a-directory")
+    assert progress.ran == 8 and len(progress.failed) == 8
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert {row["status"] for row in rows} == {"failed"}
+    assert all("Error" in row["error"] and "save_checkpoint" in row["error"] for row in rows)
+
+    progress = _ray(spec, tmp_path / "out")
+    assert (progress.ran, progress.already_finished, progress.failed) == (8, 0, ())
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"finished"}
