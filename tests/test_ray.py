@@ -14,13 +14,12 @@ import pytest
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
-from tests.study_helpers import TINY_SPEC, write_spec
+from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
 
 ray = pytest.importorskip("ray")
 
 pytestmark = pytest.mark.slow
 
-TIMING_COLUMNS = {"train_seconds", "finished_at"}
 # Trials of a few seconds each, so a worker or the driver can be killed while one runs.
 LONGER_SPEC = (
     TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")
@@ -46,15 +45,6 @@ def local_reference(tmp_path_factory):
     return directory / "out"
 
 
-def _results(directory: Path) -> dict[str, list[dict]]:
-    """Every results table, rows in a fixed order (Ray records trials in the order they finish)."""
-    database = StudyDatabase(directory)
-    tables = {"trials": [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in database.rows("trials")]}
-    for table in ("epochs", "class_recall", "weight_noise"):
-        tables[table] = database.rows(table)
-    return {table: sorted(rows, key=lambda row: repr(sorted(row.items()))) for table, rows in tables.items()}
-
-
 def _ray(spec, directory: Path, **options) -> object:
     return run_study(spec, directory, show_progress=False, executor=Executor.RAY, ray_options=RayOptions(**options))
 
@@ -63,7 +53,7 @@ def test_ray_gives_the_local_executors_database(tmp_path, ray_instance, local_re
     spec = load_spec(str(write_spec(tmp_path)))
     progress = _ray(spec, tmp_path / "ray")
     assert (progress.total, progress.ran, progress.already_finished, progress.failed) == (8, 8, 0, ())
-    assert _results(tmp_path / "ray") == _results(local_reference)
+    assert comparable_results(tmp_path / "ray") == comparable_results(local_reference)
     for row in StudyDatabase(tmp_path / "ray").rows("trials"):
         assert not Path(row["checkpoint"]).is_absolute() and (tmp_path / "ray" / row["checkpoint"]).is_file()
 
@@ -91,7 +81,7 @@ def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_i
     progress = _ray(spec, tmp_path / "out")
     assert (progress.ran, progress.already_finished) == (5, 3)
     assert StudyDatabase(tmp_path / "out").rows("trials")[:3] == before  # not recomputed
-    assert _results(tmp_path / "out") == _results(local_reference)
+    assert comparable_results(tmp_path / "out") == comparable_results(local_reference)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -154,18 +144,6 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
     assert {row["epochs"] for row in rows} == {60}
 
 
-def _trial_count(database: Path) -> int:
-    import sqlite3
-
-    if not database.exists():
-        return 0
-    with sqlite3.connect(database) as connection:
-        try:
-            return connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-
 def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
     spec_path = write_spec(tmp_path, LONGER_SPEC)
     out = tmp_path / "out"
@@ -175,7 +153,7 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
     ray_processes: set[int] = set()
     try:
         deadline = time.monotonic() + 150
-        while _trial_count(out / "results.sqlite") < 1:
+        while finished_trial_count(out / "results.sqlite") < 1:
             assert driver.poll() is None, driver.communicate()
             assert time.monotonic() < deadline, "no trial finished in time"
             ray_processes |= _descendants(driver.pid)

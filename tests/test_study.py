@@ -1,6 +1,5 @@
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,15 +13,8 @@ from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import masked_layers
-from tests.study_helpers import TINY_SPEC, write_spec
+from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
 
-TIMING_COLUMNS = {"train_seconds", "finished_at"}
-
-
-def _results(directory: Path) -> dict[str, list[dict]]:
-    database = StudyDatabase(directory)
-    trials = [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in database.rows("trials")]
-    return {"trials": trials, **{table: database.rows(table) for table in ("epochs", "class_recall", "weight_noise")}}
 
 
 def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
@@ -51,7 +43,7 @@ def test_same_spec_and_seed_give_identical_metrics(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
     run_study(spec, tmp_path / "first", show_progress=False)
     run_study(spec, tmp_path / "second", show_progress=False)
-    assert _results(tmp_path / "first") == _results(tmp_path / "second")
+    assert comparable_results(tmp_path / "first") == comparable_results(tmp_path / "second")
 
 
 def test_rerun_skips_finished_trials(tmp_path):
@@ -84,16 +76,6 @@ def test_missing_dataset_fails_before_anything_is_created(tmp_path, monkeypatch)
 SLOW_SPEC = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 40").replace("widths = [16, 32]", "widths = [64, 128, 256]")
 
 
-def _finished(database: Path) -> int:
-    if not database.exists():
-        return 0
-    with sqlite3.connect(database) as connection:
-        try:
-            return connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
-
-
 def _command(spec: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "sparsecap.cli", "run", str(spec), "--out", str(out), "--no-report", "--no-progress"]
 
@@ -104,7 +86,7 @@ def _start(spec: Path, out: Path) -> subprocess.Popen:
 
 def _wait_for_trials(process: subprocess.Popen, database: Path, count: int) -> None:
     deadline = time.monotonic() + 120
-    while _finished(database) < count:
+    while finished_trial_count(database) < count:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(0.05)
