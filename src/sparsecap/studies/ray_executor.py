@@ -49,7 +49,7 @@ class RayOptions:
     """CPUs of the local instance (None: Ray's count of this machine's); ignored with an address."""
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
     try:
         import ray
     except ImportError:
@@ -109,7 +109,7 @@ def run_on_ray(
     show_progress: bool,
 ) -> None:
     """Run `pending` as Ray tasks, handing each record to `on_record` (the database writer) as it arrives."""
-    ray = _import_ray()
+    ray = import_ray()
     if not pending:  # nothing to run: no need for a Ray instance
         return
     started_here = False

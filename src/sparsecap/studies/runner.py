@@ -24,7 +24,7 @@ from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase, Tri
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_trial_or_failure
 from sparsecap.studies.progress import StudyProgressView
-from sparsecap.studies.ray_executor import RayOptions, run_on_ray
+from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import expand
 
@@ -111,6 +111,8 @@ def run_study(
     """
     directory = Path(directory)
     _refuse_other_study(directory, spec)
+    if executor is Executor.RAY:
+        import_ray()  # a missing Ray is an error before anything is created
     # Load data before creating anything, so a missing dataset leaves nothing behind.
     datasets: dict[DatasetName, ImageDataset] = {
         name: take_subset(load_dataset(name, data_root, download), spec.train_examples, spec.test_examples)
