@@ -1,4 +1,4 @@
-"""The sparse engine computes what the dense-masked reference computes, at the nonzeros only."""
+"""The sparse engine computes what the dense-masked reference computes, storing the nonzeros only."""
 
 import copy
 
@@ -8,18 +8,22 @@ import torch.nn.functional as functional
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.robustness import evaluate
+from sparsecap.robustness import evaluate, weight_noise_robustness
 from sparsecap.sparsity import (
     Allocation,
     Engine,
+    MaskedLinear,
     PruningScope,
+    SparseLinear,
     initialize_,
     magnitude_prune_,
     masked_layers,
     set_engine,
     sparse_model_at_init,
+    summarize,
 )
-from sparsecap.sparsity.sparse_linear import AUTO_DENSITY_THRESHOLD, SGD, uses_sparse
+from sparsecap.sparsity.engine import AUTO_DENSITY_THRESHOLD
+from sparsecap.studies.checkpoints import load_checkpoint, save_checkpoint
 from sparsecap.studies.spec import parse_spec
 from sparsecap.training import TrainingConfig, train
 
@@ -49,6 +53,34 @@ def _relative(reference: torch.Tensor, other: torch.Tensor) -> float:
     return float((reference - other).detach().abs().max() / reference.abs().max().clamp_min(1e-30).detach())
 
 
+def _layers(model: torch.nn.Module) -> list:
+    return [layer for _, layer in masked_layers(model)]
+
+
+def _images(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (count, 1, 8, 8), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 10, (count,), generator=generator))
+
+
+def test_the_sparse_engine_stores_only_the_kept_weights_and_converts_back_exactly():
+    dense, sparse = _pair()
+    assert all(isinstance(layer, SparseLinear) for layer in _layers(sparse))
+    kept = sum(int(layer.mask.count_nonzero()) for layer in _layers(dense))
+    assert kept == CAPACITY
+    state = sparse.state_dict()
+    assert not any(name.endswith(("weight", "mask")) for name in state)  # nothing of the dense shape
+    assert sum(tensor.numel() for name, tensor in state.items() if name.endswith(("values", "kept"))) == 2 * kept
+    for reference, layer in zip(_layers(dense), _layers(sparse), strict=True):
+        assert torch.equal(layer.effective_weight(), reference.effective_weight())
+        assert torch.equal(layer.mask, reference.mask)
+    back = set_engine(copy.deepcopy(sparse), Engine.DENSE)
+    assert all(isinstance(layer, MaskedLinear) for layer in _layers(back))
+    for (name, reference), (_, tensor) in zip(dense.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(reference, tensor), name
+    assert summarize(sparse, CAPACITY) == summarize(dense, CAPACITY)
+
+
 def test_one_step_gradients_match_the_dense_engine():
     dense, sparse = _pair()
     inputs, labels = next(_batches(1))
@@ -56,75 +88,102 @@ def test_one_step_gradients_match_the_dense_engine():
     functional.cross_entropy(dense(dense_inputs), labels).backward()
     functional.cross_entropy(sparse(sparse_inputs), labels).backward()
     assert _relative(dense_inputs.grad, sparse_inputs.grad) < 1e-12
-    for (name, reference), (_, parameter) in zip(dense.named_parameters(), sparse.named_parameters(), strict=True):
-        grad = parameter.grad.to_dense() if parameter.grad.is_sparse else parameter.grad
-        assert _relative(reference.grad, grad) < 1e-12, name
-    for _, layer in masked_layers(sparse):
-        assert layer.weight.grad.is_sparse  # only the kept positions
-        assert torch.count_nonzero(layer.weight.grad.to_dense()[layer.mask == 0]) == 0
+    for reference, layer in zip(_layers(dense), _layers(sparse), strict=True):
+        assert _relative(reference.weight.grad, layer._scatter(layer.values.grad)) < 1e-12
+        assert _relative(reference.bias.grad, layer.bias.grad) < 1e-12
+        assert torch.count_nonzero(reference.weight.grad[reference.mask == 0]) == 0
 
 
-@pytest.mark.parametrize("optimizer_class", [torch.optim.SGD, SGD])
-def test_fifty_momentum_steps_agree_in_float64_and_masked_weights_stay_zero(optimizer_class):
+def test_fifty_momentum_steps_agree_in_float64_and_removed_weights_stay_zero():
     dense, sparse = _pair()
-    optimizers = [optimizer_class(model.parameters(), lr=0.05, momentum=0.9) for model in (dense, sparse)]
+    optimizers = [torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9) for model in (dense, sparse)]
     for inputs, labels in _batches(50):
         for model, optimizer in zip((dense, sparse), optimizers, strict=True):
             loss = functional.cross_entropy(model(inputs), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    for (name, reference), (_, parameter) in zip(dense.named_parameters(), sparse.named_parameters(), strict=True):
-        assert _relative(reference, parameter) < 1e-5, name
-        assert not torch.equal(reference, _sparse_mlp().to(torch.float64).state_dict()[name])  # it did train
-    for _, layer in masked_layers(sparse):
-        assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0
+    untrained = _layers(_sparse_mlp().to(torch.float64))
+    for reference, layer, start in zip(_layers(dense), _layers(sparse), untrained, strict=True):
+        assert _relative(reference.effective_weight(), layer.effective_weight()) < 1e-5
+        assert _relative(reference.bias, layer.bias) < 1e-5
+        assert not torch.equal(reference.effective_weight(), start.effective_weight())  # it did train
+        assert torch.count_nonzero(reference.weight[reference.mask == 0]) == 0
 
 
 def test_the_trainer_gives_the_same_run_with_either_engine_in_float32():
-    generator = torch.Generator().manual_seed(3)
-    images = torch.randint(0, 256, (320, 1, 8, 8), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (320,), generator=generator)
+    images, labels = _images(320, 3)
     config = TrainingConfig(max_epochs=5, learning_rate=0.05, momentum=0.9, batch_size=32, stop_loss=0.0)
-    results = []
     models = _pair(torch.float32)
-    for model in models:
-        results.append(train(model, images, labels, config, torch.Generator().manual_seed(4)))
+    results = [train(model, images, labels, config, torch.Generator().manual_seed(4)) for model in models]
     assert results[0].epochs == results[1].epochs == 5  # 50 steps
     assert results[0].epoch_losses == pytest.approx(results[1].epoch_losses, rel=1e-4)
-    for (name, reference), (_, parameter) in zip(*(model.named_parameters() for model in models), strict=True):
-        assert _relative(reference, parameter) < 1e-4, name
-    for _, layer in masked_layers(models[1]):
-        assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0
+    for reference, layer in zip(*(_layers(model) for model in models), strict=True):
+        assert _relative(reference.effective_weight(), layer.effective_weight()) < 1e-4
 
 
-def test_auto_picks_the_sparse_engine_below_the_density_threshold_only():
+def test_auto_stores_sparse_below_the_density_threshold_only():
     model = set_engine(_sparse_mlp(width=256), Engine.AUTO)  # every layer far below the threshold
-    layers = [layer for _, layer in masked_layers(model)]
-    assert all(layer.engine is Engine.AUTO for layer in layers)
-    assert all(float(layer.mask.mean()) < AUTO_DENSITY_THRESHOLD and uses_sparse(layer) for layer in layers)
+    assert all(isinstance(layer, SparseLinear) and layer.density < AUTO_DENSITY_THRESHOLD for layer in _layers(model))
     dense = set_engine(create_model(ModelConfig("mlp", 32, 2), dataset_info("digits")), "auto")
-    assert not any(uses_sparse(layer) for _, layer in masked_layers(dense))  # density 1
-    assert not any(uses_sparse(layer) for _, layer in masked_layers(set_engine(_sparse_mlp(), "dense")))
-    assert all(uses_sparse(layer) for _, layer in masked_layers(set_engine(dense, "sparse")))
+    assert all(isinstance(layer, MaskedLinear) for layer in _layers(dense))  # density 1
+    assert all(isinstance(layer, MaskedLinear) for layer in _layers(set_engine(_sparse_mlp(), "dense")))
+    assert all(isinstance(layer, SparseLinear) for layer in _layers(set_engine(dense, "sparse")))
+    with pytest.raises(ValueError, match="'fast' is not a valid Engine"):
+        set_engine(dense, "fast")
 
 
-def test_a_changed_mask_is_picked_up_and_post_training_pruning_evaluates_the_same():
-    generator = torch.Generator().manual_seed(5)
-    images = torch.randint(0, 256, (256, 1, 8, 8), dtype=torch.uint8, generator=generator)
-    labels = torch.randint(0, 10, (256,), generator=generator)
+def test_post_training_pruning_then_auto_evaluates_sparse_with_the_same_results():
+    images, labels = _images(256, 5)
     model = create_model(ModelConfig("mlp", 256, 2), dataset_info("digits"))
     initialize_(model, torch.Generator().manual_seed(6))
-    set_engine(model, Engine.AUTO)
+    model = set_engine(model, Engine.AUTO)
     config = TrainingConfig(max_epochs=2, learning_rate=0.05, batch_size=32, stop_loss=0.0)
-    train(model, images, labels, config, torch.Generator().manual_seed(8))  # dense: density 1
-    assert not any(uses_sparse(layer) for _, layer in masked_layers(model))
+    train(model, images, labels, config, torch.Generator().manual_seed(8))
+    assert all(isinstance(layer, MaskedLinear) for layer in _layers(model))  # density 1: dense
     magnitude_prune_(model, CAPACITY, PruningScope.LAYERWISE, Allocation.UNIFORM)
-    assert all(uses_sparse(layer) for _, layer in masked_layers(model))  # the new mask, rebuilt
+    reference = evaluate(model, images, labels, 10)
+    model = set_engine(model, Engine.AUTO)
+    assert all(isinstance(layer, SparseLinear) for layer in _layers(model))
     sparse = evaluate(model, images, labels, 10)
-    reference = evaluate(set_engine(model, Engine.DENSE), images, labels, 10)
     assert sparse.accuracy == reference.accuracy
     assert sparse.loss == pytest.approx(reference.loss, rel=1e-5)
+
+
+def test_pruning_a_sparse_stored_model_keeps_the_largest_kept_weights():
+    dense, sparse = _pair()
+    target = CAPACITY // 2
+    dense_counts = magnitude_prune_(dense, target, PruningScope.GLOBAL, Allocation.UNIFORM)
+    sparse_counts = magnitude_prune_(sparse, target, PruningScope.GLOBAL, Allocation.UNIFORM)
+    assert dense_counts == sparse_counts and sum(sparse_counts) == target
+    for reference, layer in zip(_layers(dense), _layers(sparse), strict=True):
+        assert torch.equal(reference.effective_weight(), layer.effective_weight())
+        assert layer.values.numel() == int(reference.mask.count_nonzero())
+
+
+def test_weight_noise_and_checkpoints_are_the_same_whatever_the_storage(tmp_path):
+    images, labels = _images(300, 9)
+    dense, sparse = _pair(torch.float32)
+    results = []
+    for model in (dense, sparse):
+        clean = evaluate(model, images, labels, 10)
+        draws = weight_noise_robustness(model, images, labels, 10, [0.5], 3, 0.0, torch.Generator().manual_seed(2), clean)
+        results.append([(draw.accuracy, draw.loss) for draw in draws])
+    assert [accuracy for accuracy, _ in results[0]] == [accuracy for accuracy, _ in results[1]]
+    assert [loss for _, loss in results[0]] == pytest.approx([loss for _, loss in results[1]], rel=1e-5)
+    assert len({accuracy for accuracy, _ in results[0]}) > 1  # the draws differ from one another
+
+    save_checkpoint(sparse, tmp_path / "sparse.safetensors", {})
+    assert (tmp_path / "sparse.safetensors").stat().st_size < 4 * 8 * CAPACITY
+    loaded = load_checkpoint(create_model(ModelConfig("mlp", 256, 2), dataset_info("digits")),
+                             tmp_path / "sparse.safetensors")
+    for reference, layer in zip(_layers(sparse), _layers(loaded), strict=True):
+        assert isinstance(layer, SparseLinear)
+        assert torch.equal(reference.effective_weight(), layer.effective_weight())
+    assert torch.equal(loaded(images.float()), sparse(images.float()))
+    save_checkpoint(dense, tmp_path / "dense.safetensors", {})
+    back = load_checkpoint(set_engine(copy.deepcopy(sparse), Engine.SPARSE), tmp_path / "dense.safetensors")
+    assert all(isinstance(layer, MaskedLinear) for layer in _layers(back))
 
 
 def test_spec_engine_defaults_to_dense_and_keeps_old_fingerprints():

@@ -31,8 +31,10 @@ class NoiseDraw:
 def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: torch.Generator) -> None:
     """Perturb every kept weight of the maskable layers in place."""
     for _, layer in masked_layers(model):
-        epsilon = torch.randn(layer.weight.shape, generator=generator)
-        layer.weight.add_((mean + sigma * layer.weight * epsilon) * layer.mask)
+        # Drawn at the dense shape whatever the storage, so every engine sees the same perturbation.
+        epsilon = layer.to_stored_layout(torch.randn(layer.weight_shape, generator=generator))
+        weight = layer.stored_weight
+        weight.add_((mean + sigma * weight * epsilon) * layer.stored_mask)
 
 
 def weight_noise_robustness(
@@ -51,7 +53,7 @@ def weight_noise_robustness(
     Only the perturbed weights are copied back (in place): masks stay untouched, so nothing derived from
     them (the sparse engine's index structures) is rebuilt per draw.
     """
-    weights = [layer.weight for _, layer in masked_layers(model)]
+    weights = [layer.stored_weight for _, layer in masked_layers(model)]
     originals = [weight.detach().clone() for weight in weights]
     results = []
     for sigma in sigmas:

@@ -42,6 +42,6 @@ def multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) ->
         for handle in handles:
             handle.remove()
     return MultiplyAccumulates(
-        dense=sum(layer.weight.numel() * positions[name] for name, layer in layers),
+        dense=sum(layer.weight_shape.numel() * positions[name] for name, layer in layers),
         nonzero=sum(int(layer.mask.count_nonzero()) * positions[name] for name, layer in layers),
     )

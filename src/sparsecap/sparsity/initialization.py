@@ -18,7 +18,7 @@ from sparsecap.sparsity.masked import MaskedLayer, masked_layers
 
 def effective_fan_in(layer: MaskedLayer) -> float:
     """Inputs per output unit that survive the mask, on average."""
-    fan_in = math.prod(layer.weight.shape[1:])
+    fan_in = math.prod(layer.weight_shape[1:])
     density = float(layer.mask.sum()) / layer.mask.numel()
     return fan_in * density
 
@@ -28,7 +28,9 @@ def initialize_(model: nn.Module, generator: torch.Generator) -> None:
     """Draw every maskable layer's weights and biases for its current mask, from `generator` only."""
     for _, layer in masked_layers(model):
         bound = 1.0 / math.sqrt(max(effective_fan_in(layer), 1.0))
-        layer.weight.copy_(_uniform(layer.weight.shape, bound, generator) * layer.mask)
+        # Drawn at the dense shape whatever the storage, so every engine starts from the same weights.
+        drawn = layer.to_stored_layout(_uniform(layer.weight_shape, bound, generator))
+        layer.stored_weight.copy_(drawn * layer.stored_mask)
         if layer.bias is not None:
             layer.bias.copy_(_uniform(layer.bias.shape, bound, generator))
 

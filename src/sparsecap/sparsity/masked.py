@@ -3,6 +3,10 @@
 Multiplying by the mask in forward (as ShrinkBench does) makes the gradient of a masked weight exactly
 zero, so SGD with momentum never moves it: masked weights stay exactly zero for the whole of training
 without any hook on the optimiser. The mask is a buffer, so it is saved and loaded with the weights.
+
+A linear layer can instead be stored at its kept weights only (`SparseLinear`, the sparse engine); the
+two answer the same questions (`weight_shape`, `mask`, `effective_weight`, `stored_weight`,
+`stored_mask`, `to_stored_layout`), so code that reads or perturbs weights works on either.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from sparsecap.sparsity.sparse_linear import Engine, sparse_linear, uses_sparse
+from sparsecap.sparsity.sparse_linear import SparseLinear
 
 
 class _MaskedWeight:
@@ -22,6 +26,28 @@ class _MaskedWeight:
 
     def _register_mask(self) -> None:
         self.register_buffer("mask", torch.ones_like(self.weight))  # type: ignore[attr-defined]
+
+    @property
+    def weight_shape(self) -> torch.Size:
+        return self.weight.shape
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weights the layer computes with: weight × mask."""
+        return self.weight.detach() * self.mask
+
+    @property
+    def stored_weight(self) -> nn.Parameter:
+        """The Parameter holding the weights: the dense weight (masked entries are zero)."""
+        return self.weight
+
+    @property
+    def stored_mask(self) -> torch.Tensor:
+        """Which stored weights are kept: the mask."""
+        return self.mask
+
+    def to_stored_layout(self, dense: torch.Tensor) -> torch.Tensor:
+        """A tensor of the weight's dense shape in the stored weight's layout: itself."""
+        return dense
 
     def set_mask(self, mask: torch.Tensor) -> None:
         """Install a new mask and zero the weights it removes, so stored weights are the effective ones."""
@@ -35,19 +61,15 @@ class _MaskedWeight:
 class MaskedLinear(_MaskedWeight, nn.Linear):
     """`nn.Linear` whose weight is multiplied by a fixed 0/1 mask (all ones: a dense layer).
 
-    `engine` (set with `sparsecap.sparsity.set_engine`) picks dense weight × mask or the sparse engine
-    of `sparsecap.sparsity.sparse_linear`, which computes the same function at the nonzeros only.
+    `sparsecap.sparsity.set_engine` swaps it for a `SparseLinear` (the same function, stored and computed
+    at the nonzeros only) and back.
     """
-
-    engine: Engine = Engine.DENSE
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self._register_mask()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.engine is not Engine.DENSE and uses_sparse(self):
-            return sparse_linear(self, inputs)
         return functional.linear(inputs, self.weight * self.mask, self.bias)
 
 
@@ -64,11 +86,12 @@ class MaskedConv2d(_MaskedWeight, nn.Conv2d):
         return self._conv_forward(inputs, self.weight * self.mask, self.bias)
 
 
-MaskedLayer = MaskedLinear | MaskedConv2d
+MaskedLayer = MaskedLinear | MaskedConv2d | SparseLinear
 
 
 def masked_layers(model: nn.Module) -> list[tuple[str, MaskedLayer]]:
     """The model's maskable layers in definition order; their weights are what capacity counts."""
     return [
-        (name, module) for name, module in model.named_modules() if isinstance(module, MaskedLinear | MaskedConv2d)
+        (name, module) for name, module in model.named_modules()
+        if isinstance(module, MaskedLinear | MaskedConv2d | SparseLinear)
     ]

@@ -31,7 +31,7 @@ def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:
 def magnitude_prune_(model: nn.Module, target: int, scope: PruningScope, allocation: Allocation) -> list[int]:
     """Keep the `target` largest-magnitude effective weights, zero the rest; returns per-layer counts."""
     layers = [layer for _, layer in masked_layers(model)]
-    magnitudes = [(layer.weight * layer.mask).abs() for layer in layers]
+    magnitudes = [layer.effective_weight().abs() for layer in layers]
     if scope is PruningScope.LAYERWISE:
         counts = allocate(layer_shapes(model), target, allocation)
         masks = [_keep_largest(magnitude, count) for magnitude, count in zip(magnitudes, counts, strict=True)]

@@ -1,29 +1,29 @@
-"""A sparse execution engine for static-sparse linear layers: work only at the mask's nonzeros.
+"""A linear layer stored and computed at its kept weights only: the sparse engine.
 
-`MaskedLinear` computes ``linear(x, weight * mask, bias)`` with dense matrices, so a layer costs what
-its dense shape costs whatever its density. With the sparse engine the same layer computes
+`MaskedLinear` keeps a dense weight and a dense mask and computes ``linear(x, weight * mask, bias)``,
+so it costs its dense shape in memory and arithmetic whatever its density. `SparseLinear` is the same
+layer stored compactly: the kept weights' values are its Parameter (in row-major order of their
+positions), their flat positions a buffer. It computes
 
-- forward ``y = x Wᵀ + b`` as a CSR product of the kept weights (``torch.sparse.mm``),
+- forward ``y = x Wᵀ + b`` as a CSR product of the kept values (``torch.addmm`` on a CSR matrix),
 - the input gradient ``dx = dy W`` as a CSR product with the transposed structure,
-- the weight gradient only at the kept positions, as a sampled dense-dense product
-  (``torch.sparse.sampled_addmm``: ``(dyᵀ x)`` evaluated at the mask's nonzeros only).
+- the values' gradient as a sampled dense-dense product: ``dyᵀ x`` evaluated at the kept positions
+  only (``torch.sparse.sampled_addmm``).
 
-The dense weight Parameter stays the single source of truth: every forward pass reads the kept values
-out of it (so weight noise, pruning, loading a checkpoint and the optimiser all act on the same
-tensor), and the weight gradient is a sparse COO tensor at the kept positions, which
-``torch.optim.SGD`` (momentum included) handles natively: masked weights get no gradient, no momentum
-and stay exactly zero, as with the dense engine. Only the index structures are derived from the
-mask: rows, columns, the CSR row pointers of W and Wᵀ and the permutation between their value
-orders. They are built once per mask and rebuilt only when the mask buffer changes (its version
-counter: ``set_mask``, ``load_state_dict``, pruning) or is replaced (``model.double()``, ``.to()``).
+The values' gradient is a plain dense vector, so `torch.optim.SGD` (momentum included) updates exactly
+the kept weights, and a removed weight does not exist to be moved. The index structures (CSR row
+pointers of W and Wᵀ, the permutation between their value orders) are derived from the positions once
+and rebuilt only when the positions buffer is written or replaced.
 
-The mask is taken to hold 0 and 1 only (what every sparsecap mask holds). Convolutions stay dense.
-See docs/performance.md for the measurements behind `AUTO_DENSITY_THRESHOLD`.
+For everything that reads a layer's weights (summaries, pruning, weight noise, initialisation) a
+`SparseLinear` answers the same questions as a `MaskedLinear`: `weight_shape`, `mask` and
+`effective_weight()` give the dense view (materialised on request), `stored_weight`, `stored_mask` and
+`to_stored_layout` the trainable storage.
 """
 
 from __future__ import annotations
 
-import enum
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -33,36 +33,14 @@ from torch import nn
 
 # CSR support is marked beta in PyTorch; it is what this module is built on, and tested here.
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-
-
-class Engine(str, enum.Enum):
-    """How a `MaskedLinear` computes its products."""
-
-    DENSE = "dense"
-    """Dense weight × mask (the reference; what costs the dense shape)."""
-    SPARSE = "sparse"
-    """CSR products and a sampled weight gradient at the nonzeros only."""
-    AUTO = "auto"
-    """Sparse where the layer's density is below `AUTO_DENSITY_THRESHOLD`, dense elsewhere."""
-
-
-AUTO_DENSITY_THRESHOLD = 0.15
-"""`auto` uses the sparse engine for a layer whose kept fraction is below this (measured:
-benchmarks/sparse_engine.py: sparse wins from density 0.125 (width 2^10) down, dense at 0.25 and
-above; docs/performance.md)."""
 
 
 @dataclass(frozen=True)
 class SparseStructure:
-    """The index structures of one mask, computed once."""
+    """The index structures of one set of kept positions, computed once."""
 
     key: tuple[Any, ...]
     shape: tuple[int, int]
-    flat: torch.Tensor
-    """Kept positions as flat indices into the row-major weight, ascending (the CSR value order of W)."""
-    indices: torch.Tensor
-    """(2, nnz) rows and columns, coalesced order: the sparse gradient's indices."""
     crow: torch.Tensor
     col: torch.Tensor
     crow_t: torch.Tensor
@@ -70,42 +48,30 @@ class SparseStructure:
     col_t: torch.Tensor
     permutation_t: torch.Tensor
     """Wᵀ's values are W's values[permutation_t]."""
-    density: float
-
-    @property
-    def nnz(self) -> int:
-        return int(self.flat.numel())
 
 
-def build_structure(mask: torch.Tensor, key: tuple[Any, ...] = ()) -> SparseStructure:
-    """The CSR structures of W and Wᵀ for a 2-D 0/1 mask."""
-    if mask.dim() != 2:
-        raise ValueError(f"the sparse engine needs a 2-D mask, got shape {tuple(mask.shape)}")
-    out_features, in_features = mask.shape
-    flat = torch.nonzero(mask.reshape(-1)).reshape(-1)
-    rows, cols = flat // in_features, flat % in_features
+def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, ...] = ()) -> SparseStructure:
+    """The CSR structures of W and Wᵀ for ascending flat positions `kept` in a row-major `shape`."""
+    out_features, in_features = shape
+    rows, cols = kept // in_features, kept % in_features
     crow = torch._convert_indices_from_coo_to_csr(rows, out_features)
     permutation_t = torch.argsort(cols * out_features + rows)
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
-    return SparseStructure(
-        key=key, shape=(out_features, in_features), flat=flat, indices=torch.stack([rows, cols]),
-        crow=crow, col=cols, crow_t=crow_t, col_t=rows[permutation_t].contiguous(),
-        permutation_t=permutation_t, density=flat.numel() / max(mask.numel(), 1),
-    )
+    return SparseStructure(key=key, shape=shape, crow=crow, col=cols, crow_t=crow_t,
+                           col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t)
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)  # built from a valid mask
+    return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)  # built from valid positions
 
 
 class SparseLinearFunction(torch.autograd.Function):
-    """``x Wᵀ + b`` for the kept weights of `structure`; the weight gradient is sparse COO."""
+    """``x Wᵀ + b`` for W holding `values` at the positions of `structure`."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
+        ctx: Any, inputs: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
     ) -> torch.Tensor:
-        values = weight.reshape(-1).index_select(0, structure.flat)
         matrix = _csr(structure.crow, structure.col, values, structure.shape)
         flat_inputs = inputs.reshape(-1, structure.shape[1])
         # Work in (features, batch) layout and hand back the transposed view: elementwise layers keep
@@ -126,103 +92,98 @@ class SparseLinearFunction(torch.autograd.Function):
         structure: SparseStructure = ctx.structure
         flat_inputs, values = ctx.saved_tensors
         grad_t = grad_outputs.reshape(-1, structure.shape[0]).t().contiguous()  # (out, batch)
-        grad_inputs = grad_weight = grad_bias = None
+        grad_inputs = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
             transposed = _csr(structure.crow_t, structure.col_t, values[structure.permutation_t], structure.shape[::-1])
             grad_inputs = torch.sparse.mm(transposed, grad_t).t().reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
             pattern = _csr(structure.crow, structure.col, values, structure.shape)
-            sampled = torch.sparse.sampled_addmm(pattern, grad_t, flat_inputs, beta=0.0)
-            grad_weight = torch.sparse_coo_tensor(
-                structure.indices, sampled.values(), structure.shape, is_coalesced=True, check_invariants=False
-            )
+            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, flat_inputs, beta=0.0).values()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_t.sum(1)
-        return grad_inputs, grad_weight, grad_bias, None
+        return grad_inputs, grad_values, grad_bias, None
 
 
-def structure_for(layer: nn.Module) -> SparseStructure:
-    """The layer's cached structure, rebuilt when its mask buffer was written to or replaced."""
-    mask: torch.Tensor = layer.mask  # type: ignore[assignment]
-    key = (mask.data_ptr(), mask._version, mask.device, tuple(mask.shape))
-    cached: SparseStructure | None = getattr(layer, "_sparse_structure", None)
-    if cached is None or cached.key != key:
-        cached = build_structure(mask.detach(), key)
-        layer._sparse_structure = cached  # plain attribute: not a buffer, never saved
-    return cached
+class SparseLinear(nn.Module):
+    """A static-sparse linear layer that holds only its kept weights (see the module docstring)."""
 
+    kept: torch.Tensor
 
-def uses_sparse(layer: nn.Module) -> bool:
-    """Whether the layer's current engine and density select the sparse path."""
-    engine: Engine = getattr(layer, "engine", Engine.DENSE)
-    if engine is Engine.DENSE:
-        return False
-    if engine is Engine.SPARSE:
-        return True
-    return structure_for(layer).density < AUTO_DENSITY_THRESHOLD
+    def __init__(self, in_features: int, out_features: int, kept: torch.Tensor, values: torch.Tensor,
+                 bias: torch.Tensor | None) -> None:
+        super().__init__()
+        if kept.dim() != 1 or kept.shape != values.shape:
+            raise ValueError(f"kept positions {tuple(kept.shape)} and values {tuple(values.shape)} must be "
+                             "vectors of one length")
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("kept", kept.to(torch.int64))
+        self.values = nn.Parameter(values)
+        self.bias = nn.Parameter(bias) if bias is not None else None
 
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, mask: torch.Tensor, bias: torch.Tensor | None) -> SparseLinear:
+        """The layer whose kept weights are `weight` where the 0/1 `mask` is nonzero."""
+        kept = torch.nonzero(mask.reshape(-1)).reshape(-1)
+        out_features, in_features = weight.shape
+        return cls(in_features, out_features, kept, weight.detach().reshape(-1)[kept].clone(),
+                   None if bias is None else bias.detach().clone())
 
-def sparse_linear(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """A masked linear layer's output through the sparse engine."""
-    return SparseLinearFunction.apply(inputs, layer.weight, layer.bias, structure_for(layer))
+    @property
+    def weight_shape(self) -> torch.Size:
+        return torch.Size((self.out_features, self.in_features))
 
+    @property
+    def density(self) -> float:
+        return self.kept.numel() / max(math.prod(self.weight_shape), 1)
 
-def set_engine(model: nn.Module, engine: Engine | str) -> nn.Module:
-    """Give every `MaskedLinear` of `model` the engine (convolutions stay dense); returns the model."""
-    from sparsecap.sparsity.masked import MaskedLinear
+    def _scatter(self, values: torch.Tensor) -> torch.Tensor:
+        dense = values.new_zeros(math.prod(self.weight_shape))
+        return dense.index_copy_(0, self.kept, values).view(self.weight_shape)
 
-    engine = Engine(engine)
-    for module in model.modules():
-        if isinstance(module, MaskedLinear):
-            module.engine = engine
-    return model
+    @property
+    def mask(self) -> torch.Tensor:
+        """The dense 0/1 mask (materialised on each read: for summaries, not for training)."""
+        return self._scatter(torch.ones_like(self.values.detach()))
 
+    def effective_weight(self) -> torch.Tensor:
+        """The dense weight matrix this layer computes with (materialised)."""
+        return self._scatter(self.values.detach())
 
-class SGD(torch.optim.SGD):
-    """`torch.optim.SGD`, with a fast path for the sparse engine's fixed-pattern sparse gradients.
+    @property
+    def stored_weight(self) -> nn.Parameter:
+        """The Parameter holding the weights: here only the kept values."""
+        return self.values
 
-    PyTorch's SGD handles a sparse COO gradient through generic sparse additions (a merge for the
-    momentum buffer, a coalesce for the update: most of a width-2^15 sparse step). The sparse engine's
-    gradient always has the same pattern, so the same update is done on the values: the momentum buffer
-    holds the kept entries' values (every other entry of PyTorch's buffer is zero forever), and
-    ``buf = momentum * buf + grad; weight -= lr * buf`` is applied with one ``index_add_``. Dense
-    gradients, and sparse ones with weight decay, dampening, Nesterov or maximize, take PyTorch's path.
-    """
+    @property
+    def stored_mask(self) -> torch.Tensor:
+        """Which stored weights are kept: all of them."""
+        return torch.ones((), dtype=self.values.dtype)
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        taken: list[tuple[dict[str, Any], torch.Tensor, torch.Tensor]] = []
-        for group in self.param_groups:
-            plain = (group["weight_decay"] == 0 and group["dampening"] == 0 and not group["nesterov"]
-                     and not group["maximize"])
-            for parameter in group["params"]:
-                grad = parameter.grad
-                if plain and grad is not None and grad.is_sparse and grad.dim() == 2:
-                    taken.append((group, parameter, grad))
-                    parameter.grad = None  # hidden from PyTorch's step, restored below
-        try:
-            loss = super().step(closure)
-        finally:
-            for group, parameter, grad in taken:
-                parameter.grad = grad
-        for group, parameter, grad in taken:
-            flat, values = _flat_pattern(grad, parameter.shape[1])
-            state = self.state[parameter]
-            momentum = group["momentum"]
-            previous = state.get("sparse_momentum")
-            if previous is not None and previous[0].shape == flat.shape and torch.equal(previous[0], flat):
-                update = previous[1].mul_(momentum).add_(values) if momentum != 0 else values
-            else:
-                if previous is not None:
-                    raise RuntimeError("the sparse gradient's pattern changed during training")
-                # First step: make sure the pattern has no repeated positions, then keep it.
-                flat, values = _flat_pattern(grad.coalesce(), parameter.shape[1])
-                update = values.clone() if momentum != 0 else values
-                state["sparse_momentum"] = (flat, update)
-            parameter.view(-1).index_add_(0, flat, update, alpha=-group["lr"])
-        return loss
+    def to_stored_layout(self, dense: torch.Tensor) -> torch.Tensor:
+        """A tensor of the weight's dense shape, read at the stored weights' positions."""
+        return dense.reshape(-1)[self.kept]
 
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Keep the positions `mask` keeps, with their current weights (zero where none was kept)."""
+        if mask.shape != self.weight_shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match weight {tuple(self.weight_shape)}")
+        kept = torch.nonzero(mask.reshape(-1)).reshape(-1)
+        values = self.effective_weight().reshape(-1)[kept]
+        self.kept = kept
+        self.values = nn.Parameter(values)
 
-def _flat_pattern(grad: torch.Tensor, columns: int) -> tuple[torch.Tensor, torch.Tensor]:
-    indices = grad._indices()
-    return indices[0] * columns + indices[1], grad._values()
+    def structure(self) -> SparseStructure:
+        """The cached index structures, rebuilt when the positions buffer was written to or replaced."""
+        key = (self.kept.data_ptr(), self.kept._version, self.kept.device, self.kept.numel())
+        cached: SparseStructure | None = getattr(self, "_structure", None)
+        if cached is None or cached.key != key:
+            cached = build_structure(self.kept, (self.out_features, self.in_features), key)
+            self._structure = cached  # plain attribute: not a buffer, never saved
+        return cached
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return SparseLinearFunction.apply(inputs, self.values, self.bias, self.structure())
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept.numel()}, "
+                f"bias={self.bias is not None}")

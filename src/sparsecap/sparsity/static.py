@@ -24,11 +24,11 @@ class MaskGranularity(str, enum.Enum):
 
 def weight_count(model: nn.Module) -> int:
     """Weights of the maskable layers: the quantity capacity is measured in (biases excluded)."""
-    return sum(layer.weight.numel() for _, layer in masked_layers(model))
+    return sum(layer.weight_shape.numel() for _, layer in masked_layers(model))
 
 
 def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
-    return [tuple(layer.weight.shape) for _, layer in masked_layers(model)]
+    return [tuple(layer.weight_shape) for _, layer in masked_layers(model)]
 
 
 def mask_to_capacity(
@@ -44,7 +44,7 @@ def mask_to_capacity(
     if granularity is MaskGranularity.KERNEL:
         counts = whole_kernel_counts(counts, shapes, target)
     for (_, layer), count in zip(masked_layers(model), counts, strict=True):
-        shape = layer.weight.shape
+        shape = layer.weight_shape
         if granularity is MaskGranularity.KERNEL:
             kernels = random_mask(shape[:2], count, generator)
             layer.set_mask(kernels.view(*shape[:2], *[1] * (len(shape) - 2)).expand(shape))

@@ -69,7 +69,7 @@ def summarize(model: nn.Module, base_nonzero: int) -> SparsitySummary:
         summaries.append(
             LayerSummary(
                 name=name,
-                shape=tuple(layer.weight.shape),
+                shape=tuple(layer.weight_shape),
                 weights=mask.numel(),
                 nonzero=nonzero,
                 density=nonzero / mask.numel(),
@@ -77,7 +77,7 @@ def summarize(model: nn.Module, base_nonzero: int) -> SparsitySummary:
                 inputs_unread=int(_dead_units(mask, 1).sum()),
             )
         )
-    maskable = {id(layer.weight) for _, layer in layers}
+    maskable = {id(layer.stored_weight) for _, layer in layers}
     unmasked = sum(parameter.numel() for parameter in model.parameters() if id(parameter) not in maskable)
     return SparsitySummary(
         layers=tuple(summaries),

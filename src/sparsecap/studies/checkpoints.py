@@ -8,6 +8,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sparsecap.sparsity import match_stored_form
+
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """Write atomically (temporary file, then rename) so a killed run never leaves half a checkpoint."""
@@ -19,6 +21,12 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> N
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:
-    """Load weights and masks saved by `save_checkpoint` into a model of the same configuration."""
-    model.load_state_dict(load_file(str(path)))
+    """Load weights and masks saved by `save_checkpoint` into a model of the same configuration.
+
+    Sparse-engine layers are saved as their kept values and positions; the model's layers are stored
+    the same way before loading, so use the returned model.
+    """
+    state = load_file(str(path))
+    model = match_stored_form(model, state)
+    model.load_state_dict(state)
     return model

@@ -50,7 +50,7 @@ def run_trial(
         )
     else:
         initialize_(model, generators.initialization)
-    set_engine(model, spec.training.engine)  # auto: chosen per layer from its density, again after pruning
+    model = set_engine(model, spec.training.engine)  # auto: per layer from its density; again after pruning
 
     config = spec.training.config()
     with tqdm(total=config.max_epochs, desc=trial.trial_id, unit="epoch", leave=False,
@@ -64,6 +64,7 @@ def run_trial(
 
     if trial.schedule is Schedule.POSTTRAIN:
         magnitude_prune_(model, capacity, spec.pruning_scope, spec.allocation)
+        model = set_engine(model, spec.training.engine)  # the pruned layers evaluated sparse under auto
 
     info = dataset.info
     clean = evaluate(model, dataset.test_images, dataset.test_labels, info.num_classes)

@@ -26,7 +26,7 @@ import torch.nn.functional as functional
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from sparsecap.sparsity.sparse_linear import SGD, Engine
+from sparsecap.sparsity import SparseLinear
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.trainer import LearningRateSchedule, TrainingConfig, TrainingResult, to_pixels
 
@@ -42,9 +42,8 @@ def train_together(
     if len(models) != len(generators) or not models:
         raise ValueError("one data-order generator per model, and at least one model")
     for model in models:
-        for module in model.modules():
-            if getattr(module, "engine", Engine.DENSE) is not Engine.DENSE:
-                raise ValueError("train_together needs the dense engine (the sparse engine is not vmapped)")
+        if any(isinstance(module, SparseLinear) for module in model.modules()):
+            raise ValueError("train_together needs the dense engine (the sparse engine is not vmapped)")
     count = len(models)
     parameters, buffers = stack_module_state(list(models))  # detached copies, requires_grad set
     template = models[0]
@@ -57,7 +56,7 @@ def train_together(
         return functional.cross_entropy(logits, targets)
 
     batched_loss = torch.vmap(seed_loss)
-    optimizer = SGD(parameters.values(), lr=config.learning_rate, momentum=config.momentum)
+    optimizer = torch.optim.SGD(parameters.values(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
     if config.schedule is LearningRateSchedule.COSINE:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from sparsecap.sparsity.sparse_linear import SGD
 from sparsecap.training.augmentation import random_crop_and_flip
 
 
@@ -72,8 +71,7 @@ def train(
     on_epoch: EpochCallback | None = None,
 ) -> TrainingResult:
     """Train in place with SGD + momentum until max_epochs or the loss threshold; NaN/inf stops as diverged."""
-    # torch.optim.SGD, plus a fast path for the sparse engine's fixed-pattern sparse weight gradients.
-    optimizer = SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
     if config.schedule is LearningRateSchedule.COSINE:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)

@@ -1,0 +1,94 @@
+"""Which engine computes a model's masked linear layers: dense weight × mask, or the sparse engine.
+
+A study picks `engine = dense | sparse | auto`; `set_engine` swaps each `MaskedLinear` for the
+equivalent `SparseLinear` (or back), moving the kept weights over exactly, so every engine computes the
+same function (up to the order of float additions). Convolutions stay dense: a masked convolution's
+sparsity is over (out, in, kernel height, kernel width) and would need a sparse im2col product, for
+which PyTorch has no CPU kernel. See docs/performance.md for the measurements behind the threshold.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from sparsecap.sparsity.masked import MaskedLinear, masked_layers
+from sparsecap.sparsity.sparse_linear import SparseLinear
+
+
+class Engine(str, enum.Enum):
+    """How a masked linear layer is stored and computed."""
+
+    DENSE = "dense"
+    """Dense weight × mask (the reference; costs the dense shape)."""
+    SPARSE = "sparse"
+    """Only the kept weights stored; CSR products and a sampled weight gradient at the nonzeros."""
+    AUTO = "auto"
+    """Sparse where the layer's density is below `AUTO_DENSITY_THRESHOLD`, dense elsewhere."""
+
+
+AUTO_DENSITY_THRESHOLD = 0.15
+"""`auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse engine
+is faster from density 0.125 (width 2^10) down, dense-masked at 0.25 and above; docs/performance.md)."""
+
+
+def _density(layer: MaskedLinear | SparseLinear) -> float:
+    if isinstance(layer, SparseLinear):
+        return layer.density
+    return int(layer.mask.count_nonzero()) / max(layer.mask.numel(), 1)
+
+
+def _to_masked(layer: SparseLinear) -> MaskedLinear:
+    masked = MaskedLinear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    masked.to(layer.values.dtype)
+    with torch.no_grad():
+        masked.mask.copy_(layer.mask)
+        masked.weight.copy_(layer.effective_weight())
+        if layer.bias is not None:
+            masked.bias.copy_(layer.bias)
+    return masked
+
+
+def _replace(model: nn.Module, name: str, layer: nn.Module, replacement: nn.Module) -> nn.Module:
+    """Put `replacement` where `name` is; returns the model (the replacement itself if `name` is the root)."""
+    replacement.train(layer.training)
+    if not name:
+        return replacement
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, replacement)
+    return model
+
+
+def set_engine(model: nn.Module, engine: Engine | str) -> nn.Module:
+    """Store every masked linear layer for `engine` (in place); returns the model.
+
+    Call it before building an optimiser: swapping a layer replaces its Parameters.
+    """
+    engine = Engine(engine)
+    for name, layer in masked_layers(model):
+        if not isinstance(layer, MaskedLinear | SparseLinear):
+            continue
+        sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and _density(layer) < AUTO_DENSITY_THRESHOLD)
+        if sparse and isinstance(layer, MaskedLinear):
+            model = _replace(model, name, layer, SparseLinear.from_dense(layer.weight, layer.mask, layer.bias))
+        elif not sparse and isinstance(layer, SparseLinear):
+            model = _replace(model, name, layer, _to_masked(layer))
+    return model
+
+
+def match_stored_form(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Store each linear layer the way `state` holds it (kept values or dense weight), ready to load it."""
+    for name, layer in masked_layers(model):
+        prefix = f"{name}." if name else ""
+        if isinstance(layer, MaskedLinear) and prefix + "kept" in state:
+            kept = state[prefix + "kept"]
+            empty = SparseLinear(layer.in_features, layer.out_features, kept,
+                                 torch.zeros(kept.shape, dtype=layer.weight.dtype),
+                                 None if layer.bias is None else torch.zeros_like(layer.bias))
+            model = _replace(model, name, layer, empty)
+        elif isinstance(layer, SparseLinear) and prefix + "weight" in state:
+            model = _replace(model, name, layer, _to_masked(layer))
+    return model
