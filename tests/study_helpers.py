@@ -3,6 +3,8 @@
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from sparsecap.studies import StudyDatabase
 
 TIMING_COLUMNS = {"train_seconds", "finished_at"}
@@ -25,6 +27,9 @@ draws = 2
 """
 
 
+SEEDS_TOGETHER_SPEC = TINY_SPEC.replace("[training]\n", "[training]\nseeds_together = true\n")
+
+
 def write_spec(directory: Path, text: str = TINY_SPEC, name: str = "spec.toml") -> Path:
     path = directory / name
     path.write_text(text)
@@ -38,6 +43,20 @@ def comparable_results(directory: Path) -> dict[str, list[dict]]:
     for table in ("epochs", "class_recall", "weight_noise"):
         tables[table] = database.rows(table)
     return {table: sorted(rows, key=lambda row: repr(sorted(row.items()))) for table, rows in tables.items()}
+
+
+def assert_same_up_to_rounding(first: dict[str, list[dict]], second: dict[str, list[dict]]) -> None:
+    """`comparable_results` of two runs agree: exactly in every count and label, to 1e-4 in every float."""
+    assert first.keys() == second.keys()
+    for table in first:
+        assert len(first[table]) == len(second[table]), table
+        for row, other in zip(first[table], second[table], strict=True):
+            assert row.keys() == other.keys()
+            for column, value in row.items():
+                if isinstance(value, float):
+                    assert other[column] == pytest.approx(value, rel=1e-4, abs=1e-6), (table, column)
+                else:
+                    assert other[column] == value, (table, column)
 
 
 def finished_trial_count(database: Path) -> int:

@@ -7,9 +7,9 @@ import torch
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.sparsity import Allocation, masked_layers, set_engine, sparse_model_at_init
+from sparsecap.sparsity import Allocation, initialize_, masked_layers, set_engine, sparse_model_at_init
 from sparsecap.training import TrainingConfig, train
-from sparsecap.training.multiseed import train_together
+from sparsecap.training.multiseed import can_stack, stack_models, train_together
 
 CAPACITY = 64 * 32 + 32 * 32 + 32 * 10
 
@@ -26,21 +26,24 @@ def _data():
     return images, torch.randint(0, 10, (128,), generator=generator)
 
 
-def _compare(config: TrainingConfig, seeds: list[int]) -> list:
+def _compare(config: TrainingConfig, seeds: list[int], engine: str = "dense") -> list:
     images, labels = _data()
-    alone = [_model(seed) for seed in seeds]
+    alone = [set_engine(_model(seed), engine) for seed in seeds]
     together = [copy.deepcopy(model) for model in alone]
     expected = [train(model, images, labels, config, torch.Generator().manual_seed(100 + seed))
                 for model, seed in zip(alone, seeds, strict=True)]
+    epochs_seen: list[tuple[int, int]] = []
     results = train_together(together, images, labels, config,
-                             [torch.Generator().manual_seed(100 + seed) for seed in seeds])
+                             [torch.Generator().manual_seed(100 + seed) for seed in seeds],
+                             lambda epoch, losses: epochs_seen.append((epoch, len(losses))))
+    assert epochs_seen[0] == (1, len(seeds)) and len(epochs_seen) == max(result.epochs for result in results)
     for result, reference, model, single in zip(results, expected, together, alone, strict=True):
         assert result.epochs == reference.epochs and not result.diverged
         assert result.epoch_losses == pytest.approx(reference.epoch_losses, rel=1e-5)
         for (name, parameter), (_, other) in zip(model.named_parameters(), single.named_parameters(), strict=True):
             assert torch.allclose(parameter, other, rtol=1e-4, atol=1e-6), name
         for _, layer in masked_layers(model):
-            assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0
+            assert torch.count_nonzero(layer.effective_weight()[layer.mask == 0]) == 0
     return expected
 
 
@@ -53,7 +56,33 @@ def test_seeds_trained_together_match_one_by_one_and_stop_each_by_its_own_rule()
     assert stopped[0].epochs < config.max_epochs
 
 
-def test_the_sparse_engine_is_refused():
-    with pytest.raises(ValueError, match="dense engine"):
-        train_together([set_engine(_model(0), "sparse")], *_data(), TrainingConfig(max_epochs=1),
-                       [torch.Generator()])
+def test_sparse_stored_seeds_train_together_as_one_block_diagonal_layer():
+    config = TrainingConfig(max_epochs=3, learning_rate=0.2, momentum=0.9, batch_size=32, stop_loss=0.0)
+    _compare(config, [0, 1, 2], engine="sparse")
+    stacked, _ = stack_models([set_engine(_model(seed), "sparse") for seed in (0, 1)])
+    assert sum(parameter.numel() for parameter in stacked.parameters()) == 2 * (CAPACITY + 128 * 2 + 10)
+
+
+def test_dense_base_models_train_together_without_masks():
+    models = [create_model(ModelConfig("mlp", 32, 1), dataset_info("digits")) for _ in range(2)]
+    for seed, model in enumerate(models):
+        initialize_(model, torch.Generator().manual_seed(seed))
+    config = TrainingConfig(max_epochs=2, learning_rate=0.1, batch_size=32, stop_loss=0.0)
+    images, labels = _data()
+    alone = [copy.deepcopy(model) for model in models]
+    for seed, model in enumerate(alone):
+        train(model, images, labels, config, torch.Generator().manual_seed(seed))
+    train_together(models, images, labels, config, [torch.Generator().manual_seed(seed) for seed in range(2)])
+    for model, single in zip(models, alone, strict=True):
+        for parameter, other in zip(model.parameters(), single.parameters(), strict=True):
+            assert torch.allclose(parameter, other, rtol=1e-4, atol=1e-6)
+
+
+def test_models_with_other_weights_than_linear_layers_are_refused():
+    cnn = create_model(ModelConfig("vgg", 4, 11), dataset_info("digits"))
+    assert not can_stack(cnn) and can_stack(_model(0))
+    with pytest.raises(ValueError, match="every weight is in a linear layer.*'network.conv1.weight' is not"):
+        train_together([cnn], *_data(), TrainingConfig(max_epochs=1), [torch.Generator()])
+    mixed = [_model(0), set_engine(_model(1), "sparse")]
+    with pytest.raises(ValueError, match="dense in one seed and sparse in another"):
+        train_together(mixed, *_data(), TrainingConfig(max_epochs=1), [torch.Generator(), torch.Generator()])

@@ -14,7 +14,7 @@ import pytest
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
-from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
+from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, finished_trial_count, write_spec
 
 ray = pytest.importorskip("ray")
 
@@ -56,6 +56,14 @@ def test_ray_gives_the_local_executors_database(tmp_path, ray_instance, local_re
     assert comparable_results(tmp_path / "ray") == comparable_results(local_reference)
     for row in StudyDatabase(tmp_path / "ray").rows("trials"):
         assert not Path(row["checkpoint"]).is_absolute() and (tmp_path / "ray" / row["checkpoint"]).is_file()
+
+
+def test_seed_groups_run_as_one_task_each_with_the_local_results(tmp_path, ray_instance):
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
+    run_study(spec, tmp_path / "local", show_progress=False)
+    progress = _ray(spec, tmp_path / "ray")
+    assert (progress.ran, progress.failed) == (8, ())
+    assert comparable_results(tmp_path / "ray") == comparable_results(tmp_path / "local")
 
 
 def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_instance, local_reference):

@@ -13,7 +13,14 @@ from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import masked_layers
-from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
+from tests.study_helpers import (
+    SEEDS_TOGETHER_SPEC,
+    TINY_SPEC,
+    assert_same_up_to_rounding,
+    comparable_results,
+    finished_trial_count,
+    write_spec,
+)
 
 
 
@@ -44,6 +51,56 @@ def test_same_spec_and_seed_give_identical_metrics(tmp_path):
     run_study(spec, tmp_path / "first", show_progress=False)
     run_study(spec, tmp_path / "second", show_progress=False)
     assert comparable_results(tmp_path / "first") == comparable_results(tmp_path / "second")
+
+
+def test_seeds_trained_together_give_the_one_by_one_results(tmp_path, monkeypatch):
+    import sparsecap.studies.execute as execute
+
+    groups: list[int] = []
+    original = execute.train_together
+
+    def counting(models, *arguments, **options):
+        groups.append(len(models))
+        return original(models, *arguments, **options)
+
+    monkeypatch.setattr(execute, "train_together", counting)
+    together = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
+    alone = load_spec(str(write_spec(tmp_path, name="alone.toml")))
+    assert together.fingerprint() != alone.fingerprint()
+    run_study(together, tmp_path / "together", show_progress=False)
+    assert groups == [2, 2, 2, 2]  # (width, schedule) points, each with its 2 seeds
+    run_study(alone, tmp_path / "alone", show_progress=False)
+    assert_same_up_to_rounding(comparable_results(tmp_path / "alone"), comparable_results(tmp_path / "together"))
+
+
+CNN_SEEDS_SPEC = """
+name = "cnn-seeds"
+architectures = ["vgg"]
+datasets = ["digits"]
+widths = [4]
+schedules = ["static"]
+seeds = [0, 1]
+train_examples = 64
+test_examples = 32
+
+[training]
+max_epochs = 1
+seeds_together = true
+
+[weight_noise]
+sigmas = [0.0]
+draws = 1
+"""
+
+
+def test_seeds_of_models_that_cannot_be_stacked_train_one_by_one(tmp_path, monkeypatch):
+    import sparsecap.studies.execute as execute
+
+    monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: pytest.fail("stacked a CNN"))
+    assert execute.seed_groups(load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC))), []) == []
+    spec = load_spec(str(write_spec(tmp_path, CNN_SEEDS_SPEC)))
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert (progress.ran, progress.failed) == (2, ())
 
 
 def test_rerun_skips_finished_trials(tmp_path):

@@ -52,7 +52,7 @@ def _to_masked(layer: SparseLinear) -> MaskedLinear:
     return masked
 
 
-def _replace(model: nn.Module, name: str, layer: nn.Module, replacement: nn.Module) -> nn.Module:
+def replace_module(model: nn.Module, name: str, layer: nn.Module, replacement: nn.Module) -> nn.Module:
     """Put `replacement` where `name` is; returns the model (the replacement itself if `name` is the root)."""
     replacement.train(layer.training)
     if not name:
@@ -73,9 +73,9 @@ def set_engine(model: nn.Module, engine: Engine | str) -> nn.Module:
             continue
         sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and _density(layer) < AUTO_DENSITY_THRESHOLD)
         if sparse and isinstance(layer, MaskedLinear):
-            model = _replace(model, name, layer, SparseLinear.from_dense(layer.weight, layer.mask, layer.bias))
+            model = replace_module(model, name, layer, SparseLinear.from_dense(layer.weight, layer.mask, layer.bias))
         elif not sparse and isinstance(layer, SparseLinear):
-            model = _replace(model, name, layer, _to_masked(layer))
+            model = replace_module(model, name, layer, _to_masked(layer))
     return model
 
 
@@ -88,7 +88,7 @@ def match_stored_form(model: nn.Module, state: Mapping[str, torch.Tensor]) -> nn
             empty = SparseLinear(layer.in_features, layer.out_features, kept,
                                  torch.zeros(kept.shape, dtype=layer.weight.dtype),
                                  None if layer.bias is None else torch.zeros_like(layer.bias))
-            model = _replace(model, name, layer, empty)
+            model = replace_module(model, name, layer, empty)
         elif isinstance(layer, SparseLinear) and prefix + "weight" in state:
-            model = _replace(model, name, layer, _to_masked(layer))
+            model = replace_module(model, name, layer, _to_masked(layer))
     return model

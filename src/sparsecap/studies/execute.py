@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from torch import nn
 from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
@@ -26,7 +30,8 @@ from sparsecap.studies.corruption_measure import corruption_rows
 from sparsecap.studies.database import FAILED, TrialRecord
 from sparsecap.studies.spec import Schedule, StudySpec
 from sparsecap.studies.trials import Trial, trial_generators
-from sparsecap.training import train
+from sparsecap.training import TrainingResult, train
+from sparsecap.training.multiseed import can_stack, train_together
 
 
 def base_nonzero(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> int:
@@ -38,9 +43,8 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def run_trial(
-    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
-) -> TrialRecord:
+def prepare_model(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> tuple[nn.Module, int]:
+    """The trial's model ready to train (masked or initialised, stored for the engine) and its capacity."""
     generators = trial_generators(trial.seed)
     capacity = base_nonzero(spec, trial, dataset)
     model = create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
@@ -50,18 +54,66 @@ def run_trial(
         )
     else:
         initialize_(model, generators.initialization)
-    model = set_engine(model, spec.training.engine)  # auto: per layer from its density; again after pruning
+    return set_engine(model, spec.training.engine), capacity  # auto: per layer from its density
 
+
+def _epoch_bar(description: str, total: int, show_progress: bool) -> tqdm:
+    return tqdm(total=total, desc=description, unit="epoch", leave=False, disable=not show_progress)
+
+
+def run_trial(
+    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+) -> TrialRecord:
+    model, capacity = prepare_model(spec, trial, dataset)
     config = spec.training.config()
-    with tqdm(total=config.max_epochs, desc=trial.trial_id, unit="epoch", leave=False,
-              disable=not show_progress) as bar:
+    with _epoch_bar(trial.trial_id, config.max_epochs, show_progress) as bar:
 
         def on_epoch(epoch: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        training = train(model, dataset.train_images, dataset.train_labels, config, generators.data_order, on_epoch)
+        training = train(model, dataset.train_images, dataset.train_labels, config,
+                         trial_generators(trial.seed).data_order, on_epoch)
+    return evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress)
 
+
+def run_trials_together(
+    spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+) -> list[TrialRecord] | None:
+    """Trials that differ only in their seed trained as one stacked program (`train_together`); None, with
+    nothing run, when their models cannot be stacked (`can_stack`)."""
+    first = prepare_model(spec, trials[0], dataset)
+    if not can_stack(first[0]):
+        return None
+    prepared = [first] + [prepare_model(spec, trial, dataset) for trial in trials[1:]]
+    models = [model for model, _ in prepared]
+    config = spec.training.config()
+    with _epoch_bar(f"{trials[0].trial_id} (+{len(trials) - 1} seeds)", config.max_epochs, show_progress) as bar:
+
+        def on_epoch(epoch: int, losses: list[float]) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{max(losses):.4f}", training=len(losses))
+
+        results = train_together(models, dataset.train_images, dataset.train_labels, config,
+                                 [trial_generators(trial.seed).data_order for trial in trials], on_epoch)
+    return [
+        evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress)
+        for trial, (model, capacity), training in zip(trials, prepared, results, strict=True)
+    ]
+
+
+def evaluate_trial(
+    spec: StudySpec,
+    trial: Trial,
+    dataset: ImageDataset,
+    model: nn.Module,
+    capacity: int,
+    training: TrainingResult,
+    checkpoint_directory: Path,
+    show_progress: bool,
+) -> TrialRecord:
+    """Prune (post-training schedule), measure, save the checkpoint: the trained trial's record."""
+    generators = trial_generators(trial.seed)
     if trial.schedule is Schedule.POSTTRAIN:
         magnitude_prune_(model, capacity, spec.pruning_scope, spec.allocation)
         model = set_engine(model, spec.training.engine)  # the pruned layers evaluated sparse under auto
@@ -160,3 +212,31 @@ def run_trial_or_failure(
         return run_trial(spec, trial, dataset, checkpoint_directory, show_progress)
     except Exception:  # noqa: BLE001 - any error of one trial must not block the others
         return failed_record(spec, trial, dataset, traceback.format_exc(), time.perf_counter() - start)
+
+
+def seed_groups(spec: StudySpec, trials: Sequence[Trial]) -> list[list[Trial]]:
+    """`trials` in order, those differing only in their seed grouped when the spec trains seeds together."""
+    if not spec.training.seeds_together:
+        return [[trial] for trial in trials]
+    groups: dict[Trial, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(dataclasses.replace(trial, seed=0), []).append(trial)
+    return list(groups.values())
+
+
+def run_group_or_failures(
+    spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+) -> list[TrialRecord]:
+    """One group of `seed_groups`: trained together where its models can be stacked, else one by one.
+
+    A group that raises is run again one trial at a time, so one trial's error fails only that trial.
+    """
+    if len(trials) > 1:
+        try:
+            records = run_trials_together(spec, trials, dataset, checkpoint_directory, show_progress)
+            if records is not None:
+                return records
+        except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below
+            print(f"warning: training seeds {[trial.seed for trial in trials]} of {trials[0].trial_id} together "
+                  f"failed ({type(error).__name__}: {error}); running them one by one", file=sys.stderr)
+    return [run_trial_or_failure(spec, trial, dataset, checkpoint_directory, show_progress) for trial in trials]

@@ -1,13 +1,14 @@
 """Running a study's pending trials as Ray tasks, on a local Ray instance or an existing cluster.
 
-Each trial is one task declaring the study's `[resources]` (CPUs, GPUs, memory). The datasets are
+Each trial is one task declaring the study's `[resources]` (CPUs, GPUs, memory); with `seeds_together`,
+each group of seeds is (`seed_groups`). The datasets are
 loaded once by the driver and put in Ray's object store, so workers never read dataset files. Workers
 write checkpoints under a storage directory every node sees and return the trial's record; the driver
 alone writes the database, one transaction per trial, in the order results arrive (`ray.wait`).
 
 Faults: a worker process that dies (killed, node lost) has its task rerun by Ray up to `max_retries`
 times; after that the trial is recorded as failed. An exception raised by the trial itself is never
-retried: the task catches it and returns a failed record (`run_trial_or_failure`). Either way the
+retried: the task catches it and returns a failed record (`run_group_or_failures`). Either way the
 other trials go on, and a rerun of the study retries the failed ones.
 
 Ray is an optional dependency (`pip install 'sparsecap[cluster]'`): it is imported only here, and
@@ -28,7 +29,7 @@ from typing import Any
 from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.errors import SparsecapError
 from sparsecap.studies.database import TrialRecord
-from sparsecap.studies.execute import failed_record, run_trial_or_failure
+from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
 from sparsecap.studies.progress import StudyProgressView
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
@@ -59,9 +60,9 @@ def import_ray() -> Any:
     return ray
 
 
-def _trial_task(spec: StudySpec, trial: Trial, dataset: ImageDataset, storage: str) -> TrialRecord:
-    """What runs on a worker (Ray resolves `dataset` from the object store before the call)."""
-    return run_trial_or_failure(spec, trial, dataset, Path(storage) / "checkpoints", False)
+def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, storage: str) -> list[TrialRecord]:
+    """What runs on a worker: one group of `seed_groups` (Ray resolves `dataset` before the call)."""
+    return run_group_or_failures(spec, trials, dataset, Path(storage) / "checkpoints", False)
 
 
 def _prepare_corruptions(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], storage: Path,
@@ -120,7 +121,7 @@ def run_on_ray(
         else:
             ray.init(address=options.address, logging_level=logging.WARNING)
         started_here = True
-    in_flight: dict[Any, Trial] = {}
+    in_flight: dict[Any, list[Trial]] = {}
     try:
         _check_fits(ray, spec, local=options.address is None)
         used = {trial.dataset for trial in pending}
@@ -128,7 +129,7 @@ def run_on_ray(
             _prepare_corruptions(spec, {name: datasets[name] for name in used}, storage, show_progress)
         references = {name: ray.put(datasets[name]) for name in used}  # once, shared by every task
         resources = spec.resources
-        task = ray.remote(_trial_task).options(
+        task = ray.remote(_group_task).options(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
             memory=int(resources.memory_gib * GIB) if resources.memory_gib is not None else None,
@@ -137,23 +138,24 @@ def run_on_ray(
             name="sparsecap-trial",
         )
         shared = str(Path(storage).resolve())  # workers do not run in the driver's working directory
-        for trial in pending:
-            in_flight[task.remote(spec, trial, references[trial.dataset], shared)] = trial
+        for group in seed_groups(spec, pending):
+            in_flight[task.remote(spec, group, references[group[0].dataset], shared)] = group
         slots, checked = _slots(ray, spec), time.monotonic()
         while in_flight:
             view.set_running(min(len(in_flight), slots))
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
             for reference in ready:
-                trial = in_flight.pop(reference)
+                group = in_flight.pop(reference)
                 try:
-                    record = ray.get(reference)
+                    records = ray.get(reference)
                 except ray.exceptions.RayError as error:  # the worker died more than max_retries times, ...
-                    record = failed_record(
+                    records = [failed_record(
                         spec, trial, datasets[trial.dataset],
                         f"{type(error).__name__} (after at most {options.max_retries} retries): {error}", 0.0,
-                    )
-                on_record(record)
-                view.record(record)
+                    ) for trial in group]
+                for record in records:
+                    on_record(record)
+                    view.record(record)
             if time.monotonic() - checked > 10:  # a cluster may grow or shrink
                 slots, checked = _slots(ray, spec), time.monotonic()
     finally:

@@ -22,7 +22,7 @@ from sparsecap.errors import StudyDirectoryError
 from sparsecap.robustness.adversarial import check_sample_size
 from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
-from sparsecap.studies.execute import run_trial_or_failure
+from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.progress import StudyProgressView
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import StudySpec
@@ -151,11 +151,11 @@ def _run_pending(
         if executor is Executor.RAY:
             run_on_ray(spec, pending, datasets, storage, write, view, ray_options, show_progress)
         else:
-            for trial in pending:
-                view.set_running(1)
-                result = run_trial_or_failure(spec, trial, datasets[trial.dataset], storage / "checkpoints",
-                                              show_progress)
-                write(result)
-                view.record(result)
+            for group in seed_groups(spec, pending):
+                view.set_running(len(group))
+                for result in run_group_or_failures(spec, group, datasets[group[0].dataset],
+                                                    storage / "checkpoints", show_progress):
+                    write(result)
+                    view.record(result)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),
                          failed=tuple(failed))

@@ -66,6 +66,10 @@ class TrainingSpec(_Strict):
     engine: Engine = Engine.DENSE
     """How masked linear layers compute: dense weight × mask, sparse (nonzeros only) or auto (by density).
     The same numbers up to float rounding (docs/performance.md); convolutions are always dense."""
+    seeds_together: bool = False
+    """Train the seeds of each grid point as one stacked program (`train_together`) where the model allows
+    it (every weight in a linear layer: the MLPs); other models train seed by seed. The same numbers up
+    to float rounding; faster where per-step overhead dominates (docs/performance.md)."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -239,6 +243,8 @@ class StudySpec(_Strict):
             del data["corruptions"]
         if self.training.engine is Engine.DENSE:  # likewise: studies from before the sparse engine
             del data["training"]["engine"]
+        if not self.training.seeds_together:  # likewise: studies from before seeds were trained together
+            del data["training"]["seeds_together"]
         # Resources say where and how trials run, not what they compute: a study started on one executor
         # (or with other resources) can be finished on another.
         del data["resources"]

@@ -1,34 +1,155 @@
-"""Train the K seeds of one configuration together: one vectorised program instead of K runs.
+"""Train the K seeds of one configuration together: one program whose products cover all K models.
 
 The K models (same architecture; each with its own initialisation, mask and data-order generator)
-are stacked parameter by parameter and run with ``torch.func.functional_call`` under ``torch.vmap``:
-every step computes all K forward and backward passes in batched products. The loss is the sum of the
-K per-seed mean cross-entropies, so each seed's gradient is exactly its own; SGD with momentum is
-elementwise, so one optimiser over the stacked tensors does what K optimisers do. Each seed draws its
-batch order (and augmentation) from its own generator in the same order as `train` does, so the result
-equals training the seeds one by one up to float rounding (batched vs single matrix products).
+are stacked layer by layer into one model that takes the K seeds' batches one after another:
+
+- dense-stored layers (`MaskedLinear`) become one batched product over K weight matrices
+  (``torch.baddbmm``), the weights multiplied by their masks as one layer does (skipped, exactly, when
+  every mask keeps everything); the stacked weights are held as (K, in, out), the layout their batched
+  gradient comes out in, so no transposing copy is made per step;
+- sparse-stored layers (`SparseLinear`) become one block-diagonal sparse layer whose K diagonal
+  blocks are the K seeds' kept weights, so the sparse engine's products and sampled gradient run once
+  for all K and never touch the off-diagonal blocks.
+
+The loss is the sum of the K per-seed mean cross-entropies, so each seed's gradient is exactly its
+own, and SGD with momentum is elementwise, so one optimiser over the stacked tensors does what K
+optimisers do. Each seed draws its batch order (and augmentation) from its own generator in the same
+order as `train` does, so the result equals training the seeds one by one up to float rounding.
+What this saves is the per-step work that does not grow with K (Python, dispatch, the optimiser's
+and autograd's fixed costs), which dominates a small model's step on a CPU.
 
 Each seed keeps its own stopping rule: when its epoch loss falls below ``stop_loss`` (or it diverges),
 its parameters at that point are what it returns, while the others go on (the stopped seed's rows keep
-being computed, and are discarded: simplest, and what a batch of seeds costs anyway).
+being computed and are discarded: simplest, and a stopped seed costs one K-th of a step).
 
-Masked layers must use the dense engine here (the sparse engine's autograd Function is not vmapped).
+Only models whose weights all live in masked linear layers can be stacked (the MLP family): other
+parameterised layers (convolutions, batch normalisation) are refused, and such seeds train one by one.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as functional
 from torch import nn
-from torch.func import functional_call, stack_module_state
 
-from sparsecap.sparsity import SparseLinear
+from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
+from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.trainer import LearningRateSchedule, TrainingConfig, TrainingResult, to_pixels
+
+
+class _StackedDense(nn.Module):
+    """K dense-stored linear layers as one batched product; inputs are the K seeds' rows in turn."""
+
+    def __init__(self, layers: Sequence[MaskedLinear]) -> None:
+        super().__init__()
+        self.count = len(layers)
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]))  # (K, in, out)
+        mask = torch.stack([layer.mask.t() for layer in layers])
+        self.mask: torch.Tensor | None = None if bool(mask.all()) else mask  # all ones: weight × 1 skipped
+        biases = [layer.bias for layer in layers]
+        self.bias = None if biases[0] is None else nn.Parameter(torch.stack([bias.detach() for bias in biases]))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        stacked = inputs.reshape(self.count, -1, inputs.shape[-1])
+        weight = self.weight if self.mask is None else self.weight * self.mask
+        if self.bias is None:
+            outputs = torch.bmm(stacked, weight)
+        else:
+            outputs = torch.baddbmm(self.bias.unsqueeze(1), stacked, weight)
+        return outputs.reshape(-1, outputs.shape[-1])
+
+    def seed_tensors(self, index: int) -> list[torch.Tensor]:
+        return [self.weight[index].t()] + ([] if self.bias is None else [self.bias[index]])
+
+
+class _StackedSparse(nn.Module):
+    """K sparse-stored linear layers as one block-diagonal `SparseLinear`."""
+
+    def __init__(self, layers: Sequence[SparseLinear]) -> None:
+        super().__init__()
+        self.count = len(layers)
+        self.in_features, self.out_features = layers[0].in_features, layers[0].out_features
+        stacked_in = self.count * self.in_features
+        kept = torch.cat([
+            (index * self.out_features + layer.kept // self.in_features) * stacked_in
+            + index * self.in_features + layer.kept % self.in_features
+            for index, layer in enumerate(layers)
+        ])  # ascending: seed by seed, each in its own row-major order
+        biases = [layer.bias for layer in layers]
+        self.sizes = [layer.kept.numel() for layer in layers]
+        self.block = SparseLinear(
+            stacked_in, self.count * self.out_features, kept, torch.cat([layer.values.detach() for layer in layers]),
+            None if biases[0] is None else torch.cat([bias.detach() for bias in biases]),
+        )
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        side_by_side = inputs.reshape(self.count, -1, self.in_features).transpose(0, 1).reshape(
+            -1, self.count * self.in_features)
+        outputs = self.block(side_by_side).reshape(-1, self.count, self.out_features)
+        return outputs.transpose(0, 1).reshape(-1, self.out_features)
+
+    def seed_tensors(self, index: int) -> list[torch.Tensor]:
+        values = self.block.values.split(self.sizes)[index]
+        if self.block.bias is None:
+            return [values]
+        return [values, self.block.bias[index * self.out_features:(index + 1) * self.out_features]]
+
+
+_Stacked = _StackedDense | _StackedSparse
+
+
+def _own_tensors(layer: MaskedLinear | SparseLinear) -> list[torch.Tensor]:
+    return [layer.stored_weight] + ([] if layer.bias is None else [layer.bias])
+
+
+def _first_unstackable(model: nn.Module) -> str | None:
+    """The name of the first parameter outside the model's linear layers, if any."""
+    linear = {id(parameter) for _, layer in masked_layers(model) if isinstance(layer, MaskedLinear | SparseLinear)
+              for parameter in layer.parameters()}
+    return next((name for name, parameter in model.named_parameters() if id(parameter) not in linear), None)
+
+
+def can_stack(model: nn.Module) -> bool:
+    """Whether seeds of this model can be trained together: every weight is in a linear layer."""
+    return _first_unstackable(model) is None
+
+
+def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_Stacked, list[nn.Module]]]]:
+    """One model computing all of `models` on their rows of its batch, and its stacked layers with theirs."""
+    unstackable = _first_unstackable(models[0])
+    if unstackable is not None:
+        raise ValueError(f"seeds can be trained together only when every weight is in a linear layer (the MLP "
+                         f"family); {unstackable!r} is not")
+    stacked = copy.deepcopy(models[0])
+    links: list[tuple[_Stacked, list[nn.Module]]] = []
+    for name, layer in masked_layers(models[0]):
+        layers = [model.get_submodule(name) for model in models]
+        if all(isinstance(each, MaskedLinear) for each in layers):
+            combined: _Stacked = _StackedDense(layers)  # type: ignore[arg-type]
+        elif all(isinstance(each, SparseLinear) for each in layers):
+            combined = _StackedSparse(layers)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"seeds trained together must store each layer alike (engine); {name!r} is dense in "
+                             "one seed and sparse in another")
+        stacked = replace_module(stacked, name, stacked.get_submodule(name), combined)
+        links.append((combined, layers))
+    layer_names = {name for name, _ in masked_layers(models[0])}
+    for name, buffer in models[0].named_buffers():
+        if name.rpartition(".")[0] in layer_names:
+            continue  # masks and kept positions: stacked above
+        if any(not torch.equal(buffer, model.get_buffer(name)) for model in models):
+            raise ValueError(f"seeds trained together must share their fixed buffers; {name!r} differs")
+    return stacked, links
+
+
+SeedsEpochCallback = Callable[[int, list[float]], None]
+"""Called after every epoch with its number and the epoch loss of each seed still training."""
 
 
 def train_together(
@@ -37,54 +158,50 @@ def train_together(
     labels: torch.Tensor,
     config: TrainingConfig,
     generators: Sequence[torch.Generator],
+    on_epoch: SeedsEpochCallback | None = None,
 ) -> list[TrainingResult]:
     """Train `models` (one per seed, same architecture) in place, as `train` would one by one."""
     if len(models) != len(generators) or not models:
         raise ValueError("one data-order generator per model, and at least one model")
-    for model in models:
-        if any(isinstance(module, SparseLinear) for module in model.modules()):
-            raise ValueError("train_together needs the dense engine (the sparse engine is not vmapped)")
+    stacked, links = stack_models(models)
     count = len(models)
-    parameters, buffers = stack_module_state(list(models))  # detached copies, requires_grad set
-    template = models[0]
-
-    def seed_loss(
-        seed_parameters: dict[str, torch.Tensor], seed_buffers: dict[str, torch.Tensor],
-        inputs: torch.Tensor, targets: torch.Tensor,
-    ) -> torch.Tensor:
-        logits = functional_call(template, (seed_parameters, seed_buffers), (inputs,))
-        return functional.cross_entropy(logits, targets)
-
-    batched_loss = torch.vmap(seed_loss)
-    optimizer = torch.optim.SGD(parameters.values(), lr=config.learning_rate, momentum=config.momentum)
+    optimizer = torch.optim.SGD(stacked.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
     if config.schedule is LearningRateSchedule.COSINE:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
     results = [TrainingResult() for _ in models]
-    final: list[dict[str, torch.Tensor] | None] = [None] * count
+    final: list[list[torch.Tensor] | None] = [None] * count
+
+    def snapshot(index: int) -> list[torch.Tensor]:
+        return [tensor.detach().clone() for combined, _ in links for tensor in combined.seed_tensors(index)]
+
     started = time.perf_counter()
-    template.train()
+    stacked.train()
     for epoch in range(config.max_epochs):
         active = [index for index in range(count) if final[index] is None]
-        orders = [torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
-                  if index in active else None for index in range(count)]
+        orders = {index: torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
+                  for index in active}
         sums = [0.0] * count
         seen = 0
         diverged: set[int] = set()
-        for step in range(math.ceil(len(labels) / config.batch_size)):
-            batches = [order[step] if order is not None else orders[active[0]][step] for order in orders]
-            inputs = []
-            for index, batch in enumerate(batches):
-                batch_images = images[batch]
-                if config.augmentation and index in active and index not in diverged:
-                    batch_images = random_crop_and_flip(batch_images, generators[index])
-                inputs.append(to_pixels(batch_images))
-            losses = batched_loss(parameters, buffers, torch.stack(inputs), torch.stack([labels[b] for b in batches]))
+        for step in range(len(orders[active[0]])):
+            # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
+            batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
+            indices = torch.cat(batches)
+            batch_images = images[indices]
+            if config.augmentation:
+                batch_images = torch.cat([
+                    random_crop_and_flip(chunk, generators[index])
+                    if index in orders and index not in diverged else chunk
+                    for index, chunk in enumerate(batch_images.split(len(batches[0])))
+                ])
+            logits = stacked(to_pixels(batch_images))
+            losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
             values = losses.tolist()
             for index in active:
                 if index not in diverged and not math.isfinite(values[index]):
                     diverged.add(index)  # as `train`: stop before this step, keep the weights it had
-                    final[index] = {name: tensor[index].detach().clone() for name, tensor in parameters.items()}
+                    final[index] = snapshot(index)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
@@ -99,17 +216,20 @@ def train_together(
                 continue
             result.epoch_losses.append(sums[index] / seen)
             if result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
-                final[index] = {name: tensor[index].detach().clone() for name, tensor in parameters.items()}
+                final[index] = snapshot(index)
         if scheduler is not None:
             scheduler.step()
+        if on_epoch is not None:
+            on_epoch(epoch + 1, [results[index].epoch_losses[-1] for index in active])
         if all(state is not None for state in final):
             break
-    seconds = time.perf_counter() - started
-    for model, state, result in zip(models, final, results, strict=True):
+    seconds = (time.perf_counter() - started) / count  # each seed's share of the program
+    for index, (model, state, result) in enumerate(zip(models, final, results, strict=True)):
         assert state is not None
+        targets = [tensor for _, layers in links for tensor in _own_tensors(layers[index])]
         with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                parameter.copy_(state[name])
+            for target, value in zip(targets, state, strict=True):
+                target.copy_(value)
         model.eval()
         result.seconds = seconds
     return results
