@@ -188,7 +188,7 @@ def train_together(
             # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
             batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
             indices = torch.cat(batches)
-            batch_images = images[indices]
+            batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
             if config.augmentation:
                 batch_images = torch.cat([
                     random_crop_and_flip(chunk, generators[index])
