@@ -30,6 +30,8 @@ import sys
 import time
 from typing import Any
 
+from sparsecap.training.multiseed import STACKED_ACTIVATIONS_LIMIT
+
 CAPACITY = 101_632
 WIDTHS = [2**exponent for exponent in range(7, 16)]
 
@@ -136,8 +138,9 @@ def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -
             "sparse_layers": sum(isinstance(layer, SparseLinear) for layer in layers), "layers": len(layers)}
 
 
-def _measure_seeds(seeds: int, batches: int, batch: int) -> dict[str, float]:
-    """Runs inside the subprocess: one epoch of `batches` batches for `seeds` base MLPs, together and in turn."""
+def _measure_seeds(width: int, seeds: int, batches: int, batch: int) -> dict[str, float]:
+    """Runs inside the subprocess: one epoch of `batches` batches for `seeds` MLPs of `width` (fixed
+    capacity, engine auto), together and in turn."""
     import copy
 
     import torch
@@ -146,7 +149,7 @@ def _measure_seeds(seeds: int, batches: int, batch: int) -> dict[str, float]:
 
     from sparsecap.data import DatasetName, dataset_info
     from sparsecap.models import ModelConfig, create_model
-    from sparsecap.sparsity import initialize_
+    from sparsecap.sparsity import Allocation, set_engine, sparse_model_at_init
     from sparsecap.training import TrainingConfig, train
     from sparsecap.training.multiseed import train_together
 
@@ -155,9 +158,10 @@ def _measure_seeds(seeds: int, batches: int, batch: int) -> dict[str, float]:
     labels = torch.randint(0, 10, (batches * batch,), generator=generator)
     models = []
     for seed in range(seeds):
-        model = create_model(ModelConfig("mlp", 128, 1), dataset_info(DatasetName.MNIST))
-        initialize_(model, torch.Generator().manual_seed(seed))
-        models.append(model)
+        model = create_model(ModelConfig("mlp", width, 1), dataset_info(DatasetName.MNIST))
+        sparse_model_at_init(model, min(CAPACITY, 784 * width + width * 10), Allocation.UNIFORM,
+                             torch.Generator().manual_seed(seed), torch.Generator().manual_seed(100 + seed))
+        models.append(set_engine(model, "auto"))
     config = TrainingConfig(max_epochs=1, batch_size=batch, stop_loss=0.0)
     best = {"sequential": math.inf, "together": math.inf}
     for _ in range(3):
@@ -170,6 +174,18 @@ def _measure_seeds(seeds: int, batches: int, batch: int) -> dict[str, float]:
         started = time.perf_counter()
         train_together(copies, images, labels, config, [torch.Generator().manual_seed(seed) for seed in range(seeds)])
         best["together"] = min(best["together"], time.perf_counter() - started)
+    # The floor no stacking can go below: one seed-step's two large matrix products (forward, weight
+    # gradient), which K seeds must each do whatever the program around them.
+    inputs, weight, bias = torch.rand(batch, 784), torch.rand(128, 784), torch.rand(128)
+    gradient = torch.rand(batch, 128)
+    fastest = math.inf
+    for _ in range(200):
+        started = time.perf_counter()
+        torch.addmm(bias, inputs, weight.t())
+        gradient.t().mm(inputs)
+        fastest = min(fastest, time.perf_counter() - started)
+    best["products_ms"] = 1000 * fastest
+    best["step_ms"] = 1000 * best["sequential"] / (seeds * batches)
     return best
 
 
@@ -194,7 +210,9 @@ def main() -> None:
                         help="also time one MNIST epoch (60,000 images) of the whole sweep, extrapolated from "
                              "--epoch-steps real-data steps per width")
     parser.add_argument("--epoch-steps", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=5, help="K for K base-MLP seeds together vs in turn (0: skip)")
+    parser.add_argument("--seeds", type=int, default=5, help="K for K MLP seeds together vs in turn (0: skip)")
+    parser.add_argument("--seed-widths", type=int, nargs="+", default=[128, 1024, 2048, 8192],
+                        help="widths of the K-seed comparison (the first, 2^7, is the base MLP)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: torch's)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seeds-child", help=argparse.SUPPRESS)
@@ -230,11 +248,21 @@ def main() -> None:
               f"{auto['sparse_layers']}/{auto['layers']} sparse")
     if arguments.seeds:
         batches = 60
-        command = [sys.executable, __file__, "--seeds-child", json.dumps([arguments.seeds, batches, arguments.batch])]
-        seeds = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"\n{arguments.seeds} seeds of the base MLP (width 128, dense), one epoch of {batches} batches of "
-              f"{arguments.batch} (best of 3): one after another {seeds['sequential']:.2f} s, together "
-              f"{seeds['together']:.2f} s, throughput x{seeds['sequential'] / seeds['together']:.1f}")
+        print(f"\n{arguments.seeds} seeds of the MLP (engine auto), one epoch of {batches} batches of "
+              f"{arguments.batch}, best of 3: one after another vs together (train_together); the study runner "
+              f"stacks seeds while a step's stacked layer outputs stay under "
+              f"{STACKED_ACTIVATIONS_LIMIT / 2**20:g} MiB")
+        for width in arguments.seed_widths:
+            seeds = json.loads(subprocess.run(
+                [sys.executable, __file__, "--seeds-child", json.dumps([width, arguments.seeds, batches, arguments.batch])],
+                check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            stacked_mb = arguments.seeds * arguments.batch * (width + 10) * 4 / 2**20
+            print(f"  width {width:>5}: one after another {seeds['sequential']:.2f} s, together {seeds['together']:.2f} s, "
+                  f"throughput x{seeds['sequential'] / seeds['together']:.2f} (stacked outputs {stacked_mb:.1f} MiB)")
+            if width == WIDTHS[0]:
+                print(f"    floor: the two large matrix products take {seeds['products_ms']:.2f} ms of a seed's "
+                      f"{seeds['step_ms']:.2f} ms step in turn; together, a seed-step took "
+                      f"{1000 * seeds['together'] / (arguments.seeds * batches):.2f} ms")
     if arguments.epoch:
         print(f"\nOne MNIST epoch (60,000 images, {-(-60_000 // arguments.batch)} steps) of the width sweep "
               f"{arguments.widths[0]}..{arguments.widths[-1]}, extrapolated from the median of "

@@ -9,7 +9,13 @@ from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, initialize_, masked_layers, set_engine, sparse_model_at_init
 from sparsecap.training import TrainingConfig, train
-from sparsecap.training.multiseed import can_stack, stack_models, train_together
+from sparsecap.training.multiseed import (
+    STACKED_ACTIVATIONS_LIMIT,
+    can_stack,
+    stack_models,
+    stacking_pays,
+    train_together,
+)
 
 CAPACITY = 64 * 32 + 32 * 32 + 32 * 10
 
@@ -86,3 +92,12 @@ def test_models_with_other_weights_than_linear_layers_are_refused():
     mixed = [_model(0), set_engine(_model(1), "sparse")]
     with pytest.raises(ValueError, match="dense in one seed and sparse in another"):
         train_together(mixed, *_data(), TrainingConfig(max_epochs=1), [torch.Generator(), torch.Generator()])
+
+
+def test_seeds_are_stacked_only_while_their_activations_stay_small():
+    info = dataset_info("mnist")
+    base, wide = (create_model(ModelConfig("mlp", width, 1), info) for width in (128, 8192))
+    assert stacking_pays(base, 5, 128)  # 5 × 128 × 138 floats
+    assert not stacking_pays(wide, 5, 128)  # 5 × 128 × 8202 floats: 21 MB
+    assert stacking_pays(wide, 1, 16)
+    assert 5 * 128 * (1024 + 10) * 4 <= STACKED_ACTIVATIONS_LIMIT < 5 * 128 * (2048 + 10) * 4

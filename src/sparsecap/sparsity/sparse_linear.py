@@ -65,43 +65,43 @@ def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tup
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)  # built from valid positions
 
 
-class SparseLinearFunction(torch.autograd.Function):
-    """``x Wᵀ + b`` for W holding `values` at the positions of `structure`."""
+class SparseProduct(torch.autograd.Function):
+    """``W X + b`` in (features, batch) layout, for W holding `values` at the positions of `structure`.
+
+    The (features, batch) layout is what CSR products take and give, so callers that keep it between
+    layers (elementwise layers preserve it) pay no transposing copies.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, inputs: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
+        ctx: Any, inputs_t: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
     ) -> torch.Tensor:
         matrix = _csr(structure.crow, structure.col, values, structure.shape)
-        flat_inputs = inputs.reshape(-1, structure.shape[1])
-        # Work in (features, batch) layout and hand back the transposed view: elementwise layers keep
-        # that layout, so the next sparse layer's transpose (and this one's backward) costs nothing.
-        inputs_t = flat_inputs.t().contiguous()
+        inputs_t = inputs_t.contiguous()  # free when the previous layer kept the layout
         if bias is not None:
-            outputs = torch.addmm(bias.unsqueeze(1), matrix, inputs_t).t()
+            outputs_t = torch.addmm(bias.unsqueeze(1), matrix, inputs_t)
         else:
-            outputs = torch.sparse.mm(matrix, inputs_t).t()
+            outputs_t = torch.sparse.mm(matrix, inputs_t)
         ctx.structure = structure
-        ctx.input_shape = inputs.shape
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(flat_inputs, values)
-        return outputs.reshape(*inputs.shape[:-1], structure.shape[0])
+        ctx.save_for_backward(inputs_t, values)
+        return outputs_t
 
     @staticmethod
-    def backward(ctx: Any, grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_outputs_t: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         structure: SparseStructure = ctx.structure
-        flat_inputs, values = ctx.saved_tensors
-        grad_t = grad_outputs.reshape(-1, structure.shape[0]).t().contiguous()  # (out, batch)
-        grad_inputs = grad_values = grad_bias = None
+        inputs_t, values = ctx.saved_tensors
+        grad_t = grad_outputs_t.contiguous()
+        grad_inputs_t = grad_values = grad_bias = None
         if ctx.needs_input_grad[0]:
             transposed = _csr(structure.crow_t, structure.col_t, values[structure.permutation_t], structure.shape[::-1])
-            grad_inputs = torch.sparse.mm(transposed, grad_t).t().reshape(ctx.input_shape)
+            grad_inputs_t = torch.sparse.mm(transposed, grad_t)
         if ctx.needs_input_grad[1]:
             pattern = _csr(structure.crow, structure.col, values, structure.shape)
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, flat_inputs, beta=0.0).values()
+            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, inputs_t.t(), beta=0.0).values()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_t.sum(1)
-        return grad_inputs, grad_values, grad_bias, None
+        return grad_inputs_t, grad_values, grad_bias, None
 
 
 class SparseLinear(nn.Module):
@@ -181,8 +181,15 @@ class SparseLinear(nn.Module):
             self._structure = cached  # plain attribute: not a buffer, never saved
         return cached
 
+    def product_t(self, inputs_t: torch.Tensor) -> torch.Tensor:
+        """``W X + b`` for inputs in (features, batch) layout."""
+        return SparseProduct.apply(inputs_t, self.values, self.bias, self.structure())
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return SparseLinearFunction.apply(inputs, self.values, self.bias, self.structure())
+        # The result is the transposed view of a (features, batch) tensor: elementwise layers keep that
+        # layout, so the next sparse layer's transpose (and this one's backward) costs nothing.
+        outputs_t = self.product_t(inputs.reshape(-1, self.in_features).t())
+        return outputs_t.t().reshape(*inputs.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept.numel()}, "

@@ -31,7 +31,7 @@ from sparsecap.studies.database import FAILED, TrialRecord
 from sparsecap.studies.spec import Schedule, StudySpec
 from sparsecap.studies.trials import Trial, trial_generators
 from sparsecap.training import TrainingResult, train
-from sparsecap.training.multiseed import can_stack, train_together
+from sparsecap.training.multiseed import can_stack, stacking_pays, train_together
 
 
 def base_nonzero(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> int:
@@ -81,9 +81,9 @@ def run_trials_together(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
 ) -> list[TrialRecord] | None:
     """Trials that differ only in their seed trained as one stacked program (`train_together`); None, with
-    nothing run, when their models cannot be stacked (`can_stack`)."""
+    nothing run, when their models cannot be stacked (`can_stack`) or are too large to gain (`stacking_pays`)."""
     first = prepare_model(spec, trials[0], dataset)
-    if not can_stack(first[0]):
+    if not (can_stack(first[0]) and stacking_pays(first[0], len(trials), spec.training.batch_size)):
         return None
     prepared = [first] + [prepare_model(spec, trial, dataset) for trial in trials[1:]]
     models = [model for model, _ in prepared]

@@ -1,7 +1,8 @@
 """Train the K seeds of one configuration together: one program whose products cover all K models.
 
 The K models (same architecture; each with its own initialisation, mask and data-order generator)
-are stacked layer by layer into one model that takes the K seeds' batches one after another:
+are stacked layer by layer into one model that takes the K seeds' batches one after another and
+passes (K, batch, features) activations between its layers:
 
 - dense-stored layers (`MaskedLinear`) become one batched product over K weight matrices
   (``torch.baddbmm``), the weights multiplied by their masks as one layer does (skipped, exactly, when
@@ -62,7 +63,7 @@ class _StackedDense(nn.Module):
             outputs = torch.bmm(stacked, weight)
         else:
             outputs = torch.baddbmm(self.bias.unsqueeze(1), stacked, weight)
-        return outputs.reshape(-1, outputs.shape[-1])
+        return outputs
 
     def seed_tensors(self, index: int) -> list[torch.Tensor]:
         return [self.weight[index].t()] + ([] if self.bias is None else [self.bias[index]])
@@ -89,10 +90,11 @@ class _StackedSparse(nn.Module):
         )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        side_by_side = inputs.reshape(self.count, -1, self.in_features).transpose(0, 1).reshape(
-            -1, self.count * self.in_features)
-        outputs = self.block(side_by_side).reshape(-1, self.count, self.out_features)
-        return outputs.transpose(0, 1).reshape(-1, self.out_features)
+        # The K seeds' inputs stacked feature-wise, (K·in, batch): the block-diagonal product's layout.
+        stacked = inputs.reshape(self.count, -1, self.in_features)
+        stacked_t = stacked.transpose(1, 2).reshape(self.count * self.in_features, stacked.shape[1])
+        outputs_t = self.block.product_t(stacked_t)
+        return outputs_t.view(self.count, self.out_features, -1).transpose(1, 2)  # (K, batch, out), no copy
 
     def seed_tensors(self, index: int) -> list[torch.Tensor]:
         values = self.block.values.split(self.sizes)[index]
@@ -118,6 +120,22 @@ def _first_unstackable(model: nn.Module) -> str | None:
 def can_stack(model: nn.Module) -> bool:
     """Whether seeds of this model can be trained together: every weight is in a linear layer."""
     return _first_unstackable(model) is None
+
+
+STACKED_ACTIVATIONS_LIMIT = 4 * 2**20
+"""Bytes of one step's stacked layer outputs up to which stacking pays on a CPU. Beyond it the K seeds'
+activations leave the caches and their elementwise passes (ReLU, its gradient, the layout changes) cost
+more than the per-step work stacking saves: benchmarks/sparse_engine.py measured the base MLP ×1.3-1.6
+faster together, width 1024 (2.5 MiB for K = 5) ×1.1, width 2048 (5 MiB) ×0.7-1.0 and width 8192
+×0.76 (docs/performance.md)."""
+
+
+def stacking_pays(model: nn.Module, count: int, batch_size: int) -> bool:
+    """Whether `count` seeds of `model` are faster stacked than in turn (`STACKED_ACTIVATIONS_LIMIT`)."""
+    layers = [layer for _, layer in masked_layers(model)]
+    outputs = sum(layer.weight_shape[0] for layer in layers)
+    element = layers[0].stored_weight.element_size() if layers else 4
+    return count * batch_size * outputs * element <= STACKED_ACTIVATIONS_LIMIT
 
 
 def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_Stacked, list[nn.Module]]]]:
@@ -195,7 +213,7 @@ def train_together(
                     if index in orders and index not in diverged else chunk
                     for index, chunk in enumerate(batch_images.split(len(batches[0])))
                 ])
-            logits = stacked(to_pixels(batch_images))
+            logits = stacked(to_pixels(batch_images)).reshape(len(indices), -1)
             losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
             values = losses.tolist()
             for index in active:
