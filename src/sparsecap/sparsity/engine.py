@@ -32,7 +32,8 @@ class Engine(str, enum.Enum):
 
 AUTO_DENSITY_THRESHOLD = 0.15
 """`auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse engine
-is faster from density 0.125 (width 2^10) down, dense-masked at 0.25 and above; docs/performance.md)."""
+is faster from density 0.125 (width 2^10) down, about even at 0.25, slower at 0.5 and 1;
+docs/performance.md)."""
 
 
 def _density(layer: MaskedLinear | SparseLinear) -> float:

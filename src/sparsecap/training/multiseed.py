@@ -17,7 +17,9 @@ own, and SGD with momentum is elementwise, so one optimiser over the stacked ten
 optimisers do. Each seed draws its batch order (and augmentation) from its own generator in the same
 order as `train` does, so the result equals training the seeds one by one up to float rounding.
 What this saves is the per-step work that does not grow with K (Python, dispatch, the optimiser's
-and autograd's fixed costs), which dominates a small model's step on a CPU.
+and autograd's fixed costs), a large part of a small model's step on a CPU. Once the K seeds'
+activations outgrow the CPU's caches, their elementwise passes cost more than that saving, so studies
+stack seeds only below `STACKED_ACTIVATIONS_LIMIT` (`stacking_pays`).
 
 Each seed keeps its own stopping rule: when its epoch loss falls below ``stop_loss`` (or it diverges),
 its parameters at that point are what it returns, while the others go on (the stopped seed's rows keep
