@@ -78,8 +78,8 @@ def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_i
             raise KeyboardInterrupt
         return original(*arguments, **keywords)
 
-    original = runner.run_trial_or_failure
-    monkeypatch.setattr(runner, "run_trial_or_failure", interrupted_after_three)
+    original = runner.run_group_or_failures  # one trial per group: this spec does not stack seeds
+    monkeypatch.setattr(runner, "run_group_or_failures", interrupted_after_three)
     with pytest.raises(KeyboardInterrupt):
         run_study(spec, tmp_path / "out", show_progress=False)
     monkeypatch.undo()
