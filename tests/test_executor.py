@@ -9,20 +9,21 @@ from sparsecap.cli import main
 from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.database import SCHEMA
-from tests.study_helpers import TINY_SPEC, write_spec
+from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, write_spec
 
 BROKEN = "mlp-digits-w32-d1-static-s1"
 
 
-def _break_one_trial(monkeypatch):
-    original = execute.run_trial
+def _break_one_trial(monkeypatch, step: str = "run_trial"):
+    """Make `execute.<step>` (called with spec and trial first) raise for the BROKEN trial only."""
+    original = getattr(execute, step)
 
-    def run_trial(spec, trial, *arguments):
+    def broken(spec, trial, *arguments):
         if trial.trial_id == BROKEN:
-            raise RuntimeError("injected failure")
+            raise RuntimeError(f"injected failure in {step}")
         return original(spec, trial, *arguments)
 
-    monkeypatch.setattr(execute, "run_trial", run_trial)
+    monkeypatch.setattr(execute, step, broken)
 
 
 def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, monkeypatch):
@@ -33,7 +34,7 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
     rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
     assert len(rows) == 8
     failed = rows[BROKEN]
-    assert failed["status"] == "failed" and "RuntimeError: injected failure" in failed["error"]
+    assert failed["status"] == "failed" and "RuntimeError: injected failure in run_trial" in failed["error"]
     assert failed["test_accuracy"] is None and failed["checkpoint"] == ""
     assert failed["remaining_percent"] == rows["mlp-digits-w32-d1-static-s0"]["remaining_percent"]
     assert all(row["status"] == "finished" and row["error"] is None for key, row in rows.items() if key != BROKEN)
@@ -50,6 +51,21 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
     after = StudyDatabase(tmp_path / "out").rows("trials")
     assert after[:7] == finished_before  # finished trials kept as they were
     assert after[7]["trial_id"] == BROKEN and after[7]["status"] == "finished" and after[7]["error"] is None
+
+
+def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
+    _break_one_trial(monkeypatch, "evaluate_trial")
+    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    assert progress.failed == (BROKEN,)  # its seed partner, trained in the same program, is kept
+    rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
+    assert "injected failure in evaluate_trial" in rows[BROKEN]["error"]
+    assert rows["mlp-digits-w32-d1-static-s0"]["status"] == "finished"
+
+    monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: 1 / 0)
+    progress = run_study(spec, tmp_path / "second", show_progress=False)  # stacking fails: seeds one by one
+    assert (progress.ran, progress.failed) == (8, (BROKEN,))
+    assert "ZeroDivisionError" in capsys.readouterr().err
 
 
 def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, capsys):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,8 +97,9 @@ def run_trials_together(
 
         results = train_together(models, dataset.train_images, dataset.train_labels, config,
                                  [trial_generators(trial.seed).data_order for trial in trials], on_epoch)
-    return [
-        evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress)
+    return [  # one seed's failing evaluation fails that trial only
+        _record_or_failure(spec, trial, dataset, functools.partial(
+            evaluate_trial, spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress))
         for trial, (model, capacity), training in zip(trials, prepared, results, strict=True)
     ]
 
@@ -207,9 +209,16 @@ def run_trial_or_failure(
 
     KeyboardInterrupt and SystemExit are not caught: they stop the run (finished trials stay saved).
     """
+    return _record_or_failure(spec, trial, dataset, functools.partial(
+        run_trial, spec, trial, dataset, checkpoint_directory, show_progress))
+
+
+def _record_or_failure(
+    spec: StudySpec, trial: Trial, dataset: ImageDataset, compute: Callable[[], TrialRecord]
+) -> TrialRecord:
     start = time.perf_counter()
     try:
-        return run_trial(spec, trial, dataset, checkpoint_directory, show_progress)
+        return compute()
     except Exception:  # noqa: BLE001 - any error of one trial must not block the others
         return failed_record(spec, trial, dataset, traceback.format_exc(), time.perf_counter() - start)
 
