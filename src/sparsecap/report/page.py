@@ -61,6 +61,12 @@ def _header(labels: Iterable[str], text_columns: int = 0) -> str:
     return "<thead><tr>" + "".join(cells) + "</tr></thead>"
 
 
+def _table(table_id: str, labels: Iterable[str], rows: Iterable[str]) -> str:
+    """A scrollable results table: one text column (the point), then numbers."""
+    return (f'<div class="table-wrap"><table id="{table_id}">' + _header(labels, text_columns=1)
+            + "<tbody>" + "".join(rows) + "</tbody></table></div>")
+
+
 def _percent(value: float) -> str:
     return "—" if not math.isfinite(value) else f"{value:.3g}"
 
@@ -121,13 +127,7 @@ def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
                 stat = point.noise_accuracy.get(sigma)
                 cells.append(_cell(stat.format() if stat is not None else "—"))
             rows.append('<tr class="point-row">' + "".join(cells) + "</tr>")
-    return (
-        '<div class="table-wrap"><table id="results-table">'
-        + _header(labels, text_columns=1)
-        + "<tbody>"
-        + "".join(rows)
-        + "</tbody></table></div>"
-    )
+    return _table("results-table", labels, rows)
 
 
 def _recall_table(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> str:
@@ -174,13 +174,7 @@ def _recall_table(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> str:
                     title = "test not possible (fewer than 2 seeds)" if change.significant is None else "p undefined"
                 cells.append(f'<td class="{" ".join(classes)}" title="{escape(title)}">{escape(text)}</td>')
             rows.append('<tr class="point-row">' + "".join(cells) + "</tr>")
-    return (
-        '<div class="table-wrap"><table id="class-recall-table">'
-        + _header(labels, text_columns=1)
-        + "<tbody>"
-        + "".join(rows)
-        + "</tbody></table></div>"
-    )
+    return _table("class-recall-table", labels, rows)
 
 
 def _figures_html(figures: Sequence[FigureInfo]) -> str:

@@ -36,12 +36,6 @@ is faster from density 0.125 (width 2^10) down, about even at 0.25, slower at 0.
 docs/performance.md)."""
 
 
-def _density(layer: MaskedLinear | SparseLinear) -> float:
-    if isinstance(layer, SparseLinear):
-        return layer.density
-    return int(layer.mask.count_nonzero()) / max(layer.mask.numel(), 1)
-
-
 def _to_masked(layer: SparseLinear) -> MaskedLinear:
     masked = MaskedLinear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     masked.to(layer.values.dtype)
@@ -72,7 +66,7 @@ def set_engine(model: nn.Module, engine: Engine | str) -> nn.Module:
     for name, layer in masked_layers(model):
         if not isinstance(layer, MaskedLinear | SparseLinear):
             continue
-        sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and _density(layer) < AUTO_DENSITY_THRESHOLD)
+        sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and layer.density < AUTO_DENSITY_THRESHOLD)
         if sparse and isinstance(layer, MaskedLinear):
             model = replace_module(model, name, layer, SparseLinear.from_dense(layer.weight, layer.mask, layer.bias))
         elif not sparse and isinstance(layer, SparseLinear):

@@ -18,9 +18,7 @@ from sparsecap.sparsity.masked import MaskedLayer, masked_layers
 
 def effective_fan_in(layer: MaskedLayer) -> float:
     """Inputs per output unit that survive the mask, on average."""
-    fan_in = math.prod(layer.weight_shape[1:])
-    density = float(layer.mask.sum()) / layer.mask.numel()
-    return fan_in * density
+    return math.prod(layer.weight_shape[1:]) * layer.density
 
 
 @torch.no_grad()

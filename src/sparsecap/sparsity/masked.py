@@ -31,6 +31,11 @@ class _MaskedWeight:
     def weight_shape(self) -> torch.Size:
         return self.weight.shape
 
+    @property
+    def density(self) -> float:
+        """The kept fraction of the weights."""
+        return int(self.mask.count_nonzero()) / max(self.mask.numel(), 1)
+
     def effective_weight(self) -> torch.Tensor:
         """The weights the layer computes with: weight × mask."""
         return self.weight.detach() * self.mask

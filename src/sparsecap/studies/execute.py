@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from torch import nn
 from tqdm import tqdm
 
@@ -80,13 +81,9 @@ def run_trial(
 
 def run_trials_together(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
-) -> list[TrialRecord] | None:
-    """Trials that differ only in their seed trained as one stacked program (`train_together`); None, with
-    nothing run, when their models cannot be stacked (`can_stack`) or are too large to gain (`stacking_pays`)."""
-    first = prepare_model(spec, trials[0], dataset)
-    if not (can_stack(first[0]) and stacking_pays(first[0], len(trials), spec.training.batch_size)):
-        return None
-    prepared = [first] + [prepare_model(spec, trial, dataset) for trial in trials[1:]]
+) -> list[TrialRecord]:
+    """Trials that differ only in their seed trained as one stacked program (`train_together`)."""
+    prepared = [prepare_model(spec, trial, dataset) for trial in trials]
     models = [model for model, _ in prepared]
     config = spec.training.config()
     with _epoch_bar(f"{trials[0].trial_id} (+{len(trials) - 1} seeds)", config.max_epochs, show_progress) as bar:
@@ -233,18 +230,23 @@ def seed_groups(spec: StudySpec, trials: Sequence[Trial]) -> list[list[Trial]]:
     return list(groups.values())
 
 
+def _worth_stacking(trial: Trial, count: int, dataset: ImageDataset, batch_size: int) -> bool:
+    """`can_stack` and `stacking_pays` for the trial's architecture, decided on a model without storage."""
+    with torch.device("meta"):
+        model = create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
+    return can_stack(model) and stacking_pays(model, count, batch_size)
+
+
 def run_group_or_failures(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
 ) -> list[TrialRecord]:
-    """One group of `seed_groups`: trained together where its models can be stacked, else one by one.
+    """One group of `seed_groups`: trained together where its models can be stacked and gain, else one by one.
 
     A group that raises is run again one trial at a time, so one trial's error fails only that trial.
     """
-    if len(trials) > 1:
+    if len(trials) > 1 and _worth_stacking(trials[0], len(trials), dataset, spec.training.batch_size):
         try:
-            records = run_trials_together(spec, trials, dataset, checkpoint_directory, show_progress)
-            if records is not None:
-                return records
+            return run_trials_together(spec, trials, dataset, checkpoint_directory, show_progress)
         except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below
             print(f"warning: training seeds {[trial.seed for trial in trials]} of {trials[0].trial_id} together "
                   f"failed ({type(error).__name__}: {error}); running them one by one", file=sys.stderr)

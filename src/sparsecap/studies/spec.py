@@ -68,8 +68,8 @@ class TrainingSpec(_Strict):
     The same numbers up to float rounding (docs/performance.md); convolutions are always dense."""
     seeds_together: bool = False
     """Train the seeds of each grid point as one stacked program (`train_together`) where the model allows
-    it (every weight in a linear layer: the MLPs); other models train seed by seed. The same numbers up
-    to float rounding; faster where per-step overhead dominates (docs/performance.md)."""
+    it (every weight in a linear layer: the MLPs) and is small enough to gain (`stacking_pays`); other
+    models train seed by seed. The same numbers up to float rounding (docs/performance.md)."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(

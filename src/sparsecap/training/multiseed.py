@@ -148,7 +148,9 @@ def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_St
                          f"family); {unstackable!r} is not")
     stacked = copy.deepcopy(models[0])
     links: list[tuple[_Stacked, list[nn.Module]]] = []
+    layer_names = set()
     for name, layer in masked_layers(models[0]):
+        layer_names.add(name)
         layers = [model.get_submodule(name) for model in models]
         if all(isinstance(each, MaskedLinear) for each in layers):
             combined: _Stacked = _StackedDense(layers)  # type: ignore[arg-type]
@@ -159,7 +161,6 @@ def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_St
                              "one seed and sparse in another")
         stacked = replace_module(stacked, name, stacked.get_submodule(name), combined)
         links.append((combined, layers))
-    layer_names = {name for name, _ in masked_layers(models[0])}
     for name, buffer in models[0].named_buffers():
         if name.rpartition(".")[0] in layer_names:
             continue  # masks and kept positions: stacked above
