@@ -45,7 +45,7 @@ TRIALS = 8
 def _timed(root: Path, name: str, executor: Executor, options: RayOptions | None = None) -> float:
     spec = parse_spec(SPEC, "benchmark")
     started = time.perf_counter()
-    progress = run_study(spec, root / name, show_progress=False, executor=executor, ray_options=options)
+    progress = run_study(spec, root / name, executor=executor, ray_options=options)
     seconds = time.perf_counter() - started
     assert progress.ran == TRIALS and not progress.failed
     return seconds

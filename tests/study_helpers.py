@@ -53,6 +53,8 @@ def assert_same_up_to_rounding(first: dict[str, list[dict]], second: dict[str, l
         for row, other in zip(first[table], second[table], strict=True):
             assert row.keys() == other.keys()
             for column, value in row.items():
+                if column == "checkpoint_sha256":
+                    continue  # the bytes of weights that agree only up to rounding
                 if isinstance(value, float):
                     assert other[column] == pytest.approx(value, rel=1e-4, abs=1e-6), (table, column)
                 else:

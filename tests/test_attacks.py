@@ -227,7 +227,7 @@ def test_bad_input_is_refused_with_what_is_valid(trained: Trained, call, message
 def test_a_sample_larger_than_the_test_set_fails_before_training(tmp_path) -> None:
     spec = load_spec(str(write_spec(tmp_path, TINY_SPEC + "\n[adversarial]\nenabled = true\nexamples = 361\n")))
     with pytest.raises(SparsecapError, match="digits: its test set has 360 examples"):
-        run_study(spec, tmp_path / "out", show_progress=False)
+        run_study(spec, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

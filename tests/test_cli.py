@@ -1,6 +1,8 @@
 import gzip
 import json
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -123,3 +125,50 @@ def test_presets_lists_the_shipped_presets(capsys):
     assert code == 0
     for name in ("quick", "paper-mlp-mnist", "paper-mlp-mnist-depth", "paper-mlp-mnist-posttrain"):
         assert name in out
+
+
+_WITHOUT_TRAINING = """
+import contextlib, io, sys
+from sparsecap.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    for arguments, code in [(["presets"], 0), (["run", "/nonexistent.toml"], 2), (["run", "quick", "--set", "x"], 2)]:
+        assert main(arguments) == code, arguments
+    for arguments in (["--help"], ["run", "--help"]):
+        with contextlib.suppress(SystemExit):
+            main(arguments)
+print(sorted(name for name in ("torch", "sklearn") if name in sys.modules))
+"""
+
+
+def test_commands_that_do_not_train_import_neither_torch_nor_sklearn():
+    """Listing presets, help and spec errors must answer at once, not after importing torch and scikit-learn."""
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_TRAINING], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(capsys, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(out), "--no-report")
+    assert code == 0 and "\x1b[" not in err and "\r" not in err  # stderr is no terminal here: no bar codes
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0].split(",")[0] for line in lines] == [f"[{done}/8" for done in range(1, 9)]
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]
+    assert all(" finished: 2 epochs, final loss " in line and ", accuracy 0." in line for line in lines)
+    code, stdout, _ = _run(capsys, "run", str(out / "study.json"), "--out", str(out), "--no-report")
+    assert code == 0 and "0 trials run, 8 already finished" in stdout
+
+
+def test_a_study_whose_models_are_all_their_own_base_warns_and_names_base_width(capsys, tmp_path):
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--no-report",
+                        "--set", "widths=[32]", "--set", "seeds=[0]", "--set", "schedules=['static']")
+    assert code == 0
+    assert "every mlp model of 'tiny' is its own dense base" in err and "base_width" in err
+
+
+@pytest.mark.parametrize("arguments", [["--threads", "0"], ["--threads", "two"]])
+def test_bad_thread_counts_are_refused(capsys, tmp_path, arguments):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "quick", "--out", str(tmp_path / "out"), *arguments])
+    assert exit_.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

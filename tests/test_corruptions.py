@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import json
+import pickle
 
 import cv2
 import numpy as np
@@ -13,6 +15,7 @@ from scipy import ndimage
 from sparsecap.corruptions import Suite, corrupt, get_corruption, list_corruptions, to_channels_last
 from sparsecap.corruptions import blur as cifar_blur
 from sparsecap.corruptions import ops
+from sparsecap.corruptions.pessimal import load_matrix
 from sparsecap.corruptions.protocol import ProtocolConfig, prepare_inputs, sample_indices
 from sparsecap.data import dataset_info
 from sparsecap.data.corrupted import (
@@ -25,7 +28,13 @@ from sparsecap.data.corrupted import (
     read_mnist_c,
 )
 from sparsecap.data.registry import DatasetName, ImageDataset
-from sparsecap.errors import CorruptionError, DatasetFormatError, DatasetNotFoundError, FrostUnavailableError
+from sparsecap.errors import (
+    CorruptionError,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    FrostUnavailableError,
+    PessimalMatrixUnavailableError,
+)
 
 SUITES = (Suite.MNIST_C, Suite.CIFAR_C)
 ALL = [(suite, name) for suite in SUITES for name in list_corruptions(suite)]
@@ -72,8 +81,23 @@ def frost_dir(tmp_path_factory):
     return directory
 
 
-def _run(suite, name, images, severity, seed, frost_dir):
-    return corrupt(images, name, severity, np.random.default_rng(seed), suite=suite, frost_directory=frost_dir)
+def _pessimal_matrix_file(path, matrix, protocol=3):
+    """The matrix pickled as the reference ships it: a bare numpy array, by Python 3.7's default protocol 3."""
+    path.write_bytes(pickle.dumps(matrix, protocol=protocol))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pessimal_matrix(tmp_path_factory):
+    """A seeded random 196×196 float32 matrix. Its positive entries correlate the 196 outputs, so the noise
+    spreads evenly over the tile and a mid-grey image is never clipped."""
+    matrix = np.random.default_rng(0).uniform(0.5, 1.0, (196, 196)).astype(np.float32)
+    return _pessimal_matrix_file(tmp_path_factory.mktemp("pessimal") / "pessimal_noise_matrix", matrix)
+
+
+def _run(suite, name, images, severity, seed, frost_dir, pessimal_matrix=None):
+    return corrupt(images, name, severity, np.random.default_rng(seed), suite=suite, frost_directory=frost_dir,
+                   pessimal_matrix=pessimal_matrix)
 
 
 # ------------------------------------------------------------------------------------------ contracts
@@ -93,14 +117,15 @@ def test_the_suites_have_the_specified_members():
 
 
 @pytest.mark.parametrize(("suite", "name"), ALL, ids=[f"{suite.value}-{name}" for suite, name in ALL])
-def test_every_severity_returns_uint8_of_the_same_shape_and_seeds_reproduce(suite, name, frost_dir):
+def test_every_severity_returns_uint8_of_the_same_shape_and_seeds_reproduce(suite, name, frost_dir, pessimal_matrix):
     images = IMAGES[suite]
     corruption = get_corruption(name, suite)
     for severity in range(1, 6):
-        first = _run(suite, name, images, severity, 1, frost_dir)
+        first = _run(suite, name, images, severity, 1, frost_dir, pessimal_matrix)
         assert first.dtype == np.uint8 and first.shape == images.shape
-        assert np.array_equal(first, _run(suite, name, images, severity, 1, frost_dir)), "same seed, same output"
-    other = _run(suite, name, images, 5, 2, frost_dir)
+        again = _run(suite, name, images, severity, 1, frost_dir, pessimal_matrix)
+        assert np.array_equal(first, again), "same seed, same output"
+    other = _run(suite, name, images, 5, 2, frost_dir, pessimal_matrix)
     if corruption.random:
         assert not np.array_equal(first, other), "different seeds should differ for a random corruption"
     else:
@@ -204,6 +229,15 @@ def test_cifar_pixelate_matches_box_resampling():
         assert np.abs(result - expected).max() <= 1 and (result == expected).mean() > 0.99
 
 
+def test_opencv_is_4_whose_warp_affine_rounds_positions_to_1_32_pixel():
+    """elastic_transform matches the references only with OpenCV 4's warpAffine, which rounds sample positions
+    to 1/32 pixel (spec §2.2); OpenCV 5 samples exactly, hence the pin opencv-python-headless<5."""
+    assert cv2.__version__.split(".")[0] == "4", f"OpenCV {cv2.__version__} installed; pyproject.toml pins <5"
+    ramp = np.tile(np.arange(32, dtype=np.float32), (32, 1))
+    shifted = cv2.warpAffine(ramp, np.float32([[1, 0, 0.01], [0, 1, 0]]), (32, 32), borderMode=cv2.BORDER_REFLECT_101)
+    assert np.array_equal(shifted, ramp), "a shift of 0.01 pixel rounds to 0/32"
+
+
 @pytest.mark.parametrize(("suite", "quality"), [(Suite.MNIST_C, (25, 18, 15, 10, 7)), (Suite.CIFAR_C, (80, 65, 58, 50, 40))])
 def test_jpeg_matches_opencv_libjpeg_at_the_specified_quality(suite, quality):
     images = IMAGES[suite]
@@ -298,8 +332,6 @@ def test_warps_follow_the_inverse_map():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(CorruptionError, match="valid names: gaussian_noise, shot_noise"):
         corrupt(IMAGES[Suite.CIFAR_C], "gausian_noise", 1, np.random.default_rng(0), suite="cifar-c")
-    with pytest.raises(CorruptionError, match="pessimal-noise matrix"):
-        get_corruption("pessimal_noise", Suite.MNIST_C)
     with pytest.raises(CorruptionError, match="valid suites: mnist-c, cifar-c"):
         list_corruptions("imagenet-c")
 
@@ -343,6 +375,80 @@ def test_frost_without_usable_pictures(tmp_path, monkeypatch):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=small)
     with pytest.raises(FrostUnavailableError, match="does not exist"):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path / "nowhere")
+
+
+def test_pessimal_noise_adds_one_tile_of_norm_2_6575_repeated_2x2(pessimal_matrix):
+    grey = np.full((5, 28, 28, 1), 128, np.uint8)
+    corrupted = _run(Suite.MNIST_C, "pessimal_noise", grey, 1, 7, None, pessimal_matrix)
+    assert corrupted.dtype == np.uint8 and corrupted.shape == grey.shape
+    assert 0 < corrupted.min() and corrupted.max() < 255, "mid-grey is not clipped: the noise is seen whole"
+    noise = (corrupted[..., 0].astype(np.float64) - 128) / 255
+    tiles = noise.reshape(5, 2, 14, 2, 14)
+    for row, column in ((0, 1), (1, 0), (1, 1)):
+        assert np.array_equal(tiles[:, row, :, column], tiles[:, 0, :, 0])
+    norms = np.linalg.norm(tiles[:, 0, :, 0].reshape(5, -1), axis=1)
+    assert norms == pytest.approx(np.full(5, 10.63 / 4), abs=0.01)  # up to the rounding to uint8
+    assert not np.array_equal(tiles[0, 0, :, 0], tiles[1, 0, :, 0]), "a fresh draw for every image"
+    # the row vector of 196 standard normals times the matrix (not the matrix times it), rescaled and tiled
+    draws = np.random.default_rng(7).standard_normal((5, 196)) @ load_matrix(pessimal_matrix)
+    tile = (draws * (10.63 / 4) / np.linalg.norm(draws, axis=1, keepdims=True)).reshape(5, 14, 14)
+    assert np.array_equal(corrupted[..., 0], np.rint((128 / 255 + np.tile(tile, (1, 2, 2))) * 255))
+
+
+def test_pessimal_noise_ignores_the_severity_and_is_not_in_the_published_set(pessimal_matrix):
+    images = IMAGES[Suite.MNIST_C]
+    first = _run(Suite.MNIST_C, "pessimal_noise", images, 1, 3, None, pessimal_matrix)
+    for severity in range(2, 6):
+        assert np.array_equal(_run(Suite.MNIST_C, "pessimal_noise", images, severity, 3, None, pessimal_matrix), first)
+    assert not np.array_equal(_run(Suite.MNIST_C, "pessimal_noise", images, 1, 4, None, pessimal_matrix), first)
+    corruption = get_corruption("pessimal_noise", Suite.MNIST_C)
+    assert corruption.severities == (1,) and not corruption.published and corruption.published_severity is None
+    assert "pessimal_noise" not in list_corruptions(Suite.MNIST_C, published_only=True)
+    assert "pessimal_noise" not in ProtocolConfig.default(Suite.MNIST_C).corruptions
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_the_pessimal_matrix_file_loads_from_any_pickle_protocol(tmp_path, protocol):
+    matrix = np.random.default_rng(1).standard_normal((196, 196)).astype(np.float32)
+    loaded = load_matrix(_pessimal_matrix_file(tmp_path / "pessimal_noise_matrix", matrix, protocol))
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, matrix) and not loaded.flags.writeable
+
+
+def test_pessimal_matrix_missing_or_malformed(tmp_path, monkeypatch, pessimal_matrix):
+    monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
+    images = IMAGES[Suite.MNIST_C]
+
+    def pessimal(path=None):
+        return corrupt(images, "pessimal_noise", 1, np.random.default_rng(0), suite="mnist-c", pessimal_matrix=path)
+
+    with pytest.raises(PessimalMatrixUnavailableError, match="--pessimal-matrix FILE or set \\$SPARSECAP_PESSIMAL"):
+        pessimal()
+    with pytest.raises(PessimalMatrixUnavailableError, match="does not exist or is not a file"):
+        pessimal(tmp_path / "nowhere")
+    wrong = tmp_path / "wrong"
+    _pessimal_matrix_file(wrong, np.ones((14, 14), np.float32))
+    with pytest.raises(PessimalMatrixUnavailableError,
+                       match="expected a 196×196 float32 numpy array.*found dtype float32, shape \\(14, 14\\)"):
+        pessimal(wrong)
+    _pessimal_matrix_file(wrong, np.ones((196, 196), np.int64))
+    with pytest.raises(PessimalMatrixUnavailableError, match="found dtype int64, shape \\(196, 196\\)"):
+        pessimal(wrong)
+    _pessimal_matrix_file(wrong, [[1.0] * 196] * 196)
+    with pytest.raises(PessimalMatrixUnavailableError, match="found a pickled list"):
+        pessimal(wrong)
+    _pessimal_matrix_file(wrong, np.full((196, 196), np.nan, np.float32))
+    with pytest.raises(PessimalMatrixUnavailableError, match="must be finite and not all zero"):
+        pessimal(wrong)
+    wrong.write_bytes(pessimal_matrix.read_bytes()[:1000])
+    with pytest.raises(PessimalMatrixUnavailableError, match="truncated or corrupt pickle"):
+        pessimal(wrong)
+    marker = tmp_path / "pwned"
+    wrong.write_bytes(f"cos\nsystem\n(S'touch {marker}'\ntR.".encode())  # protocol 0: os.system("touch ...")
+    with pytest.raises(PessimalMatrixUnavailableError, match="refers to .*system; the pessimal-noise matrix may only"):
+        pessimal(wrong)
+    assert not marker.exists()
+    monkeypatch.setenv("SPARSECAP_PESSIMAL_MATRIX", str(pessimal_matrix))
+    assert np.array_equal(pessimal(), pessimal(pessimal_matrix))
 
 
 # ----------------------------------------------------------------------------- layouts and the protocol
@@ -411,6 +517,34 @@ def test_frost_is_skipped_with_a_message_when_writing_without_pictures(tmp_path,
     summary = write_corrupted_dataset(cifar, tmp_path, corruptions=["frost", "fog"], show_progress=False)
     assert list(summary.written) == ["fog"] and "--frost-dir" in summary.skipped["frost"]
     assert json.loads((tmp_path / "manifest.json").read_text())["skipped"]["frost"].startswith("frost needs")
+
+
+def test_pessimal_noise_is_skipped_without_its_matrix_when_writing_and_in_the_protocol(tmp_path, monkeypatch,
+                                                                                       pessimal_matrix):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
+    mnist = _dataset(DatasetName.MNIST, _digits(3), np.arange(3))
+    names = ["pessimal_noise", "identity"]
+    summary = write_corrupted_dataset(mnist, tmp_path / "without", corruptions=names, show_progress=False)
+    assert list(summary.written) == ["identity"] and "--pessimal-matrix" in summary.skipped["pessimal_noise"]
+    manifest = json.loads((tmp_path / "without" / "manifest.json").read_text())
+    assert manifest["skipped"]["pessimal_noise"].startswith("pessimal_noise needs")
+    assert manifest["pessimal_matrix"] is None
+    summary = write_corrupted_dataset(mnist, tmp_path / "with", corruptions=names, pessimal_matrix=pessimal_matrix,
+                                      show_progress=False)
+    assert summary.written == {"pessimal_noise": [1], "identity": [1]} and summary.skipped == {}
+    manifest = json.loads((tmp_path / "with" / "manifest.json").read_text())
+    assert manifest["pessimal_matrix"] == hashlib.sha256(pessimal_matrix.read_bytes()).hexdigest()
+    assert read_mnist_c(tmp_path / "with", "pessimal_noise").images.shape == (3, 28, 28, 1)
+
+    config = ProtocolConfig(Suite.MNIST_C, corruptions=tuple(names), sample_size=3, draws=2)
+    without = prepare_inputs(tmp_path / "cache", "mnist", _digits(3), config)
+    assert [entry.corruption for entry in without] == ["identity"] and "pessimal_noise" in without.skipped
+    with_matrix = prepare_inputs(tmp_path / "cache", "mnist", _digits(3), config, pessimal_matrix=pessimal_matrix)
+    assert with_matrix.directory != without.directory and with_matrix.skipped == {}
+    entry = next(entry for entry in with_matrix if entry.corruption == "pessimal_noise")
+    assert entry.severity == 1 and entry.images.shape == (2, 3, 28, 28, 1)
 
 
 def test_readers_refuse_missing_and_mismatched_files(tmp_path):

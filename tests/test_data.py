@@ -1,6 +1,7 @@
 """Dataset layer: real file formats written small in tmp_path, error messages, search order, downloads over a
 local HTTP server, and (when present on the machine) the real MNIST and Fashion-MNIST files."""
 
+import codecs
 import functools
 import gzip
 import hashlib
@@ -267,6 +268,50 @@ def test_cifar_pickle_with_forbidden_global_is_refused_without_running_it(tmp_pa
         load_dataset("cifar10", data_root=tmp_path)
     assert str(batch_path) in str(error.value) and "system" in str(error.value)
     assert not marker.exists()
+
+
+def test_cifar_batches_re_pickled_with_protocol_2_give_the_same_arrays(tmp_path: Path) -> None:
+    """Protocol 2 writes every bytes object (the keys, the array data) as a call to _codecs.encode."""
+    batches = write_cifar10(tmp_path / "default" / "cifar-10-batches-py")
+    directory = tmp_path / "protocol2" / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    for batch_name in batches:
+        batch = pickle.loads((tmp_path / "default" / "cifar-10-batches-py" / batch_name).read_bytes())
+        (directory / batch_name).write_bytes(pickle.dumps(batch, protocol=2))
+    assert b"c_codecs\nencode\n" in (directory / "test_batch").read_bytes()
+    default = load_dataset("cifar10", data_root=tmp_path / "default")
+    protocol2 = load_dataset("cifar10", data_root=tmp_path / "protocol2")
+    assert_cifar10_matches(protocol2, batches)
+    for split in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(protocol2, split), getattr(default, split))
+
+
+class _EncodesWith:
+    """Pickles as the _codecs.encode call protocol 2 writes for bytes, but with other arguments."""
+
+    def __init__(self, *arguments: object) -> None:
+        self.arguments = arguments
+
+    def __reduce__(self):
+        return (codecs.encode, self.arguments)
+
+
+@pytest.mark.parametrize(("arguments", "shown"), [
+    (("import os", "rot13"), "('import os', 'rot13')"),
+    ((b"x\x9c", "zlib_codec"), "(bytes, 'zlib_codec')"),
+    (("text",), "('text')"),
+])
+def test_cifar_pickle_using_codecs_encode_otherwise_than_for_latin1_bytes_is_refused(
+    tmp_path: Path, arguments: tuple[object, ...], shown: str
+) -> None:
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    batch_path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch_path.write_bytes(pickle.dumps({b"data": _EncodesWith(*arguments), b"labels": []}, protocol=2))
+    with pytest.raises(DatasetFormatError) as error:
+        load_dataset("cifar10", data_root=tmp_path)
+    message = str(error.value)
+    assert str(batch_path) in message and f"_codecs.encode{shown}" in message
+    assert "only _codecs.encode(str, 'latin1')" in message
 
 
 # ---------------------------------------------------------------- digits

@@ -29,7 +29,7 @@ def _break_one_trial(monkeypatch, step: str = "run_trial"):
 def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, monkeypatch):
     spec = load_spec(str(write_spec(tmp_path)))
     _break_one_trial(monkeypatch)
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert (progress.ran, progress.failed) == (8, (BROKEN,))
     rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
     assert len(rows) == 8
@@ -46,7 +46,7 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
 
     monkeypatch.undo()
     finished_before = [row for row in StudyDatabase(tmp_path / "out").rows("trials") if row["trial_id"] != BROKEN]
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert (progress.ran, progress.already_finished, progress.failed) == (1, 7, ())
     after = StudyDatabase(tmp_path / "out").rows("trials")
     assert after[:7] == finished_before  # finished trials kept as they were
@@ -56,14 +56,14 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
 def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
     spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
     _break_one_trial(monkeypatch, "evaluate_trial")
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert progress.failed == (BROKEN,)  # its seed partner, trained in the same program, is kept
     rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
     assert "injected failure in evaluate_trial" in rows[BROKEN]["error"]
     assert rows["mlp-digits-w32-d1-static-s0"]["status"] == "finished"
 
     monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: 1 / 0)
-    progress = run_study(spec, tmp_path / "second", show_progress=False)  # stacking fails: seeds one by one
+    progress = run_study(spec, tmp_path / "second")  # stacking fails: seeds one by one
     assert (progress.ran, progress.failed) == (8, (BROKEN,))
     assert "ZeroDivisionError" in capsys.readouterr().err
 
@@ -77,12 +77,20 @@ def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, c
     assert f"{BROKEN}: RuntimeError: injected failure" in captured.err and "a rerun retries them" in captured.err
 
 
-def test_a_database_from_before_failed_trials_gains_the_error_column(tmp_path):
+def test_a_database_from_before_failed_trials_gains_the_later_columns_when_opened_for_writing(tmp_path):
+    later = ",\n    error TEXT,\n    threads INTEGER,\n    checkpoint_sha256 TEXT"
+    assert later in SCHEMA
     with sqlite3.connect(tmp_path / "results.sqlite") as connection:
-        connection.executescript(SCHEMA.replace(",\n    error TEXT", ""))
-    StudyDatabase(tmp_path)
-    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
-        assert "error" in {row[1] for row in connection.execute("PRAGMA table_info(trials)")}
+        connection.executescript(SCHEMA.replace(later, ""))
+
+    def columns() -> set[str]:
+        with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+            return {row[1] for row in connection.execute("PRAGMA table_info(trials)")}
+
+    StudyDatabase(tmp_path)  # read-only: a report changes nothing
+    assert not {"error", "threads", "checkpoint_sha256"} & columns()
+    StudyDatabase(tmp_path, read_only=False)
+    assert {"error", "threads", "checkpoint_sha256"} <= columns()
 
 
 def test_resources_do_not_change_the_study():
@@ -100,7 +108,7 @@ def test_address_without_ray_is_refused(tmp_path, capsys):
 
 def test_checkpoints_go_to_the_storage_path_recorded_relative_to_it(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
-    run_study(spec, tmp_path / "out", show_progress=False, storage=tmp_path / "shared")
+    run_study(spec, tmp_path / "out", storage=tmp_path / "shared")
     rows = StudyDatabase(tmp_path / "out").rows("trials")
     assert {row["checkpoint"] for row in rows} == {f"checkpoints/{row['trial_id']}.safetensors" for row in rows}
     assert all((tmp_path / "shared" / row["checkpoint"]).is_file() for row in rows)

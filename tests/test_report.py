@@ -84,7 +84,7 @@ def _record(
 @pytest.fixture(scope="module")
 def study_directory(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("study")
-    database = StudyDatabase(directory)
+    database = StudyDatabase.create(directory)
     database.write_metadata(
         {
             "spec": {"name": "width <study> & co", "family": "width", "seeds": [0, 1], "sigmas": list(SIGMAS)},
@@ -193,15 +193,24 @@ def test_empty_directory_raises(tmp_path: Path) -> None:
 
 
 def test_no_finished_trials_raises(tmp_path: Path) -> None:
-    database = StudyDatabase(tmp_path)
+    database = StudyDatabase.create(tmp_path)
     database.record_trial(_record(schedule="static", width=64, seed=0, status="diverged"))
+    database.record_trial(_record(schedule="static", width=64, seed=1, status="failed"))
     with pytest.raises(StudyDirectoryError, match="no finished trials"):
+        write_report(tmp_path)
+
+
+def test_a_study_whose_every_trial_diverged_says_so(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    for seed in (0, 1):
+        database.record_trial(_record(schedule="static", width=64, seed=seed, status="diverged"))
+    with pytest.raises(StudyDirectoryError, match=r"all 2 trial\(s\) .* diverged .* learning_rate"):
         write_report(tmp_path)
 
 
 def test_report_without_metadata_base_or_noise(tmp_path: Path) -> None:
     """No metadata, no dense base (so no class-recall figure), no weight noise, an all-diverged point."""
-    database = StudyDatabase(tmp_path)
+    database = StudyDatabase.create(tmp_path)
     database.record_trial(_record(schedule="static", width=128, seed=0, weight_noise=()))
     database.record_trial(_record(schedule="static", width=512, seed=0, status="diverged", weight_noise=()))
     page = write_report(tmp_path)
@@ -250,7 +259,7 @@ def test_page_renders_in_chromium(report_page: Path, tmp_path: Path) -> None:
 
 
 def test_adversarial_figure_and_caption_only_with_adversarial_rows(tmp_path: Path) -> None:
-    database = StudyDatabase(tmp_path)
+    database = StudyDatabase.create(tmp_path)
     for width in WIDTHS:
         for seed in (0, 1):
             rows = tuple(

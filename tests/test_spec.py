@@ -93,3 +93,38 @@ def test_adversarial_table_defaults_and_fingerprint():
     assert parse_spec({**MINIMAL, "adversarial": {"steps": 3}}, "t").fingerprint() == spec.fingerprint()
     enabled = parse_spec({**MINIMAL, "adversarial": {"enabled": True, "attacks": ["pgd"], "epsilons": [0.1]}}, "t")
     assert enabled.resolved()["adversarial"]["attacks"] == ["pgd"] and enabled.fingerprint() != spec.fingerprint()
+
+
+@pytest.mark.parametrize("override", [
+    "training.learning_rate=inf", "training.learning_rate=nan", "weight_noise.sigmas=[0.0, inf]",
+    "weight_noise.mean=-inf", "training.stop_loss=inf", "adversarial.epsilons=[inf]", "resources.num_cpus=inf",
+])
+def test_infinities_are_refused_wherever_nan_is(tmp_path, override):
+    with pytest.raises(SpecError, match=override.partition("=")[0].replace("[", "")):
+        load_spec("quick", [override])
+
+
+@pytest.mark.parametrize("preset", ["quick", "quick-adversarial", "quick-corruptions", "paper-vgg-width"])
+def test_a_study_json_is_a_spec_of_the_same_study(tmp_path, preset):
+    import json
+
+    spec = load_spec(preset, ["seeds=[4]", "base_width=16"] if preset == "paper-vgg-width" else ["seeds=[4]"])
+    recorded = {"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "seeds": spec.seeds, "versions": {}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(recorded))
+    assert load_spec(str(path)).fingerprint() == spec.fingerprint()
+    assert load_spec(str(path), ["training.max_epochs=1"]).training.max_epochs == 1
+    path.write_text("{")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        load_spec(str(path))
+
+
+def test_a_directory_given_as_the_spec_is_named_as_such(tmp_path):
+    with pytest.raises(SpecError, match=f"spec path {tmp_path} is a directory.*study.json"):
+        load_spec(str(tmp_path))
+
+
+def test_models_that_are_all_their_own_base_are_found():
+    assert load_spec("quick").unmasked_bases() == {}
+    assert load_spec("quick", ["widths=[32768]"]).unmasked_bases() == {"mlp": ModelConfig("mlp", 32768, 1)}
+    assert load_spec("quick", ["widths=[32768]", "base_width=128"]).unmasked_bases() == {}

@@ -26,7 +26,7 @@ from tests.study_helpers import (
 
 def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert (progress.total, progress.ran, progress.already_finished) == (8, 8, 0)
     database = StudyDatabase(tmp_path / "out")
     trials = database.rows("trials")
@@ -48,8 +48,8 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
 
 def test_same_spec_and_seed_give_identical_metrics(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
-    run_study(spec, tmp_path / "first", show_progress=False)
-    run_study(spec, tmp_path / "second", show_progress=False)
+    run_study(spec, tmp_path / "first")
+    run_study(spec, tmp_path / "second")
     assert comparable_results(tmp_path / "first") == comparable_results(tmp_path / "second")
 
 
@@ -67,9 +67,9 @@ def test_seeds_trained_together_give_the_one_by_one_results(tmp_path, monkeypatc
     together = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
     alone = load_spec(str(write_spec(tmp_path, name="alone.toml")))
     assert together.fingerprint() != alone.fingerprint()
-    run_study(together, tmp_path / "together", show_progress=False)
+    run_study(together, tmp_path / "together")
     assert groups == [2, 2, 2, 2]  # (width, schedule) points, each with its 2 seeds
-    run_study(alone, tmp_path / "alone", show_progress=False)
+    run_study(alone, tmp_path / "alone")
     assert_same_up_to_rounding(comparable_results(tmp_path / "alone"), comparable_results(tmp_path / "together"))
 
 
@@ -99,25 +99,25 @@ def test_seeds_of_models_that_cannot_be_stacked_train_one_by_one(tmp_path, monke
     monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: pytest.fail("stacked a CNN"))
     assert execute.seed_groups(load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC))), []) == []
     spec = load_spec(str(write_spec(tmp_path, CNN_SEEDS_SPEC)))
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert (progress.ran, progress.failed) == (2, ())
 
 
 def test_rerun_skips_finished_trials(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
-    run_study(spec, tmp_path / "out", show_progress=False)
+    run_study(spec, tmp_path / "out")
     before = StudyDatabase(tmp_path / "out").rows("trials")
-    progress = run_study(spec, tmp_path / "out", show_progress=False)
+    progress = run_study(spec, tmp_path / "out")
     assert (progress.ran, progress.already_finished) == (0, 8)
     assert StudyDatabase(tmp_path / "out").rows("trials") == before
 
 
 def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):
-    run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out", show_progress=False)
+    run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out")
     database_bytes = (tmp_path / "out" / "results.sqlite").read_bytes()
     other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"), "other.toml")))
     with pytest.raises(StudyDirectoryError, match="different study"):
-        run_study(other, tmp_path / "out", show_progress=False)
+        run_study(other, tmp_path / "out")
     assert (tmp_path / "out" / "results.sqlite").read_bytes() == database_bytes
 
 
@@ -126,7 +126,7 @@ def test_missing_dataset_fails_before_anything_is_created(tmp_path, monkeypatch)
     monkeypatch.delenv("SPARSECAP_DATA", raising=False)
     spec = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace('["digits"]', '["cifar10"]'))))
     with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "empty")):
-        run_study(spec, tmp_path / "out", data_root=tmp_path / "empty", show_progress=False)
+        run_study(spec, tmp_path / "out", data_root=tmp_path / "empty")
     assert not (tmp_path / "out").exists()
 
 
@@ -142,10 +142,9 @@ def _start(spec: Path, out: Path) -> subprocess.Popen:
 
 
 def _wait_for_trials(process: subprocess.Popen, database: Path, count: int) -> None:
-    deadline = time.monotonic() + 120
+    """Until `count` trials are in the database, however slow the machine (pytest-timeout bounds a hang)."""
     while finished_trial_count(database) < count:
         assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no trial finished in time"
         time.sleep(0.05)
 
 
@@ -188,6 +187,6 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
     process = _start(spec, tmp_path / "out")
     _wait_for_trials(process, tmp_path / "out" / "results.sqlite", 1)
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate()
     assert process.returncode == 130
     assert "rerun the same command to resume" in stderr

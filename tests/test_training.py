@@ -1,12 +1,16 @@
 import math
 
+import pytest
 import torch
 
 from sparsecap.data import dataset_info, load_dataset
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import initialize_
 from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.report import write_report
 from sparsecap.training import LearningRateSchedule, TrainingConfig, train
+from sparsecap.training.divergence import divergence_bound, has_diverged
 from tests.study_helpers import TINY_SPEC, write_spec
 
 
@@ -32,6 +36,20 @@ def test_divergence_is_reported_not_raised():
     assert math.isnan(result.epoch_losses[-1])
 
 
+def test_a_finite_loss_far_above_chance_is_divergence():
+    assert not has_diverged(math.log(10), 10) and not has_diverged(10 * math.log(10), 10)
+    assert has_diverged(10 * math.log(10) + 1e-9, 10) and has_diverged(math.inf, 10) and has_diverged(math.nan, 100)
+    assert divergence_bound(100) == pytest.approx(46.05, abs=0.01)
+
+
+def test_a_blown_up_run_with_finite_losses_stops_as_diverged():
+    digits = load_dataset("digits")
+    config = TrainingConfig(max_epochs=5, learning_rate=30.0, batch_size=32, stop_loss=0.0)
+    result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0))
+    assert result.diverged and result.epochs == 1
+    assert math.isfinite(result.epoch_losses[0]) and result.epoch_losses[0] > divergence_bound(10)
+
+
 def test_cosine_schedule_anneals_to_zero(monkeypatch):
     model = _model()
     images = torch.zeros((8, 1, 8, 8), dtype=torch.uint8)
@@ -49,8 +67,12 @@ def test_cosine_schedule_anneals_to_zero(monkeypatch):
     assert rates == [0.01, 0.01 * (1 + math.cos(math.pi / 4)) / 2, 0.005, 0.01 * (1 + math.cos(3 * math.pi / 4)) / 2]
 
 
-def test_a_diverged_trial_is_recorded_as_diverged(tmp_path):
-    spec = load_spec(str(write_spec(tmp_path, TINY_SPEC)), ["training.learning_rate=1e6", "seeds=[0]"])
-    run_study(spec, tmp_path / "out", show_progress=False)
-    statuses = {row["status"] for row in StudyDatabase(tmp_path / "out").rows("trials")}
-    assert statuses == {"diverged"}
+@pytest.mark.parametrize("seeds_together", [False, True])
+def test_diverged_trials_are_recorded_as_diverged_and_the_report_says_so(tmp_path, seeds_together):
+    spec = load_spec(str(write_spec(tmp_path, TINY_SPEC)), [
+        "training.learning_rate=100", f"training.seeds_together={str(seeds_together).lower()}"])
+    run_study(spec, tmp_path / "out")
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert {row["status"] for row in rows} == {"diverged"} and len(rows) == 8
+    with pytest.raises(StudyDirectoryError, match="all 8 trial"):
+        write_report(tmp_path / "out")

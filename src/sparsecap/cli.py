@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,20 +41,29 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _command_run(arguments: argparse.Namespace) -> int:
-    from sparsecap.report import write_report
-    from sparsecap.studies import load_spec, run_study
-
-    from sparsecap.studies.ray_executor import RayOptions
-    from sparsecap.studies.runner import Executor
+    from sparsecap.studies import load_spec
+    from sparsecap.studies.executor_choice import Executor
 
     executor = Executor(arguments.executor)
     if executor is not Executor.RAY and (arguments.address is not None or arguments.num_cpus is not None):
         raise SparsecapError("--address and --num-cpus go with --executor ray")
     spec = load_spec(arguments.spec, arguments.set)
+    from sparsecap.report import write_report
+    from sparsecap.studies import run_study
+    from sparsecap.studies.ray_executor import RayOptions
+
+    from sparsecap.runtime import Runtime
+    from sparsecap.studies.progress import ProgressStyle
+
+    for architecture, base in spec.unmasked_bases().items():
+        print(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so nothing "
+              f"is masked and no model is sparse; hold them to a smaller model's weight count with base_width "
+              f"(e.g. --set base_width=128)", file=sys.stderr)
     directory = arguments.out or Path("runs") / spec.name
-    progress = run_study(spec, directory, arguments.data_root, arguments.download, not arguments.no_progress,
-                         executor, RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus),
-                         arguments.storage)
+    progress = run_study(spec, directory, arguments.data_root, arguments.download,
+                         ProgressStyle.for_stream(not arguments.no_progress, sys.stderr), executor,
+                         RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
+                         Runtime(arguments.threads))
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
     print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
@@ -127,7 +137,7 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
     summary = write_corrupted_dataset(
         dataset, arguments.out, corruptions=corruptions, seed=arguments.seed, severity=arguments.severity,
         limit=arguments.limit, include_train=arguments.train, frost_directory=arguments.frost_dir,
-        show_progress=not arguments.no_progress,
+        pessimal_matrix=arguments.pessimal_matrix, show_progress=not arguments.no_progress,
     )
     for name, reason in summary.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -159,7 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a spec value, e.g. --set training.max_epochs=3 --set 'datasets=[\"mnist\"]'")
     _add_data_arguments(run)
     run.add_argument("--download", action="store_true", help="download missing datasets (checksum-verified)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no progress bars: one plain line per finished trial instead (as when stderr is not a "
+                          "terminal)")
+    run.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch threads per trial (default: 1 for small models, every core for large ones; "
+                          "see docs/performance.md)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: trials one after another in this process (default); ray: Ray tasks on a "
@@ -215,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--frost-dir", type=Path, default=None,
                          help="frost pictures frost1.png ... frost5.jpg (default: $SPARSECAP_FROST; "
                               "without them frost is skipped)")
+    corrupt.add_argument("--pessimal-matrix", type=Path, default=None, metavar="PATH",
+                         help="MNIST-C's pessimal_noise_matrix file (default: $SPARSECAP_PESSIMAL_MATRIX; "
+                              "without it pessimal_noise is skipped)")
     _add_data_arguments(corrupt)
     corrupt.add_argument("--download", action="store_true", help="download the clean dataset if missing")
     corrupt.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -226,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sparsecap.runtime import prefer_passive_waiting
+
+    prefer_passive_waiting(os.environ)  # before anything imports torch
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)

@@ -29,5 +29,13 @@ class CorruptionError(SparsecapError):
     """A corruption was asked for with an unknown name, a severity out of range, or unusable images."""
 
 
-class FrostUnavailableError(CorruptionError):
+class AssetUnavailableError(CorruptionError):
+    """A corruption needs a file sparsecap cannot ship, and none (or none usable) was given: it is skipped."""
+
+
+class FrostUnavailableError(AssetUnavailableError):
     """The frost corruption needs a directory of frost pictures, and none (or none usable) was given."""
+
+
+class PessimalMatrixUnavailableError(AssetUnavailableError):
+    """MNIST-C pessimal_noise needs the reference's 196×196 matrix file, and none (or none usable) was given."""

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from sparsecap.corruptions import frost as frost_module
+from sparsecap.corruptions import pessimal
 from sparsecap.corruptions.protocol import name_key
 from sparsecap.corruptions.registry import (
     SEVERITIES,
@@ -27,7 +28,7 @@ from sparsecap.corruptions.registry import (
 )
 from sparsecap.data import ImageDataset
 from sparsecap.data.corrupted import cifar_c_path, mnist_c_paths, write_manifest
-from sparsecap.errors import CorruptionError, FrostUnavailableError
+from sparsecap.errors import AssetUnavailableError, CorruptionError
 
 CHUNK_SIZE = 1000
 
@@ -43,7 +44,7 @@ class WriteSummary:
 
 def _corrupt_split(
     images: np.ndarray, name: str, severity: int, suite: Suite, seed: int, split: str,
-    frost_directory: Path | None, bar: tqdm, out: np.ndarray,
+    frost_directory: Path | None, pessimal_matrix: Path | None, bar: tqdm, out: np.ndarray,
 ) -> None:
     corruption = get_corruption(name, suite)
     for chunk, start in enumerate(range(0, len(images), CHUNK_SIZE)):
@@ -51,7 +52,8 @@ def _corrupt_split(
             np.random.SeedSequence([seed, name_key(suite.value), name_key(name), severity, name_key(split), chunk])
         )
         part = images[start : start + CHUNK_SIZE]
-        out[start : start + len(part)] = corruption(part, severity, rng, frost_directory=frost_directory)
+        out[start : start + len(part)] = corruption(part, severity, rng, frost_directory=frost_directory,
+                                                    pessimal_matrix=pessimal_matrix)
         bar.update(len(part))
 
 
@@ -65,13 +67,15 @@ def write_corrupted_dataset(
     limit: int | None = None,
     include_train: bool = False,
     frost_directory: Path | str | None = None,
+    pessimal_matrix: Path | str | None = None,
     show_progress: bool = True,
 ) -> WriteSummary:
     """Write the dataset's corrupted test set (MNIST-C or CIFAR-C layout) and a manifest into `directory`.
 
     MNIST-C: one folder per corruption at its published severity (or `severity` for all), the train
     split too with `include_train`. CIFAR-C: one file per corruption with severities 1-5 stacked.
-    `limit` keeps the first `limit` images of each split (for quick looks and tests).
+    `limit` keeps the first `limit` images of each split (for quick looks and tests). A corruption whose
+    user-supplied file (frost pictures, pessimal-noise matrix) is missing is skipped, with the reason.
     """
     suite = suite_for_dataset(dataset.info.name.value)
     names = list(corruptions) if corruptions else list_corruptions(suite, published_only=suite is Suite.MNIST_C)
@@ -89,6 +93,7 @@ def write_corrupted_dataset(
         for split, (images, labels) in splits.items()
     }
     frost_dir = frost_module.frost_directory(frost_directory)
+    matrix_path = pessimal.matrix_path(pessimal_matrix)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     summary = WriteSummary(directory, suite)
@@ -104,20 +109,19 @@ def write_corrupted_dataset(
               disable=not show_progress, file=sys.stderr) as bar:
         for name in names:
             corruption = get_corruption(name, suite)
-            if corruption.needs_frost:
-                try:
-                    frost_module.load_pictures(frost_dir, grey=suite is Suite.MNIST_C, side=suite.image_shape[0])
-                except FrostUnavailableError as error:
-                    summary.skipped[name] = str(error)
-                    bar.update(sum(len(images) * len(severities_of(name)) for images, _ in arrays.values()))
-                    continue
+            try:
+                corruption.assets(frost_directory=frost_dir, pessimal_matrix=matrix_path)
+            except AssetUnavailableError as error:
+                summary.skipped[name] = str(error)
+                bar.update(sum(len(images) * len(severities_of(name)) for images, _ in arrays.values()))
+                continue
             severities = severities_of(name)
             for split, (images, labels) in arrays.items():
                 if suite is Suite.MNIST_C:
                     images_path, labels_path = mnist_c_paths(directory, name, split)
                     images_path.parent.mkdir(parents=True, exist_ok=True)
                     out = np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=images.shape)
-                    _corrupt_split(images, name, severities[0], suite, seed, split, frost_dir, bar, out)
+                    _corrupt_split(images, name, severities[0], suite, seed, split, frost_dir, matrix_path, bar, out)
                     out.flush()
                     del out
                     np.save(labels_path, labels)
@@ -126,7 +130,7 @@ def write_corrupted_dataset(
                     out = np.lib.format.open_memmap(cifar_c_path(directory, name), mode="w+", dtype=np.uint8,
                                                     shape=(len(severities) * count, *images.shape[1:]))
                     for block, level in enumerate(severities):
-                        _corrupt_split(images, name, level, suite, seed, split, frost_dir, bar,
+                        _corrupt_split(images, name, level, suite, seed, split, frost_dir, matrix_path, bar,
                                        out[block * count : (block + 1) * count])
                     out.flush()
                     del out
@@ -146,6 +150,7 @@ def write_corrupted_dataset(
         "corruptions": summary.written,
         "skipped": summary.skipped,
         "frost_pictures": frost_module.pictures_digest(frost_dir) if "frost" in summary.written else None,
+        "pessimal_matrix": pessimal.matrix_digest(matrix_path) if "pessimal_noise" in summary.written else None,
         "source": dataset.source,
     })
     return summary

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from sparsecap.corruptions.assets import user_path
 from sparsecap.errors import FrostUnavailableError
 
 FROST_ENV_VAR = "SPARSECAP_FROST"
@@ -31,11 +31,7 @@ CIFAR_RESIZE = 0.2  # CIFAR frost shrinks each picture by 0.2 (spec §2.2); MNIS
 
 def frost_directory(directory: Path | str | None = None) -> Path | None:
     """The explicit directory, else ``$SPARSECAP_FROST``, else None (frost is then skipped)."""
-    if directory is not None:
-        return Path(directory).expanduser()
-    if env := os.environ.get(FROST_ENV_VAR):
-        return Path(env).expanduser()
-    return None
+    return user_path(directory, FROST_ENV_VAR)
 
 
 def unavailable_message() -> str:

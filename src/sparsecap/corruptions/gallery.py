@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from sparsecap.corruptions.registry import SEVERITIES, Suite, get_corruption, list_corruptions
-from sparsecap.errors import FrostUnavailableError
+from sparsecap.errors import AssetUnavailableError
 
 
 def colour_images(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -67,7 +67,7 @@ def draw_grid(
     """One row per corruption: for each image, the clean image then the chosen severities.
 
     Corruptions without severity show the same result in each severity column. Returns the names of
-    the corruptions left out (frost without pictures).
+    the corruptions left out (frost without pictures, pessimal_noise without its matrix).
     """
     names = list_corruptions(suite)
     skipped = []
@@ -80,7 +80,7 @@ def draw_grid(
                            frost_directory=frost_directory)
                 for severity in severities
             ]
-        except FrostUnavailableError:
+        except AssetUnavailableError:
             skipped.append(name)
             continue
         label = name + ("" if corruption.published else " (extra)")

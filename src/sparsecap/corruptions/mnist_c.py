@@ -2,8 +2,8 @@
 
 The reference functions return float32 in 0..255; like the published files, results are rounded to
 nearest and clipped (spec §1.1). Blurs through scikit-image's `gaussian` run down the rows only, as the
-reference's `multichannel=True` on 2-D images does (spec §1.2). `pessimal_noise` is not implemented:
-it needs the reference's 196×196 matrix, which is not available; it is not in the published 15.
+reference's `multichannel=True` on 2-D images does (spec §1.2). `pessimal_noise` takes the reference's
+196×196 matrix, which the user supplies (`sparsecap.corruptions.pessimal`); it is not in the published 15.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ GAUSSIAN_STD = (0.08, 0.12, 0.18, 0.26, 0.38)
 SHOT_PHOTONS = (60, 25, 12, 5, 3)
 IMPULSE_AMOUNT = (0.03, 0.06, 0.09, 0.17, 0.27)
 SPECKLE_STD = (0.15, 0.2, 0.35, 0.45, 0.6)
+PESSIMAL_TILE = 14
+PESSIMAL_NORM = 10.63 / 4  # as the reference: the norm of the 14×14 tile, before it is repeated 2×2
 GAUSSIAN_SIGMA = (1, 2, 3, 4, 6)
 GLASS = ((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2))  # sigma, max shift, iterations
 DEFOCUS = ((3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5))  # radius, alias blur
@@ -111,6 +113,17 @@ def impulse_noise(images: np.ndarray, severity: int, rng: np.random.Generator) -
 
 def speckle_noise(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
     return round_up(speckle(images, SPECKLE_STD[severity - 1], rng))
+
+
+def pessimal_noise(images: np.ndarray, severity: int, rng: np.random.Generator, matrix: np.ndarray) -> np.ndarray:
+    """Standard normals through the pessimal matrix, rescaled to norm 2.6575, tiled 2×2 and added.
+
+    The severity is ignored, as in the reference: the matrix, not a level, sets how harmful the noise is.
+    """
+    noise = rng.standard_normal((len(images), matrix.shape[0])) @ matrix
+    noise *= PESSIMAL_NORM / np.linalg.norm(noise, axis=1, keepdims=True)
+    tile = noise.reshape(-1, PESSIMAL_TILE, PESSIMAL_TILE)
+    return round_up(scale_down(images) + _channel(np.tile(tile, (1, 2, 2))))
 
 
 # -------------------------------------------------------------------------------------------- blur

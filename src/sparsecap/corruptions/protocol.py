@@ -28,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 from sparsecap.corruptions import frost as frost_module
+from sparsecap.corruptions import pessimal
 from sparsecap.corruptions.registry import SPEC_VERSION, Suite, get_corruption, list_corruptions, to_channels_last
-from sparsecap.errors import FrostUnavailableError
+from sparsecap.errors import AssetUnavailableError
 
 MANIFEST = "manifest.json"
 _SAMPLE_STREAM = 0x5A3D1E  # separates the sample's seed sequence from the noise draws'
@@ -110,16 +111,22 @@ class EvaluationInputs:
     config: ProtocolConfig
     entries: list[CorruptedEntry]
     skipped: dict[str, str] = field(default_factory=dict)
-    """Corruptions left out (frost without pictures), with the reason."""
+    """Corruptions left out (frost without pictures, pessimal_noise without its matrix), with the reason."""
 
     def __iter__(self) -> Iterator[CorruptedEntry]:
         return iter(self.entries)
 
 
-def cache_key(dataset: str, config: ProtocolConfig, test_size: int, frost_digest: str | None) -> str:
-    """The cache directory's name: dataset, seed and a hash of everything the inputs depend on."""
+def cache_key(dataset: str, config: ProtocolConfig, test_size: int, frost_digest: str | None,
+              pessimal_digest: str | None = None) -> str:
+    """The cache directory's name: dataset, seed and a hash of everything the inputs depend on.
+
+    The pessimal-noise matrix enters the hash only when used, so caches made without it keep their names.
+    """
     facts = {"dataset": dataset, "spec_version": SPEC_VERSION, "config": config.to_json(),
              "test_size": test_size, "frost": frost_digest}
+    if pessimal_digest is not None:
+        facts["pessimal_matrix"] = pessimal_digest
     digest = hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
     return f"{dataset}-seed{config.seed}-{digest}"
 
@@ -150,20 +157,26 @@ def prepare_inputs(
     config: ProtocolConfig,
     *,
     frost_directory: Path | str | None = None,
+    pessimal_matrix: Path | str | None = None,
     show_progress: bool = False,
 ) -> EvaluationInputs:
     """The protocol's corrupted inputs for one dataset: loaded from the cache, or generated into it once.
 
     `test_images` is the whole test split, (N, C, H, W) as the data layer holds it (a torch tensor or
-    array) or already channels-last. Frost without pictures is skipped and reported in `skipped`.
+    array) or already channels-last. Frost without pictures and pessimal_noise without its matrix are
+    skipped and reported in `skipped`.
     """
     images = np.asarray(test_images.numpy() if hasattr(test_images, "numpy") else test_images)
     if images.ndim == 4 and images.shape[1:] != config.suite.image_shape:
         images = to_channels_last(images)
     frost_dir = frost_module.frost_directory(frost_directory)
-    needs_frost = any(get_corruption(name, config.suite).needs_frost for name in config.corruptions)
+    matrix_path = pessimal.matrix_path(pessimal_matrix)
+    corruptions = [get_corruption(name, config.suite) for name in config.corruptions]
+    needs_frost = any(corruption.needs_frost for corruption in corruptions)
     digest = frost_module.pictures_digest(frost_dir) if needs_frost and frost_dir is not None else None
-    directory = Path(cache_root) / cache_key(dataset, config, len(images), digest)
+    needs_matrix = any(corruption.needs_pessimal_matrix for corruption in corruptions)
+    matrix_digest = pessimal.matrix_digest(matrix_path) if needs_matrix else None
+    directory = Path(cache_root) / cache_key(dataset, config, len(images), digest, matrix_digest)
     if (directory / MANIFEST).is_file():
         return _load(directory, dataset, config)
 
@@ -184,10 +197,10 @@ def prepare_inputs(
             try:
                 corrupted = np.stack([
                     corruption(sample, severity, corruption_rng(config.seed, config.suite, name, severity, draw),
-                               frost_directory=frost_dir)
+                               frost_directory=frost_dir, pessimal_matrix=matrix_path)
                     for draw in range(draws)
                 ])
-            except FrostUnavailableError as error:
+            except AssetUnavailableError as error:
                 skipped[name] = str(error)
                 bar.update(draws)
                 continue
@@ -195,7 +208,8 @@ def prepare_inputs(
             np.save(partial / f"{_entry_stem(name, severity)}-indices.npy", indices)
             bar.update(draws)
     manifest = {"dataset": dataset, "spec_version": SPEC_VERSION, "config": config.to_json(),
-                "test_size": len(images), "frost_pictures": digest, "skipped": skipped}
+                "test_size": len(images), "frost_pictures": digest, "pessimal_matrix": matrix_digest,
+                "skipped": skipped}
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if directory.exists():  # an incomplete cache (no manifest) left by an interrupted run
         shutil.rmtree(directory)

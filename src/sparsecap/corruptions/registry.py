@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecap.corruptions import blur, digital, mnist_c, noise, weather
+from sparsecap.corruptions import blur, digital, mnist_c, noise, pessimal, weather
 from sparsecap.corruptions import frost as frost_module
 from sparsecap.errors import CorruptionError
 
@@ -60,7 +60,9 @@ class Corruption:
     `published`: in the published data set (MNIST-C's 15 plus identity; CIFAR-10-C's 15 benchmark
     corruptions; the 4 extra CIFAR ones are not). `published_severity`: MNIST-C's single severity
     (None for those with no severity). `has_severity`: False where every severity gives the same
-    result (identity, stripe, the lines, canny edges): severities 1-5 are still accepted.
+    result (identity, stripe, the lines, canny edges, pessimal noise): severities 1-5 are still accepted.
+    `needs_frost`, `needs_pessimal_matrix`: the function also takes the frost pictures or the
+    pessimal-noise matrix, files the user supplies (see `assets`).
     """
 
     name: str
@@ -72,6 +74,7 @@ class Corruption:
     has_severity: bool = True
     published_severity: int | None = None
     needs_frost: bool = False
+    needs_pessimal_matrix: bool = False
 
     def __call__(
         self,
@@ -80,6 +83,7 @@ class Corruption:
         rng: np.random.Generator,
         *,
         frost_directory: Path | str | None = None,
+        pessimal_matrix: Path | str | None = None,
     ) -> np.ndarray:
         """Corrupt a batch (N, H, W, C) of uint8 images; returns uint8 of the same shape."""
         check_images(images, self.suite)
@@ -91,14 +95,25 @@ class Corruption:
             )
         if len(images) == 0:
             return images.copy()
-        if self.needs_frost:
-            side = self.suite.image_shape[0]
-            pictures = frost_module.load_pictures(frost_directory, grey=self.suite is Suite.MNIST_C, side=side)
-            result = self.function(images, severity, rng, pictures)
-        else:
-            result = self.function(images, severity, rng)
+        assets = self.assets(frost_directory=frost_directory, pessimal_matrix=pessimal_matrix)
+        result = self.function(images, severity, rng, *assets)
         assert result.dtype == np.uint8 and result.shape == images.shape, (self.name, result.dtype, result.shape)
         return result
+
+    def assets(
+        self, *, frost_directory: Path | str | None = None, pessimal_matrix: Path | str | None = None
+    ) -> tuple[np.ndarray | tuple[np.ndarray, ...], ...]:
+        """The user-supplied data the function takes after (images, severity, rng), loaded and checked.
+
+        Raises an `AssetUnavailableError` when it is missing or unusable: callers writing a whole suite
+        catch it to skip the corruption with the message.
+        """
+        if self.needs_frost:
+            side = self.suite.image_shape[0]
+            return (frost_module.load_pictures(frost_directory, grey=self.suite is Suite.MNIST_C, side=side),)
+        if self.needs_pessimal_matrix:
+            return (pessimal.load_matrix(pessimal_matrix),)
+        return ()
 
     @property
     def severities(self) -> tuple[int, ...]:
@@ -186,6 +201,7 @@ _MNIST_C = (
     _mnist("canny_edges", _O, mnist_c.canny_edges, False, has_severity=False),
     _mnist("gaussian_noise", _N, mnist_c.gaussian_noise, True),
     _mnist("speckle_noise", _N, mnist_c.speckle_noise, True),
+    _mnist("pessimal_noise", _N, mnist_c.pessimal_noise, True, has_severity=False, needs_pessimal_matrix=True),
     _mnist("gaussian_blur", _B, mnist_c.gaussian_blur, False),
     _mnist("defocus_blur", _B, mnist_c.defocus_blur, False),
     _mnist("zoom_blur", _B, mnist_c.zoom_blur, False),
@@ -204,7 +220,6 @@ _REGISTRY: dict[Suite, dict[str, Corruption]] = {
     Suite.CIFAR_C: {corruption.name: corruption for corruption in _CIFAR_C},
     Suite.MNIST_C: {corruption.name: corruption for corruption in _MNIST_C},
 }
-NOT_IMPLEMENTED = {Suite.MNIST_C: {"pessimal_noise": "needs the reference's 196×196 pessimal-noise matrix"}}
 
 
 def parse_suite(suite: Suite | str) -> Suite:
@@ -228,10 +243,8 @@ def get_corruption(name: str, suite: Suite | str) -> Corruption:
     try:
         return _REGISTRY[parsed][name]
     except KeyError:
-        reason = NOT_IMPLEMENTED.get(parsed, {}).get(name)
-        why = f" ({name} is not implemented: {reason})" if reason else ""
         raise CorruptionError(
-            f"unknown {parsed.value} corruption {name!r}{why}; valid names: {', '.join(list_corruptions(parsed))}"
+            f"unknown {parsed.value} corruption {name!r}; valid names: {', '.join(list_corruptions(parsed))}"
         ) from None
 
 
@@ -243,9 +256,11 @@ def corrupt(
     *,
     suite: Suite | str,
     frost_directory: Path | str | None = None,
+    pessimal_matrix: Path | str | None = None,
 ) -> np.ndarray:
     """Apply one corruption of `suite` at `severity` (1-5) to uint8 images (N, H, W, C)."""
-    return get_corruption(name, suite)(images, severity, rng, frost_directory=frost_directory)
+    return get_corruption(name, suite)(images, severity, rng, frost_directory=frost_directory,
+                                       pessimal_matrix=pessimal_matrix)
 
 
 def suite_for_dataset(dataset: str) -> Suite:

@@ -4,69 +4,11 @@ Images are uint8 (N, C, H, W) and labels int64 (N,); normalisation is left to th
 `DatasetInfo.mean` / `std`. Search order and layouts are documented in `sparsecap.data.locate`.
 """
 
-from pathlib import Path
+from sparsecap.lazy_imports import lazy_package
 
-from sparsecap.data.cifar import CIFAR_LAYOUTS, load_cifar_dataset
-from sparsecap.data.digits import DIGITS_SOURCE, load_digits_dataset
-from sparsecap.data.download import download_dataset
-from sparsecap.data.idx import load_idx_dataset
-from sparsecap.data.locate import candidate_locations, locate, not_found_message, search_roots
-from sparsecap.data.registry import (
-    DatasetAvailability,
-    DatasetInfo,
-    DatasetName,
-    ImageDataset,
-    dataset_info,
-    parse_dataset_name,
-)
-from sparsecap.errors import DatasetNotFoundError
-
-__all__ = [
-    "DatasetAvailability",
-    "DatasetInfo",
-    "DatasetName",
-    "ImageDataset",
-    "dataset_info",
-    "list_availability",
-    "load_dataset",
-    "parse_dataset_name",
-    "search_roots",
-]
-
-
-def load_dataset(name: DatasetName | str, data_root: Path | None = None, download: bool = False) -> ImageDataset:
-    """Load a whole dataset into memory from the first search root holding it.
-
-    Raises DatasetNotFoundError (listing every place searched and how to get the files) when it is nowhere
-    and `download` is False; with `download` True, fetches it into the first search root instead.
-    """
-    dataset_name = parse_dataset_name(name)
-    if dataset_name is DatasetName.DIGITS:
-        return load_digits_dataset()
-    roots = search_roots(data_root)
-    location = locate(dataset_name, roots)
-    if location is None:
-        if not download:
-            raise DatasetNotFoundError(not_found_message(dataset_name, roots))
-        location = download_dataset(dataset_name, roots)
-    info = dataset_info(dataset_name)
-    if dataset_name in CIFAR_LAYOUTS:
-        return load_cifar_dataset(info, location)
-    return load_idx_dataset(info, location)
-
-
-def _availability(name: DatasetName, roots: list[Path]) -> DatasetAvailability:
-    if name is DatasetName.DIGITS:
-        return DatasetAvailability(name, True, DIGITS_SOURCE)
-    location = locate(name, roots)
-    if location is not None:
-        return DatasetAvailability(name, True, str(location))
-    searched = len(candidate_locations(name, roots))
-    roots_text = ", ".join(map(str, roots))
-    return DatasetAvailability(name, False, f"not found in any of {searched} places searched (roots: {roots_text})")
-
-
-def list_availability(data_root: Path | None = None) -> list[DatasetAvailability]:
-    """Which datasets can be loaded without downloading, and from where; cheap (checks files exist, parses none)."""
-    roots = search_roots(data_root)
-    return [_availability(name, roots) for name in DatasetName]
+__getattr__, __all__ = lazy_package(__name__, {
+    "loading": ["list_availability", "load_dataset"],
+    "locate": ["search_roots"],
+    "registry": ["DatasetAvailability", "DatasetInfo", "DatasetName", "ImageDataset", "dataset_info",
+                 "parse_dataset_name"],
+})

@@ -2,24 +2,21 @@
 
 Each batch is a pickled dict with b"data", a uint8 array (N, 3072) holding the red, green and blue 32x32
 planes of each image in turn, and a label list (b"labels" for CIFAR-10, b"fine_labels" for CIFAR-100).
-Pickle can run arbitrary code, so batches are read with an unpickler that only rebuilds numpy arrays.
+Pickle can run arbitrary code, so batches are read with an unpickler that only rebuilds numpy arrays
+(`sparsecap.data.safe_pickle`); batches re-pickled with protocol 2 are accepted too.
 """
 
-import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import torch
 
 from sparsecap.data.registry import DatasetInfo, DatasetName, ImageDataset
+from sparsecap.data.safe_pickle import load_numpy_pickle
 from sparsecap.errors import DatasetFormatError
-
-# numpy.core.multiarray._reconstruct (numpy 1) or numpy._core.multiarray._reconstruct (numpy 2), found without
-# importing either path: the function this numpy itself pickles arrays with.
-_reconstruct = np.empty(0).__reduce__()[0]
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32
 
@@ -55,40 +52,10 @@ CIFAR_LAYOUTS: dict[DatasetName, CifarLayout] = {
     ),
 }
 
-# Every global a numpy-array pickle needs, under the module names numpy 1.x and 2.x write.
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only, so a hostile batch file cannot run code."""
-
-    def __init__(self, file: IO[bytes], source: str) -> None:
-        super().__init__(file, encoding="bytes")  # the batches were written by Python 2
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise DatasetFormatError(
-                f"{self._source}: pickle refers to {module}.{name}; a CIFAR batch may only contain "
-                "numpy arrays, so it was not loaded"
-            ) from None
-
 
 def read_batch(file: IO[bytes], source: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Unpickle one batch safely and return its (N, 3072) uint8 data and (N,) int64 labels, validated."""
-    try:
-        batch = _NumpyOnlyUnpickler(file, source).load()
-    except DatasetFormatError:
-        raise  # a refused global, already explained
-    except Exception as error:  # corrupt bytes fail in many ways: EOFError, UnpicklingError, UnicodeDecodeError...
-        raise DatasetFormatError(f"{source}: truncated or corrupt pickle ({type(error).__name__}: {error})") from error
+    batch = load_numpy_pickle(file, source, DatasetFormatError, "a CIFAR batch")
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DatasetFormatError(f"{source}: expected a dict with b'data' and {label_key!r} entries")
     data = batch[b"data"]

@@ -1,11 +1,15 @@
 """What each supported dataset is (shape, classes, normalisation) and the in-memory containers, with no file access."""
 
+from __future__ import annotations
+
 import enum
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from sparsecap.errors import SparsecapError
+
+if TYPE_CHECKING:  # ImageDataset's annotations only: spec validation reads this module without torch
+    import torch
 
 
 class DatasetName(str, enum.Enum):

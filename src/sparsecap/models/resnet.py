@@ -11,14 +11,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from sparsecap.models.layouts import RESNET_LAYOUTS
 from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear
 
-# Blocks per stage and whether blocks are bottlenecks, per depth.
-RESNET_LAYOUTS: dict[int, tuple[tuple[int, int, int, int], bool]] = {
-    18: ((2, 2, 2, 2), False),
-    34: ((3, 4, 6, 3), False),
-    50: ((3, 4, 6, 3), True),
-}
 BOTTLENECK_EXPANSION = 4
 
 

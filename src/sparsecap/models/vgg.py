@@ -11,15 +11,9 @@ from collections import OrderedDict
 
 from torch import nn
 
+from sparsecap.models.layouts import POOL, VGG_LAYOUTS
 from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear
 
-POOL = "pool"
-# Vanilla channel counts per depth, "pool" marking a max-pool; divided by 64 they are the width ratios.
-VGG_LAYOUTS: dict[int, tuple[int | str, ...]] = {
-    11: (64, POOL, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    13: (64, 64, POOL, 128, 128, POOL, 256, 256, POOL, 512, 512, POOL, 512, 512, POOL),
-    16: (64, 64, POOL, 128, 128, POOL, 256, 256, 256, POOL, 512, 512, 512, POOL, 512, 512, 512, POOL),
-}
 VANILLA_WIDTH = 64
 
 

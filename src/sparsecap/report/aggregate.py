@@ -18,7 +18,9 @@ import numpy as np
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.studies.database import DATABASE_FILE, StudyDatabase
+from sparsecap.studies.checkpoints import checkpoint_problem
+from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase
+from sparsecap.training.divergence import DIVERGENCE_FACTOR
 
 FINISHED = "finished"
 DIVERGED = "diverged"
@@ -137,6 +139,8 @@ class StudyResults:
     """trial_id -> its adversarial rows (attack, epsilon, robust_accuracy, ...)."""
     corruption: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     """trial_id -> its corrupted-data rows (corruption, severity, draw, accuracy, loss)."""
+    damaged_checkpoints: dict[str, str] = field(default_factory=dict)
+    """trial_id -> what is wrong with its checkpoint (missing, or not the file that was written)."""
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -167,12 +171,14 @@ def load_study(study_directory: Path) -> StudyResults:
         raise StudyDirectoryError(
             f"{directory} is not a directory; expected a study directory holding {DATABASE_FILE}"
         )
-    if not database_path.is_file():
-        raise StudyDirectoryError(
-            f"no results database in {directory}: expected {database_path} written by a study run"
-        )
-    database = StudyDatabase(directory)
+    database = StudyDatabase(directory)  # read-only: refuses, changing nothing, a missing or damaged database
     trials = database.rows("trials")
+    if trials and all(trial["status"] == DIVERGED for trial in trials):
+        raise StudyDirectoryError(
+            f"all {len(trials)} trial(s) in {database_path} diverged (an epoch's training loss was non-finite "
+            f"or above {DIVERGENCE_FACTOR:g} x ln(classes)), so there is nothing to summarise; rerun with a "
+            f"smaller [training] learning_rate in a new --out directory"
+        )
     if not any(trial["status"] == FINISHED for trial in trials):
         raise StudyDirectoryError(
             f"the results database {database_path} holds no finished trials "
@@ -198,6 +204,11 @@ def load_study(study_directory: Path) -> StudyResults:
         directory=directory,
         metadata=database.metadata(),
         trials=trials,
+        damaged_checkpoints={
+            trial["trial_id"]: problem for trial in trials if trial["status"] != FAILED
+            for problem in [checkpoint_problem(directory / trial["checkpoint"], trial["checkpoint_sha256"])]
+            if problem is not None
+        },
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
         adversarial=dict(adversarial),

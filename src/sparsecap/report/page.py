@@ -45,6 +45,7 @@ td.sig { font-weight: 700; }
 td.neg { color: #b2182b; }
 td.pos { color: #2166ac; }
 .muted { color: #777; }
+.warning { border-left: 4px solid #c0392b; background: #fdf2f0; padding: 0.2em 1em; margin: 1em 0; }
 """
 
 
@@ -189,6 +190,16 @@ def _figures_html(figures: Sequence[FigureInfo]) -> str:
     return "\n".join(blocks)
 
 
+def _damaged_html(damaged: dict[str, str]) -> str:
+    """Trials whose checkpoint is gone or altered: their results stand, but their weights cannot be reloaded."""
+    if not damaged:
+        return ""
+    items = "".join(f"<li>{escape(trial_id)}: {escape(problem)}</li>" for trial_id, problem in sorted(damaged.items()))
+    return (f'<div id="damaged-checkpoints" class="warning"><p><strong>{len(damaged)} checkpoint(s) missing or '
+            f"damaged.</strong> Their trials' results below are as recorded; rerun the study to train them "
+            f"again and rewrite the checkpoints.</p><ul>{items}</ul></div>")
+
+
 def render_page(
     results: StudyResults,
     points_by_group: dict[GroupKey, list[PointSummary]],
@@ -242,6 +253,7 @@ def render_page(
 <p class="muted">sparsecap study report</p>
 <h1>{escape(name)}</h1>
 <p class="lead" id="summary">{escape(summary_text(results, points_by_group))}</p>
+{_damaged_html(results.damaged_checkpoints)}
 <p>Does sparsity itself make networks fragile, or the capacity lost with it? Every model of a group holds
 the same number of nonzero weights; wider or deeper models are masked more sparsely. <em>static</em>: a random
 mask fixed at initialisation; <em>posttrain</em>: dense training followed by magnitude pruning without

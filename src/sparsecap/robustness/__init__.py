@@ -1,21 +1,11 @@
 """Robustness measures: clean evaluation with per-class recall, weight noise, adversarial attacks."""
 
-from sparsecap.robustness.adversarial import AdversarialResult, adversarial_robustness, default_epsilons
-from sparsecap.robustness.attacks import Attack, parse_attack, run_attack
-from sparsecap.robustness.evaluation import Evaluation, class_recall, evaluate
-from sparsecap.robustness.weight_noise import NoiseDraw, add_weight_noise_, weight_noise_robustness
+from sparsecap.lazy_imports import lazy_package
 
-__all__ = [
-    "AdversarialResult",
-    "Attack",
-    "Evaluation",
-    "NoiseDraw",
-    "add_weight_noise_",
-    "adversarial_robustness",
-    "class_recall",
-    "default_epsilons",
-    "evaluate",
-    "parse_attack",
-    "run_attack",
-    "weight_noise_robustness",
-]
+__getattr__, __all__ = lazy_package(__name__, {
+    "adversarial": ["AdversarialResult", "adversarial_robustness", "default_epsilons"],
+    "attack_names": ["Attack", "parse_attack"],
+    "attacks": ["run_attack"],
+    "evaluation": ["Evaluation", "class_recall", "evaluate"],
+    "weight_noise": ["NoiseDraw", "add_weight_noise_", "weight_noise_robustness"],
+})

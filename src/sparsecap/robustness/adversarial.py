@@ -21,7 +21,8 @@ from torch import nn
 
 from sparsecap.data import DatasetInfo
 from sparsecap.errors import SparsecapError
-from sparsecap.robustness.attacks import Attack, check_budget, check_steps, frozen, parse_attack, run_attack
+from sparsecap.robustness.attack_names import Attack, parse_attack
+from sparsecap.robustness.attacks import check_budget, check_steps, frozen, run_attack
 from sparsecap.training import to_pixels
 
 SAMPLE_SEED = 0

@@ -24,7 +24,6 @@ only, so no parameter `.grad` is written), the model runs in eval mode, and both
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ import torch.nn.functional as functional
 from torch import nn
 
 from sparsecap.errors import SparsecapError
+from sparsecap.robustness.attack_names import Attack, parse_attack
 
 ITERATIVE_STEP_FACTOR = 2.5
 """BIM and PGD step size = ITERATIVE_STEP_FACTOR · epsilon / steps."""
@@ -42,30 +42,6 @@ FFGSM_STEP_FACTOR = 1.25
 APGD_MOMENTUM = 0.75
 APGD_RHO = 0.75
 """APGD halves the step size when fewer than this share of the steps since a checkpoint raised the loss."""
-
-
-class Attack(str, enum.Enum):
-    """The attacks sparsecap implements; the value is the name users type."""
-
-    FGSM = "fgsm"
-    FFGSM = "ffgsm"
-    BIM = "bim"
-    PGD = "pgd"
-    APGD = "apgd"
-
-
-def valid_attack_names() -> str:
-    return ", ".join(attack.value for attack in Attack)
-
-
-def parse_attack(name: Attack | str) -> Attack:
-    """An Attack from its name (any case), failing with the list of valid names."""
-    if isinstance(name, Attack):
-        return name
-    try:
-        return Attack(str(name).strip().lower())
-    except ValueError:
-        raise SparsecapError(f"unknown attack {name!r}; valid attacks: {valid_attack_names()}") from None
 
 
 def check_budget(epsilon: float) -> None:

@@ -7,7 +7,7 @@ pruned (a masked weight is zero, and with mu = 0 its noise would be zero anyway)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +47,7 @@ def weight_noise_robustness(
     mean: float,
     generator: torch.Generator,
     clean: Evaluation,
+    on_draw: Callable[[], None] | None = None,
 ) -> list[NoiseDraw]:
     """Accuracy and loss increase for `draws` independent perturbations per sigma; the model is restored.
 
@@ -66,4 +67,6 @@ def weight_noise_robustness(
                     for weight, original in zip(weights, originals, strict=True):
                         weight.copy_(original)
             results.append(NoiseDraw(sigma, draw, noisy.accuracy, noisy.loss, noisy.loss - clean.loss))
+            if on_draw is not None:
+                on_draw()
     return results

@@ -9,26 +9,14 @@ which PyTorch has no CPU kernel. See docs/performance.md for the measurements be
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
+from sparsecap.sparsity.engine_choice import Engine
 from sparsecap.sparsity.masked import MaskedLinear, masked_layers
 from sparsecap.sparsity.sparse_linear import SparseLinear
-
-
-class Engine(str, enum.Enum):
-    """How a masked linear layer is stored and computed."""
-
-    DENSE = "dense"
-    """Dense weight × mask (the reference; costs the dense shape)."""
-    SPARSE = "sparse"
-    """Only the kept weights stored; CSR products and a sampled weight gradient at the nonzeros."""
-    AUTO = "auto"
-    """Sparse where the layer's density is below `AUTO_DENSITY_THRESHOLD`, dense elsewhere."""
-
 
 AUTO_DENSITY_THRESHOLD = 0.15
 """`auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse engine

@@ -22,7 +22,8 @@ class MultiplyAccumulates:
 
 
 @torch.no_grad()
-def multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> MultiplyAccumulates:
+def _positions(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str, int]:
+    """How many times each maskable layer's weights are applied per image (one forward pass of zeros)."""
     positions: dict[str, int] = {}
 
     def record(name: str):
@@ -36,12 +37,23 @@ def multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) ->
     was_training = model.training
     try:
         model.eval()
-        model(torch.zeros(1, *input_shape))
+        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
+    return positions
+
+
+def dense_multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """The dense count alone: needs only shapes, so it works on a model built on the `meta` device."""
+    positions = _positions(model, input_shape)
+    return sum(layer.weight_shape.numel() * positions[name] for name, layer in masked_layers(model))
+
+
+def multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> MultiplyAccumulates:
+    positions = _positions(model, input_shape)
     return MultiplyAccumulates(
-        dense=sum(layer.weight_shape.numel() * positions[name] for name, layer in layers),
-        nonzero=sum(int(layer.mask.count_nonzero()) * positions[name] for name, layer in layers),
+        dense=dense_multiply_accumulates(model, input_shape),
+        nonzero=sum(int(layer.mask.count_nonzero()) * positions[name] for name, layer in masked_layers(model)),
     )

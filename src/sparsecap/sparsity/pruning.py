@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch import nn
 
 from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity
 from sparsecap.sparsity.masked import masked_layers
+from sparsecap.sparsity.pruning_scope import PruningScope
 from sparsecap.sparsity.static import layer_shapes
-
-
-class PruningScope(str, enum.Enum):
-    """Where the largest magnitudes are ranked."""
-
-    LAYERWISE = "layerwise"
-    """Within each layer, keeping the per-layer counts of the study's allocation."""
-    GLOBAL = "global"
-    """Across all maskable layers at once."""
 
 
 def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:

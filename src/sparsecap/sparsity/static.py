@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import enum
-
 import torch
 from torch import nn
 
 from sparsecap.sparsity.allocation import Allocation, allocate, whole_kernel_counts
 from sparsecap.sparsity.initialization import initialize_
+from sparsecap.sparsity.mask_granularity import MaskGranularity
+from sparsecap.sparsity.mask_sampling import random_mask
 from sparsecap.sparsity.masked import masked_layers
-from sparsecap.sparsity.random_mask import random_mask
-
-
-class MaskGranularity(str, enum.Enum):
-    """What a random mask keeps or removes."""
-
-    WEIGHT = "weight"
-    """Single weights: unstructured over (out, in, kernel height, kernel width); exact total."""
-    KERNEL = "kernel"
-    """Whole kernels ((out, in) pairs; Golubeva et al.'s io_only): total within one kernel of the target."""
 
 
 def weight_count(model: nn.Module) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -11,13 +13,37 @@ from torch import nn
 from sparsecap.sparsity import match_stored_form
 
 
-def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    """Write atomically (temporary file, then rename) so a killed run never leaves half a checkpoint."""
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> str:
+    """Write atomically (temporary file, then rename) so a killed run never leaves half a checkpoint.
+
+    Returns the file's SHA-256, which the database keeps so that a damaged file is noticed later.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".partial")
-    tensors = {name: tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(tensors, str(temporary), metadata=metadata)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    # One metadata entry: safetensors writes several in hash order, so the same trial would give files that
+    # differ byte for byte, and a checksum would tell two identical runs apart.
+    save_file(tensors, str(temporary), metadata={"sparsecap": json.dumps(metadata, sort_keys=True)})
+    digest = file_sha256(temporary)
     os.replace(temporary, path)
+    return digest
+
+
+def checkpoint_problem(path: Path, sha256: str | None) -> str | None:
+    """What is wrong with a recorded checkpoint ("missing", "damaged: ..."), or None if it is as written.
+
+    A record from before checksums were kept (`sha256` None) can only be checked for presence.
+    """
+    if not path.is_file():
+        return "missing"
+    if sha256 is not None and file_sha256(path) != sha256:
+        return "damaged: its SHA-256 differs from the one recorded when it was written (truncated or altered)"
+    return None
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sparsecap.errors import StudyDirectoryError
 
 DATABASE_FILE = "results.sqlite"
 FAILED = "failed"
@@ -48,7 +50,9 @@ CREATE TABLE IF NOT EXISTS trials (
     train_seconds REAL NOT NULL,
     checkpoint TEXT NOT NULL,
     finished_at TEXT NOT NULL,
-    error TEXT
+    error TEXT,
+    threads INTEGER,
+    checkpoint_sha256 TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
@@ -130,40 +134,87 @@ class TrialRecord:
     """Rows with keys corruption, severity, draw, accuracy, loss."""
     error: str | None = None
     """Why a trial with status "failed" failed (the exception and its traceback); None otherwise."""
+    threads: int | None = None
+    """The torch threads it ran with: they change float reduction order, so the last bits of results."""
+    checkpoint_sha256: str | None = None
+    """SHA-256 of the checkpoint file as written, so a resume or a report can tell a damaged one."""
 
 
 _CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption")
+_CHILD_TABLES = ("epochs", "class_recall", "weight_noise", "adversarial", "corruption")
+_ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "TEXT"}
+"""Columns added to `trials` after its first release, added to an older database when it is opened."""
+
+
+def _unusable(path: Path, reason: str) -> StudyDirectoryError:
+    return StudyDirectoryError(
+        f"{path} is not a usable sparsecap results database ({reason}); nothing was changed. If it is damaged, "
+        f"move it aside and rerun: trials whose checkpoints remain are not lost, but they are trained again"
+    )
 
 
 @contextmanager
-def _connect(path: Path) -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(path)
+def _connect(path: Path, mode: str) -> Iterator[sqlite3.Connection]:
+    """A connection (SQLite mode ro, rw or rwc) whose SQLite errors (a damaged file, a read-only
+    directory) become a plain message."""
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode={mode}", uri=True)
+    except sqlite3.Error as error:
+        raise _unusable(path, str(error)) from None
     connection.row_factory = sqlite3.Row
     try:
         yield connection
+    except sqlite3.DatabaseError as error:
+        raise _unusable(path, str(error)) from None
     finally:
         connection.close()
 
 
 class StudyDatabase:
-    """The results of one study directory; every write is a single transaction."""
+    """The results of one study directory; every write is a single transaction.
 
-    def __init__(self, directory: Path) -> None:
+    `StudyDatabase(directory)` opens an existing database; `StudyDatabase.create(directory)` also makes a
+    new one. Either refuses, changing nothing, a file that is empty, damaged or not a results database.
+    """
+
+    def __init__(self, directory: Path, read_only: bool = True) -> None:
         self.path = Path(directory) / DATABASE_FILE
-        with _connect(self.path) as connection, connection:
-            connection.executescript(SCHEMA)
+        self.read_only = read_only
+        if not self.path.is_file():
+            raise StudyDirectoryError(f"no results database in {directory}: expected {self.path} written by a study run")
+        if self.path.stat().st_size == 0:
+            raise _unusable(self.path, "the file is empty")
+        with _connect(self.path, "ro") as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"study", "trials"} <= tables:
+                raise _unusable(self.path, f"it has no study or trials table, only {sorted(tables) or 'none'}")
             columns = {row["name"] for row in connection.execute("PRAGMA table_info(trials)")}
-            if "error" not in columns:  # a database from before failed trials were recorded
-                connection.execute("ALTER TABLE trials ADD COLUMN error TEXT")
+        missing = {name: kind for name, kind in _ADDED_COLUMNS.items() if name not in columns}
+        if missing and not read_only:  # a database from an earlier version: gains the new columns
+            with self._connection() as connection, connection:
+                for name, kind in missing.items():
+                    connection.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
+
+    @classmethod
+    def create(cls, directory: Path) -> StudyDatabase:
+        """The directory's database for writing, made with the schema if there is none yet."""
+        path = Path(directory) / DATABASE_FILE
+        if not path.exists():
+            with _connect(path, "rwc") as connection, connection:
+                connection.executescript(SCHEMA)
+        return cls(directory, read_only=False)
+
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _connect(self.path, "ro" if self.read_only else "rw")
 
     def metadata(self) -> dict[str, Any]:
         """The study-level facts (spec, spec hash, versions), decoded from JSON."""
-        with _connect(self.path) as connection:
+        with self._connection() as connection:
             rows = connection.execute("SELECT key, value FROM study").fetchall()
         return {row["key"]: json.loads(row["value"]) for row in rows}
 
     def write_metadata(self, metadata: Mapping[str, Any]) -> None:
-        with _connect(self.path) as connection, connection:
+        with self._connection() as connection, connection:
             connection.executemany(
                 "INSERT OR REPLACE INTO study (key, value) VALUES (?, ?)",
                 [(key, json.dumps(value, sort_keys=True)) for key, value in metadata.items()],
@@ -171,7 +222,7 @@ class StudyDatabase:
 
     def finished_trial_ids(self) -> set[str]:
         """Trials a rerun keeps (finished or diverged); failed trials are left out, so a rerun retries them."""
-        with _connect(self.path) as connection:
+        with self._connection() as connection:
             return {row[0] for row in connection.execute(f"SELECT trial_id FROM trials WHERE status != '{FAILED}'")}
 
     def record_trial(self, record: TrialRecord) -> None:
@@ -179,9 +230,10 @@ class StudyDatabase:
         row = {key: value for key, value in asdict(record).items() if key not in _CHILD_FIELDS}
         columns = ", ".join(row)
         placeholders = ", ".join(f":{key}" for key in row)
-        with _connect(self.path) as connection, connection:
-            # A retried trial replaces its failed row (failed rows have no child rows) in the same transaction.
-            connection.execute("DELETE FROM trials WHERE trial_id = ? AND status = ?", (record.trial_id, FAILED))
+        with self._connection() as connection, connection:
+            # A retried trial (failed, or its checkpoint damaged) replaces its rows in the same transaction.
+            for table in (*_CHILD_TABLES, "trials"):
+                connection.execute(f"DELETE FROM {table} WHERE trial_id = ?", (record.trial_id,))
             connection.execute(f"INSERT INTO trials ({columns}) VALUES ({placeholders})", row)
             connection.executemany(
                 "INSERT INTO epochs (trial_id, epoch, train_loss) VALUES (?, ?, ?)",
@@ -211,5 +263,5 @@ class StudyDatabase:
         """All rows of one results table as dictionaries (for reports and tests)."""
         if table not in {"trials", "epochs", "class_recall", "weight_noise", "adversarial", "corruption"}:
             raise ValueError(f"unknown results table {table!r}")
-        with _connect(self.path) as connection:
+        with self._connection() as connection:
             return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]

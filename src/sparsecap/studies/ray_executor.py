@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from typing import Any
 
 from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.errors import SparsecapError
+from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
 from sparsecap.studies.progress import StudyProgressView
@@ -60,9 +62,12 @@ def import_ray() -> Any:
     return ray
 
 
-def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, storage: str) -> list[TrialRecord]:
-    """What runs on a worker: one group of `seed_groups` (Ray resolves `dataset` before the call)."""
-    return run_group_or_failures(spec, trials, dataset, Path(storage) / "checkpoints", False)
+def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, storage: str,
+                runtime: Runtime) -> list[TrialRecord]:
+    """What runs on a worker: one group of `seed_groups` (Ray resolves `dataset` before the call), on as
+    many cores as the task reserved."""
+    return run_group_or_failures(spec, trials, dataset, Path(storage) / "checkpoints",
+                                 runtime.on_cores(math.floor(spec.resources.num_cpus)), False)
 
 
 def _prepare_corruptions(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], storage: Path,
@@ -107,6 +112,7 @@ def run_on_ray(
     on_record: Callable[[TrialRecord], None],
     view: StudyProgressView,
     options: RayOptions,
+    runtime: Runtime,
     show_progress: bool,
 ) -> None:
     """Run `pending` as Ray tasks, handing each record to `on_record` (the database writer) as it arrives."""
@@ -136,10 +142,12 @@ def run_on_ray(
             max_retries=options.max_retries,
             retry_exceptions=False,
             name="sparsecap-trial",
+            # OpenMP reads this once, at torch's import in the worker: idle threads sleep (sparsecap.runtime)
+            runtime_env={"env_vars": {WAIT_POLICY_VARIABLE: os.environ.get(WAIT_POLICY_VARIABLE, "PASSIVE")}},
         )
         shared = str(Path(storage).resolve())  # workers do not run in the driver's working directory
         for group in seed_groups(spec, pending):
-            in_flight[task.remote(spec, group, references[group[0].dataset], shared)] = group
+            in_flight[task.remote(spec, group, references[group[0].dataset], shared, runtime)] = group
         slots, checked = _slots(ray, spec), time.monotonic()
         while in_flight:
             view.set_running(min(len(in_flight), slots))

@@ -7,11 +7,11 @@ loses at most the trial in flight, and re-running the same command skips every f
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import json
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,25 +20,18 @@ from sparsecap.data import DatasetName, ImageDataset, load_dataset
 from sparsecap.data.subset import take_subset
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.robustness.adversarial import check_sample_size
+from sparsecap.runtime import Runtime
+from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
-from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.executor_choice import Executor
+from sparsecap.studies.progress import ProgressStyle, StudyProgressView
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
-from sparsecap.studies.spec import StudySpec
+from sparsecap.studies.spec import STUDY_FILE, StudySpec
 from sparsecap.studies.trials import expand
 
-STUDY_FILE = "study.json"
 LOCK_FILE = ".lock"
-
-
-class Executor(str, enum.Enum):
-    """Where a study's trials run; the database is written by the calling process either way."""
-
-    LOCAL = "local"
-    """One trial after another in this process."""
-    RAY = "ray"
-    """Ray tasks on a local Ray instance or a cluster (`sparsecap.studies.ray_executor`)."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +73,7 @@ def _exclusive(directory: Path) -> Iterator[None]:
 
 def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
     """The directory's database, recording the spec and versions the first time."""
-    database = StudyDatabase(directory)
+    database = StudyDatabase.create(directory)
     if not database.metadata():
         metadata = {
             "spec": spec.resolved(),
@@ -94,20 +87,45 @@ def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
     return database
 
 
+def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, str]:
+    """Kept trials whose checkpoint is missing or no longer what was written: trial id -> the problem."""
+    problems = {}
+    for row in database.rows("trials"):
+        if row["status"] != FAILED:
+            problem = checkpoint_problem(storage / row["checkpoint"], row["checkpoint_sha256"])
+            if problem is not None:
+                problems[row["trial_id"]] = f"{problem} ({storage / row['checkpoint']})"
+    return problems
+
+
+@contextmanager
+def _writable(directory: Path) -> Iterator[None]:
+    """Turn an unwritable output directory (read-only, under a file, in /proc) into a plain message."""
+    try:
+        yield
+    except OSError as error:
+        raise StudyDirectoryError(
+            f"cannot write the study to {directory}: {error.strerror or error} ({error.filename or directory}); "
+            f"choose a writable --out directory"
+        ) from None
+
+
 def run_study(
     spec: StudySpec,
     directory: Path,
     data_root: Path | None = None,
     download: bool = False,
-    show_progress: bool = True,
+    progress: ProgressStyle = ProgressStyle.NONE,
     executor: Executor = Executor.LOCAL,
     ray_options: RayOptions | None = None,
     storage: Path | None = None,
+    runtime: Runtime | None = None,
 ) -> StudyProgress:
     """Run every trial of `spec` not yet finished (or diverged) in `directory`'s database.
 
-    Trials recorded as failed are run again. Checkpoints go to `storage`/checkpoints (default: the study
-    directory's), their database paths relative to `storage`; with Ray, every node must see `storage`.
+    Trials recorded as failed are run again, and so are kept trials whose checkpoint is missing or
+    damaged (said on stderr). Checkpoints go to `storage`/checkpoints (default: the study directory's),
+    their database paths relative to `storage`; with Ray, every node must see `storage`.
     """
     directory = Path(directory)
     _refuse_other_study(directory, spec)
@@ -121,25 +139,31 @@ def run_study(
     if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
         for name, dataset in datasets.items():
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
-    directory.mkdir(parents=True, exist_ok=True)
-    with _exclusive(directory):
-        return _run_pending(spec, directory, _open_study(directory, spec), datasets, show_progress, executor,
-                            ray_options or RayOptions(), Path(storage) if storage is not None else directory)
+    with ExitStack() as held:
+        with _writable(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+            held.enter_context(_exclusive(directory))
+            database = _open_study(directory, spec)
+        return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
+                                Path(storage) if storage is not None else directory, runtime or Runtime())
 
 
 def _run_pending(
     spec: StudySpec,
-    directory: Path,
     database: StudyDatabase,
     datasets: dict[DatasetName, ImageDataset],
-    show_progress: bool,
+    progress: ProgressStyle,
     executor: Executor,
     ray_options: RayOptions,
     storage: Path,
+    runtime: Runtime,
 ) -> StudyProgress:
     trials = expand(spec)
-    finished = database.finished_trial_ids()
-    pending = [trial for trial in trials if trial.trial_id not in finished]
+    redo = _checkpoints_to_redo(database, storage)
+    for trial_id, problem in redo.items():
+        print(f"checkpoint of {trial_id} is {problem}: running the trial again", file=sys.stderr)
+    kept = {row["trial_id"] for row in database.rows("trials") if row["status"] != FAILED} - set(redo)
+    pending = [trial for trial in trials if trial.trial_id not in kept]
     failed: list[str] = []
 
     def write(record: TrialRecord) -> None:  # the single writer: one transaction per trial
@@ -147,14 +171,15 @@ def _run_pending(
         if record.status == FAILED:
             failed.append(record.trial_id)
 
-    with StudyProgressView(spec.name, len(trials), len(trials) - len(pending), show_progress) as view:
+    bars = progress is ProgressStyle.BARS
+    with StudyProgressView(spec.name, len(trials), len(trials) - len(pending), progress) as view:
         if executor is Executor.RAY:
-            run_on_ray(spec, pending, datasets, storage, write, view, ray_options, show_progress)
+            run_on_ray(spec, pending, datasets, storage, write, view, ray_options, runtime, bars)
         else:
             for group in seed_groups(spec, pending):
                 view.set_running(len(group))
                 for result in run_group_or_failures(spec, group, datasets[group[0].dataset],
-                                                    storage / "checkpoints", show_progress):
+                                                    storage / "checkpoints", runtime, bars):
                     write(result)
                     view.record(result)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),

@@ -21,7 +21,7 @@ from sparsecap.corruptions.registry import suite_for_dataset
 from sparsecap.data import DatasetName, dataset_info
 from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
-from sparsecap.robustness.attacks import Attack
+from sparsecap.robustness.attack_names import Attack
 from sparsecap.sparsity import Allocation, Engine, MaskGranularity, PruningScope
 from sparsecap.training import LearningRateSchedule, TrainingConfig
 
@@ -51,7 +51,8 @@ def reject_repeats(values: list[Any] | None) -> list[Any] | None:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False)
+    # No infinities anywhere: every bound below (gt=0, le=1, ...) refuses NaN but would let inf through.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
 class TrainingSpec(_Strict):
@@ -227,6 +228,16 @@ class StudySpec(_Strict):
         depth = self.base_depth if self.base_depth is not None else min(self.depths_for(architecture))
         return ModelConfig(architecture, width, depth)
 
+    def unmasked_bases(self) -> dict[str, ModelConfig]:
+        """Architectures whose every model is its own dense base (nothing masked), with that base: a
+        one-width study of a large model is usually meant to be masked to a smaller base."""
+        return {
+            architecture: base
+            for architecture in self.architectures
+            for base in [self.base_for(architecture)]
+            if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}
+        }
+
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain JSON data (saved beside the results)."""
         data = self.model_dump(mode="json")
@@ -318,19 +329,40 @@ def _set_override(data: dict[str, Any], assignment: str) -> None:
     target[leaf] = parsed
 
 
+STUDY_FILE = "study.json"
+"""What a study directory records of its spec (`studies.runner`); accepted as a spec to rerun the study."""
+
+
+def _read_study_json(text: str, source: str) -> dict[str, Any]:
+    """The spec recorded in a study directory's study.json (or a plain JSON spec)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError(f"study spec {source} is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"study spec {source} must hold a JSON object, not {type(data).__name__}")
+    if "fingerprint" in data and isinstance(data.get("spec"), dict):  # a study.json: the resolved spec in it
+        data = {key: value for key, value in data["spec"].items() if key != "bases"}  # bases: derived
+    return data
+
+
 def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
-    """A preset name or a path to a TOML file, with optional KEY=VALUE overrides applied before validation."""
+    """A preset name, a path to a TOML file or to a study directory's study.json, with optional KEY=VALUE
+    overrides applied before validation."""
     path = Path(spec)
     if spec in list_presets():
         source = f"preset {spec!r}"
         text = resources.files(PRESET_PACKAGE).joinpath(f"{spec}.toml").read_text()
-    elif path.suffix == ".toml" or path.exists():
+    elif path.suffix in (".toml", ".json") or path.exists():
+        if path.is_dir():
+            raise SpecError(f"spec path {path} is a directory; give a TOML spec file, a study directory's "
+                            f"{STUDY_FILE} (e.g. {path / STUDY_FILE}) or a preset")
         if not path.is_file():
             raise SpecError(f"spec file {path} does not exist")
         source, text = str(path), path.read_text()
     else:
         raise SpecError(f"{spec!r} is neither a preset nor a spec file; presets: {', '.join(list_presets())}")
-    data = _read_toml(text, source)
+    data = _read_study_json(text, source) if path.suffix == ".json" else _read_toml(text, source)
     for assignment in overrides or []:
         _set_override(data, assignment)
     return parse_spec(data, source)

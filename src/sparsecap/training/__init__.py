@@ -1,11 +1,8 @@
 """Training: SGD with momentum, the paper's schedules and stopping rules."""
 
-from sparsecap.training.trainer import (
-    LearningRateSchedule,
-    TrainingConfig,
-    TrainingResult,
-    to_pixels,
-    train,
-)
+from sparsecap.lazy_imports import lazy_package
 
-__all__ = ["LearningRateSchedule", "TrainingConfig", "TrainingResult", "to_pixels", "train"]
+__getattr__, __all__ = lazy_package(__name__, {
+    "config": ["LearningRateSchedule", "TrainingConfig"],
+    "trainer": ["TrainingResult", "to_pixels", "train"],
+})

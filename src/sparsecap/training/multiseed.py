@@ -43,7 +43,9 @@ from torch import nn
 from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
 from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
-from sparsecap.training.trainer import LearningRateSchedule, TrainingConfig, TrainingResult, to_pixels
+from sparsecap.training.config import LearningRateSchedule, TrainingConfig
+from sparsecap.training.divergence import has_diverged
+from sparsecap.training.trainer import TrainingResult, to_pixels
 
 
 class _StackedDense(nn.Module):
@@ -236,7 +238,8 @@ def train_together(
                 result.epoch_losses.append(math.nan)
                 continue
             result.epoch_losses.append(sums[index] / seen)
-            if result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
+            result.diverged = has_diverged(result.epoch_losses[-1], logits.shape[-1])  # as `train`
+            if result.diverged or result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
                 final[index] = snapshot(index)
         if scheduler is not None:
             scheduler.step()

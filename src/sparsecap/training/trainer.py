@@ -10,33 +10,14 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 
 import torch
 import torch.nn.functional as functional
 from torch import nn
 
 from sparsecap.training.augmentation import random_crop_and_flip
-
-
-class LearningRateSchedule(str, Enum):
-    CONSTANT = "constant"
-    """The paper's MLP setting."""
-    COSINE = "cosine"
-    """Cosine annealing from the initial rate to zero over max_epochs (the paper's CNN setting)."""
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    max_epochs: int = 300
-    learning_rate: float = 0.01
-    momentum: float = 0.9
-    batch_size: int = 128
-    stop_loss: float = 0.01
-    """Stop once an epoch's mean training cross-entropy falls below this."""
-    schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
-    augmentation: bool = False
-    """Random crop and horizontal flip of every training batch."""
+from sparsecap.training.config import LearningRateSchedule, TrainingConfig
+from sparsecap.training.divergence import has_diverged
 
 
 @dataclass
@@ -70,7 +51,11 @@ def train(
     generator: torch.Generator,
     on_epoch: EpochCallback | None = None,
 ) -> TrainingResult:
-    """Train in place with SGD + momentum until max_epochs or the loss threshold; NaN/inf stops as diverged."""
+    """Train in place with SGD + momentum until max_epochs or the loss threshold.
+
+    A non-finite step loss stops before that step; an epoch loss beyond `divergence_bound` stops after
+    that epoch: either way the result is marked diverged (`sparsecap.training.divergence`).
+    """
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
     if config.schedule is LearningRateSchedule.COSINE:
@@ -84,7 +69,8 @@ def train(
             batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
             if config.augmentation:
                 batch_images = random_crop_and_flip(batch_images, generator)
-            loss = functional.cross_entropy(model(to_pixels(batch_images)), labels[batch])
+            logits = model(to_pixels(batch_images))
+            loss = functional.cross_entropy(logits, labels[batch])
             if not math.isfinite(loss.item()):
                 result.diverged = True
                 break
@@ -97,6 +83,9 @@ def train(
             result.epoch_losses.append(math.nan)
             break
         result.epoch_losses.append(loss_sum / seen)
+        if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
+            result.diverged = True
+            break
         if scheduler is not None:
             scheduler.step()
         if on_epoch is not None:

@@ -1,0 +1,129 @@
+"""Faults a study directory meets in real use: damaged checkpoints are noticed and trained again; a
+damaged, empty or unreadable database and an unwritable directory are refused with a plain message
+(exit 2, no traceback) and left exactly as they were."""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparsecap.cli import main
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from tests.study_helpers import comparable_results, write_spec
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory) -> Path:
+    """The tiny study (8 trials), run once; tests work on copies."""
+    root = tmp_path_factory.mktemp("finished")
+    run_study(load_spec(str(write_spec(root))), root / "out")
+    return root
+
+
+def _copy(finished_study: Path, tmp_path: Path) -> tuple[Path, Path]:
+    shutil.copytree(finished_study, tmp_path / "study")
+    return tmp_path / "study" / "spec.toml", tmp_path / "study" / "out"
+
+
+def _run(capsys, *arguments: str) -> tuple[int, str, str]:
+    code = main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _tree(directory: Path) -> dict[str, str]:
+    """Every file below `directory` with its SHA-256: what 'nothing was changed' compares."""
+    return {str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def test_damaged_checkpoints_are_named_by_the_report_and_trained_again_on_resume(finished_study, tmp_path, capsys):
+    spec, out = _copy(finished_study, tmp_path)
+    before = comparable_results(out)
+    rows = {row["trial_id"]: row for row in StudyDatabase(out).rows("trials")}
+    truncated, random_bytes, missing = sorted(rows)[:3]
+    checkpoint = {trial_id: out / rows[trial_id]["checkpoint"] for trial_id in rows}
+    checkpoint[truncated].write_bytes(checkpoint[truncated].read_bytes()[:100])
+    checkpoint[random_bytes].write_bytes(bytes(range(256)) * 8)
+    checkpoint[missing].unlink()
+
+    code, out_text, err = _run(capsys, "report", str(out))
+    assert code == 0
+    page = Path(out_text.split("report: ")[1].strip()).read_text()
+    for trial_id in (truncated, random_bytes, missing):
+        assert f"checkpoint of {trial_id} is" in err and trial_id in page
+    assert "3 checkpoint(s) missing or damaged" in page and err.count("warning: checkpoint") == 3
+
+    code, out_text, err = _run(capsys, "run", str(spec), "--out", str(out), "--no-report")
+    assert code == 0 and "3 trials run, 5 already finished" in out_text
+    assert f"checkpoint of {missing} is missing" in err
+    assert f"checkpoint of {truncated} is damaged" in err and f"checkpoint of {random_bytes} is damaged" in err
+    after = {row["trial_id"]: row for row in StudyDatabase(out).rows("trials")}
+    assert {trial_id: row for trial_id, row in after.items() if trial_id not in (truncated, random_bytes, missing)} \
+        == {trial_id: row for trial_id, row in rows.items() if trial_id not in (truncated, random_bytes, missing)}
+    assert comparable_results(out) == before  # retrained to the same numbers and the same bytes
+    code, _, err = _run(capsys, "report", str(out))
+    assert code == 0 and "warning" not in err
+
+
+def _sqlite_prefix(database: Path) -> bytes:
+    return database.read_bytes()[: database.stat().st_size // 2]
+
+
+@pytest.mark.parametrize("damage", ["empty", "random bytes", "truncated"])
+def test_a_damaged_database_is_refused_and_left_as_it_was(finished_study, tmp_path, capsys, damage):
+    spec, out = _copy(finished_study, tmp_path)
+    database = out / "results.sqlite"
+    database.write_bytes({"empty": b"", "random bytes": bytes(range(256)) * 64,
+                          "truncated": _sqlite_prefix(database)}[damage])
+    before = _tree(out)
+    for command in (["report", str(out)], ["run", str(spec), "--out", str(out)]):
+        code, _, err = _run(capsys, *command)
+        assert code == 2, command
+        assert f"{database} is not a usable sparsecap results database" in err and "Traceback" not in err
+        assert _tree(out) == before
+
+
+@pytest.mark.parametrize("where", ["under a file", "in /proc"])
+def test_an_output_directory_that_cannot_be_made_is_refused(tmp_path, capsys, where):
+    (tmp_path / "a-file").write_text("")
+    out = {"under a file": tmp_path / "a-file" / "out", "in /proc": Path("/proc/sparsecap-study")}[where]
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(out))
+    assert code == 2 and f"cannot write the study to {out}" in err and "choose a writable --out" in err
+    assert not out.exists()
+
+
+def _read_only_view_works() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "-m", "true"], capture_output=True).returncode == 0
+
+
+READ_ONLY = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+
+
+def _in_read_only_view(directory: Path, *arguments: str) -> subprocess.CompletedProcess:
+    """`sparsecap ARGUMENTS` in a private mount namespace where `directory` is a read-only file system: a real
+    read-only mount, seen by that process only and gone with it (root needs no permission bits)."""
+    return subprocess.run(["unshare", "-m", "sh", "-c", READ_ONLY, "sh", str(directory),
+                           sys.executable, "-m", "sparsecap.cli", *arguments], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _read_only_view_works(), reason="needs root and mount namespaces (unshare -m)")
+def test_a_read_only_study_directory_is_refused_by_report_and_resume(finished_study, tmp_path):
+    spec, out = _copy(finished_study, tmp_path)
+    shutil.rmtree(out / "report", ignore_errors=True)
+    before = _tree(tmp_path)
+    report = _in_read_only_view(out, "report", str(out))
+    assert report.returncode == 2, report.stderr
+    assert f"cannot write the report to {out / 'report'}: Read-only file system" in report.stderr
+    resume = _in_read_only_view(tmp_path, "run", str(spec), "--out", str(out), "--set", "seeds=[0, 1]")
+    assert resume.returncode == 2, resume.stderr
+    assert f"cannot write the study to {out}: Read-only file system" in resume.stderr
+    new = _in_read_only_view(tmp_path, "run", str(spec), "--out", str(tmp_path / "new"))
+    assert new.returncode == 2 and "cannot write the study to" in new.stderr
+    assert "Traceback" not in report.stderr + resume.stderr + new.stderr
+    assert _tree(tmp_path) == before

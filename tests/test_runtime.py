@@ -1,0 +1,39 @@
+"""The thread policy: one thread for small models, every core for large ones, an explicit count for all;
+every trial records the count it ran with."""
+
+import pytest
+
+from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, Runtime, prefer_passive_waiting
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from tests.study_helpers import write_spec
+
+
+def test_small_models_get_one_thread_and_large_ones_every_core():
+    runtime = Runtime(cores=4)
+    assert runtime.threads_for(THREADED_FROM_MULTIPLY_ACCUMULATES - 1) == 1
+    assert runtime.threads_for(THREADED_FROM_MULTIPLY_ACCUMULATES) == 4
+
+
+def test_an_explicit_thread_count_holds_for_every_model():
+    assert {Runtime(threads=3, cores=2).threads_for(macs) for macs in (1, 10**9)} == {3}
+
+
+def test_a_ray_task_uses_the_cores_it_reserved():
+    assert Runtime(cores=16).on_cores(2).threads_for(10**9) == 2
+    assert Runtime(cores=16).on_cores(0).threads_for(10**9) == 1  # a fractional CPU still runs on one
+    assert Runtime(threads=5, cores=16).on_cores(2).threads_for(10**9) == 5
+
+
+@pytest.mark.parametrize(("before", "after"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")])
+def test_idle_threads_sleep_unless_the_user_chose_otherwise(before, after):
+    environment = dict(before)
+    prefer_passive_waiting(environment)
+    assert environment["OMP_WAIT_POLICY"] == after
+
+
+def test_every_trial_records_its_thread_count(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "schedules=['static']"])
+    run_study(spec, tmp_path / "policy")
+    run_study(spec, tmp_path / "two", runtime=Runtime(threads=2))
+    assert {row["threads"] for row in StudyDatabase(tmp_path / "policy").rows("trials")} == {1}  # small models
+    assert {row["threads"] for row in StudyDatabase(tmp_path / "two").rows("trials")} == {2}
