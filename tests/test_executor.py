@@ -7,11 +7,14 @@ import sqlite3
 import sparsecap.studies.execute as execute
 from sparsecap.cli import main
 from sparsecap.report.aggregate import load_study, summarise_points
+from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.database import SCHEMA
 from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, write_spec
 
 BROKEN = "mlp-digits-w32-d1-static-s1"
+IN_PROCESS = Runtime(workers=1)
+"""Trials in this process, where the injected faults are (a worker process would not see them)."""
 
 
 def _break_one_trial(monkeypatch, step: str = "run_trial"):
@@ -29,7 +32,7 @@ def _break_one_trial(monkeypatch, step: str = "run_trial"):
 def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, monkeypatch):
     spec = load_spec(str(write_spec(tmp_path)))
     _break_one_trial(monkeypatch)
-    progress = run_study(spec, tmp_path / "out")
+    progress = run_study(spec, tmp_path / "out", runtime=IN_PROCESS)
     assert (progress.ran, progress.failed) == (8, (BROKEN,))
     rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
     assert len(rows) == 8
@@ -46,7 +49,7 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
 
     monkeypatch.undo()
     finished_before = [row for row in StudyDatabase(tmp_path / "out").rows("trials") if row["trial_id"] != BROKEN]
-    progress = run_study(spec, tmp_path / "out")
+    progress = run_study(spec, tmp_path / "out", runtime=IN_PROCESS)
     assert (progress.ran, progress.already_finished, progress.failed) == (1, 7, ())
     after = StudyDatabase(tmp_path / "out").rows("trials")
     assert after[:7] == finished_before  # finished trials kept as they were
@@ -56,14 +59,14 @@ def test_a_raising_trial_is_recorded_as_failed_and_retried_on_rerun(tmp_path, mo
 def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
     spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
     _break_one_trial(monkeypatch, "evaluate_trial")
-    progress = run_study(spec, tmp_path / "out")
+    progress = run_study(spec, tmp_path / "out", runtime=IN_PROCESS)
     assert progress.failed == (BROKEN,)  # its seed partner, trained in the same program, is kept
     rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
     assert "injected failure in evaluate_trial" in rows[BROKEN]["error"]
     assert rows["mlp-digits-w32-d1-static-s0"]["status"] == "finished"
 
     monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: 1 / 0)
-    progress = run_study(spec, tmp_path / "second")  # stacking fails: seeds one by one
+    progress = run_study(spec, tmp_path / "second", runtime=IN_PROCESS)  # stacking fails: seeds one by one
     assert (progress.ran, progress.failed) == (8, (BROKEN,))
     assert "ZeroDivisionError" in capsys.readouterr().err
 
@@ -71,7 +74,7 @@ def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
 def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, capsys):
     _break_one_trial(monkeypatch)
     spec = write_spec(tmp_path)
-    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-report", "--no-progress"]) == 1
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-report", "--no-progress", "--workers", "1"]) == 1
     captured = capsys.readouterr()
     assert "8 trials run, 1 failed, 0 already finished" in captured.out
     assert f"{BROKEN}: RuntimeError: injected failure" in captured.err and "a rerun retries them" in captured.err

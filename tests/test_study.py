@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sparsecap.errors import DatasetNotFoundError, StudyDirectoryError
+from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.data import dataset_info
@@ -67,7 +68,7 @@ def test_seeds_trained_together_give_the_one_by_one_results(tmp_path, monkeypatc
     together = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
     alone = load_spec(str(write_spec(tmp_path, name="alone.toml")))
     assert together.fingerprint() != alone.fingerprint()
-    run_study(together, tmp_path / "together")
+    run_study(together, tmp_path / "together", runtime=Runtime(workers=1))  # counted in this process
     assert groups == [2, 2, 2, 2]  # (width, schedule) points, each with its 2 seeds
     run_study(alone, tmp_path / "alone")
     assert_same_up_to_rounding(comparable_results(tmp_path / "alone"), comparable_results(tmp_path / "together"))

@@ -35,6 +35,11 @@ _positive_int = _integer_at_least(1, "a positive integer")
 _non_negative_int = _integer_at_least(0, "a non-negative integer")
 
 
+def _positive_int_or_auto(text: str) -> int | None:
+    """`auto` (None: the policy decides) or a positive integer."""
+    return None if text == "auto" else _integer_at_least(1, "a positive integer or auto")(text)
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=Path, default=None,
                         help="directory holding datasets (default: $SPARSECAP_DATA, then ~/.cache/sparsecap/data)")
@@ -47,13 +52,15 @@ def _command_run(arguments: argparse.Namespace) -> int:
     executor = Executor(arguments.executor)
     if executor is not Executor.RAY and (arguments.address is not None or arguments.num_cpus is not None):
         raise SparsecapError("--address and --num-cpus go with --executor ray")
+    if executor is Executor.RAY and arguments.workers is not None:
+        raise SparsecapError("--workers goes with the local executor; with --executor ray, Ray runs as many trials "
+                             "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
     spec = load_spec(arguments.spec, arguments.set)
     from sparsecap.report import write_report
-    from sparsecap.studies import run_study
-    from sparsecap.studies.ray_executor import RayOptions
-
     from sparsecap.runtime import Runtime
+    from sparsecap.studies import run_study
     from sparsecap.studies.progress import ProgressStyle
+    from sparsecap.studies.ray_executor import RayOptions
 
     for architecture, base in spec.unmasked_bases().items():
         print(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so nothing "
@@ -63,7 +70,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
     progress = run_study(spec, directory, arguments.data_root, arguments.download,
                          ProgressStyle.for_stream(not arguments.no_progress, sys.stderr), executor,
                          RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
-                         Runtime(arguments.threads))
+                         Runtime(arguments.threads, workers=arguments.workers))
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
     print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
@@ -172,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bars: one plain line per finished trial instead (as when stderr is not a "
                           "terminal)")
+    run.add_argument("--workers", type=_positive_int_or_auto, default=None, metavar="N|auto",
+                     help="trial processes of the local executor (default auto: one per physical core, at most one "
+                          "per group of trials)")
     run.add_argument("--threads", type=_positive_int, default=None,
                      help="torch threads per trial (default: 1 for small models, every core for large ones; "
                           "see docs/performance.md)")

@@ -15,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from sparsecap.corruptions.protocol import MANIFEST, prepare_inputs
-from sparsecap.data import ImageDataset
+from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.robustness.corrupted_data import corrupted_data_robustness
 from sparsecap.studies.spec import StudySpec
 
@@ -39,3 +39,12 @@ def corruption_rows(
          "loss": result.loss if math.isfinite(result.loss) else None}
         for result in corrupted_data_robustness(model, inputs, dataset.test_labels, dataset.info.num_classes)
     ]
+
+
+def prepare_corruption_inputs(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], used: set[DatasetName],
+                              storage: Path, show_progress: bool) -> None:
+    """Generate the cached corrupted inputs of the `used` datasets before trials run in parallel processes,
+    which would otherwise all generate them at once."""
+    for name in used:
+        prepare_inputs(storage / CACHE_DIRECTORY, name.value, datasets[name].test_images,
+                       spec.corruptions.protocol(name), show_progress=show_progress)

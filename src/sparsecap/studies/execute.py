@@ -245,7 +245,7 @@ def seed_groups(spec: StudySpec, trials: Sequence[Trial]) -> list[list[Trial]]:
     return list(groups.values())
 
 
-def _meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
+def meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
     """The trial's model without storage: its shapes and layer kinds decide how it runs, at no cost."""
     with torch.device("meta"):
         return create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
@@ -260,7 +260,7 @@ def run_group_or_failures(
 
     A group that raises is run again one trial at a time, so one trial's error fails only that trial.
     """
-    model = _meta_model(trials[0], dataset)
+    model = meta_model(trials[0], dataset)
     threads = runtime.threads_for(dense_multiply_accumulates(model, dataset.info.input_shape))
     torch.set_num_threads(threads)  # this process trains only this group now
     records = None

@@ -30,6 +30,7 @@ from typing import Any
 from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.errors import SparsecapError
 from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
+from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
 from sparsecap.studies.progress import StudyProgressView
@@ -68,17 +69,6 @@ def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, sto
     many cores as the task reserved."""
     return run_group_or_failures(spec, trials, dataset, Path(storage) / "checkpoints",
                                  runtime.on_cores(math.floor(spec.resources.num_cpus)), False)
-
-
-def _prepare_corruptions(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], storage: Path,
-                         show_progress: bool) -> None:
-    """Generate the cached corrupted inputs on the driver: concurrent workers must not all generate them."""
-    from sparsecap.corruptions.protocol import prepare_inputs
-    from sparsecap.studies.corruption_measure import CACHE_DIRECTORY
-
-    for name, dataset in datasets.items():
-        prepare_inputs(storage / CACHE_DIRECTORY, name.value, dataset.test_images, spec.corruptions.protocol(name),
-                       show_progress=show_progress)
 
 
 def _slots(ray: Any, spec: StudySpec) -> int:
@@ -131,8 +121,8 @@ def run_on_ray(
     try:
         _check_fits(ray, spec, local=options.address is None)
         used = {trial.dataset for trial in pending}
-        if spec.corruptions.enabled:
-            _prepare_corruptions(spec, {name: datasets[name] for name in used}, storage, show_progress)
+        if spec.corruptions.enabled:  # on the driver: concurrent workers must not all generate them
+            prepare_corruption_inputs(spec, datasets, used, storage, show_progress)
         references = {name: ray.put(datasets[name]) for name in used}  # once, shared by every task
         resources = spec.resources
         task = ray.remote(_group_task).options(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 from sparsecap.data import DatasetName, ImageDataset, load_dataset
@@ -29,7 +30,9 @@ from sparsecap.studies.executor_choice import Executor
 from sparsecap.studies.progress import ProgressStyle, StudyProgressView
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec
+from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.trials import expand
+from sparsecap.studies.workers import run_on_workers, worker_context
 
 LOCK_FILE = ".lock"
 
@@ -131,6 +134,9 @@ def run_study(
     _refuse_other_study(directory, spec)
     if executor is Executor.RAY:
         import_ray()  # a missing Ray is an error before anything is created
+    runtime = runtime or Runtime()
+    workers = 1 if executor is Executor.RAY else runtime.workers_for(len(seed_groups(spec, expand(spec))))
+    context = worker_context() if workers > 1 else None  # its fork server starts while the data loads
     # Load data before creating anything, so a missing dataset leaves nothing behind.
     datasets: dict[DatasetName, ImageDataset] = {
         name: take_subset(load_dataset(name, data_root, download), spec.train_examples, spec.test_examples)
@@ -145,7 +151,7 @@ def run_study(
             held.enter_context(_exclusive(directory))
             database = _open_study(directory, spec)
         return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
-                                Path(storage) if storage is not None else directory, runtime or Runtime())
+                                Path(storage) if storage is not None else directory, runtime, workers, context)
 
 
 def _run_pending(
@@ -157,6 +163,8 @@ def _run_pending(
     ray_options: RayOptions,
     storage: Path,
     runtime: Runtime,
+    workers: int,
+    context: BaseContext | None,
 ) -> StudyProgress:
     trials = expand(spec)
     redo = _checkpoints_to_redo(database, storage)
@@ -172,14 +180,20 @@ def _run_pending(
             failed.append(record.trial_id)
 
     bars = progress is ProgressStyle.BARS
+    groups = seed_groups(spec, pending)
     with StudyProgressView(spec.name, len(trials), len(trials) - len(pending), progress) as view:
         if executor is Executor.RAY:
             run_on_ray(spec, pending, datasets, storage, write, view, ray_options, runtime, bars)
+        elif context is not None and len(groups) > 1:
+            if spec.corruptions.enabled:  # once, here: concurrent workers must not all generate them
+                prepare_corruption_inputs(spec, datasets, {trial.dataset for trial in pending}, storage, bars)
+            run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers)
         else:
-            for group in seed_groups(spec, pending):
+            for group in groups:
                 view.set_running(len(group))
                 for result in run_group_or_failures(spec, group, datasets[group[0].dataset],
-                                                    storage / "checkpoints", runtime, bars):
+                                                    storage / "checkpoints", runtime.on_cores(runtime.cores // workers),
+                                                    bars):
                     write(result)
                     view.record(result)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),

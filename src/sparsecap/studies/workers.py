@@ -1,0 +1,138 @@
+"""Running a study's pending groups in N worker processes on this machine (`--workers`).
+
+Why processes: a small model's step uses one core well and two badly (sparsecap.runtime), so the way to
+use every core of a machine is one trial per core. Each worker is its own process with its own torch
+threads; the datasets reach it once, as shared-memory tensors, and it returns each group's records to
+this process, which alone writes the database (one transaction per trial, in the order results arrive).
+
+Workers are forked from a fork server that has imported sparsecap and torch once (fast to start, and
+safe: the server never ran an OpenMP region). A worker that dies mid-group (killed, out of memory) is
+replaced and its group run again, up to `max_retries` times, after which its trials are recorded as
+failed; finished trials are never lost, as each was written when it arrived.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.forkserver
+import signal
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from sparsecap.data import DatasetName, ImageDataset
+from sparsecap.runtime import Runtime
+from sparsecap.studies.database import TrialRecord
+from sparsecap.sparsity.flops import dense_multiply_accumulates
+from sparsecap.studies.execute import failed_record, meta_model, run_group_or_failures
+from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.spec import StudySpec
+from sparsecap.studies.trials import Trial
+
+Group = list[Trial]
+
+
+def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoints: Path, runtime: Runtime,
+          connection: Connection) -> None:
+    """A worker's life: run each group it is sent, send back its records, stop on None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    while (group := connection.recv()) is not None:
+        connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, False))
+
+
+class _Worker:
+    """One worker process and the group it is running."""
+
+    def __init__(self, context: multiprocessing.context.BaseContext, arguments: tuple, group: Group) -> None:
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=_work, args=(*arguments, theirs), name="sparsecap-worker", daemon=True)
+        self.process.start()
+        theirs.close()
+        self.give(group)
+
+    def give(self, group: Group) -> None:
+        self.group = group
+        self.connection.send(group)
+
+    def records(self) -> list[TrialRecord] | None:
+        """Its group's records, or None if it died before sending them."""
+        try:
+            return self.connection.recv()
+        except (EOFError, ConnectionResetError):
+            self.process.join()
+            return None
+
+    def stop(self) -> None:
+        self.connection.send(None)
+        self.process.join()
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The fork server's context, its server started now: it imports sparsecap and torch (seconds) while this
+    process goes on loading the datasets."""
+    import torch.multiprocessing  # registers the reductions that send tensors as shared memory
+
+    context = torch.multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["sparsecap.studies.execute"])
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
+def _cost(group: Group, dataset: ImageDataset) -> int:
+    """A group's relative cost, to start the longest first (the study then ends with short ones, not one long)."""
+    model = meta_model(group[0], dataset)
+    return len(group) * dense_multiply_accumulates(model, dataset.info.input_shape)
+
+
+def run_on_workers(
+    context: multiprocessing.context.BaseContext,
+    spec: StudySpec,
+    groups: Sequence[Group],
+    datasets: dict[DatasetName, ImageDataset],
+    storage: Path,
+    on_record: Callable[[TrialRecord], None],
+    view: StudyProgressView,
+    runtime: Runtime,
+    workers: int,
+    max_retries: int = 2,
+) -> None:
+    """Run `groups` on `workers` processes of `context` (`worker_context`), each with `runtime`'s threads for
+    its share of the cores, the costliest groups first."""
+    used = {group[0].dataset for group in groups}
+    arguments = (spec, {name: datasets[name] for name in used}, storage / "checkpoints",
+                 runtime.on_cores(runtime.cores // workers))
+    waiting = deque(sorted(groups, key=lambda group: -_cost(group, datasets[group[0].dataset])))
+    deaths: Counter[tuple[str, ...]] = Counter()  # a group's trial ids -> how often its worker died
+    busy: list[_Worker] = []
+    try:
+        while waiting or busy:
+            while waiting and len(busy) < workers:
+                busy.append(_Worker(context, arguments, waiting.popleft()))
+            view.set_running(sum(len(worker.group) for worker in busy))
+            ready = set(wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy]))
+            for worker in [worker for worker in busy if {worker.connection, worker.process.sentinel} & ready]:
+                busy.remove(worker)
+                records = worker.records()
+                if records is None:  # died mid-group: run it again on a new worker, or record it failed
+                    key = tuple(trial.trial_id for trial in worker.group)
+                    deaths[key] += 1
+                    if deaths[key] <= max_retries:
+                        waiting.appendleft(worker.group)
+                        continue
+                    records = [failed_record(
+                        spec, trial, datasets[trial.dataset],
+                        f"the worker process running it died {deaths[key]} times (last exit code "
+                        f"{worker.process.exitcode}: killed, or out of memory?)", 0.0) for trial in worker.group]
+                elif waiting:
+                    worker.give(waiting.popleft())
+                    busy.append(worker)
+                else:
+                    worker.stop()
+                for record in records:
+                    on_record(record)
+                    view.record(record)
+    finally:  # interrupted: stop the workers (their groups are not recorded, so a rerun runs them)
+        for worker in busy:
+            worker.process.kill()
+            worker.process.join()

@@ -1,0 +1,60 @@
+"""The local executor's worker processes (`--workers`): the same database as one process, and a worker
+killed mid-trial loses nothing already finished."""
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from sparsecap.runtime import Runtime
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
+
+
+def test_two_workers_give_the_database_of_one_with_threads_pinned(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    run_study(spec, tmp_path / "one", runtime=Runtime(threads=1, workers=1))
+    run_study(spec, tmp_path / "two", runtime=Runtime(threads=1, workers=2))
+    assert comparable_results(tmp_path / "two") == comparable_results(tmp_path / "one")  # bit for bit
+
+
+def test_auto_is_one_worker_per_core_and_never_more_than_the_groups():
+    assert Runtime().workers_for(1) == 1
+    assert 1 <= Runtime().workers_for(1000) <= os.cpu_count()
+    assert Runtime(workers=3).workers_for(1) == 3
+
+
+LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")
+               .replace("widths = [16, 32]", "widths = [128, 256]")
+               .replace('schedules = ["static", "posttrain"]', 'schedules = ["static"]'))
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)), ["seeds=[0, 1, 2]"])
+    database = tmp_path / "out" / "results.sqlite"
+    killed: list[int] = []
+    finished_before: list[dict] = []
+
+    def kill_a_worker_once_a_trial_is_in() -> None:
+        while not killed:
+            workers = [child for child in multiprocessing.active_children() if child.name == "sparsecap-worker"]
+            if workers and finished_trial_count(database) >= 1:
+                finished_before.extend(StudyDatabase(tmp_path / "out").rows("trials"))
+                os.kill(workers[0].pid, signal.SIGKILL)
+                killed.append(workers[0].pid)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_a_worker_once_a_trial_is_in, daemon=True)
+    killer.start()
+    progress = run_study(spec, tmp_path / "out", runtime=Runtime(threads=1, workers=2))
+    killer.join()
+    assert killed and (progress.ran, progress.failed) == (6, ())
+    rows = StudyDatabase(tmp_path / "out").rows("trials")
+    assert sorted(row["trial_id"] for row in rows) == sorted(
+        f"mlp-digits-w{width}-d1-static-s{seed}" for width in (128, 256) for seed in (0, 1, 2))
+    assert {row["status"] for row in rows} == {"finished"} and {row["epochs"] for row in rows} == {60}
+    assert rows[: len(finished_before)] == finished_before  # what was written before the kill stays as it was
