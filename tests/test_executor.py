@@ -81,7 +81,8 @@ def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, c
 
 
 def test_a_database_from_before_failed_trials_gains_the_later_columns_when_opened_for_writing(tmp_path):
-    later = ",\n    error TEXT,\n    threads INTEGER,\n    checkpoint_sha256 TEXT"
+    later = (",\n    error TEXT,\n    threads INTEGER,\n    checkpoint_sha256 TEXT,\n    device TEXT,\n    device_name TEXT,"
+             "\n    torch_version TEXT,\n    cuda_version TEXT")
     assert later in SCHEMA
     with sqlite3.connect(tmp_path / "results.sqlite") as connection:
         connection.executescript(SCHEMA.replace(later, ""))
@@ -91,9 +92,10 @@ def test_a_database_from_before_failed_trials_gains_the_later_columns_when_opene
             return {row[1] for row in connection.execute("PRAGMA table_info(trials)")}
 
     StudyDatabase(tmp_path)  # read-only: a report changes nothing
-    assert not {"error", "threads", "checkpoint_sha256"} & columns()
+    added = {"error", "threads", "checkpoint_sha256", "device", "device_name", "torch_version", "cuda_version"}
+    assert not added & columns()
     StudyDatabase(tmp_path, read_only=False)
-    assert {"error", "threads", "checkpoint_sha256"} <= columns()
+    assert added <= columns()
 
 
 def test_resources_do_not_change_the_study():

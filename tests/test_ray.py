@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
@@ -81,7 +82,7 @@ def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_i
     original = runner.run_group_or_failures  # one trial per group: this spec does not stack seeds
     monkeypatch.setattr(runner, "run_group_or_failures", interrupted_after_three)
     with pytest.raises(KeyboardInterrupt):
-        run_study(spec, tmp_path / "out")
+        run_study(spec, tmp_path / "out", runtime=Runtime(workers=1))  # in this process, where the patch is
     monkeypatch.undo()
     before = StudyDatabase(tmp_path / "out").rows("trials")
     assert len(before) == 3

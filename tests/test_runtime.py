@@ -18,10 +18,17 @@ def test_an_explicit_thread_count_holds_for_every_model():
     assert {Runtime(threads=3, cores=2).threads_for(macs) for macs in (1, 10**9)} == {3}
 
 
-def test_a_ray_task_uses_the_cores_it_reserved():
-    assert Runtime(cores=16).on_cores(2).threads_for(10**9) == 2
-    assert Runtime(cores=16).on_cores(0).threads_for(10**9) == 1  # a fractional CPU still runs on one
-    assert Runtime(threads=5, cores=16).on_cores(2).threads_for(10**9) == 5
+def test_a_trial_process_uses_its_share_of_the_cores_and_one_device():
+    assert Runtime(cores=16).for_process(2, "cpu").threads_for(10**9) == 2
+    assert Runtime(cores=16).for_process(0, "cpu").threads_for(10**9) == 1  # a fractional CPU still runs on one
+    assert Runtime(threads=5, cores=16).for_process(2, "cpu").threads_for(10**9) == 5
+    worker = Runtime(device="cuda", devices=("cuda:0", "cuda:1")).for_process(8, "cuda:1")
+    assert (worker.device, worker.devices, worker.workers) == ("cuda:1", ("cuda:1",), 1)
+
+
+def test_auto_workers_are_one_per_gpu_on_cuda():
+    assert Runtime(device="cuda", devices=("cuda:0", "cuda:1", "cuda:2")).workers_for(10) == 3
+    assert Runtime(device="cuda:1", devices=("cuda:1",)).workers_for(10) == 1
 
 
 @pytest.mark.parametrize(("before", "after"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")])

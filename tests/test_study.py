@@ -170,10 +170,14 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(tmp_path):
 
 @pytest.mark.slow
 def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
-    spec = write_spec(tmp_path, SLOW_SPEC)
+    """The first run trains for as long as the test needs (it is killed at the end): however fast or slow the
+    machine, it holds the directory while the second one starts."""
+    spec = write_spec(tmp_path, TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0"))
     process = _start(spec, tmp_path / "out")
     try:
-        _wait_for_trials(process, tmp_path / "out" / "results.sqlite", 1)
+        while not (tmp_path / "out" / "results.sqlite").exists():  # created under the directory's lock
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
         second = subprocess.run(_command(spec, tmp_path / "out"), capture_output=True, text=True)
         assert second.returncode == 2
         assert "another sparsecap run is using" in second.stderr

@@ -57,6 +57,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
                              "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
     spec = load_spec(arguments.spec, arguments.set)
     from sparsecap.report import write_report
+    from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.runtime import Runtime
     from sparsecap.studies import run_study
     from sparsecap.studies.progress import ProgressStyle
@@ -66,11 +67,15 @@ def _command_run(arguments: argparse.Namespace) -> int:
         print(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so nothing "
               f"is masked and no model is sparse; hold them to a smaller model's weight count with base_width "
               f"(e.g. --set base_width=128)", file=sys.stderr)
+    available = detect()
+    device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
+    runtime = Runtime(arguments.threads, workers=arguments.workers, device=device,
+                      devices=tuple(devices_of(device, available)))
     directory = arguments.out or Path("runs") / spec.name
     progress = run_study(spec, directory, arguments.data_root, arguments.download,
                          ProgressStyle.for_stream(not arguments.no_progress, sys.stderr), executor,
                          RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
-                         Runtime(arguments.threads, workers=arguments.workers))
+                         runtime)
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
     print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
@@ -153,6 +158,23 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _command_doctor(arguments: argparse.Namespace) -> int:
+    from sparsecap.devices import cpu_name, detect, resolve
+    from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, available_cores, physical_cores
+
+    available = detect()
+    print(f"torch {available.torch_version}, CUDA {available.cuda_version or 'none (CPU-only build)'}")
+    print(f"cpu       {cpu_name()}: {available_cores()} usable CPUs, {physical_cores()} physical cores")
+    for index, name in enumerate(available.cuda):
+        print(f"cuda:{index:<5}{name}")
+    if available.mps:
+        print("mps       Apple MPS")
+    print(f"--device auto runs on: {resolve('auto', available)}; --workers auto: one per "
+          f"{'GPU' if available.cuda else 'physical core'}; torch threads per trial: 1 below "
+          f"{THREADED_FROM_MULTIPLY_ACCUMULATES:,} multiply-accumulates per example, else every core of its worker")
+    return 0
+
+
 def _command_presets(arguments: argparse.Namespace) -> int:
     from sparsecap.studies import expand, list_presets, load_spec
 
@@ -179,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true",
                      help="no progress bars: one plain line per finished trial instead (as when stderr is not a "
                           "terminal)")
+    run.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N|mps",
+                     help="where trials run (default auto: CUDA if there is a GPU, then MPS, then the CPU; cuda: every "
+                          "GPU, one worker each); how a trial runs, not what it is: a study can be resumed on another")
     run.add_argument("--workers", type=_positive_int_or_auto, default=None, metavar="N|auto",
                      help="trial processes of the local executor (default auto: one per physical core, at most one "
                           "per group of trials)")
@@ -194,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-cpus", type=_positive_int, default=None,
                      help="CPUs of the local Ray instance (default: all of this machine's)")
     run.add_argument("--max-retries", type=_non_negative_int, default=2,
-                     help="Ray: reruns of a trial whose worker process died before it is recorded failed (default 2)")
+                     help="reruns of a trial whose worker process died (a local worker or a Ray task) before it is "
+                          "recorded failed (default 2)")
     run.add_argument("--storage", type=Path, default=None, metavar="PATH",
                      help="where checkpoints are written (PATH/checkpoints), seen by every node "
                           "(default: the output directory)")
@@ -247,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--download", action="store_true", help="download the clean dataset if missing")
     corrupt.add_argument("--no-progress", action="store_true", help="no progress bar")
     corrupt.set_defaults(handler=_command_corrupt)
+
+    doctor = commands.add_parser("doctor", help="what this machine offers: devices, cores, threads, versions")
+    doctor.set_defaults(handler=_command_doctor)
 
     presets = commands.add_parser("presets", help="list the shipped study presets")
     presets.set_defaults(handler=_command_presets)

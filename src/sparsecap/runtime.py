@@ -1,4 +1,4 @@
-"""How a study's trials run on this machine, never what they compute: worker processes, torch threads.
+"""How a study's trials run on this machine, never what they compute: device, worker processes, threads.
 
 One `Runtime` value is made by the command line and passed down to every executor; the process that
 trains applies it, because torch's thread count belongs to a process. The thread count changes float
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 WAIT_POLICY_VARIABLE = "OMP_WAIT_POLICY"
-THREADED_FROM_MULTIPLY_ACCUMULATES = 1_000_000
+THREADED_FROM_MULTIPLY_ACCUMULATES = 100_000
 """Dense multiply-accumulates per example from which a trial gets every core (below: one thread).
-benchmarks/threads.py: the base MLP (9,472) is 1.2-3x slower on two threads, the width-2^13 MLP
-(6.5 M) and VGG11 at width 16 (9.9 M) are 1.1-1.5x faster on two on a quiet machine."""
+benchmarks/threads.py on 2 cores: the base MLP (9,472) is 2.7x slower on two sleeping-wait threads than
+on one; the width-2^10 MLP (0.8 M), width 2^13 (6.5 M) and VGG11 at width 16 (9.9 M) are 1.4-1.5x faster
+on two when the machine is quiet, and within 1.1x of one thread when another process holds a core."""
 
 
 def available_cores() -> int:
@@ -57,19 +58,26 @@ class Runtime:
     cores: int = field(default_factory=available_cores)
     """The cores one trial may use (a Ray task: the CPUs it reserved)."""
     workers: int | None = None
-    """Trial processes of the local executor (`--workers`); None: one per physical core, at most one per
-    group of the study (a count fixed by the spec, so a resumed study runs with the same threads)."""
+    """Trial processes of the local executor (`--workers`); None: one per physical core (one per GPU on
+    CUDA), at most one per group of the study (a count fixed by the spec, so a resumed study runs with the
+    same threads)."""
+    device: str = "cpu"
+    """Where trials run (`sparsecap.devices.resolve`): cpu, cuda (every CUDA device), cuda:N or mps."""
+    devices: tuple[str, ...] = ("cpu",)
+    """The concrete devices `device` stands for, one per worker in turn (`sparsecap.devices.devices_of`)."""
 
     def workers_for(self, groups: int) -> int:
         if self.workers is not None:
             return self.workers
-        return max(1, min(physical_cores(), groups))
+        per_machine = physical_cores() if self.device == "cpu" else len(self.devices)
+        return max(1, min(per_machine, groups))
 
     def threads_for(self, multiply_accumulates: int) -> int:
         if self.threads is not None:
             return self.threads
         return self.cores if multiply_accumulates >= THREADED_FROM_MULTIPLY_ACCUMULATES else 1
 
-    def on_cores(self, cores: int) -> Runtime:
-        """The same choice for a process that may use `cores` cores (a worker's share, a Ray task's reservation)."""
-        return Runtime(self.threads, max(1, cores), 1)
+    def for_process(self, cores: int, device: str) -> Runtime:
+        """The runtime of one trial process: `cores` cores (its share, or a Ray task's reservation) and one
+        concrete device."""
+        return replace(self, cores=max(1, cores), workers=1, device=device, devices=(device,))

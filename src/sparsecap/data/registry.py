@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,6 +44,13 @@ class ImageDataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     source: str  # where it was read from, for logs and reports
+
+    def to(self, device: str) -> ImageDataset:
+        """The dataset on `device`, uploaded as uint8 (a quarter of float32's bytes); no copy where it already is."""
+        return dataclasses.replace(
+            self, train_images=self.train_images.to(device), train_labels=self.train_labels.to(device),
+            test_images=self.test_images.to(device), test_labels=self.test_labels.to(device),
+        )
 
 
 @dataclass(frozen=True)

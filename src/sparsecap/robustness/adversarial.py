@@ -100,7 +100,7 @@ def adversarial_robustness(
     for epsilon in epsilons:
         check_budget(epsilon)
     check_steps(steps)
-    indices = sample_indices(len(labels), examples, seed)
+    indices = sample_indices(len(labels), examples, seed).to(labels.device)
     pixels, targets = to_pixels(images[indices]), labels[indices]
     correct = _predict(model, pixels, batch_size) == targets
     attacked = correct.nonzero().flatten()

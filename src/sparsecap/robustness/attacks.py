@@ -91,7 +91,9 @@ def _project(candidate: torch.Tensor, clean: torch.Tensor, epsilon: float | torc
 
 
 def _random_start(clean: torch.Tensor, epsilon: float, generator: torch.Generator | None) -> torch.Tensor:
-    noise = torch.rand(clean.shape, generator=generator, dtype=clean.dtype) * (2 * epsilon) - epsilon
+    where = generator.device if generator is not None else clean.device  # the same draws on every device
+    noise = (torch.rand(clean.shape, generator=generator, dtype=clean.dtype, device=where) * (2 * epsilon)
+             - epsilon).to(clean.device)
     return _project(clean + noise, clean, epsilon)
 
 

@@ -32,9 +32,10 @@ def corrupted_data_robustness(
     """
     results = []
     for entry in inputs:
-        labels = test_labels[torch.from_numpy(entry.indices)]
-        for draw, images in enumerate(entry.images):
-            pixels = torch.from_numpy(np.array(to_channels_first(images)))  # a copy: the cache is read-only
+        labels = test_labels[torch.from_numpy(entry.indices).to(test_labels.device)]
+        for draw, images in enumerate(entry.images):  # generated on the CPU once per study, evaluated on the device
+            pixels = torch.from_numpy(np.array(to_channels_first(images))).to(test_labels.device)  # a copy: the
+            # cache is read-only
             evaluation = evaluate(model, pixels, labels, num_classes)
             results.append(CorruptionResult(entry.corruption, entry.severity, draw, evaluation.accuracy,
                                             evaluation.loss))

@@ -2,7 +2,8 @@
 
 Each weight w_i gets z_i ~ N(mu, (w_i sigma)^2) added, i.e. w_i + mu + sigma * w_i * eps_i with standard
 normal eps_i. Noise is applied only where the mask keeps a weight, so a pruned connection stays
-pruned (a masked weight is zero, and with mu = 0 its noise would be zero anyway).
+pruned (a masked weight is zero, and with mu = 0 its noise would be zero anyway). The normals come from the
+generator's device and are used on the weights'.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: to
     """Perturb every kept weight of the maskable layers in place."""
     for _, layer in masked_layers(model):
         # Drawn at the dense shape whatever the storage, so every engine sees the same perturbation.
-        epsilon = layer.to_stored_layout(torch.randn(layer.weight_shape, generator=generator))
+        epsilon = layer.to_stored_layout(
+            torch.randn(layer.weight_shape, generator=generator, device=generator.device).to(layer.stored_weight.device))
         weight = layer.stored_weight
         weight.add_((mean + sigma * weight * epsilon) * layer.stored_mask)
 

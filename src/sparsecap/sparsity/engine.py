@@ -19,9 +19,10 @@ from sparsecap.sparsity.masked import MaskedLinear, masked_layers
 from sparsecap.sparsity.sparse_linear import SparseLinear
 
 AUTO_DENSITY_THRESHOLD = 0.15
-"""`auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse engine
-is faster from density 0.125 (width 2^10) down, about even at 0.25, slower at 0.5 and 1;
-docs/performance.md)."""
+"""On a CPU, `auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse
+engine is faster from density 0.125 (width 2^10) down, about even at 0.25, slower at 0.5 and 1;
+docs/performance.md). On other devices `auto` keeps every layer dense: where CSR products beat dense ones
+there has not been measured, and a GPU's dense products are fast enough for every model of the study."""
 
 
 def _to_masked(layer: SparseLinear) -> MaskedLinear:
@@ -45,16 +46,17 @@ def replace_module(model: nn.Module, name: str, layer: nn.Module, replacement: n
     return model
 
 
-def set_engine(model: nn.Module, engine: Engine | str) -> nn.Module:
-    """Store every masked linear layer for `engine` (in place); returns the model.
+def set_engine(model: nn.Module, engine: Engine | str, device_type: str = "cpu") -> nn.Module:
+    """Store every masked linear layer for `engine` (in place) on a device of `device_type`; returns the model.
 
     Call it before building an optimiser: swapping a layer replaces its Parameters.
     """
     engine = Engine(engine)
+    threshold = AUTO_DENSITY_THRESHOLD if device_type == "cpu" else 0.0
     for name, layer in masked_layers(model):
         if not isinstance(layer, MaskedLinear | SparseLinear):
             continue
-        sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and layer.density < AUTO_DENSITY_THRESHOLD)
+        sparse = engine is Engine.SPARSE or (engine is Engine.AUTO and layer.density < threshold)
         if sparse and isinstance(layer, MaskedLinear):
             model = replace_module(model, name, layer, SparseLinear.from_dense(layer.weight, layer.mask, layer.bias))
         elif not sparse and isinstance(layer, SparseLinear):

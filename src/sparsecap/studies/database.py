@@ -52,7 +52,11 @@ CREATE TABLE IF NOT EXISTS trials (
     finished_at TEXT NOT NULL,
     error TEXT,
     threads INTEGER,
-    checkpoint_sha256 TEXT
+    checkpoint_sha256 TEXT,
+    device TEXT,
+    device_name TEXT,
+    torch_version TEXT,
+    cuda_version TEXT
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
@@ -138,11 +142,18 @@ class TrialRecord:
     """The torch threads it ran with: they change float reduction order, so the last bits of results."""
     checkpoint_sha256: str | None = None
     """SHA-256 of the checkpoint file as written, so a resume or a report can tell a damaged one."""
+    device: str | None = None
+    """Where it ran (cpu, cuda:N, mps), with the device's name and the torch and CUDA versions: not part of
+    what the trial is, as a study may be resumed on another device."""
+    device_name: str | None = None
+    torch_version: str | None = None
+    cuda_version: str | None = None
 
 
 _CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption")
 _CHILD_TABLES = ("epochs", "class_recall", "weight_noise", "adversarial", "corruption")
-_ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "TEXT"}
+_ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "TEXT", "device": "TEXT",
+                  "device_name": "TEXT", "torch_version": "TEXT", "cuda_version": "TEXT"}
 """Columns added to `trials` after its first release, added to an older database when it is opened."""
 
 

@@ -27,6 +27,7 @@ from sparsecap.sparsity import (
     summarize,
     weight_count,
 )
+from sparsecap.devices import placement
 from sparsecap.runtime import Runtime
 from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.studies.checkpoints import save_checkpoint
@@ -49,7 +50,8 @@ def _finite_or_none(value: float | None) -> float | None:
 
 
 def prepare_model(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> tuple[nn.Module, int]:
-    """The trial's model ready to train (masked or initialised, stored for the engine) and its capacity."""
+    """The trial's model ready to train on the dataset's device (masked or initialised on the CPU, from the
+    trial's generators, so the same on every device; stored for the engine) and its capacity."""
     generators = trial_generators(trial.seed)
     capacity = base_nonzero(spec, trial, dataset)
     model = create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
@@ -59,7 +61,8 @@ def prepare_model(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> tuple
         )
     else:
         initialize_(model, generators.initialization)
-    return set_engine(model, spec.training.engine), capacity  # auto: per layer from its density
+    device = dataset.train_images.device
+    return set_engine(model, spec.training.engine, device.type).to(device), capacity  # auto: per layer, device
 
 
 def _epoch_bar(description: str, total: int, show_progress: bool) -> tqdm:
@@ -121,10 +124,10 @@ def evaluate_trial(
     show_progress: bool,
 ) -> TrialRecord:
     """Prune (post-training schedule), measure, save the checkpoint: the trained trial's record."""
-    generators = trial_generators(trial.seed)
+    generators = trial_generators(trial.seed, str(dataset.test_images.device))
     if trial.schedule is Schedule.POSTTRAIN:
         magnitude_prune_(model, capacity, spec.pruning_scope, spec.allocation)
-        model = set_engine(model, spec.training.engine)  # the pruned layers evaluated sparse under auto
+        model = set_engine(model, spec.training.engine, dataset.test_images.device.type)  # pruned: sparse if auto
 
     info = dataset.info
     with tqdm(total=_evaluation_steps(spec), desc=f"{trial.trial_id} evaluation", unit="step", leave=False,
@@ -272,4 +275,7 @@ def run_group_or_failures(
                   f"failed ({type(error).__name__}: {error}); running them one by one", file=sys.stderr)
     if records is None:
         records = [run_trial_or_failure(spec, trial, dataset, checkpoint_directory, show_progress) for trial in trials]
-    return [dataclasses.replace(record, threads=threads) for record in records]
+    where = placement(runtime.device)
+    return [dataclasses.replace(record, threads=threads, device=where.device, device_name=where.device_name,
+                                torch_version=where.torch_version, cuda_version=where.cuda_version)
+            for record in records]

@@ -66,9 +66,11 @@ def import_ray() -> Any:
 def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, storage: str,
                 runtime: Runtime) -> list[TrialRecord]:
     """What runs on a worker: one group of `seed_groups` (Ray resolves `dataset` before the call), on as
-    many cores as the task reserved."""
-    return run_group_or_failures(spec, trials, dataset, Path(storage) / "checkpoints",
-                                 runtime.on_cores(math.floor(spec.resources.num_cpus)), False)
+    many cores as the task reserved, and on the GPU Ray assigned it if it reserved one (Ray makes it the
+    task's only visible CUDA device)."""
+    device = "cuda:0" if spec.resources.num_gpus > 0 else "cpu"
+    here = runtime.for_process(math.floor(spec.resources.num_cpus), device)
+    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage) / "checkpoints", here, False)
 
 
 def _slots(ray: Any, spec: StudySpec) -> int:

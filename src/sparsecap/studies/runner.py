@@ -187,13 +187,15 @@ def _run_pending(
         elif context is not None and len(groups) > 1:
             if spec.corruptions.enabled:  # once, here: concurrent workers must not all generate them
                 prepare_corruption_inputs(spec, datasets, {trial.dataset for trial in pending}, storage, bars)
-            run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers)
-        else:
+            run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers,
+                           ray_options.max_retries)
+        else:  # in this process, as one worker of `workers` would (the same threads, so the same numbers)
+            here = runtime.for_process(runtime.cores // workers, runtime.devices[0])
+            on_device = {name: dataset.to(here.device) for name, dataset in datasets.items()}
             for group in groups:
                 view.set_running(len(group))
-                for result in run_group_or_failures(spec, group, datasets[group[0].dataset],
-                                                    storage / "checkpoints", runtime.on_cores(runtime.cores // workers),
-                                                    bars):
+                for result in run_group_or_failures(spec, group, on_device[group[0].dataset],
+                                                    storage / "checkpoints", here, bars):
                     write(result)
                     view.record(result)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),

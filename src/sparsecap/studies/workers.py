@@ -35,18 +35,23 @@ Group = list[Trial]
 
 def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoints: Path, runtime: Runtime,
           connection: Connection) -> None:
-    """A worker's life: run each group it is sent, send back its records, stop on None."""
+    """A worker's life: run each group it is sent, send back its records, stop on None. The datasets go to
+    the worker's device once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
     while (group := connection.recv()) is not None:
         connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, False))
 
 
 class _Worker:
-    """One worker process and the group it is running."""
+    """One worker process (in slot `slot`, which fixes its device) and the group it is running."""
 
-    def __init__(self, context: multiprocessing.context.BaseContext, arguments: tuple, group: Group) -> None:
+    def __init__(self, context: multiprocessing.context.BaseContext, arguments: tuple, runtime: Runtime,
+                 slot: int, group: Group) -> None:
+        self.slot = slot
         self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=_work, args=(*arguments, theirs), name="sparsecap-worker", daemon=True)
+        self.process = context.Process(target=_work, args=(*arguments, runtime, theirs), name="sparsecap-worker",
+                                       daemon=True)
         self.process.start()
         theirs.close()
         self.give(group)
@@ -100,15 +105,16 @@ def run_on_workers(
     """Run `groups` on `workers` processes of `context` (`worker_context`), each with `runtime`'s threads for
     its share of the cores, the costliest groups first."""
     used = {group[0].dataset for group in groups}
-    arguments = (spec, {name: datasets[name] for name in used}, storage / "checkpoints",
-                 runtime.on_cores(runtime.cores // workers))
+    arguments = (spec, {name: datasets[name] for name in used}, storage / "checkpoints")
+    slot_runtimes = [runtime.for_process(runtime.cores // workers, runtime.devices[slot % len(runtime.devices)])
+                     for slot in range(workers)]
     waiting = deque(sorted(groups, key=lambda group: -_cost(group, datasets[group[0].dataset])))
     deaths: Counter[tuple[str, ...]] = Counter()  # a group's trial ids -> how often its worker died
     busy: list[_Worker] = []
     try:
         while waiting or busy:
-            while waiting and len(busy) < workers:
-                busy.append(_Worker(context, arguments, waiting.popleft()))
+            for slot in sorted(set(range(workers)) - {worker.slot for worker in busy})[:len(waiting)]:
+                busy.append(_Worker(context, arguments, slot_runtimes[slot], slot, waiting.popleft()))
             view.set_running(sum(len(worker.group) for worker in busy))
             ready = set(wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy]))
             for worker in [worker for worker in busy if {worker.connection, worker.process.sentinel} & ready]:

@@ -210,7 +210,7 @@ def train_together(
         for step in range(len(orders[active[0]])):
             # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
             batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
-            indices = torch.cat(batches)
+            indices = torch.cat(batches).to(labels.device)
             batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
             if config.augmentation:
                 batch_images = torch.cat([

@@ -65,7 +65,8 @@ def train(
     model.train()
     for epoch in range(config.max_epochs):
         loss_sum, seen = 0.0, 0
-        for batch in torch.randperm(len(labels), generator=generator).split(config.batch_size):
+        # The order is drawn on the CPU from the trial's generator: the same on every device.
+        for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
             batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
             if config.augmentation:
                 batch_images = random_crop_and_flip(batch_images, generator)
