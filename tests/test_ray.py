@@ -15,7 +15,14 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
-from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, finished_trial_count, write_spec
+from tests.study_helpers import (
+    SEEDS_TOGETHER_SPEC,
+    TINY_SPEC,
+    comparable_results,
+    descendants,
+    finished_trial_count,
+    write_spec,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -93,24 +100,6 @@ def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_i
     assert comparable_results(tmp_path / "out") == comparable_results(local_reference)
 
 
-def _descendants(pid: int) -> set[int]:
-    """Every process below `pid` (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, stack = set(), [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.add(child)
-            stack.append(child)
-    return found
-
-
 def _title(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
@@ -126,7 +115,7 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
 
     def kill_one_running_trial() -> None:
         while not stop.is_set() and not killed:
-            for pid in sorted(_descendants(os.getpid())):
+            for pid in sorted(descendants(os.getpid())):
                 if _title(pid).startswith(TRIAL_PROCESS_TITLE):
                     time.sleep(0.5)  # well inside the trial
                     if not _title(pid).startswith(TRIAL_PROCESS_TITLE):
@@ -163,9 +152,9 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
     try:
         while finished_trial_count(out / "results.sqlite") < 1:  # however slow the machine
             assert driver.poll() is None, driver.communicate()
-            ray_processes |= _descendants(driver.pid)
+            ray_processes |= descendants(driver.pid)
             time.sleep(0.05)
-        ray_processes |= _descendants(driver.pid)
+        ray_processes |= descendants(driver.pid)
         driver.kill()
         driver.wait()
     finally:

@@ -4,14 +4,17 @@ killed mid-trial loses nothing already finished."""
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
-from tests.study_helpers import TINY_SPEC, comparable_results, finished_trial_count, write_spec
+from tests.study_helpers import TINY_SPEC, comparable_results, descendants, finished_trial_count, write_spec
 
 
 def test_two_workers_give_the_database_of_one_with_threads_pinned(tmp_path):
@@ -58,3 +61,27 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
         f"mlp-digits-w{width}-d1-static-s{seed}" for width in (128, 256) for seed in (0, 1, 2))
     assert {row["status"] for row in rows} == {"finished"} and {row["epochs"] for row in rows} == {60}
     assert rows[: len(finished_before)] == finished_before  # what was written before the kill stays as it was
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_workers_end_when_their_run_is_killed(tmp_path):
+    """SIGKILL runs no clean-up in the killed run; its workers notice and stop instead of training on."""
+    spec = write_spec(tmp_path, TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0"))
+    run = subprocess.Popen([sys.executable, "-m", "sparsecap.cli", "run", str(spec), "--out", str(tmp_path / "out"),
+                            "--workers", "2", "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while len(below := descendants(run.pid)) < 3:  # the fork server and its two workers
+            assert run.poll() is None
+            time.sleep(0.05)
+    finally:
+        run.kill()
+        run.wait()
+    while any(_alive(pid) for pid in below):  # however slow the machine; pytest-timeout bounds a hang
+        time.sleep(0.05)

@@ -56,7 +56,6 @@ def _command_run(arguments: argparse.Namespace) -> int:
         raise SparsecapError("--workers goes with the local executor; with --executor ray, Ray runs as many trials "
                              "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
     spec = load_spec(arguments.spec, arguments.set)
-    from sparsecap.report import write_report
     from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.runtime import Runtime
     from sparsecap.studies import run_study
@@ -88,6 +87,8 @@ def _command_run(arguments: argparse.Namespace) -> int:
             last_line = ((errors.get(trial_id) or "").strip().splitlines() or ["(no error recorded)"])[-1]
             print(f"  {trial_id}: {last_line}", file=sys.stderr)
     if not arguments.no_report:
+        from sparsecap.report import write_report  # matplotlib and SciPy's statistics: only when drawing
+
         print(f"report: {write_report(directory)}")
     return EXIT_TRIALS_FAILED if progress.failed else 0
 

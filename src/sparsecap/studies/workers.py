@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
@@ -33,11 +35,21 @@ from sparsecap.studies.trials import Trial
 Group = list[Trial]
 
 
+def _exit_with_the_parent() -> None:
+    """Watch the process that started this worker, and end this one when it ends however it ended (even by
+    SIGKILL, which runs no clean-up there): a worker must never go on training for a run that is gone."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+
 def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoints: Path, runtime: Runtime,
           connection: Connection) -> None:
     """A worker's life: run each group it is sent, send back its records, stop on None. The datasets go to
     the worker's device once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
     while (group := connection.recv()) is not None:
         connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, False))
