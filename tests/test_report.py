@@ -288,3 +288,21 @@ def test_no_adversarial_figure_without_adversarial_rows(report_page: Path) -> No
     html = report_page.read_text(encoding="utf-8")
     assert "adversarial" not in html.lower()
     assert not (report_page.parent / "adversarial_accuracy.png").exists()
+
+
+def test_the_page_says_where_the_trials_ran(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    for seed, device in ((0, "cpu"), (1, "cpu"), (2, "cuda:0")):
+        database.record_trial(_record(schedule="static", width=128, seed=seed, device=device, threads=1,
+                                      device_name="NVIDIA H200" if device != "cpu" else "AMD EPYC",
+                                      torch_version="2.13.0", cuda_version=None if device == "cpu" else "12.8"))
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    table = html.split('id="placements-table"')[1].split("</table>")[0]
+    assert table.count("<tr>") == 3  # the header and two placements
+    assert "AMD EPYC" in table and "NVIDIA H200" in table and "12.8" in table
+    assert "<td>2</td>" in table and "<td>1</td>" in table
+
+
+def test_a_page_of_trials_without_placements_says_so(tmp_path: Path) -> None:
+    StudyDatabase.create(tmp_path).record_trial(_record(schedule="static", width=128, seed=0))
+    assert "Where the trials ran was not recorded" in write_report(tmp_path).read_text(encoding="utf-8")

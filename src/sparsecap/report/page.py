@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from html import escape
 from typing import Any
@@ -190,6 +191,19 @@ def _figures_html(figures: Sequence[FigureInfo]) -> str:
     return "\n".join(blocks)
 
 
+def _placements_html(trials: Sequence[dict[str, Any]]) -> str:
+    """Where the trials ran (device, its name, versions, threads), counted: a study may span machines."""
+    keys = ("device", "device_name", "torch_version", "cuda_version", "threads")
+    counts = Counter(tuple(trial.get(key) for key in keys) for trial in trials if trial.get("device"))
+    if not counts:
+        return '<p class="muted">Where the trials ran was not recorded (a study from before sparsecap kept it).</p>'
+    rows = "".join("<tr>" + "".join(_cell("—" if value is None else value, "text") for value in placement)
+                   + _cell(count) + "</tr>" for placement, count in sorted(counts.items(), key=str))
+    return ('<div class="table-wrap"><table id="placements-table">'
+            + _header(["device", "name", "torch", "CUDA", "threads", "trials"], text_columns=5)
+            + f"<tbody>{rows}</tbody></table></div>")
+
+
 def _damaged_html(damaged: dict[str, str]) -> str:
     """Trials whose checkpoint is gone or altered: their results stand, but their weights cannot be reloaded."""
     if not damaged:
@@ -269,6 +283,8 @@ fine-tuning. Remaining weights (%) = 100 × nonzero / total weights; the dense b
 <details open><summary>Spec</summary><pre id="spec">{escape(spec_json)}</pre></details>
 <h3>Versions</h3>
 {versions_html}
+<h3>Where the trials ran</h3>
+{_placements_html(results.trials)}
 <p class="muted">Source: {escape(str(results.directory))}; drawn from the results database only.</p>
 </main>
 </body>
