@@ -76,3 +76,22 @@ def test_diverged_trials_are_recorded_as_diverged_and_the_report_says_so(tmp_pat
     assert {row["status"] for row in rows} == {"diverged"} and len(rows) == 8
     with pytest.raises(StudyDirectoryError, match="all 8 trial"):
         write_report(tmp_path / "out")
+
+
+def test_training_reads_the_device_once_per_epoch_not_per_step(monkeypatch):
+    """`.item()` and `.tolist()` wait for an accelerator to finish; a step must not."""
+    from sparsecap.training.multiseed import train_together
+
+    digits = load_dataset("digits")
+    config = TrainingConfig(max_epochs=3, batch_size=64, stop_loss=0.0)  # 23 steps per epoch
+    reads = []
+    for method in ("item", "tolist"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method,
+                            lambda self, *arguments, _original=original: reads.append(1) or _original(self, *arguments))
+    train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0))
+    assert len(reads) == 3
+    reads.clear()
+    train_together([_model(), _model()], digits.train_images, digits.train_labels, config,
+                   [torch.Generator().manual_seed(seed) for seed in (0, 1)])
+    assert len(reads) == 3

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-from sparsecap.training import to_pixels
+from sparsecap.training.trainer import loss_accumulator, to_pixels
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,18 @@ def class_recall(predictions: torch.Tensor, labels: torch.Tensor, num_classes: i
 def evaluate(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int = 1000
 ) -> Evaluation:
-    """Evaluate in eval mode over uint8 `images`."""
+    """Evaluate in eval mode over uint8 `images`, summing on their device and reading the sums once."""
     model.eval()
-    loss_sum = 0.0
+    loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
     predictions = []
     for start in range(0, len(labels), batch_size):
         logits = model(to_pixels(images[start : start + batch_size]))
         batch_labels = labels[start : start + batch_size]
-        loss_sum += functional.cross_entropy(logits, batch_labels, reduction="sum").item()
+        loss_sum += functional.cross_entropy(logits, batch_labels, reduction="sum").to(loss_sum.dtype)
         predictions.append(logits.argmax(dim=1))
     predicted = torch.cat(predictions)
     return Evaluation(
         accuracy=(predicted == labels).double().mean().item(),
-        loss=loss_sum / len(labels),
+        loss=loss_sum.item() / len(labels),
         class_recall=class_recall(predicted, labels, num_classes),
     )

@@ -32,7 +32,6 @@ parameterised layers (convolutions, batch normalisation) are refused, and such s
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -45,7 +44,7 @@ from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
-from sparsecap.training.trainer import TrainingResult, to_pixels
+from sparsecap.training.trainer import TrainingResult, loss_accumulator, to_pixels
 
 
 class _StackedDense(nn.Module):
@@ -204,9 +203,7 @@ def train_together(
         active = [index for index in range(count) if final[index] is None]
         orders = {index: torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
                   for index in active}
-        sums = [0.0] * count
-        seen = 0
-        diverged: set[int] = set()
+        sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
         for step in range(len(orders[active[0]])):
             # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
             batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
@@ -214,30 +211,19 @@ def train_together(
             batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
             if config.augmentation:
                 batch_images = torch.cat([
-                    random_crop_and_flip(chunk, generators[index])
-                    if index in orders and index not in diverged else chunk
+                    random_crop_and_flip(chunk, generators[index]) if index in orders else chunk
                     for index, chunk in enumerate(batch_images.split(len(batches[0])))
                 ])
             logits = stacked(to_pixels(batch_images)).reshape(len(indices), -1)
             losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
-            values = losses.tolist()
-            for index in active:
-                if index not in diverged and not math.isfinite(values[index]):
-                    diverged.add(index)  # as `train`: stop before this step, keep the weights it had
-                    final[index] = snapshot(index)
             optimizer.zero_grad(set_to_none=True)
             losses.sum().backward()
             optimizer.step()
-            for index in active:
-                sums[index] += values[index] * len(batches[index])
-            seen += len(batches[0])
+            sums += losses.detach().to(sums.dtype) * len(batches[0])
+        epoch_losses = (sums / len(labels)).tolist()  # the epoch's one wait for the device, as in `train`
         for index in active:
             result = results[index]
-            if index in diverged:
-                result.diverged = True
-                result.epoch_losses.append(math.nan)
-                continue
-            result.epoch_losses.append(sums[index] / seen)
+            result.epoch_losses.append(epoch_losses[index])
             result.diverged = has_diverged(result.epoch_losses[-1], logits.shape[-1])  # as `train`
             if result.diverged or result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
                 final[index] = snapshot(index)

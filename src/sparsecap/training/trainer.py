@@ -6,7 +6,6 @@ generator fixes the data order, so the same seed gives the same run.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +34,11 @@ class TrainingResult:
         return self.epoch_losses[-1] if self.epoch_losses else None
 
 
+def loss_accumulator(device: torch.device) -> torch.dtype:
+    """The dtype epoch losses are summed in: float64, as Python's floats were, where the device has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
     """uint8 images to float pixels in [0, 1] (the models' input space)."""
     return images.float().div_(255.0)
@@ -53,8 +57,9 @@ def train(
 ) -> TrainingResult:
     """Train in place with SGD + momentum until max_epochs or the loss threshold.
 
-    A non-finite step loss stops before that step; an epoch loss beyond `divergence_bound` stops after
-    that epoch: either way the result is marked diverged (`sparsecap.training.divergence`).
+    The epoch's loss is summed where the model is and read once per epoch: no step waits for the device.
+    An epoch whose loss is non-finite or beyond `divergence_bound` ends training, marked diverged
+    (`sparsecap.training.divergence`); its weights are then those at the end of that epoch.
     """
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
@@ -64,7 +69,7 @@ def train(
     started = time.perf_counter()
     model.train()
     for epoch in range(config.max_epochs):
-        loss_sum, seen = 0.0, 0
+        loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
         # The order is drawn on the CPU from the trial's generator: the same on every device.
         for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
             batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
@@ -72,18 +77,11 @@ def train(
                 batch_images = random_crop_and_flip(batch_images, generator)
             logits = model(to_pixels(batch_images))
             loss = functional.cross_entropy(logits, labels[batch])
-            if not math.isfinite(loss.item()):
-                result.diverged = True
-                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(batch)
-            seen += len(batch)
-        if result.diverged:
-            result.epoch_losses.append(math.nan)
-            break
-        result.epoch_losses.append(loss_sum / seen)
+            loss_sum += loss.detach().to(loss_sum.dtype) * len(batch)
+        result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
         if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
             result.diverged = True
             break
