@@ -52,3 +52,17 @@ def test_noise_is_multiplicative_with_the_requested_spread():
     relative = (layer.weight[kept] - original[kept]) / original[kept]
     assert abs(relative.std().item() - 0.2) < 0.01
     assert abs(relative.mean().item()) < 0.01
+
+
+def test_wide_models_are_evaluated_in_cache_sized_batches_with_the_same_results():
+    from sparsecap.robustness.evaluation import evaluation_batch_size
+
+    wide = create_model(ModelConfig("mlp", 32768, 1), dataset_info("mnist"))
+    narrow = create_model(ModelConfig("mlp", 128, 1), dataset_info("mnist"))
+    assert evaluation_batch_size(wide, torch.device("cpu")) == 128
+    assert evaluation_batch_size(narrow, torch.device("cpu")) == 1000
+    assert evaluation_batch_size(wide, torch.device("meta")) == 1000  # a GPU takes the whole batch
+    model, images, labels = _model_and_data()
+    whole, batched = evaluate(model, images, labels, 10, batch_size=300), evaluate(model, images, labels, 10, batch_size=7)
+    assert whole.accuracy == batched.accuracy and whole.class_recall == batched.class_recall
+    assert abs(whole.loss - batched.loss) < 1e-6

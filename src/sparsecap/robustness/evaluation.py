@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.sparsity.masked import masked_layers
 from sparsecap.training.trainer import loss_accumulator, to_pixels
 
 
@@ -34,12 +35,31 @@ def class_recall(predictions: torch.Tensor, labels: torch.Tensor, num_classes: i
     return tuple((correct / present).tolist())
 
 
+EVALUATION_BATCH = 1000
+CPU_ACTIVATIONS_LIMIT = 4 * 2**20
+"""Bytes of one evaluation batch's layer outputs that a CPU keeps in its caches. Wider models are evaluated
+in smaller batches (down to 128): on 2 cores the width-2^15 MLP's clean pass over the MNIST test set took
+1.2-1.3 s in batches of 1000 (131 MB of hidden activations each) and 0.4-0.47 s in batches of 64-128;
+width 2^13: 0.27-0.31 s against 0.12-0.18 s (docs/performance.md). A GPU takes the whole 1000."""
+
+
+def evaluation_batch_size(model: nn.Module, device: torch.device) -> int:
+    """Examples per evaluation batch: 1000, fewer on a CPU where that many would overflow its caches (the
+    batch changes no result beyond float rounding)."""
+    if device.type != "cpu":
+        return EVALUATION_BATCH
+    outputs = sum(layer.weight_shape[0] for _, layer in masked_layers(model))
+    return max(128, min(EVALUATION_BATCH, CPU_ACTIVATIONS_LIMIT // (4 * max(outputs, 1))))
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int = 1000
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int | None = None
 ) -> Evaluation:
-    """Evaluate in eval mode over uint8 `images`, summing on their device and reading the sums once."""
+    """Evaluate in eval mode over uint8 `images`, summing on their device and reading the sums once
+    (`batch_size` None: `evaluation_batch_size`)."""
     model.eval()
+    batch_size = batch_size or evaluation_batch_size(model, images.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
     predictions = []
     for start in range(0, len(labels), batch_size):

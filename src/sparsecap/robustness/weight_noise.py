@@ -33,8 +33,10 @@ def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: to
     """Perturb every kept weight of the maskable layers in place."""
     for _, layer in masked_layers(model):
         # Drawn at the dense shape whatever the storage, so every engine sees the same perturbation.
-        epsilon = layer.to_stored_layout(
-            torch.randn(layer.weight_shape, generator=generator, device=generator.device).to(layer.stored_weight.device))
+        # One normal per kept weight, in row-major order whatever the storage: every engine sees the same
+        # perturbation, and a draw costs the nonzeros, not the dense shape (26 M numbers at width 2^15).
+        normals = torch.randn(layer.kept_count, generator=generator, device=generator.device)
+        epsilon = layer.kept_to_stored_layout(normals.to(layer.stored_weight.device))
         weight = layer.stored_weight
         weight.add_((mean + sigma * weight * epsilon) * layer.stored_mask)
 

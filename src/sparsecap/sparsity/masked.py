@@ -6,7 +6,8 @@ without any hook on the optimiser. The mask is a buffer, so it is saved and load
 
 A linear layer can instead be stored at its kept weights only (`SparseLinear`, the sparse engine); the
 two answer the same questions (`weight_shape`, `mask`, `effective_weight`, `stored_weight`,
-`stored_mask`, `to_stored_layout`), so code that reads or perturbs weights works on either.
+`stored_mask`, `to_stored_layout`, `kept_count`, `kept_to_stored_layout`), so code that reads or
+perturbs weights works on either.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class _MaskedWeight:
     def to_stored_layout(self, dense: torch.Tensor) -> torch.Tensor:
         """A tensor of the weight's dense shape in the stored weight's layout: itself."""
         return dense
+
+    @property
+    def kept_count(self) -> int:
+        return int(self.mask.count_nonzero())
+
+    def kept_to_stored_layout(self, kept: torch.Tensor) -> torch.Tensor:
+        """Values of the kept weights, in row-major order, in the stored weight's layout (zero elsewhere)."""
+        return torch.zeros_like(self.weight).masked_scatter_(self.mask.bool(), kept)
 
     def set_mask(self, mask: torch.Tensor) -> None:
         """Install a new mask and zero the weights it removes, so stored weights are the effective ones."""

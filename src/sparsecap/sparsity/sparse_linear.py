@@ -163,6 +163,14 @@ class SparseLinear(nn.Module):
         """A tensor of the weight's dense shape, read at the stored weights' positions."""
         return dense.reshape(-1)[self.kept]
 
+    @property
+    def kept_count(self) -> int:
+        return self.kept.numel()
+
+    def kept_to_stored_layout(self, kept: torch.Tensor) -> torch.Tensor:
+        """Values of the kept weights, in row-major order: the stored layout itself (`kept` ascends)."""
+        return kept
+
     def set_mask(self, mask: torch.Tensor) -> None:
         """Keep the positions `mask` keeps, with their current weights (zero where none was kept)."""
         if mask.shape != self.weight_shape:
