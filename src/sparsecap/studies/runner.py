@@ -151,7 +151,7 @@ def run_study(
             held.enter_context(_exclusive(directory))
             database = _open_study(directory, spec)
         return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
-                                Path(storage) if storage is not None else directory, runtime, workers, context)
+                            Path(storage) if storage is not None else directory, runtime, workers, context)
 
 
 def _run_pending(
