@@ -34,7 +34,7 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     assert len(trials) == 8
     assert {row["nonzero_weights"] for row in trials} == {64 * 16 + 16 * 10}
     assert {row["remaining_percent"] for row in trials} == {100.0, 50.0}
-    assert len(database.rows("weight_noise")) == 8 * 2 * 2
+    assert len(database.rows("weight_noise")) == 8 * (1 + 2)  # sigma 0 once, sigma 0.5 twice
     assert len(database.rows("class_recall")) == 8 * 10
     metadata = database.metadata()
     assert metadata["spec"]["name"] == "tiny" and metadata["seeds"] == [0, 1]

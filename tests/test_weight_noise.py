@@ -17,12 +17,15 @@ def _model_and_data():
     return model, images, labels
 
 
-def test_sigma_zero_reproduces_the_clean_evaluation_exactly():
+def test_sigma_zero_is_the_clean_evaluation_once_and_a_constant_shift_is_evaluated_once():
     model, images, labels = _model_and_data()
     clean = evaluate(model, images, labels, 10)
     draws = weight_noise_robustness(model, images, labels, 10, [0.0], 3, 0.0, torch.Generator().manual_seed(0), clean)
-    assert [draw.accuracy for draw in draws] == [clean.accuracy] * 3
-    assert [draw.delta_loss for draw in draws] == [0.0] * 3
+    assert [(draw.draw, draw.accuracy, draw.delta_loss) for draw in draws] == [(0, clean.accuracy, 0.0)]
+    shifted = weight_noise_robustness(model, images, labels, 10, [0.0, 0.2], 3, 0.05, torch.Generator().manual_seed(0),
+                                      clean)
+    assert [(draw.sigma, draw.draw) for draw in shifted] == [(0.0, 0), (0.2, 0), (0.2, 1), (0.2, 2)]
+    assert shifted[0].delta_loss != 0.0  # the shift by the mean is a different model
 
 
 def test_noise_is_zero_on_masked_weights_and_the_model_is_restored():

@@ -55,14 +55,21 @@ def weight_noise_robustness(
 ) -> list[NoiseDraw]:
     """Accuracy and loss increase for `draws` independent perturbations per sigma; the model is restored.
 
-    Only the perturbed weights are copied back (in place): masks stay untouched, so nothing derived from
-    them (the sparse engine's index structures) is rebuilt per draw.
+    sigma = 0 is deterministic (every draw adds the same `mean`), so it is evaluated once, as draw 0, and
+    with `mean` = 0 not at all: that model is the clean one. Only the perturbed weights are copied back (in
+    place): masks stay untouched, so nothing derived from them (the sparse engine's index structures) is
+    rebuilt per draw.
     """
     weights = [layer.stored_weight for _, layer in masked_layers(model)]
     originals = [weight.detach().clone() for weight in weights]
     results = []
     for sigma in sigmas:
-        for draw in range(draws):
+        if sigma == 0 and mean == 0:
+            results.append(NoiseDraw(sigma, 0, clean.accuracy, clean.loss, 0.0))
+            if on_draw is not None:
+                on_draw()
+            continue
+        for draw in range(draws if sigma else 1):
             add_weight_noise_(model, sigma, mean, generator)
             try:
                 noisy = evaluate(model, images, labels, num_classes)

@@ -109,8 +109,8 @@ def run_trials_together(
 
 def _evaluation_steps(spec: StudySpec) -> int:
     """What the evaluation bar counts: clean, each weight-noise draw, the attacks and the corruptions."""
-    return (1 + len(spec.weight_noise.sigmas) * spec.weight_noise.draws + spec.adversarial.enabled
-            + spec.corruptions.enabled)
+    noise = sum(spec.weight_noise.draws if sigma else 1 for sigma in spec.weight_noise.sigmas)
+    return 1 + noise + spec.adversarial.enabled + spec.corruptions.enabled
 
 
 def evaluate_trial(
