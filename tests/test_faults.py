@@ -127,3 +127,14 @@ def test_a_read_only_study_directory_is_refused_by_report_and_resume(finished_st
     assert new.returncode == 2 and "cannot write the study to" in new.stderr
     assert "Traceback" not in report.stderr + resume.stderr + new.stderr
     assert _tree(tmp_path) == before
+
+
+def test_the_report_checks_checkpoints_where_the_run_stored_them(tmp_path, capsys):
+    out, storage = tmp_path / "out", tmp_path / "shared"
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "schedules=['static']"])
+    run_study(spec, out, storage=storage)
+    code, _, err = _run(capsys, "report", str(out))
+    assert code == 0 and "warning" not in err  # found under --storage, not the study directory
+    next((storage / "checkpoints").iterdir()).unlink()
+    code, _, err = _run(capsys, "report", str(out))
+    assert code == 0 and err.count("is missing") == 1

@@ -19,7 +19,7 @@ import numpy as np
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
 from sparsecap.studies.checkpoints import checkpoint_problem
-from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase
+from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
 
 FINISHED = "finished"
@@ -200,13 +200,15 @@ def load_study(study_directory: Path) -> StudyResults:
     corruption: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in database.rows("corruption"):
         corruption[row["trial_id"]].append(row)
+    metadata = database.metadata()
+    storage = Path(metadata.get(STORAGE_KEY) or directory)  # checkpoint paths are relative to it
     return StudyResults(
         directory=directory,
-        metadata=database.metadata(),
+        metadata=metadata,
         trials=trials,
         damaged_checkpoints={
             trial["trial_id"]: problem for trial in trials if trial["status"] != FAILED
-            for problem in [checkpoint_problem(directory / trial["checkpoint"], trial["checkpoint_sha256"])]
+            for problem in [checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])]
             if problem is not None
         },
         class_recall=dict(class_recall),

@@ -41,6 +41,11 @@ def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: to
         weight.add_((mean + sigma * weight * epsilon) * layer.stored_mask)
 
 
+def evaluations_at(sigma: float, draws: int) -> int:
+    """Draws evaluated at `sigma`: one at 0, which is deterministic (every draw adds the same mean)."""
+    return draws if sigma else 1
+
+
 def weight_noise_robustness(
     model: nn.Module,
     images: torch.Tensor,
@@ -69,7 +74,7 @@ def weight_noise_robustness(
             if on_draw is not None:
                 on_draw()
             continue
-        for draw in range(draws if sigma else 1):
+        for draw in range(evaluations_at(sigma, draws)):
             add_weight_noise_(model, sigma, mean, generator)
             try:
                 noisy = evaluate(model, images, labels, num_classes)

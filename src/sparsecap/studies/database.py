@@ -17,6 +17,8 @@ from typing import Any
 from sparsecap.errors import StudyDirectoryError
 
 DATABASE_FILE = "results.sqlite"
+STORAGE_KEY = "storage"
+"""The study key naming the checkpoints' `--storage` directory of the latest run (null: the study directory)."""
 FAILED = "failed"
 """The status of a trial that raised (or whose worker died too often): recorded with its error, retried on rerun."""
 

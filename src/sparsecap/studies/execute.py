@@ -17,8 +17,11 @@ from torch import nn
 from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
+from sparsecap.devices import placement
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
+from sparsecap.robustness.weight_noise import evaluations_at
+from sparsecap.runtime import Runtime
 from sparsecap.sparsity import (
     initialize_,
     magnitude_prune_,
@@ -27,8 +30,6 @@ from sparsecap.sparsity import (
     summarize,
     weight_count,
 )
-from sparsecap.devices import placement
-from sparsecap.runtime import Runtime
 from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.studies.checkpoints import save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
@@ -109,7 +110,7 @@ def run_trials_together(
 
 def _evaluation_steps(spec: StudySpec) -> int:
     """What the evaluation bar counts: clean, each weight-noise draw, the attacks and the corruptions."""
-    noise = sum(spec.weight_noise.draws if sigma else 1 for sigma in spec.weight_noise.sigmas)
+    noise = sum(evaluations_at(sigma, spec.weight_noise.draws) for sigma in spec.weight_noise.sigmas)
     return 1 + noise + spec.adversarial.enabled + spec.corruptions.enabled
 
 
@@ -154,7 +155,7 @@ def evaluate_trial(
     summary = summarize(model, capacity)
     checkpoint = checkpoint_directory / f"{trial.trial_id}.safetensors"
     digest = save_checkpoint(model, checkpoint, {"trial_id": trial.trial_id, "width": str(trial.width),
-                                        "depth": str(trial.depth), "architecture": trial.architecture})
+                                                 "depth": str(trial.depth), "architecture": trial.architecture})
     return TrialRecord(
         trial_id=trial.trial_id,
         architecture=trial.architecture,

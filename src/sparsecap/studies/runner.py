@@ -23,7 +23,7 @@ from sparsecap.errors import StudyDirectoryError
 from sparsecap.robustness.adversarial import check_sample_size
 from sparsecap.runtime import Runtime
 from sparsecap.studies.checkpoints import checkpoint_problem
-from sparsecap.studies.database import DATABASE_FILE, FAILED, StudyDatabase, TrialRecord
+from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.executor_choice import Executor
@@ -150,6 +150,8 @@ def run_study(
             directory.mkdir(parents=True, exist_ok=True)
             held.enter_context(_exclusive(directory))
             database = _open_study(directory, spec)
+            # Where this run writes checkpoints, for the report's check of them (None: the study directory).
+            database.write_metadata({STORAGE_KEY: str(Path(storage).resolve()) if storage is not None else None})
         return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
                             Path(storage) if storage is not None else directory, runtime, workers, context)
 
