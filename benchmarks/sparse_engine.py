@@ -16,6 +16,10 @@ Time: the fastest of the timed steps, after 2 warm-up steps (on a shared machine
 bursts inflate the mean and even the median of 2-thread runs; the minimum is what the code costs).
 A step is what the trainer does: forward, cross-entropy, zero_grad, backward, SGD(momentum 0.9) step.
 Each MLP holds 101,632 nonzero weights (the dense width-2^7 base), uniform allocation.
+Floor: what no engine can go below, measured in the `auto` run's process: the step's nonzero multiply-adds
+(forward, weight gradient, and the input gradient of every layer but the first) at the rate of a
+cache-resident dense matrix product, plus one write and one read of the layer outputs (a fresh tensor
+filled, then summed). The table gives `auto`'s step as a multiple of it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sparsecap.training.multiseed import STACKED_ACTIVATIONS_LIMIT
@@ -70,6 +75,27 @@ def _peak_mb() -> float:
 def _set_threads(torch: Any) -> None:
     if os.environ.get("SPARSECAP_BENCH_THREADS"):
         torch.set_num_threads(int(os.environ["SPARSECAP_BENCH_THREADS"]))
+
+
+def _fastest_ms(action: Callable[[], object], repeats: int = 20) -> float:
+    fastest = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        fastest = min(fastest, time.perf_counter() - started)
+    return 1000 * fastest
+
+
+def _floor_ms(torch: Any, layers: list[Any], batch: int) -> float:
+    """The step's nonzero arithmetic at this core's dense-product rate plus one write and one read of its
+    layer outputs (see the module docstring)."""
+    kept = [layer.kept_count for layer in layers]
+    multiply_adds = batch * (2 * sum(kept) + sum(kept[1:]))
+    left, right = torch.rand(batch, 784), torch.rand(784, 128)
+    per_ms = batch * 784 * 128 / _fastest_ms(lambda: left @ right)
+    outputs = batch * sum(layer.weight_shape[0] for layer in layers)
+    written = torch.ones(outputs)
+    return multiply_adds / per_ms + _fastest_ms(lambda: torch.empty(outputs).fill_(1.0)) + _fastest_ms(written.sum)
 
 
 def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -> dict[str, float]:
@@ -134,7 +160,7 @@ def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -
     seconds = min(times)  # best step: what the machine does when no other process interrupts it
     layers = [layer for _, layer in masked_layers(model)]
     return {"step_ms": 1000 * seconds, "median_ms": 1000 * sorted(times)[len(times) // 2], "total_ms": 1000 * sum(times),
-            "peak_mb": _peak_mb() - baseline, "built_mb": built,
+            "peak_mb": _peak_mb() - baseline, "built_mb": built, "floor_ms": _floor_ms(torch, layers, batch),
             "sparse_layers": sum(isinstance(layer, SparseLinear) for layer in layers), "layers": len(layers)}
 
 
@@ -178,13 +204,7 @@ def _measure_seeds(width: int, seeds: int, batches: int, batch: int) -> dict[str
     # gradient), which K seeds must each do whatever the program around them.
     inputs, weight, bias = torch.rand(batch, 784), torch.rand(128, 784), torch.rand(128)
     gradient = torch.rand(batch, 128)
-    fastest = math.inf
-    for _ in range(200):
-        started = time.perf_counter()
-        torch.addmm(bias, inputs, weight.t())
-        gradient.t().mm(inputs)
-        fastest = min(fastest, time.perf_counter() - started)
-    best["products_ms"] = 1000 * fastest
+    best["products_ms"] = _fastest_ms(lambda: (torch.addmm(bias, inputs, weight.t()), gradient.t().mm(inputs)), 200)
     best["step_ms"] = 1000 * best["sequential"] / (seeds * batches)
     return best
 
@@ -233,7 +253,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f} at start")
     print(f"MLP 784-W-10, {CAPACITY:,} nonzero weights, batch {arguments.batch}, SGD momentum 0.9")
     header = (f"{'width':>6} {'density':>8} | {'dense ms':>9} {'sparse ms':>9} {'auto ms':>8} {'speed-up':>8} | "
-              f"{'dense MB':>9} {'sparse MB':>9} {'ratio':>6} | auto")
+              f"{'dense MB':>9} {'sparse MB':>9} {'ratio':>6} | {'floor ms':>8} {'auto/floor':>10} | auto")
     print(header)
     print("-" * len(header))
     for width in arguments.widths:
@@ -245,6 +265,7 @@ def main() -> None:
         print(f"{width:>6} {min(density, 1.0):>8.4f} | {dense['step_ms']:>9.2f} {sparse['step_ms']:>9.2f} "
               f"{auto['step_ms']:>8.2f} {dense['step_ms'] / sparse['step_ms']:>7.1f}x | "
               f"{dense['peak_mb']:>9.1f} {sparse['peak_mb']:>9.1f} {sparse['peak_mb'] / max(dense['peak_mb'], 1e-9):>6.2f} | "
+              f"{auto['floor_ms']:>8.2f} {auto['step_ms'] / auto['floor_ms']:>9.1f}x | "
               f"{auto['sparse_layers']}/{auto['layers']} sparse")
     if arguments.seeds:
         batches = 60

@@ -1,9 +1,17 @@
 """Device choice (`--device`) with CUDA and MPS availability given, not probed: what a GPU machine gets."""
 
-import pytest
+import copy
 
-from sparsecap.devices import Availability, devices_of, placement, resolve
+import pytest
+import torch
+
+from sparsecap.data import dataset_info, load_dataset
+from sparsecap.devices import Availability, devices_of, memory_format, placement, resolve
 from sparsecap.errors import SparsecapError
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.sparsity import initialize_
+from sparsecap.studies.checkpoints import save_checkpoint
+from sparsecap.training import to_pixels
 
 CPU_ONLY = Availability(torch_version="2.13.0+cpu")
 TWO_GPUS = Availability(cuda=("NVIDIA H200", "NVIDIA H200"), torch_version="2.13.0", cuda_version="12.8")
@@ -55,3 +63,31 @@ def test_the_device_is_not_part_of_the_study(tmp_path, capsys):
     assert main(["run", str(spec), *common, "--device", "cpu", "--set", "widths=[16]"]) == 0
     assert main(["run", str(spec), *common, "--device", "auto", "--set", "widths=[16]"]) == 0
     assert "0 trials run, 2 already finished" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("architecture", "device", "layout"), [
+    ("vgg", "cuda", torch.channels_last), ("resnet", "cuda:1", torch.channels_last),
+    ("mlp", "cuda", torch.contiguous_format), ("vgg", "cpu", torch.contiguous_format),
+    ("resnet", "mps", torch.contiguous_format),
+])
+def test_convolutions_run_channels_last_on_cuda_only(architecture, device, layout):
+    with torch.device("meta"):
+        depth = 11 if architecture == "vgg" else 18
+        model = create_model(ModelConfig(architecture, 16, depth), dataset_info("cifar10"))
+    assert memory_format(model, torch.device(device)) == layout
+
+
+def test_a_channels_last_cnn_computes_what_the_default_layout_does_and_saves_the_same_checkpoint(tmp_path):
+    """The CUDA layout, run on the CPU: same outputs up to rounding, and checkpoints in torch's default layout."""
+    model = create_model(ModelConfig("vgg", 8, 11), dataset_info("digits"))
+    initialize_(model, torch.Generator().manual_seed(0))
+    nhwc = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    assert nhwc.get_submodule("network.conv2").weight.is_contiguous(memory_format=torch.channels_last)
+    images = load_dataset("digits").test_images[:64]
+    pixels = to_pixels(images, torch.channels_last)
+    assert pixels.is_contiguous(memory_format=torch.channels_last) and torch.equal(pixels, to_pixels(images))
+    model.eval(), nhwc.eval()
+    with torch.no_grad():
+        assert torch.allclose(nhwc(pixels), model(to_pixels(images)), rtol=1e-4, atol=1e-5)
+    digests = [save_checkpoint(each, tmp_path / f"{index}.safetensors", {}) for index, each in enumerate((model, nhwc))]
+    assert digests[0] == digests[1]

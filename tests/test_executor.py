@@ -4,7 +4,10 @@ per-study resources do not change what a study is."""
 
 import sqlite3
 
+import torch
+
 import sparsecap.studies.execute as execute
+import sparsecap.studies.fitting as fitting
 from sparsecap.cli import main
 from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.runtime import Runtime
@@ -17,13 +20,13 @@ IN_PROCESS = Runtime(workers=1)
 """Trials in this process, where the injected faults are (a worker process would not see them)."""
 
 
-def _break_one_trial(monkeypatch, step: str = "run_trial"):
-    """Make `execute.<step>` (called with spec and trial first) raise for the BROKEN trial only."""
+def _break_one_trial(monkeypatch, step: str = "run_trial", error: Exception | None = None):
+    """Make `execute.<step>` (called with spec and trial first) raise `error` for the BROKEN trial only."""
     original = getattr(execute, step)
 
     def broken(spec, trial, *arguments):
         if trial.trial_id == BROKEN:
-            raise RuntimeError(f"injected failure in {step}")
+            raise error or RuntimeError(f"injected failure in {step}")
         return original(spec, trial, *arguments)
 
     monkeypatch.setattr(execute, step, broken)
@@ -65,7 +68,7 @@ def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
     assert "injected failure in evaluate_trial" in rows[BROKEN]["error"]
     assert rows["mlp-digits-w32-d1-static-s0"]["status"] == "finished"
 
-    monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: 1 / 0)
+    monkeypatch.setattr(fitting, "train_together", lambda *arguments, **options: 1 / 0)
     progress = run_study(spec, tmp_path / "second", runtime=IN_PROCESS)  # stacking fails: seeds one by one
     assert (progress.ran, progress.failed) == (8, (BROKEN,))
     assert "ZeroDivisionError" in capsys.readouterr().err
@@ -78,6 +81,20 @@ def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, c
     captured = capsys.readouterr()
     assert "8 trials run, 1 failed, 0 already finished" in captured.out
     assert f"{BROKEN}: RuntimeError: injected failure" in captured.err and "a rerun retries them" in captured.err
+
+
+def test_a_trial_out_of_memory_is_recorded_failed_with_a_smaller_batch_suggested(tmp_path, monkeypatch, capsys):
+    _break_one_trial(monkeypatch, error=torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    spec = write_spec(tmp_path)  # batch_size = 64
+    out = tmp_path / "out"
+    assert main(["run", str(spec), "--out", str(out), "--no-report", "--no-progress", "--workers", "1"]) == 1
+    advice = ("out of memory on cpu at [training] batch_size = 64: try a smaller batch, e.g. --set "
+              "training.batch_size=32 (a changed spec is a new study: give it its own --out)")
+    assert f"{BROKEN}: {advice}" in capsys.readouterr().err
+    rows = {row["trial_id"]: row for row in StudyDatabase(out).rows("trials")}
+    assert rows[BROKEN]["status"] == "failed" and rows[BROKEN]["error"].endswith(advice)
+    assert "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" in rows[BROKEN]["error"]
+    assert [row["status"] for key, row in rows.items() if key != BROKEN] == ["finished"] * 7  # the others went on
 
 
 def test_a_database_from_before_failed_trials_gains_the_later_columns_when_opened_for_writing(tmp_path):
@@ -96,6 +113,28 @@ def test_a_database_from_before_failed_trials_gains_the_later_columns_when_opene
     assert not added & columns()
     StudyDatabase(tmp_path, read_only=False)
     assert added <= columns()
+
+
+def test_a_database_from_before_connectivity_gains_its_columns_and_table_when_opened_for_writing(tmp_path):
+    later = ",\n    path_fraction_log10 REAL,\n    min_effective_width_fraction REAL,\n    ineffective_units INTEGER"
+    start, end = SCHEMA.index("CREATE TABLE IF NOT EXISTS layer_connectivity"), SCHEMA.index("CREATE TABLE IF NOT EXISTS corruption")
+    table = SCHEMA[start:end]
+    assert later in SCHEMA and table
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        connection.executescript(SCHEMA.replace(later, "").replace(table, ""))
+
+    def columns_and_tables() -> tuple[set[str], set[str]]:
+        with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+            return ({row[1] for row in connection.execute("PRAGMA table_info(trials)")},
+                    {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+
+    added = {"path_fraction_log10", "min_effective_width_fraction", "ineffective_units"}
+    StudyDatabase(tmp_path)  # read-only: a report changes nothing
+    columns, tables = columns_and_tables()
+    assert not added & columns and "layer_connectivity" not in tables
+    assert StudyDatabase(tmp_path, read_only=False).rows("layer_connectivity") == []
+    columns, tables = columns_and_tables()
+    assert added <= columns and "layer_connectivity" in tables
 
 
 def test_resources_do_not_change_the_study():

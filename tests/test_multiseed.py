@@ -14,6 +14,7 @@ from sparsecap.training.multiseed import (
     can_stack,
     stack_models,
     stacking_pays,
+    stacks_here,
     train_together,
 )
 
@@ -85,10 +86,10 @@ def test_dense_base_models_train_together_without_masks():
 
 
 def test_models_with_other_weights_than_linear_layers_are_refused():
-    cnn = create_model(ModelConfig("vgg", 4, 11), dataset_info("digits"))
-    assert not can_stack(cnn) and can_stack(_model(0))
-    with pytest.raises(ValueError, match="every weight is in a linear layer.*'network.conv1.weight' is not"):
-        train_together([cnn], *_data(), TrainingConfig(max_epochs=1), [torch.Generator()])
+    normed = torch.nn.Sequential(_model(0), torch.nn.LayerNorm(10))  # neither MLP nor CNN (see test_stacked_cnn.py)
+    assert not can_stack(normed) and can_stack(_model(0))
+    with pytest.raises(ValueError, match="every weight is in a linear layer.*'1.weight' is not"):
+        train_together([normed], *_data(), TrainingConfig(max_epochs=1), [torch.Generator()])
     mixed = [_model(0), set_engine(_model(1), "sparse")]
     with pytest.raises(ValueError, match="dense in one seed and sparse in another"):
         train_together(mixed, *_data(), TrainingConfig(max_epochs=1), [torch.Generator(), torch.Generator()])
@@ -101,3 +102,15 @@ def test_seeds_are_stacked_only_while_their_activations_stay_small():
     assert not stacking_pays(wide, 5, 128)  # 5 × 128 × 8202 floats: 21 MB
     assert stacking_pays(wide, 1, 16)
     assert 5 * 128 * (1024 + 10) * 4 <= STACKED_ACTIVATIONS_LIMIT < 5 * 128 * (2048 + 10) * 4
+
+
+def test_cnn_seeds_stack_off_the_cpu_only_and_mlp_seeds_while_their_activations_stay_small():
+    info = dataset_info("cifar10")
+    with torch.device("meta"):  # as the study decides: from the shapes alone
+        vgg, base, wide = (create_model(ModelConfig(*config), info)
+                           for config in (("vgg", 16, 11), ("mlp", 128, 1), ("mlp", 8192, 1)))
+    assert [stacks_here(vgg, 5, 128, device) for device in ("cpu", "cuda", "mps")] == [False, True, True]
+    assert not stacks_here(vgg, 1, 128, "cuda")  # one seed: nothing to stack
+    assert stacks_here(base, 5, 128, "cpu") and not stacks_here(wide, 5, 128, "cpu")
+    vgg.network.add_module("dropout", torch.nn.Dropout())
+    assert not stacks_here(vgg, 5, 128, "cuda")

@@ -129,6 +129,12 @@ def test_report_writes_valid_figures_referenced_by_the_page(study_directory: Pat
         assert len(data) > 1000 and data.startswith(PNG_SIGNATURE), name
         assert f'src="{name}"' in html
     assert len(re.findall(r"<img ", html)) == len(EXPECTED_FIGURES)
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html, flags=re.S)
+    line_figures = [caption for caption in captions if "Class-recall changes" not in caption]
+    assert len(line_figures) == len(EXPECTED_FIGURES) - 1
+    assert all("95% CI over seeds" in caption and "The paper claims: " in caption for caption in line_figures)
+    [delta_loss] = [caption for caption in captions if "(ΔL)" in caption]
+    assert "ΔL grows more slowly for sparser models" in delta_loss and "lowest mean" in delta_loss
 
 
 def test_page_escapes_text_and_summarises_trials(report_page: Path) -> None:
@@ -139,6 +145,9 @@ def test_page_escapes_text_and_summarises_trials(report_page: Path) -> None:
     assert "&quot;spec_hash&quot;" not in html  # the spec is shown, not the whole metadata
     assert "torch" in html and "2.13.0" in html
     assert len(re.findall(r'<tr class="point-row">', html)) == 2 * len(WIDTHS) + 2 * (len(WIDTHS) - 1)
+    # Per-point statistics: 2 groups x (clean accuracy, accuracy and ΔL under noise, min class recall) x points.
+    assert len(re.findall(r'<tr class="statistic-row">', html)) == 2 * 4 * len(WIDTHS)
+    assert html.index('id="claims-table"') < html.index("<h2>Figures</h2>")  # the answer comes first
     assert "http://" not in html and "https://" not in html
 
 
@@ -252,6 +261,15 @@ def test_page_renders_in_chromium(report_page: Path, tmp_path: Path) -> None:
                 assert image["complete"] and image["width"] > 0, image
             assert page.locator("#results-table tbody tr.point-row").count() == 2 * len(WIDTHS)
             assert page.locator("#class-recall-table tbody tr.point-row").count() == 2 * (len(WIDTHS) - 1)
+            claims = page.locator("#claims-table")
+            assert claims.is_visible()
+            verdicts = page.locator("#claims-table td.verdict").all_inner_texts()
+            assert verdicts and set(verdicts) <= {"holds", "does not hold", "inconclusive"}
+            readable = page.evaluate(
+                "() => { const t = document.querySelector('#claims-table');"
+                " return {font: parseFloat(getComputedStyle(t.querySelector('td')).fontSize),"
+                " width: t.getBoundingClientRect().width, view: document.documentElement.clientWidth}; }")
+            assert readable["font"] >= 12 and readable["width"] <= readable["view"], readable  # no sideways scrolling
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()
@@ -286,8 +304,31 @@ def test_adversarial_figure_and_caption_only_with_adversarial_rows(tmp_path: Pat
 
 def test_no_adversarial_figure_without_adversarial_rows(report_page: Path) -> None:
     html = report_page.read_text(encoding="utf-8")
-    assert "adversarial" not in html.lower()
+    assert "adversarial_accuracy" not in html and "Adversarial attacks (L∞" not in html
+    assert "no attack was run (enable [adversarial])" in html  # c3's verdict says why it is inconclusive
     assert not (report_page.parent / "adversarial_accuracy.png").exists()
+
+
+def test_the_results_table_shows_connectivity_over_seeds(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    kept_paths = {(64, 0): 0.0, (64, 1): 0.0, (256, 0): -3.0, (256, 1): -3.5, (256, 2): -math.inf}
+    for (width, seed), log_fraction in kept_paths.items():
+        severed = log_fraction == -math.inf
+        database.record_trial(_record(
+            schedule="static", width=width, seed=seed, path_fraction_log10=log_fraction,
+            min_effective_width_fraction=0.0 if severed else 1.0 - (width > 64) * (0.5 + seed / 10),
+            layer_connectivity=({"layer": "network.hidden1", "units": width, "effective_units": width // 2},),
+        ))
+    assert database.rows("layer_connectivity")[0] == {
+        "trial_id": "mlp-mnist-width-static-w64-s0", "layer_index": 0, "layer": "network.hidden1", "units": 64,
+        "effective_units": 32}
+    [(base, sparse)] = summarise_points(load_study(tmp_path)).values()
+    assert (base.path_fraction_log10.mean, base.n_severed, base.min_effective_width_fraction.mean) == (0.0, 0, 1.0)
+    assert (sparse.path_fraction_log10.mean, sparse.path_fraction_log10.n, sparse.n_severed) == (-3.25, 2, 1)
+    assert sparse.min_effective_width_fraction.mean == pytest.approx((0.5 + 0.4 + 0.0) / 3)
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "log₁₀ kept paths" in html and "min effective width" in html
+    assert "-3.25 ± 0.35 (1 seed(s) keep no path)" in html
 
 
 def test_the_page_says_where_the_trials_ran(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from sparsecap.sparsity.engine import AUTO_DENSITY_THRESHOLD
 from sparsecap.studies.checkpoints import load_checkpoint, save_checkpoint
 from sparsecap.studies.spec import parse_spec
 from sparsecap.training import TrainingConfig, train
+from sparsecap.training.multiseed import stack_models
 
 CAPACITY = 64 * 32 + 32 * 32 + 32 * 10  # the dense 2-hidden-layer width-32 digits MLP
 
@@ -92,6 +93,57 @@ def test_one_step_gradients_match_the_dense_engine():
         assert _relative(reference.weight.grad, layer._scatter(layer.values.grad)) < 1e-12
         assert _relative(reference.bias.grad, layer.bias.grad) < 1e-12
         assert torch.count_nonzero(reference.weight.grad[reference.mask == 0]) == 0
+
+
+@pytest.mark.parametrize(("in_features", "out_features", "has_bias", "folds"), [
+    (7, 23, True, True),  # wider out than in: the bias is a column of the CSR matrix
+    (23, 7, True, False),  # narrower: the bias is added to the product
+    (7, 23, False, False),
+])
+def test_the_product_and_its_three_gradients_match_the_dense_masked_layer(in_features, out_features, has_bias,
+                                                                           folds):
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
+    mask = (torch.rand(out_features, in_features, generator=generator) < 0.15).to(torch.float64)
+    mask[2] = 0  # an output with no kept weight: its bias alone
+    mask[:, 1] = 0  # an input no kept weight reads: zero input gradient
+    bias = torch.randn(out_features, generator=generator, dtype=torch.float64) if has_bias else None
+    layer = SparseLinear.from_dense(weight, mask, bias)
+    assert (layer.structure().bias_column is not None) is folds
+    inputs = torch.randn(5, in_features, generator=generator, dtype=torch.float64)
+    upstream = torch.randn(5, out_features, generator=generator, dtype=torch.float64)
+    dense_weight = (weight * mask).requires_grad_()
+    dense_bias = None if bias is None else bias.clone().requires_grad_()
+    dense_inputs, sparse_inputs = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
+    expected = functional.linear(dense_inputs, dense_weight, dense_bias)
+    outputs = layer(sparse_inputs)
+    assert _relative(expected, outputs) < 1e-12
+    (expected * upstream).sum().backward()
+    (outputs * upstream).sum().backward()
+    assert _relative(dense_inputs.grad, sparse_inputs.grad) < 1e-12
+    assert torch.count_nonzero(sparse_inputs.grad[:, 1]) == 0
+    assert _relative(dense_weight.grad * mask, layer._scatter(layer.values.grad)) < 1e-12
+    if has_bias:
+        assert _relative(dense_bias.grad, layer.bias.grad) < 1e-12
+
+
+def test_seeds_stacked_as_one_block_diagonal_layer_get_their_own_gradients():
+    seeds = [set_engine(_sparse_mlp(seed=seed).to(torch.float64), Engine.SPARSE) for seed in (0, 2)]
+    stacked, links = stack_models(seeds)
+    assert {layer.block.structure().bias_column is not None for layer, _ in links} == {True, False}  # both paths
+    inputs, labels = (torch.cat(pair) for pair in zip(*_batches(2), strict=True))
+    stacked_inputs = inputs.clone().requires_grad_()
+    logits = stacked(stacked_inputs).reshape(len(labels), -1)
+    functional.cross_entropy(logits, labels, reduction="sum").backward()
+    for index, (model, rows) in enumerate(zip(seeds, inputs.split(len(labels) // 2), strict=True)):
+        seed_inputs = rows.clone().requires_grad_()
+        functional.cross_entropy(model(seed_inputs), labels.split(len(labels) // 2)[index], reduction="sum").backward()
+        assert _relative(seed_inputs.grad, stacked_inputs.grad.split(len(labels) // 2)[index]) < 1e-12
+        for layer, own_tensors in links:
+            gradients = [layer.block.values.grad.split(layer.sizes)[index],
+                         layer.block.bias.grad[index * layer.out_features:(index + 1) * layer.out_features]]
+            for gradient, own in zip(gradients, own_tensors[index], strict=True):
+                assert _relative(own.grad, gradient) < 1e-12
 
 
 def test_fifty_momentum_steps_agree_in_float64_and_removed_weights_stay_zero():

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from sparsecap.errors import SpecError
@@ -128,3 +130,47 @@ def test_models_that_are_all_their_own_base_are_found():
     assert load_spec("quick").unmasked_bases() == {}
     assert load_spec("quick", ["widths=[32768]"]).unmasked_bases() == {"mlp": ModelConfig("mlp", 32768, 1)}
     assert load_spec("quick", ["widths=[32768]", "base_width=128"]).unmasked_bases() == {}
+
+
+def test_precision_and_compile_are_validated_and_change_the_fingerprint_only_when_set():
+    spec = parse_spec(dict(MINIMAL), "t")
+    assert spec.training.precision.value == "float32" and not spec.training.compile
+    assert {"precision", "compile"}.isdisjoint(spec.resolved()["training"])  # older studies keep their fingerprint
+    explicit = parse_spec({**MINIMAL, "training": {"precision": "float32", "compile": False}}, "t")
+    assert explicit.fingerprint() == spec.fingerprint()
+    fingerprints = {spec.fingerprint()}
+    for training in ({"precision": "tf32"}, {"precision": "bfloat16"}, {"compile": True}):
+        changed = parse_spec({**MINIMAL, "training": training}, "t")
+        assert changed.resolved()["training"].items() >= training.items()
+        fingerprints.add(changed.fingerprint())
+        config = changed.training.config()
+        assert (config.precision.value, config.compile) == (changed.training.precision.value, changed.training.compile)
+    assert len(fingerprints) == 4
+    with pytest.raises(SpecError, match=r"training.precision.*'float32', 'tf32' or 'bfloat16'.*got 'float16'"):
+        parse_spec({**MINIMAL, "training": {"precision": "float16"}}, "t")
+    with pytest.raises(SpecError, match=r"training.compile.*got 'yes'"):
+        parse_spec({**MINIMAL, "training": {"compile": "yes"}}, "t")
+
+
+def test_widths_per_schedule_leave_points_out_of_one_schedule_only():
+    both = {**MINIMAL, "widths": [16, 32, 64], "schedules": ["static", "posttrain"], "seeds": [0]}
+    spec = parse_spec({**both, "schedule_widths": {"posttrain": [16, 32]}}, "test")
+    points = {(trial.schedule.value, trial.width) for trial in expand(spec)}
+    assert points == {("static", 16), ("static", 32), ("static", 64), ("posttrain", 16), ("posttrain", 32)}
+    assert parse_spec(both, "test").fingerprint() != spec.fingerprint()
+    assert "schedule_widths" not in parse_spec(both, "test").resolved()  # older studies keep their fingerprint
+
+
+@pytest.mark.parametrize(
+    ("schedule_widths", "message"),
+    [
+        ({"posttrain": [16, 128]}, "schedule_widths.posttrain has width(s) [128] outside widths [16, 32, 64]"),
+        ({"posttrain": [32, 64]}, "schedule_widths.posttrain must hold the base width 16"),
+        ({"static": [16], "imp": [16]}, "schedule_widths names imp, which is not in schedules"),
+        ({"posttrain": [16, 16]}, "must not repeat"),
+    ],
+)
+def test_bad_widths_per_schedule_are_refused(schedule_widths, message):
+    spec = {**MINIMAL, "widths": [16, 32, 64], "schedules": ["static", "posttrain"], "schedule_widths": schedule_widths}
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec(spec, "test.toml")

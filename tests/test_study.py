@@ -13,7 +13,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.sparsity import masked_layers
+from sparsecap.sparsity import masked_layers, measure_connectivity
 from tests.study_helpers import (
     SEEDS_TOGETHER_SPEC,
     TINY_SPEC,
@@ -45,6 +45,16 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     model = load_checkpoint(create_model(ModelConfig("mlp", 32, 1), dataset_info("digits")),
                             tmp_path / "out" / row["checkpoint"])
     assert sum(int(layer.mask.sum()) for _, layer in masked_layers(model)) == row["nonzero_weights"]
+    # Connectivity is that of the final mask, the checkpoint's, per hidden layer too; after pruning for posttrain.
+    measured = measure_connectivity(model)
+    assert (row["path_fraction_log10"], row["min_effective_width_fraction"], row["ineffective_units"]) == (
+        measured.path_fraction_log10, measured.min_effective_width_fraction, measured.ineffective_units)
+    layers = [layer for layer in database.rows("layer_connectivity") if layer["trial_id"] == row["trial_id"]]
+    assert [(layer["layer"], layer["units"], layer["effective_units"]) for layer in layers] == [
+        (layer.name, layer.units, layer.effective_units) for layer in measured.hidden_layers]
+    kept_paths = {(row["width"], row["schedule"]): row["path_fraction_log10"] for row in trials}
+    assert kept_paths[(16, "static")] == kept_paths[(16, "posttrain")] == 0.0  # the dense base
+    assert kept_paths[(32, "static")] < 0 and kept_paths[(32, "posttrain")] < 0
 
 
 def test_same_spec_and_seed_give_identical_metrics(tmp_path):
@@ -55,16 +65,16 @@ def test_same_spec_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_seeds_trained_together_give_the_one_by_one_results(tmp_path, monkeypatch):
-    import sparsecap.studies.execute as execute
+    import sparsecap.studies.fitting as fitting
 
     groups: list[int] = []
-    original = execute.train_together
+    original = fitting.train_together
 
     def counting(models, *arguments, **options):
         groups.append(len(models))
         return original(models, *arguments, **options)
 
-    monkeypatch.setattr(execute, "train_together", counting)
+    monkeypatch.setattr(fitting, "train_together", counting)
     together = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
     alone = load_spec(str(write_spec(tmp_path, name="alone.toml")))
     assert together.fingerprint() != alone.fingerprint()
@@ -96,8 +106,9 @@ draws = 1
 
 def test_seeds_of_models_that_cannot_be_stacked_train_one_by_one(tmp_path, monkeypatch):
     import sparsecap.studies.execute as execute
+    import sparsecap.studies.fitting as fitting
 
-    monkeypatch.setattr(execute, "train_together", lambda *arguments, **options: pytest.fail("stacked a CNN"))
+    monkeypatch.setattr(fitting, "train_together", lambda *arguments, **options: pytest.fail("stacked a CNN"))
     assert execute.seed_groups(load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC))), []) == []
     spec = load_spec(str(write_spec(tmp_path, CNN_SEEDS_SPEC)))
     progress = run_study(spec, tmp_path / "out")

@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import write_report
 from sparsecap.training import LearningRateSchedule, TrainingConfig, train
+from sparsecap.training.trainer import forward_of
 from sparsecap.training.divergence import divergence_bound, has_diverged
 from tests.study_helpers import TINY_SPEC, write_spec
 
@@ -95,3 +97,43 @@ def test_training_reads_the_device_once_per_epoch_not_per_step(monkeypatch):
     train_together([_model(), _model()], digits.train_images, digits.train_labels, config,
                    [torch.Generator().manual_seed(seed) for seed in (0, 1)])
     assert len(reads) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile's inductor backend needs a C compiler (cc or gcc) on PATH")
+def test_compile_trains_the_model_itself_through_torch_compile_to_the_same_numbers_up_to_rounding():
+    """About a minute on 2 CPU cores, nearly all of it importing torch._dynamo and compiling."""
+    model = _model()
+    compiled = forward_of(model, TrainingConfig(compile=True))
+    assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule) and compiled._orig_mod is model
+    assert [id(parameter) for parameter in compiled.parameters()] == [id(parameter) for parameter in model.parameters()]
+    assert forward_of(model, TrainingConfig()) is model
+    digits = load_dataset("digits")
+    runs = []
+    for compile_model in (False, True):
+        torch._dynamo.reset()
+        model = _model()
+        config = TrainingConfig(max_epochs=1, batch_size=64, stop_loss=0.0, compile=compile_model)
+        result = train(model, digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(1))
+        runs.append((result.epoch_losses, [parameter.detach().clone() for parameter in model.parameters()]))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # it did compile
+    (plain_losses, plain), (compiled_losses, compiled) = runs
+    assert compiled_losses == pytest.approx(plain_losses, rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(plain, compiled, strict=True))
+
+
+def test_the_step_hook_sees_every_step_and_can_recompute_its_batch_loss():
+    digits = load_dataset("digits")
+    config = TrainingConfig(max_epochs=2, learning_rate=0.05, batch_size=500, stop_loss=0.0)
+    steps = []
+
+    def hook(step):
+        loss = step.batch_loss()
+        assert loss.requires_grad and loss.item() > 0  # differentiable, at the weights just updated
+        steps.append((step.number, step.planned, len(step.optimizer.param_groups)))
+
+    result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0),
+                   on_step=hook)
+    per_epoch = math.ceil(len(digits.train_labels) / 500)
+    assert result.epochs == 2 and steps == [(number, 2 * per_epoch, 1) for number in range(1, 2 * per_epoch + 1)]

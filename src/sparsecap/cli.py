@@ -90,13 +90,34 @@ def _command_run(arguments: argparse.Namespace) -> int:
         from sparsecap.report import write_report  # matplotlib and SciPy's statistics: only when drawing
 
         print(f"report: {write_report(directory)}")
+        _print_claims([directory], "text")
     return EXIT_TRIALS_FAILED if progress.failed else 0
 
 
 def _command_report(arguments: argparse.Namespace) -> int:
     from sparsecap.report import write_report
 
-    print(f"report: {write_report(arguments.directory)}")
+    print(f"report: {write_report(*arguments.directories, out=arguments.out)}")
+    return 0
+
+
+def _print_claims(directories: Sequence[Path], output: str) -> None:
+    """The claims table of one study or several combined, as text, json or markdown."""
+    from sparsecap.report import analyse
+    from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text, collapses_text
+    from sparsecap.report.combined import load_studies
+
+    analysis = analyse(load_studies(directories))
+    if output == "json":
+        print(json.dumps(claims_json(analysis), indent=2))
+    elif output == "markdown":
+        print(claims_markdown(analysis.claims), end="")
+    else:
+        print(claims_text(analysis.claims) + "\n" + collapses_text(analysis.collapses), end="")
+
+
+def _command_claims(arguments: argparse.Namespace) -> int:
+    _print_claims(arguments.directories, "json" if arguments.json else "markdown" if arguments.markdown else "text")
     return 0
 
 
@@ -227,9 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the output directory)")
     run.set_defaults(handler=_command_run)
 
-    report = commands.add_parser("report", help="write the figures and HTML page of a study directory")
-    report.add_argument("directory", type=Path)
+    report = commands.add_parser("report", help="write the figures and HTML page of one study, or of several combined")
+    report.add_argument("directories", type=Path, nargs="+", metavar="DIR", help="study directories")
+    report.add_argument("--out", type=Path, default=None, metavar="REPORTDIR",
+                        help="where to write the report (default: DIR/report; required with several studies)")
     report.set_defaults(handler=_command_report)
+
+    claims = commands.add_parser("claims", help="whether the paper's claims hold: verdicts with confidence intervals")
+    claims.add_argument("directories", type=Path, nargs="+", metavar="DIR",
+                        help="study directories; several are compared as one (e.g. static in one, posttrain in another)")
+    claims_format = claims.add_mutually_exclusive_group()
+    claims_format.add_argument("--json", action="store_true", help="print JSON, with each verdict's curves")
+    claims_format.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    claims.set_defaults(handler=_command_claims)
 
     describe = commands.add_parser("describe", help="per-layer counts, density and connectivity of a masked model")
     describe.add_argument("architecture", help="mlp, vgg, resnet, or a member such as vgg16 or resnet50")

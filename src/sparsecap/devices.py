@@ -11,8 +11,13 @@ import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparsecap.errors import SparsecapError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
@@ -95,3 +100,15 @@ def placement(device: str) -> Placement:
     else:
         name = "Apple MPS" if device == "mps" else cpu_name()
     return Placement(device, name, torch.__version__, torch.version.cuda if device.startswith("cuda") else None)
+
+
+def memory_format(model: nn.Module, device: torch.device | str) -> torch.memory_format:
+    """The layout a model's convolution weights and input batches take on `device`: channels-last (NHWC) for
+    a model with convolutions on CUDA, where cuDNN's tensor-core kernels work in it natively (NCHW costs
+    them a transpose per layer); elsewhere torch's default NCHW, so the CPU path is unchanged. The layout
+    changes no value, only how tensors are stored, and so the order of some float reductions."""
+    import torch
+    from torch import nn
+
+    convolutional = any(isinstance(module, nn.Conv2d) for module in model.modules())
+    return torch.channels_last if convolutional and torch.device(device).type == "cuda" else torch.contiguous_format

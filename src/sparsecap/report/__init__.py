@@ -6,32 +6,48 @@ import sys
 from pathlib import Path
 
 from sparsecap.errors import StudyDirectoryError
-from sparsecap.report.aggregate import class_recall_analysis, load_study, summarise_points
+from sparsecap.report.aggregate import StudyResults
+from sparsecap.report.analysis import Analysis, analyse
+from sparsecap.report.claims import ClaimVerdict
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.figures import write_figures
+from sparsecap.report.combined import load_studies
+from sparsecap.report.claims_format import findings_by_claim
+from sparsecap.report.figures import FIGURE_CLAIMS, write_figures
 from sparsecap.report.page import render_page
 
 REPORT_DIRECTORY = "report"
 PAGE_FILE = "index.html"
 
-__all__ = ["ClassRecallChange", "normalised_recall_changes", "write_report", "REPORT_DIRECTORY", "PAGE_FILE"]
+__all__ = ["Analysis", "ClassRecallChange", "analyse", "normalised_recall_changes", "study_claims", "write_report", "REPORT_DIRECTORY",
+           "PAGE_FILE"]
 
 
-def write_report(study_directory: Path) -> Path:
-    """Write `study_directory/report/index.html` and its PNG figures; return the page's path.
+def study_claims(results: StudyResults) -> list[ClaimVerdict]:
+    """The claims table of read results (one study, or several combined)."""
+    return analyse(results).claims
 
-    Raises StudyDirectoryError when the directory holds no results database or no finished trial.
+
+def write_report(*study_directories: Path, out: Path | None = None) -> Path:
+    """Write the report page and its PNG figures; return the page's path.
+
+    One study's report goes to `study_directory/report/` unless `out` says otherwise; several studies are
+    combined into one report (their claims compared), which needs `out`. Raises StudyDirectoryError when a
+    directory holds no results database or no finished trial, or the studies cannot be combined.
     """
-    results = load_study(Path(study_directory))
+    if len(study_directories) > 1 and out is None:
+        raise StudyDirectoryError("a report of several studies needs --out REPORTDIR (it belongs to none of them)")
+    results = load_studies(study_directories)
     for trial_id, problem in sorted(results.damaged_checkpoints.items()):
         print(f"warning: checkpoint of {trial_id} is {problem}; rerun the study to train it again", file=sys.stderr)
-    points_by_group = summarise_points(results)
-    analysis = class_recall_analysis(results, points_by_group)
-    directory = Path(study_directory) / REPORT_DIRECTORY
+    analysis = analyse(results)
+    directory = Path(out) if out is not None else Path(study_directories[0]) / REPORT_DIRECTORY
     try:
-        figures = write_figures(points_by_group, analysis, directory)
+        findings = findings_by_claim(analysis.claims)
+        captions = {key: " ".join(findings[claim] for claim in claims if claim in findings)
+                    for key, claims in FIGURE_CLAIMS.items()}
+        figures = write_figures(analysis.points_by_group, analysis.recall, directory, captions)
         page = directory / PAGE_FILE
-        page.write_text(render_page(results, points_by_group, analysis, figures), encoding="utf-8")
+        page.write_text(render_page(results, analysis, figures), encoding="utf-8")
     except OSError as error:
         raise StudyDirectoryError(
             f"cannot write the report to {directory}: {error.strerror or error}; the results database is "

@@ -18,6 +18,7 @@ import numpy as np
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
+from sparsecap.report.statistics import Interval, interval_of
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
@@ -54,12 +55,22 @@ class Stat:
     def present(self) -> bool:
         return self.n > 0 and math.isfinite(self.mean)
 
+    @property
+    def interval(self) -> Interval:
+        """The mean's 95% Student-t interval (undefined with one seed)."""
+        return interval_of(self.mean, self.std, self.n)
+
     def format(self, digits: int = 3) -> str:
         if not self.present:
             return "—"
         if self.n == 1:
             return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def is_dense(remaining_percent: float) -> bool:
+    """All weights remain: the dense base model of its group."""
+    return math.isclose(remaining_percent, 100.0, abs_tol=1e-6)
 
 
 @dataclass(frozen=True, order=True)
@@ -89,6 +100,11 @@ class PointSummary:
     n_diverged: int
     clean_accuracy: Stat
     min_class_recall: Stat
+    path_fraction_log10: Stat
+    """log10 of the kept fraction of input-to-output paths, over the seeds where any path survives."""
+    n_severed: int
+    """Finished seeds whose mask keeps no input-to-output path at all (log10 fraction -inf)."""
+    min_effective_width_fraction: Stat
     noise_accuracy: dict[float, Stat] = field(default_factory=dict)
     noise_delta_loss: dict[float, Stat] = field(default_factory=dict)
     adversarial_accuracy: dict[tuple[str, float], Stat] = field(default_factory=dict)
@@ -106,7 +122,7 @@ class PointSummary:
     @property
     def is_base(self) -> bool:
         """The dense base model of its group (all weights remain)."""
-        return math.isclose(self.remaining_percent, 100.0, abs_tol=1e-6)
+        return is_dense(self.remaining_percent)
 
     @property
     def label(self) -> str:
@@ -218,7 +234,7 @@ def load_study(study_directory: Path) -> StudyResults:
     )
 
 
-def _group_key(trial: dict[str, Any]) -> GroupKey:
+def group_key(trial: dict[str, Any]) -> GroupKey:
     return GroupKey(
         architecture=str(trial["architecture"]),
         dataset=str(trial["dataset"]),
@@ -227,7 +243,7 @@ def _group_key(trial: dict[str, Any]) -> GroupKey:
     )
 
 
-def _noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, float]:
+def noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, float]:
     """One trial's weight-noise column averaged over draws, per sigma."""
     by_sigma: dict[float, list[float]] = defaultdict(list)
     for row in rows:
@@ -243,7 +259,7 @@ CLEAN_CORRUPTION = "identity"
 """MNIST-C's identity is the clean test set: reported, but left out of the mean over corruptions."""
 
 
-def _corruption_per_trial(rows: list[dict[str, Any]]) -> tuple[dict[tuple[str, int], float], dict[int | None, float]]:
+def corruption_per_trial(rows: list[dict[str, Any]]) -> tuple[dict[tuple[str, int], float], dict[int | None, float]]:
     """One trial's corrupted-data accuracy per (corruption, severity), averaged over draws, and its means.
 
     Means over corruptions leave out identity: None -> over every (corruption, severity); per severity only
@@ -273,7 +289,7 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
     """
     by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
     for trial in results.trials:
-        by_point[(_group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+        by_point[(group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
 
     groups: dict[GroupKey, list[PointSummary]] = defaultdict(list)
     for (group, width, depth), trials in by_point.items():
@@ -281,10 +297,10 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
             (trial for trial in trials if trial["status"] == FINISHED), key=lambda trial: trial["seed"]
         )
         accuracy_per_trial = [
-            _noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "accuracy") for trial in finished
+            noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "accuracy") for trial in finished
         ]
         delta_per_trial = [
-            _noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "delta_loss") for trial in finished
+            noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "delta_loss") for trial in finished
         ]
         sigmas = sorted({sigma for per_trial in accuracy_per_trial for sigma in per_trial})
         adversarial_per_trial = [
@@ -293,9 +309,9 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
             for trial in finished
         ]
         budgets = list(dict.fromkeys(key for per_trial in adversarial_per_trial for key in per_trial))
-        corruption_per_trial = [_corruption_per_trial(results.corruption.get(trial["trial_id"], [])) for trial in finished]
-        corruption_keys = list(dict.fromkeys(key for per_trial, _ in corruption_per_trial for key in per_trial))
-        mean_keys = list(dict.fromkeys(key for _, means in corruption_per_trial for key in means))
+        corruption_by_trial = [corruption_per_trial(results.corruption.get(trial["trial_id"], [])) for trial in finished]
+        corruption_keys = list(dict.fromkeys(key for per_trial, _ in corruption_by_trial for key in per_trial))
+        mean_keys = list(dict.fromkeys(key for _, means in corruption_by_trial for key in means))
         position_trials = finished or trials
         groups[group].append(
             PointSummary(
@@ -307,6 +323,9 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
                 n_diverged=sum(1 for trial in trials if trial["status"] == DIVERGED),
                 clean_accuracy=Stat.of(trial["test_accuracy"] for trial in finished),
                 min_class_recall=Stat.of(trial["min_class_recall"] for trial in finished),
+                path_fraction_log10=Stat.of(trial.get("path_fraction_log10") for trial in finished),
+                n_severed=sum(1 for trial in finished if trial.get("path_fraction_log10") == -math.inf),
+                min_effective_width_fraction=Stat.of(trial.get("min_effective_width_fraction") for trial in finished),
                 noise_accuracy={
                     sigma: Stat.of(per_trial.get(sigma) for per_trial in accuracy_per_trial) for sigma in sigmas
                 },
@@ -317,9 +336,9 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
                     key: Stat.of(per_trial.get(key) for per_trial in adversarial_per_trial) for key in budgets
                 },
                 corruption_accuracy={
-                    key: Stat.of(per_trial.get(key) for per_trial, _ in corruption_per_trial) for key in corruption_keys
+                    key: Stat.of(per_trial.get(key) for per_trial, _ in corruption_by_trial) for key in corruption_keys
                 },
-                corruption_mean={key: Stat.of(means.get(key) for _, means in corruption_per_trial) for key in mean_keys},
+                corruption_mean={key: Stat.of(means.get(key) for _, means in corruption_by_trial) for key in mean_keys},
             )
         )
     return {
@@ -352,7 +371,7 @@ def class_recall_analysis(
     """
     finished_by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
     for trial in results.trials_with_status(FINISHED):
-        finished_by_point[(_group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+        finished_by_point[(group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
 
     def seeds_of(point: PointSummary) -> tuple[list[list[float]], list[float | None]]:
         trials = [

@@ -1,15 +1,32 @@
-"""The report's figures: one panel per (architecture, dataset, family, schedule) group.
+"""The report's figures: every measure against the share of weights that remain.
 
-All metric-versus-remaining-weights figures go through one function (`plot_against_remaining`), and
-the panel grid is shared with the class-recall heatmap, so a new architecture or family needs no code
-here. Figures are built as `matplotlib.figure.Figure` objects rendered by the Agg canvas, leaving
-pyplot's global state alone.
+Panels and lines. A measure with one value per point (clean accuracy, minimum class recall) gets one
+panel per *setting* (architecture · dataset · family) and one line per schedule, so static, post-training
+and dynamic schedules of the same models are read off the same axes: the comparison claim c5 needs. A
+measure that already spends its lines on a parameter (a line per σ of weight noise, per attack budget ε,
+per corruption severity, or clean against corrupted) keeps one panel per group, schedule included: adding
+the schedules to those axes would give σ × schedule lines with overlapping bands, and a study with one
+schedule (most) keeps one panel per setting. There the schedules of one setting stand side by side (panels
+in group order), and every panel of a figure shares one y-axis, so they compare by eye.
+
+Every line is the mean over seeds with its 95% Student-t interval (band and bars, `Stat.interval`); a point
+with one seed shows its mean alone. The dense base (100 %) is a square on a dotted vertical line; the sweet
+spot, the best mean among the sparser points (the lowest for ΔL), is a star. Captions say what the paper
+claims for the figure and, where the caller gives one (`write_figures(findings=...)`, keyed by `FigureKey`),
+what this study found.
+
+All metric-versus-remaining-weights figures go through one function (`plot_against_remaining`), and the
+panel grid is shared with the class-recall heatmap, so a new architecture, family or schedule needs no code
+here. Figures are built as `matplotlib.figure.Figure` objects rendered by the Agg canvas, leaving pyplot's
+global state alone.
 """
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +37,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
 
@@ -58,23 +76,100 @@ class AttackPanel:
         return f"{self.group.label}\n{self.attack.upper()}"
 
 
+@dataclass(frozen=True, order=True)
+class SettingPanel:
+    """What the schedules of one comparison share: a panel with one line per schedule."""
+
+    architecture: str
+    dataset: str
+    family: str
+
+    @classmethod
+    def of(cls, group: GroupKey) -> SettingPanel:
+        return cls(group.architecture, group.dataset, group.family)
+
+    @property
+    def label(self) -> str:
+        return f"{self.architecture} · {self.dataset} · {self.family} family"
+
+
 @dataclass(frozen=True)
-class Line:
-    """One line of a panel: a label and how to read its statistic off a point."""
+class Curve:
+    """One line of a panel: its points, how to read its statistic off a point, and which way is better."""
 
     label: str
+    points: Sequence[PointSummary]
     stat_of: StatOf
     color: object = None
     """A matplotlib colour; None picks one from the line's position."""
+    higher_is_better: bool = True
+    """Which end the sweet spot is: the highest mean, or the lowest (ΔL)."""
+
+
+class FigureKey(str, enum.Enum):
+    """One figure of the report: its file's stem, and the key of its finding in `write_figures(findings=...)`."""
+
+    CLEAN_ACCURACY = "clean_accuracy"
+    ACCURACY_UNDER_NOISE = "accuracy_under_noise"
+    DELTA_LOSS_UNDER_NOISE = "delta_loss_under_noise"
+    MIN_CLASS_RECALL = "min_class_recall"
+    ADVERSARIAL_ACCURACY = "adversarial_accuracy"
+    CORRUPTED_ACCURACY = "corrupted_accuracy"
+    CORRUPTION_BREAKDOWN = "corruption_breakdown"
+    CLASS_RECALL_CHANGES = "class_recall_changes"
+
+
+CORRUPTED_DATA_CLAIM = (
+    "the same on corrupted data as under weight noise (c2): accuracy first rises, then falls as sparsity grows"
+)
+PAPER_CLAIMS: Mapping[FigureKey, str] = {
+    FigureKey.CLEAN_ACCURACY: (
+        "clean accuracy first rises, then falls as sparsity grows (Golubeva et al.), and post-training pruning "
+        "degrades sooner than static sparsity (c5): where both are drawn, the posttrain line falls below its base "
+        "at a denser point than the static one"
+    ),
+    FigureKey.ACCURACY_UNDER_NOISE: "under weight noise, accuracy first rises, then falls as sparsity grows (c1)",
+    FigureKey.DELTA_LOSS_UNDER_NOISE: (
+        "ΔL grows more slowly for sparser models (c1): at each σ the line lies lower towards the sparse (right) "
+        "end, sparser being better"
+    ),
+    FigureKey.MIN_CLASS_RECALL: "minimum class recall does not fall with sparsity (c4)",
+    FigureKey.ADVERSARIAL_ACCURACY: (
+        "the same under adversarial attacks as under weight noise (c3): robust accuracy first rises, then falls "
+        "as sparsity grows"
+    ),
+    FigureKey.CORRUPTED_ACCURACY: CORRUPTED_DATA_CLAIM,
+    FigureKey.CORRUPTION_BREAKDOWN: CORRUPTED_DATA_CLAIM,
+    FigureKey.CLASS_RECALL_CHANGES: (
+        "minimum class recall does not fall with sparsity (c4): no class should lose significantly more recall "
+        "than the model loses accuracy"
+    ),
+}
+"""What the paper claims for each figure, quoted in its caption."""
+FIGURE_CLAIMS: Mapping[FigureKey, tuple[str, ...]] = {
+    FigureKey.CLEAN_ACCURACY: ("golubeva", "c5"),
+    FigureKey.ACCURACY_UNDER_NOISE: ("c1",),
+    FigureKey.DELTA_LOSS_UNDER_NOISE: ("c1",),
+    FigureKey.MIN_CLASS_RECALL: ("c4",),
+    FigureKey.ADVERSARIAL_ACCURACY: ("c3",),
+    FigureKey.CORRUPTED_ACCURACY: ("c2",),
+    FigureKey.CORRUPTION_BREAKDOWN: ("c2",),
+    FigureKey.CLASS_RECALL_CHANGES: ("c4",),
+}
+"""The claims (`sparsecap.report.claims` keys) whose verdicts each figure's caption reports."""
 
 
 @dataclass(frozen=True)
 class FigureInfo:
     """A written figure and what the page should say about it."""
 
-    filename: str
+    key: FigureKey
     title: str
     caption: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.key.value}.png"
 
 
 def _save(figure: Figure, path: Path) -> None:
@@ -147,27 +242,95 @@ def _line_colors(n: int) -> list:
     return [cmap(0.9 * index / max(1, n - 1)) for index in range(n)]
 
 
-def _draw_lines(axis: Axes, points: Sequence[PointSummary], lines: Sequence[Line]) -> bool:
-    """Mean line with a ±1 std band and markers for each line; False if nothing could be drawn."""
-    drew = False
-    for line, default_color in zip(lines, _line_colors(len(lines)), strict=True):
-        color = line.color if line.color is not None else default_color
-        xs, means, stds = [], [], []
-        for point in points:
-            stat = line.stat_of(point)
-            if stat is None or not stat.present or not (point.remaining_percent > 0):
-                continue
-            xs.append(point.remaining_percent)
-            means.append(stat.mean)
-            stds.append(stat.std if math.isfinite(stat.std) else 0.0)
-        if not xs:
-            continue
-        order = np.argsort(xs)
-        x, mean, std = (np.asarray(values)[order] for values in (xs, means, stds))
-        axis.plot(x, mean, marker="o", markersize=4, color=color, label=line.label, linewidth=1.6)
-        axis.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
-        drew = True
-    return drew
+def _present(curve: Curve) -> list[tuple[PointSummary, Stat]]:
+    """The curve's points that have a value and a place on the log axis, in the curve's order."""
+    present = []
+    for point in curve.points:
+        stat = curve.stat_of(point)
+        if stat is not None and stat.present and point.remaining_percent > 0:
+            present.append((point, stat))
+    return present
+
+
+def sweet_spot(curve: Curve) -> tuple[PointSummary, Stat] | None:
+    """The non-base point with the best mean (the lowest where lower is better), with its statistic; ties go
+    to the densest, as points come dense to sparse. None when no sparser point has a value."""
+    candidates = [(point, stat) for point, stat in _present(curve) if not point.is_base]
+    if not candidates:
+        return None
+    sign = 1.0 if curve.higher_is_better else -1.0
+    return max(candidates, key=lambda candidate: sign * candidate[1].mean)
+
+
+Y_PADDING = 0.05
+"""Share of the data's span left free above and below it."""
+
+
+def shared_y_limits(curves: Iterable[Curve]) -> tuple[float, float] | None:
+    """One y range for every panel of a figure: every mean and every interval end, padded.
+
+    None when no curve has a value (each panel then keeps its own, empty, axis).
+    """
+    values = [
+        value
+        for curve in curves
+        for _, stat in _present(curve)
+        for value in (stat.interval.mean, stat.interval.low, stat.interval.high)
+        if math.isfinite(value)
+    ]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    padding = (high - low) * Y_PADDING or max(abs(high) * Y_PADDING, 1e-3)
+    return low - padding, high + padding
+
+
+BASE_PERCENT = 100.0
+BASE_MARKER = dict(marker="s", markersize=7, markerfacecolor="white", markeredgewidth=1.6, linestyle="none")
+SWEET_SPOT_MARKER = dict(marker="*", markersize=14, markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+
+
+def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
+    """Mean line with its 95% CI as a band and bars, the base and the sweet spot marked; False if empty."""
+    present = sorted(_present(curve), key=lambda item: item[0].remaining_percent)
+    if not present:
+        return False
+    x = np.array([point.remaining_percent for point, _ in present])
+    intervals = [stat.interval for _, stat in present]
+    mean, low, high = (np.array([getattr(interval, end) for interval in intervals]) for end in ("mean", "low", "high"))
+    axis.plot(x, mean, marker="o", markersize=4, color=color, label=curve.label, linewidth=1.6)
+    defined = np.isfinite(low) & np.isfinite(high)
+    if defined.any():
+        axis.fill_between(x, low, high, where=defined, color=color, alpha=0.18, linewidth=0)
+        axis.errorbar(x[defined], mean[defined], yerr=[mean[defined] - low[defined], high[defined] - mean[defined]],
+                      fmt="none", ecolor=color, elinewidth=0.8, capsize=2.5, alpha=0.8)
+    for point, stat in present:
+        if point.is_base:
+            axis.plot([point.remaining_percent], [stat.mean], markeredgecolor=color, zorder=3, **BASE_MARKER)
+    best = sweet_spot(curve)
+    if best is not None:
+        point, stat = best
+        axis.plot([point.remaining_percent], [stat.mean], color=color, zorder=4, **SWEET_SPOT_MARKER)
+    return True
+
+
+def _marker_legend(curves: Sequence[Curve]) -> list[Line2D]:
+    """Legend entries for the base and sweet-spot markers, each only where some curve shows it."""
+    handles = []
+    if any(point.is_base for curve in curves for point, _ in _present(curve)):
+        handles.append(Line2D([], [], markeredgecolor="0.2", label="dense base (100 %)", **BASE_MARKER))
+    if any(sweet_spot(curve) is not None for curve in curves):
+        handles.append(Line2D([], [], color="0.5", label="sweet spot", **SWEET_SPOT_MARKER))
+    return handles
+
+
+def _axis_points(curves: Sequence[Curve]) -> list[PointSummary]:
+    """Every point of the panel's curves, one per position and label (schedules share their widths)."""
+    unique: dict[tuple[float, str], PointSummary] = {}
+    for curve in curves:
+        for point in curve.points:
+            unique.setdefault((point.remaining_percent, point.label), point)
+    return list(unique.values())
 
 
 def _no_data(axis: Axes, message: str = "no data") -> None:
@@ -177,38 +340,47 @@ def _no_data(axis: Axes, message: str = "no data") -> None:
 
 
 def plot_against_remaining(
-    points_by_group: Mapping[Panel, Sequence[PointSummary]],
-    lines: Sequence[Line] | Callable[[Panel], Sequence[Line]],
+    panels: Mapping[Panel, Sequence[Curve]],
     *,
     ylabel: str,
     title: str,
-    path: Path,
     legend_title: str | None = None,
     max_columns: int = MAX_COLUMNS,
     panel_size: tuple[float, float] = PANEL_SIZE,
-) -> None:
-    """One panel per group (or other panel key): each line's mean ± std over seeds against remaining weights (%).
+) -> Figure:
+    """One panel per key, each curve's mean and 95% CI over seeds against remaining weights (%), one shared y.
 
-    `lines` may depend on the panel (a function of its key).
+    The dense base is marked (square, dotted line at 100 %), each curve's sweet spot is starred.
     """
-    groups = list(points_by_group)
-    figure, axes = _panel_grid(len(groups), panel_size, max_columns=max_columns)
+    keys = list(panels)
+    figure, axes = _panel_grid(len(keys), panel_size, max_columns=max_columns)
+    columns = min(max_columns, max(1, len(keys)))
+    every_curve = [curve for curves in panels.values() for curve in curves]
+    limits = shared_y_limits(every_curve)
     legend_handles: dict[str, object] = {}
-    most_lines = 0
-    for axis, group in zip(axes, groups, strict=True):
-        points = points_by_group[group]
-        panel_lines = lines(group) if callable(lines) else lines
-        most_lines = max(most_lines, len(panel_lines))
-        axis.set_title(group.label, fontsize=9)
-        if not _draw_lines(axis, points, panel_lines):
+    for index, (axis, key) in enumerate(zip(axes, keys, strict=True)):
+        curves = panels[key]
+        axis.set_title(key.label, fontsize=9)
+        drawn = [
+            _draw_curve(axis, curve, curve.color if curve.color is not None else default_color)
+            for curve, default_color in zip(curves, _line_colors(len(curves)), strict=True)
+        ]
+        if not any(drawn):
             _no_data(axis)
             continue
-        _format_remaining_axis(axis, points)
-        axis.set_ylabel(ylabel)
+        if any(point.is_base for curve in curves for point, _ in _present(curve)):
+            axis.axvline(BASE_PERCENT, linestyle=":", color="0.35", linewidth=1.0, zorder=1)
+        _format_remaining_axis(axis, _axis_points(curves))
+        if limits is not None:
+            axis.set_ylim(*limits)
+        if index % columns == 0:
+            axis.set_ylabel(ylabel)
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend_handles.setdefault(label, handle)
     figure.suptitle(title, fontsize=11)
-    if most_lines > 1 and legend_handles:
+    if legend_handles:
+        for handle in _marker_legend(every_curve):
+            legend_handles[handle.get_label()] = handle
         figure.legend(
             list(legend_handles.values()),
             list(legend_handles),
@@ -217,16 +389,14 @@ def plot_against_remaining(
             fontsize=8,
             title_fontsize=8,
         )
-    _save(figure, path)
+    return figure
 
 
 MANY_CLASSES = 20
 """Above this many classes the heatmap is transposed (points as rows, classes as columns), one panel a row."""
 
 
-def plot_class_recall_heatmap(
-    analysis: dict[GroupKey, list[PointRecallAnalysis]], *, path: Path
-) -> None:
+def plot_class_recall_heatmap(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> Figure:
     """One heatmap panel per group of classes × compressed points; significant cells boxed and starred."""
     groups = list(analysis)
     n_classes = max(len(entry.changes) for entries in analysis.values() for entry in entries)
@@ -296,7 +466,7 @@ def plot_class_recall_heatmap(
     figure.suptitle(
         "Class recall change vs dense base, net of the accuracy change (boxed/* = Welch p < 0.05)", fontsize=10
     )
-    _save(figure, path)
+    return figure
 
 
 ADVERSARIAL_PANEL_SIZE = (4.2, 3.4)
@@ -310,28 +480,22 @@ def _epsilon_label(epsilon: float) -> str:
     return f"ε = {epsilon:g}"
 
 
-def _plot_adversarial(
-    points_by_group: dict[GroupKey, list[PointSummary]], budgets: dict[str, list[float]], path: Path
-) -> None:
+def _plot_adversarial(points_by_group: dict[GroupKey, list[PointSummary]], budgets: dict[str, list[float]]) -> Figure:
     """Robust accuracy: a row of panels (one per attack) per group, a line per budget, same colour per budget."""
     epsilons = sorted({epsilon for values in budgets.values() for epsilon in values})
     colors = dict(zip(epsilons, _line_colors(len(epsilons)), strict=True))
-    panels = {AttackPanel(group, attack): points for group, points in points_by_group.items() for attack in budgets}
-
-    def lines(panel: Panel) -> list[Line]:
-        assert isinstance(panel, AttackPanel)
-        return [
-            Line(
-                _epsilon_label(epsilon),
-                lambda point, key=(panel.attack, epsilon): point.adversarial_accuracy.get(key),
-                colors[epsilon],
-            )
-            for epsilon in budgets[panel.attack]
+    panels = {
+        AttackPanel(group, attack): [
+            Curve(_epsilon_label(epsilon), points,
+                  lambda point, key=(attack, epsilon): point.adversarial_accuracy.get(key), colors[epsilon])
+            for epsilon in epsilons_of_attack
         ]
-
-    plot_against_remaining(
-        panels, lines, ylabel="robust accuracy", legend_title="L∞ budget",
-        title="Robust accuracy under adversarial attacks vs remaining weights", path=path,
+        for group, points in points_by_group.items()
+        for attack, epsilons_of_attack in budgets.items()
+    }
+    return plot_against_remaining(
+        panels, ylabel="robust accuracy", legend_title="L∞ budget",
+        title="Robust accuracy under adversarial attacks vs remaining weights",
         max_columns=len(budgets), panel_size=ADVERSARIAL_PANEL_SIZE,
     )
 
@@ -359,31 +523,30 @@ def _corruption_severities(points_by_group: dict[GroupKey, list[PointSummary]]) 
     return sorted({severity for _, severity in keys})
 
 
-def _plot_corrupted_accuracy(points_by_group: dict[GroupKey, list[PointSummary]], path: Path) -> None:
+def _plot_corrupted_accuracy(points_by_group: dict[GroupKey, list[PointSummary]]) -> Figure:
     """Paper Fig. 2: clean accuracy and the mean accuracy over corruptions (per severity where uniform)."""
     severities = _corruption_severities(points_by_group)
     colors = dict(zip(severities, _line_colors(len(severities)), strict=True))
 
-    def lines(panel: Panel) -> list[Line]:
-        points = points_by_group[panel]  # type: ignore[index]
+    def curves(points: list[PointSummary]) -> list[Curve]:
         keys = {key for point in points for key in point.corruption_mean}
         levels = sorted(key for key in keys if key is not None)
-        result = [Line("clean", lambda point: point.clean_accuracy, "0.3")]
+        result = [Curve("clean", points, lambda point: point.clean_accuracy, "0.3")]
         if levels:
-            result += [Line(f"severity {level}, mean over corruptions",
-                            lambda point, key=level: point.corruption_mean.get(key), colors.get(level))
+            result += [Curve(f"severity {level}, mean over corruptions", points,
+                             lambda point, key=level: point.corruption_mean.get(key), colors.get(level))
                        for level in levels]
         else:
-            result.append(Line("mean over corruptions", lambda point: point.corruption_mean.get(None), "C3"))
+            result.append(Curve("mean over corruptions", points, lambda point: point.corruption_mean.get(None), "C3"))
         return result
 
-    plot_against_remaining(
-        points_by_group, lines, ylabel="accuracy", legend_title="test data",
-        title="Accuracy on corrupted data vs remaining weights", path=path,
+    return plot_against_remaining(
+        {group: curves(points) for group, points in points_by_group.items()},
+        ylabel="accuracy", legend_title="test data", title="Accuracy on corrupted data vs remaining weights",
     )
 
 
-def _plot_corruption_breakdown(points_by_group: dict[GroupKey, list[PointSummary]], path: Path) -> None:
+def _plot_corruption_breakdown(points_by_group: dict[GroupKey, list[PointSummary]]) -> Figure:
     """Paper Fig. 9-11: a panel per corruption (and group), a line per severity, same colour per severity."""
     severities = _corruption_severities(points_by_group)
     colors = dict(zip(severities, _line_colors(len(severities)), strict=True))
@@ -391,156 +554,187 @@ def _plot_corruption_breakdown(points_by_group: dict[GroupKey, list[PointSummary
     def levels(points: list[PointSummary], corruption: str) -> tuple[int, ...]:
         return tuple(sorted({level for point in points for name, level in point.corruption_accuracy if name == corruption}))
 
-    panels = {
-        CorruptionPanel(group, name, levels(points, name)): points
-        for group, points in points_by_group.items()
-        for name in dict.fromkeys(name for point in points for name, _ in point.corruption_accuracy)
-    }
-
-    def lines(panel: Panel) -> list[Line]:
-        assert isinstance(panel, CorruptionPanel)
-        return [Line(f"severity {level}", lambda point, key=(panel.corruption, level): point.corruption_accuracy.get(key),
-                     colors[level]) for level in panel.severities]
-
-    plot_against_remaining(
-        panels, lines, ylabel="accuracy", legend_title="severity",
-        title="Accuracy per corruption vs remaining weights", path=path,
+    panels = {}
+    for group, points in points_by_group.items():
+        for name in dict.fromkeys(name for point in points for name, _ in point.corruption_accuracy):
+            panel = CorruptionPanel(group, name, levels(points, name))
+            panels[panel] = [
+                Curve(f"severity {level}", points,
+                      lambda point, key=(name, level): point.corruption_accuracy.get(key), colors[level])
+                for level in panel.severities
+            ]
+    return plot_against_remaining(
+        panels, ylabel="accuracy", legend_title="severity", title="Accuracy per corruption vs remaining weights",
         max_columns=CORRUPTION_COLUMNS, panel_size=CORRUPTION_PANEL_SIZE,
     )
+
+
+def schedule_colors(schedules: Iterable[str]) -> dict[str, str]:
+    """One colour per schedule, the same in every figure of a report."""
+    return {schedule: f"C{index % 10}" for index, schedule in enumerate(sorted(set(schedules)))}
+
+
+def curves_by_schedule(
+    points_by_group: Mapping[GroupKey, Sequence[PointSummary]], stat_of: StatOf, *, higher_is_better: bool = True
+) -> dict[SettingPanel, list[Curve]]:
+    """A panel per (architecture, dataset, family), a curve per schedule: the schedules on the same axes."""
+    colors = schedule_colors(group.schedule for group in points_by_group)
+    panels: dict[SettingPanel, list[Curve]] = defaultdict(list)
+    for group in sorted(points_by_group):
+        panels[SettingPanel.of(group)].append(
+            Curve(group.schedule, points_by_group[group], stat_of, colors[group.schedule], higher_is_better)
+        )
+    return dict(panels)
 
 
 def _sigma_label(sigma: float) -> str:
     return f"σ = {sigma:g}"
 
 
+def _reading(*, higher_is_better: bool = True) -> str:
+    """How to read a line figure: what the lines, bands and markers are."""
+    best = "highest" if higher_is_better else "lowest"
+    return (
+        "Remaining weights on a log scale, dense base on the left, wider and sparser models to the right; the top "
+        "axis names each point's width or depth. Lines: means over seeds; bands and bars: 95% CI over seeds "
+        "(Student t; a point with one finished seed shows its mean alone). Square on the dotted line at 100 %: "
+        f"the dense base; star: the sweet spot, the {best} mean among the sparser points. Panels share one y-axis."
+    )
+
+
+def _caption(key: FigureKey, description: str, findings: Mapping[FigureKey, str]) -> str:
+    """The figure's description, what the paper claims for it, and what this study found (when given)."""
+    caption = f"{description} The paper claims: {PAPER_CLAIMS[key]}."
+    finding = findings.get(key, "").strip()
+    return f"{caption} This study found: {finding}" if finding else caption
+
+
+def _figure_keys(findings: Mapping[str, str] | None) -> dict[FigureKey, str]:
+    """The findings keyed by `FigureKey`; an unknown key is the caller's bug, refused by name."""
+    valid = {key.value for key in FigureKey}
+    unknown = sorted(str(key) for key in (findings or {}) if key not in valid)
+    if unknown:
+        raise ValueError(f"findings for unknown figure(s) {unknown}; the figures are {sorted(valid)}")
+    return {FigureKey(key): finding for key, finding in (findings or {}).items()}
+
+
 def write_figures(
     points_by_group: dict[GroupKey, list[PointSummary]],
     analysis: dict[GroupKey, list[PointRecallAnalysis]],
     directory: Path,
+    findings: Mapping[str, str] | None = None,
 ) -> list[FigureInfo]:
-    """Write every figure there is data for into `directory`; stale files of skipped figures are removed."""
+    """Write every figure there is data for into `directory`; stale files of skipped figures are removed.
+
+    `findings` maps a `FigureKey` (or its value) to one sentence on what this study found, added to that
+    figure's caption after the paper's claim.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    sigmas = noise_sigmas(points_by_group)
+    found = _figure_keys(findings)
     written: list[FigureInfo] = []
 
-    def emit(info: FigureInfo, draw: Callable[[Path], None] | None) -> None:
-        path = directory / info.filename
+    def emit(key: FigureKey, title: str, description: str, draw: Callable[[], Figure] | None) -> None:
+        path = directory / f"{key.value}.png"
         if draw is None:
             path.unlink(missing_ok=True)
             return
-        draw(path)
-        written.append(info)
+        _save(draw(), path)
+        written.append(FigureInfo(key, title, _caption(key, description, found)))
 
-    sigma_colors = dict(zip(sigmas, _line_colors(len(sigmas)), strict=True))  # the same σ, the same colour
-    accuracy_lines = [
-        Line(_sigma_label(sigma), lambda point, s=sigma: point.noise_accuracy.get(s), sigma_colors[sigma])
-        for sigma in sigmas
-    ]
     emit(
-        FigureInfo(
-            "accuracy_under_noise.png",
-            "Accuracy under weight noise",
-            "Test accuracy with Gaussian noise of standard deviation σ added to the weights, against the "
-            "share of weights that remain (log scale; dense base on the left, wider and sparser models to "
-            "the right; the top axis names each point's width or depth). Lines are means over seeds, bands "
-            "±1 std. Look for whether the curves for larger σ fall as models get sparser (sparsity makes "
-            "the network fragile) or stay flat/rise (the same number of nonzero weights keeps robustness).",
+        FigureKey.CLEAN_ACCURACY,
+        "Clean test accuracy",
+        "Test accuracy without noise, one panel per architecture, dataset and family, one line per schedule. This "
+        "is the baseline for the robustness figures: a drop here means capacity was lost, not only robustness. "
+        + _reading(),
+        lambda: plot_against_remaining(
+            curves_by_schedule(points_by_group, lambda point: point.clean_accuracy),
+            ylabel="test accuracy", legend_title="schedule", title="Clean test accuracy vs remaining weights",
         ),
-        (lambda path: plot_against_remaining(
-            points_by_group, accuracy_lines, ylabel="accuracy under noise", legend_title="weight noise",
-            title="Accuracy under weight noise vs remaining weights", path=path,
+    )
+    sigmas = noise_sigmas(points_by_group)
+    sigma_colors = dict(zip(sigmas, _line_colors(len(sigmas)), strict=True))  # the same σ, the same colour
+
+    def noise_panels(stat_of: Callable[[PointSummary, float], Stat | None], shown: Sequence[float],
+                     higher_is_better: bool) -> dict[Panel, list[Curve]]:
+        return {
+            group: [Curve(_sigma_label(sigma), points, lambda point, s=sigma: stat_of(point, s), sigma_colors[sigma],
+                          higher_is_better) for sigma in shown]
+            for group, points in points_by_group.items()
+        }
+
+    emit(
+        FigureKey.ACCURACY_UNDER_NOISE,
+        "Accuracy under weight noise",
+        "Test accuracy with Gaussian noise of standard deviation σ added to the weights, one panel per group, one "
+        "line per σ. " + _reading(),
+        (lambda: plot_against_remaining(
+            noise_panels(lambda point, sigma: point.noise_accuracy.get(sigma), sigmas, True),
+            ylabel="accuracy under noise", legend_title="weight noise",
+            title="Accuracy under weight noise vs remaining weights",
         )) if sigmas else None,
     )
-    delta_lines = [
-        Line(_sigma_label(sigma), lambda point, s=sigma: point.noise_delta_loss.get(s), sigma_colors[sigma])
-        for sigma in sigmas
-        if sigma > 0
-    ]
+    positive_sigmas = [sigma for sigma in sigmas if sigma > 0]
     emit(
-        FigureInfo(
-            "delta_loss_under_noise.png",
-            "Loss increase under weight noise (ΔL)",
-            "Increase of the test loss when the weights are perturbed (loss under noise − clean loss), one "
-            "line per σ > 0, mean ± std over seeds. A flatter, lower curve means a flatter minimum. Look "
-            "for ΔL growing towards the sparse (right) end: the same perturbation hurts sparse models more.",
-        ),
-        (lambda path: plot_against_remaining(
-            points_by_group, delta_lines, ylabel="ΔL (loss increase)", legend_title="weight noise",
-            title="Loss increase under weight noise vs remaining weights", path=path,
-        )) if delta_lines else None,
+        FigureKey.DELTA_LOSS_UNDER_NOISE,
+        "Loss increase under weight noise (ΔL)",
+        "Increase of the test loss when the weights are perturbed (loss under noise − clean loss), one panel per "
+        "group, one line per σ > 0. Lower is better: a lower, flatter curve means a flatter minimum. "
+        + _reading(higher_is_better=False),
+        (lambda: plot_against_remaining(
+            noise_panels(lambda point, sigma: point.noise_delta_loss.get(sigma), positive_sigmas, False),
+            ylabel="ΔL (loss increase)", legend_title="weight noise",
+            title="Loss increase under weight noise vs remaining weights",
+        )) if positive_sigmas else None,
     )
     emit(
-        FigureInfo(
-            "min_class_recall.png",
-            "Minimum class recall",
-            "Recall of the worst-recognised class (mean ± std over seeds). Look for whether the worst class "
-            "suffers as models get sparser even where overall accuracy holds up.",
-        ),
-        lambda path: plot_against_remaining(
-            points_by_group, [Line("min class recall", lambda point: point.min_class_recall)],
-            ylabel="minimum class recall", title="Minimum class recall vs remaining weights", path=path,
-        ),
-    )
-    emit(
-        FigureInfo(
-            "clean_accuracy.png",
-            "Clean test accuracy",
-            "Test accuracy without noise (mean ± std over seeds). This is the baseline for the robustness "
-            "figures: a drop here means capacity was lost, not only robustness.",
-        ),
-        lambda path: plot_against_remaining(
-            points_by_group, [Line("clean accuracy", lambda point: point.clean_accuracy)],
-            ylabel="test accuracy", title="Clean test accuracy vs remaining weights", path=path,
+        FigureKey.MIN_CLASS_RECALL,
+        "Minimum class recall",
+        "Recall of the worst-recognised class, one panel per architecture, dataset and family, one line per "
+        "schedule: does the worst class suffer as models get sparser even where overall accuracy holds up? "
+        + _reading(),
+        lambda: plot_against_remaining(
+            curves_by_schedule(points_by_group, lambda point: point.min_class_recall),
+            ylabel="minimum class recall", legend_title="schedule",
+            title="Minimum class recall vs remaining weights",
         ),
     )
     budgets = adversarial_budgets(points_by_group)
     emit(
-        FigureInfo(
-            "adversarial_accuracy.png",
-            "Robust accuracy under adversarial attacks",
-            "Test accuracy under L∞ attacks (paper Fig. 3): one panel per attack and group, one line per budget "
-            "ε in pixel units (inputs in [0, 1]), mean ± std over seeds, on the same seeded sample of test "
-            "examples for every model. An example counts when the model classifies it correctly both clean "
-            "and attacked. FGSM: one signed-gradient step; FFGSM: FGSM from a random start; BIM: iterated "
-            "FGSM; PGD: BIM from a random start; APGD: PGD with an adaptive step size and momentum. Look for "
-            "whether robust accuracy falls as models get sparser (to the right) at a fixed number of "
-            "nonzero weights, and whether that holds for the stronger attacks.",
-        ),
-        (lambda path: _plot_adversarial(points_by_group, budgets, path)) if budgets else None,
+        FigureKey.ADVERSARIAL_ACCURACY,
+        "Robust accuracy under adversarial attacks",
+        "Test accuracy under L∞ attacks (paper Fig. 3): one panel per attack and group, one line per budget ε in "
+        "pixel units (inputs in [0, 1]), on the same seeded sample of test examples for every model. An example "
+        "counts when the model classifies it correctly both clean and attacked. FGSM: one signed-gradient step; "
+        "FFGSM: FGSM from a random start; BIM: iterated FGSM; PGD: BIM from a random start; APGD: PGD with an "
+        "adaptive step size and momentum. " + _reading(),
+        (lambda: _plot_adversarial(points_by_group, budgets)) if budgets else None,
     )
     has_corruption = any(point.corruption_accuracy for points in points_by_group.values() for point in points)
     emit(
-        FigureInfo(
-            "corrupted_accuracy.png",
-            "Accuracy on corrupted data",
-            "Test accuracy on corrupted images (paper Fig. 2, 5, 7): MNIST-C at each corruption's published "
-            "severity, CIFAR-10-C/-100-C at the chosen severities, the mean over corruptions (identity, the clean "
-            "set, left out), beside the clean accuracy; mean ± std over seeds. Every model sees the same cached "
-            "corrupted sample (random corruptions: the mean over several noise draws). Look for whether the gap "
-            "between clean and corrupted accuracy widens as models get sparser at a fixed number of weights.",
-        ),
-        (lambda path: _plot_corrupted_accuracy(points_by_group, path)) if has_corruption else None,
+        FigureKey.CORRUPTED_ACCURACY,
+        "Accuracy on corrupted data",
+        "Test accuracy on corrupted images (paper Fig. 2, 5, 7): MNIST-C at each corruption's published "
+        "severity, CIFAR-10-C/-100-C at the chosen severities, the mean over corruptions (identity, the clean "
+        "set, left out), beside the clean accuracy; one panel per group. Every model sees the same cached "
+        "corrupted sample (random corruptions: the mean over several noise draws). " + _reading(),
+        (lambda: _plot_corrupted_accuracy(points_by_group)) if has_corruption else None,
     )
     emit(
-        FigureInfo(
-            "corruption_breakdown.png",
-            "Accuracy per corruption",
-            "The corrupted-data accuracy of each corruption separately (paper Fig. 9-11), one line per severity, "
-            "mean ± std over seeds. Look for the corruptions whose accuracy falls with sparsity while others "
-            "stay flat: noise and blur, which change high frequencies, against weather and digital ones.",
-        ),
-        (lambda path: _plot_corruption_breakdown(points_by_group, path)) if has_corruption else None,
+        FigureKey.CORRUPTION_BREAKDOWN,
+        "Accuracy per corruption",
+        "The corrupted-data accuracy of each corruption separately (paper Fig. 9-11), one panel per corruption "
+        "and group, one line per severity: noise and blur change high frequencies, weather and digital "
+        "corruptions do not. " + _reading(),
+        (lambda: _plot_corruption_breakdown(points_by_group)) if has_corruption else None,
     )
     emit(
-        FigureInfo(
-            "class_recall_changes.png",
-            "Class-recall changes against the dense base",
-            "Per class (rows) and compressed point (columns): change of the class's recall against the "
-            "dense base of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: "
-            "the class lost more than the model did on average; blue: less. Boxed cells marked * differ "
-            "significantly (Welch t-test over seeds, p < 0.05). Grey: no data. Look for classes that are "
-            "disproportionately hurt, and whether they grow in number with sparsity.",
-        ),
-        (lambda path: plot_class_recall_heatmap(analysis, path=path)) if analysis else None,
+        FigureKey.CLASS_RECALL_CHANGES,
+        "Class-recall changes against the dense base",
+        "Per class (rows) and compressed point (columns): change of the class's recall against the "
+        "dense base of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: "
+        "the class lost more than the model did on average; blue: less. Boxed cells marked * differ "
+        "significantly (Welch t-test over seeds, p < 0.05). Grey: no data.",
+        (lambda: plot_class_recall_heatmap(analysis)) if analysis else None,
     )
     return written

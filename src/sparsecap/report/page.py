@@ -19,6 +19,20 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     noise_sigmas,
 )
+from sparsecap.report.analysis import Analysis
+from sparsecap.report.claims import (
+    CLEAN_ACCURACY,
+    CORRUPTED_ACCURACY,
+    MIN_CLASS_RECALL,
+    NOISE_ACCURACY,
+    NOISE_DELTA_LOSS,
+    ROBUST_ACCURACY,
+    ClaimVerdict,
+    Collapse,
+    StudyCurves,
+    Verdict,
+)
+from sparsecap.report.claims_format import METHOD, summary_line
 from sparsecap.report.class_recall import SIGNIFICANCE_LEVEL
 from sparsecap.report.figures import FigureInfo
 
@@ -46,6 +60,12 @@ td.sig { font-weight: 700; }
 td.neg { color: #b2182b; }
 td.pos { color: #2166ac; }
 .muted { color: #777; }
+td.wrap { white-space: normal; min-width: 9rem; max-width: 26rem; }
+td.verdict { font-weight: 700; }
+td.verdict.holds { color: #1a7f37; }
+td.verdict.fails { color: #b2182b; }
+td.verdict.inconclusive { color: #7a5d00; }
+td.under-trained { color: #b2182b; font-weight: 600; }
 .warning { border-left: 4px solid #c0392b; background: #fdf2f0; padding: 0.2em 1em; margin: 1em 0; }
 """
 
@@ -107,9 +127,18 @@ def summary_text(results: StudyResults, points_by_group: dict[GroupKey, list[Poi
     return " ".join(parts)
 
 
+def _kept_paths_text(point: PointSummary) -> str:
+    """The log10 kept path fraction over seeds, saying how many seeds keep no path (-inf, outside the mean)."""
+    if point.n_severed and point.n_severed == point.n_finished:
+        return "no path kept"
+    text = point.path_fraction_log10.format(2)
+    return f"{text} ({point.n_severed} seed(s) keep no path)" if point.n_severed else text
+
+
 def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
     sigmas = noise_sigmas(points_by_group)
-    labels = ["point", "width", "depth", "remaining %", "seeds", "diverged", "clean accuracy", "min class recall"]
+    labels = ["point", "width", "depth", "remaining %", "seeds", "diverged", "clean accuracy", "min class recall",
+              "log₁₀ kept paths", "min effective width"]
     labels += [f"accuracy @ σ={sigma:g}" for sigma in sigmas]
     rows = []
     for group, points in points_by_group.items():
@@ -124,6 +153,8 @@ def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
                 _cell(point.n_diverged),
                 _cell(point.clean_accuracy.format()),
                 _cell(point.min_class_recall.format()),
+                _cell(_kept_paths_text(point)),
+                _cell(point.min_effective_width_fraction.format()),
             ]
             for sigma in sigmas:
                 stat = point.noise_accuracy.get(sigma)
@@ -204,6 +235,59 @@ def _placements_html(trials: Sequence[dict[str, Any]]) -> str:
             + f"<tbody>{rows}</tbody></table></div>")
 
 
+VERDICT_CLASSES = {Verdict.HOLDS: "holds", Verdict.FAILS: "fails", Verdict.INCONCLUSIVE: "inconclusive"}
+
+
+def _claims_html(claims: Sequence[ClaimVerdict]) -> str:
+    """The answer first: one row per claim and scope, its verdict, why, the numbers, and how trained."""
+    rows = "".join(
+        f'<tr class="claim-row verdict-{VERDICT_CLASSES[entry.verdict]}">'
+        + _cell(entry.claim.key, "text")
+        + _cell(entry.claim.statement, "text wrap")
+        + _cell(entry.scope, "text wrap")
+        + _cell(entry.verdict.value, f"text verdict {VERDICT_CLASSES[entry.verdict]}")
+        + _cell(entry.finding.reason, "text wrap")
+        + _cell(entry.finding.evidence or "—", "text wrap")
+        + _cell(entry.training_text, "text wrap" + ("" if entry.trained_to_rule else " under-trained"))
+        + "</tr>"
+        for entry in claims
+    )
+    return (f'<p id="claims-summary"><strong>{escape(summary_line(claims))}.</strong> {escape(METHOD)}</p>'
+            '<div class="table-wrap"><table id="claims-table">'
+            + _header(["claim", "the paper says", "scope", "verdict", "why", "numbers", "trained to the stopping rule"],
+                      text_columns=7)
+            + f"<tbody>{rows}</tbody></table></div>")
+
+
+HEADLINE_MEASURES = (CLEAN_ACCURACY, NOISE_ACCURACY, NOISE_DELTA_LOSS, CORRUPTED_ACCURACY, ROBUST_ACCURACY,
+                     MIN_CLASS_RECALL)
+
+
+def _statistics_html(curves: StudyCurves) -> str:
+    """Per group, measure and point: mean with its CI, the difference from the base with its CI and Holm p."""
+    labels = ["measure · point", "remaining %", "seeds", "mean [95% CI]", "− base [95% CI]", "Holm p"]
+    rows = []
+    for group, by_measure in curves.items():
+        rows.append(f'<tr class="group-row"><td colspan="{len(labels)}">{escape(group.label)}</td></tr>')
+        for measure in (measure for measure in HEADLINE_MEASURES if measure in by_measure):
+            curve = by_measure[measure]
+            sweet = curve.sweet_spot
+            for point in curve.points:
+                interval, difference = point.interval, point.versus_base
+                note = " (dense base)" if point.is_base else " ★ sweet spot" if point is sweet else ""
+                rows.append(
+                    '<tr class="statistic-row">'
+                    + _cell(f"{measure.label} · {point.label}{note}", "text")
+                    + _cell(_percent(point.remaining_percent)) + _cell(interval.n)
+                    + _cell(f"{measure.show(interval.mean)} [{measure.show(interval.low)}, {measure.show(interval.high)}]")
+                    + _cell("—" if point.is_base else f"{measure.show(difference.estimate, signed=True)} "
+                            f"[{measure.show(difference.low, signed=True)}, {measure.show(difference.high, signed=True)}]")
+                    + _cell("—" if not math.isfinite(point.adjusted_p) else f"{point.adjusted_p:.2g}",
+                            "sig" if point.significant else None)
+                    + "</tr>")
+    return _table("statistics-table", labels, rows)
+
+
 def _damaged_html(damaged: dict[str, str]) -> str:
     """Trials whose checkpoint is gone or altered: their results stand, but their weights cannot be reloaded."""
     if not damaged:
@@ -211,16 +295,20 @@ def _damaged_html(damaged: dict[str, str]) -> str:
     items = "".join(f"<li>{escape(trial_id)}: {escape(problem)}</li>" for trial_id, problem in sorted(damaged.items()))
     return (f'<div id="damaged-checkpoints" class="warning"><p><strong>{len(damaged)} checkpoint(s) missing or '
             f"damaged.</strong> Their trials' results below are as recorded; rerun the study to train them "
-            f"again and rewrite the checkpoints.</p><ul>{items}</ul></div>")
+            f"again and rewrite the checkpoints.</p><details><summary>Show the trials</summary><ul>{items}</ul>"
+            "</details></div>")
 
 
-def render_page(
-    results: StudyResults,
-    points_by_group: dict[GroupKey, list[PointSummary]],
-    analysis: dict[GroupKey, list[PointRecallAnalysis]],
-    figures: Sequence[FigureInfo],
-) -> str:
+def _collapses_html(collapses: Sequence[Collapse]) -> str:
+    if not collapses:
+        return '<p class="muted">No group has clean accuracies to locate a collapse in.</p>'
+    items = "".join(f"<li><strong>{escape(entry.group.label)}</strong>: {escape(entry.text)}.</li>" for entry in collapses)
+    return f'<ul id="collapses">{items}</ul>'
+
+
+def render_page(results: StudyResults, report: Analysis, figures: Sequence[FigureInfo]) -> str:
     """The whole HTML document as a string; every piece of text from the study is escaped."""
+    points_by_group, analysis, claims, curves = report.points_by_group, report.recall, report.claims, report.curves
     name = results.name
     spec_json = json.dumps(results.spec, indent=2, sort_keys=True, default=str)
     versions = results.versions
@@ -268,15 +356,33 @@ def render_page(
 <h1>{escape(name)}</h1>
 <p class="lead" id="summary">{escape(summary_text(results, points_by_group))}</p>
 {_damaged_html(results.damaged_checkpoints)}
+<h2>Do the paper's claims hold?</h2>
+{_claims_html(claims)}
 <p>Does sparsity itself make networks fragile, or the capacity lost with it? Every model of a group holds
 the same number of nonzero weights; wider or deeper models are masked more sparsely. <em>static</em>: a random
 mask fixed at initialisation; <em>posttrain</em>: dense training followed by magnitude pruning without
-fine-tuning. Remaining weights (%) = 100 × nonzero / total weights; the dense base model has 100 %.</p>
+fine-tuning; beyond the paper, <em>posttrain-finetune</em> fine-tunes after that pruning, <em>set</em> and
+<em>rigl</em> move a random mask during training (regrowing at random or where the gradient is largest) and
+<em>imp</em> prunes iteratively with rewinding (README: schedules). Remaining weights (%) = 100 × nonzero / total weights; the dense base model has 100 %.</p>
+<h3>Where the collapse starts, and the connectivity there</h3>
+<p>The paper explains the collapse at extreme sparsity by loose connectivity between layers. Per group: the
+densest point whose clean accuracy is significantly (Holm) more than 1 pp below the base, and the mask's
+connectivity (means over seeds) at the point before it and at it.</p>
+{_collapses_html(report.collapses)}
 <h2>Figures</h2>
 {_figures_html(figures)}
 <h2>Results</h2>
-<p>One row per group and width/depth point: mean ± sample std over the finished seeds.</p>
+<p>One row per group and width/depth point: mean ± sample std over the finished seeds. Connectivity of the final
+mask (after pruning), counted over units (neurons, or channels joined by any kept kernel weight; residual
+blocks sum their branches): <em>log₁₀ kept paths</em> is log₁₀ of the fraction of the dense network's
+input-to-output paths that survive (0: all); <em>min effective width</em> is the narrowest hidden layer's
+fraction of units on at least one such path.</p>
 {_results_table(points_by_group)}
+<h2>Per-point statistics</h2>
+<p>Accuracies in percent. The mean over the finished seeds with its 95% Student-t interval; the difference from
+the group's dense base with its 95% Welch interval, and Welch's p-value Holm-corrected over the points of one
+measure (bold: below {SIGNIFICANCE_LEVEL:g}). ★ marks the sweet spot, the best sparse point.</p>
+<details><summary>Show the table</summary>{_statistics_html(curves)}</details>
 <h2>Class recall against the dense base</h2>
 {recall_section}
 <h2>Study</h2>

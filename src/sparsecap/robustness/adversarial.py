@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from sparsecap.data import DatasetInfo
+from sparsecap.devices import memory_format
 from sparsecap.errors import SparsecapError
 from sparsecap.robustness.attack_names import Attack, parse_attack
 from sparsecap.robustness.attacks import check_budget, check_steps, frozen, run_attack
@@ -101,7 +102,7 @@ def adversarial_robustness(
         check_budget(epsilon)
     check_steps(steps)
     indices = sample_indices(len(labels), examples, seed).to(labels.device)
-    pixels, targets = to_pixels(images[indices]), labels[indices]
+    pixels, targets = to_pixels(images[indices], memory_format(model, images.device)), labels[indices]
     correct = _predict(model, pixels, batch_size) == targets
     attacked = correct.nonzero().flatten()
     n_correct = len(attacked)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.devices import memory_format
 from sparsecap.sparsity.masked import masked_layers
 from sparsecap.training.trainer import loss_accumulator, to_pixels
 
@@ -60,10 +61,11 @@ def evaluate(
     (`batch_size` None: `evaluation_batch_size`)."""
     model.eval()
     batch_size = batch_size or evaluation_batch_size(model, images.device)
+    layout = memory_format(model, images.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
     predictions = []
     for start in range(0, len(labels), batch_size):
-        logits = model(to_pixels(images[start : start + batch_size]))
+        logits = model(to_pixels(images[start : start + batch_size], layout))
         batch_labels = labels[start : start + batch_size]
         loss_sum += functional.cross_entropy(logits, batch_labels, reduction="sum").to(loss_sum.dtype)
         predictions.append(logits.argmax(dim=1))

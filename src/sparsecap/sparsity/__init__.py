@@ -4,6 +4,7 @@ from sparsecap.lazy_imports import lazy_package
 
 __getattr__, __all__ = lazy_package(__name__, {
     "allocation": ["Allocation", "allocate", "check_capacity", "parse_allocation", "whole_kernel_counts"],
+    "connectivity": ["Connectivity", "measure_connectivity"],
     "engine": ["match_stored_form", "set_engine"],
     "engine_choice": ["Engine"],
     "initialization": ["initialize_"],

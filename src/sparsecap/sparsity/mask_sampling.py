@@ -22,6 +22,13 @@ def _distinct_positions(population: int, count: int, generator: torch.Generator)
     return chosen[keep]
 
 
+def random_positions(population: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """`count` distinct positions of range(population), uniformly at random, without a dense draw when few."""
+    if count <= population // 2:
+        return _distinct_positions(population, count, generator)
+    return torch.randperm(population, generator=generator)[:count]
+
+
 def random_mask(shape: torch.Size | tuple[int, ...], count: int, generator: torch.Generator) -> torch.Tensor:
     """A boolean mask of `shape` with exactly `count` True entries at uniformly random positions."""
     population = int(torch.Size(shape).numel())

@@ -6,11 +6,14 @@ without any hook on the optimiser. The mask is a buffer, so it is saved and load
 
 A linear layer can instead be stored at its kept weights only (`SparseLinear`, the sparse engine); the
 two answer the same questions (`weight_shape`, `mask`, `effective_weight`, `stored_weight`,
-`stored_mask`, `to_stored_layout`, `kept_count`, `kept_to_stored_layout`), so code that reads or
-perturbs weights works on either.
+`stored_mask`, `to_stored_layout`, `kept_count`, `kept_to_stored_layout`, `kept_positions`,
+`kept_values`) and move kept positions alike (`move_kept_`, for the moving-mask schedules), so code that
+reads or perturbs weights works on either.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as functional
@@ -62,6 +65,24 @@ class _MaskedWeight:
     def kept_to_stored_layout(self, kept: torch.Tensor) -> torch.Tensor:
         """Values of the kept weights, in row-major order, in the stored weight's layout (zero elsewhere)."""
         return torch.zeros_like(self.weight).masked_scatter_(self.mask.bool(), kept)
+
+    def kept_positions(self) -> torch.Tensor:
+        """Flat row-major positions of the kept weights, ascending."""
+        return torch.nonzero(self.mask.reshape(-1)).reshape(-1)
+
+    def kept_values(self) -> torch.Tensor:
+        """The kept weights' values, in the order of `kept_positions`."""
+        return self.weight.detach().reshape(-1)[self.kept_positions()]
+
+    @torch.no_grad()
+    def move_kept_(self, dropped: torch.Tensor, grown: torch.Tensor, companions: Sequence[torch.Tensor] = ()) -> None:
+        """Unmask flat positions `grown` (not kept) in place of `dropped` (kept): the count stays. Weights
+        at both start (or stay) at zero, and so do `companions` (tensors in the stored layout, e.g. momentum)."""
+        self.mask.view(-1)[dropped] = 0
+        self.mask.view(-1)[grown] = 1
+        for tensor in (self.weight, *companions):
+            tensor.view(-1)[dropped] = 0
+            tensor.view(-1)[grown] = 0
 
     def set_mask(self, mask: torch.Tensor) -> None:
         """Install a new mask and zero the weights it removes, so stored weights are the effective ones."""

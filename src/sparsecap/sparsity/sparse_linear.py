@@ -10,6 +10,11 @@ positions), their flat positions a buffer. It computes
 - the values' gradient as a sampled dense-dense product: ``dyᵀ x`` evaluated at the kept positions
   only (``torch.sparse.sampled_addmm``).
 
+Each product writes its (features, batch) output once and reads nothing of it (`_product`): at width
+2^15 an output is as large as the activations, and the step's time is passes over them, not its
+nonzeros' arithmetic. Where a layer's output is wider than its input, the bias is one more column of
+the CSR matrix (`BiasColumn`), so neither adding it nor summing its gradient costs a pass.
+
 The values' gradient is a plain dense vector, so `torch.optim.SGD` (momentum included) updates exactly
 the kept weights, and a removed weight does not exist to be moved. The index structures (CSR row
 pointers of W and Wᵀ, the permutation between their value orders) are derived from the positions once
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,21 +54,88 @@ class SparseStructure:
     col_t: torch.Tensor
     permutation_t: torch.Tensor
     """Wᵀ's values are W's values[permutation_t]."""
+    bias_column: BiasColumn | None
+    """Where the bias is computed as one more column of W (`bias_folds`), its structure."""
 
 
-def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, ...] = ()) -> SparseStructure:
-    """The CSR structures of W and Wᵀ for ascending flat positions `kept` in a row-major `shape`."""
+@dataclass(frozen=True)
+class BiasColumn:
+    """The CSR structure of ``[W | b]``, which multiplies the inputs with a row of ones appended.
+
+    The product then adds each bias as it writes its output row, where ``addmm(b, W, X)`` would first
+    copy the broadcast bias into the whole (out, batch) output and read it back; and the sampled weight
+    gradient gives the bias gradient (``dY · 1``) with the values', without a pass summing ``dY``.
+    """
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    value_slots: torch.Tensor
+    """W's values are ``[W | b]``'s values[value_slots]."""
+    bias_slots: torch.Tensor
+    """b is ``[W | b]``'s values[bias_slots]: the last entry of each row."""
+
+    def entries(self, values: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``[W | b]``'s values, for W's `values` and the bias `bias`."""
+        combined = values.new_empty(self.col.numel())
+        combined[self.value_slots] = values
+        combined[self.bias_slots] = bias
+        return combined
+
+
+def bias_folds(shape: tuple[int, int]) -> bool:
+    """Whether a bias is cheaper as a column of W: appending the ones row copies the (in, batch) inputs,
+    adding the bias separately passes over the (out, batch) outputs."""
+    out_features, in_features = shape
+    return in_features < out_features
+
+
+def _bias_column(crow: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, in_features: int) -> BiasColumn:
+    """Row r of ``[W | b]`` is row r of W, then b_r in column `in_features`."""
+    shifts = torch.arange(crow.numel(), device=crow.device)
+    value_slots = torch.arange(cols.numel(), device=cols.device) + rows  # r earlier bias entries before row r
+    bias_slots = crow[1:] + shifts[:-1]
+    col = cols.new_empty(cols.numel() + bias_slots.numel())
+    col[value_slots] = cols
+    col[bias_slots] = in_features
+    return BiasColumn(crow=crow + shifts, col=col, value_slots=value_slots, bias_slots=bias_slots)
+
+
+def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, ...] = (),
+                    with_bias: bool = False) -> SparseStructure:
+    """The CSR structures of W and Wᵀ for ascending flat positions `kept` in a row-major `shape`, and of
+    ``[W | b]`` for a layer `with_bias` whose bias folds into W (`bias_folds`)."""
     out_features, in_features = shape
     rows, cols = kept // in_features, kept % in_features
     crow = torch._convert_indices_from_coo_to_csr(rows, out_features)
     permutation_t = torch.argsort(cols * out_features + rows)
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
+    bias_column = _bias_column(crow, rows, cols, in_features) if with_bias and bias_folds(shape) else None
     return SparseStructure(key=key, shape=shape, crow=crow, col=cols, crow_t=crow_t,
-                           col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t)
+                           col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
+                           bias_column=bias_column)
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)  # built from valid positions
+
+
+def _product(matrix: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """``matrix @ dense`` for a CSR `matrix`, written once into a fresh tensor.
+
+    `torch.sparse.mm` zero-fills a result and copies it into the output before the kernel runs, and
+    ``addmm(b, ...)`` copies the broadcast `b` in and has the kernel add to it: extra passes over an
+    output as large as a layer's activations. At beta = 0 the kernel writes every output entry, empty
+    rows included, and never reads the uninitialised ones.
+    """
+    result = dense.new_empty(matrix.shape[0], dense.shape[1])
+    return torch.addmm(result, matrix, dense, beta=0.0, out=result)
+
+
+def _sampled_gradient(crow: torch.Tensor, col: torch.Tensor, shape: tuple[int, int], grad_t: torch.Tensor,
+                      inputs_t: torch.Tensor) -> torch.Tensor:
+    """``dY Xᵀ`` at the positions of (`crow`, `col`) only, in their order: the stored values' gradient."""
+    pattern = _csr(crow, col, grad_t.new_zeros(col.numel()), shape)
+    return torch.sparse.sampled_addmm(pattern, grad_t, inputs_t.t(), beta=0.0).values()
 
 
 class SparseProduct(torch.autograd.Function):
@@ -76,13 +149,16 @@ class SparseProduct(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, inputs_t: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, structure: SparseStructure
     ) -> torch.Tensor:
-        matrix = _csr(structure.crow, structure.col, values, structure.shape)
         inputs_t = inputs_t.contiguous()  # free when the previous layer kept the layout
-        if bias is not None:
-            outputs_t = torch.addmm(bias.unsqueeze(1), matrix, inputs_t)
-        else:
-            outputs_t = torch.sparse.mm(matrix, inputs_t)
-        ctx.structure = structure
+        column = structure.bias_column if bias is not None else None
+        crow, col, entries = structure.crow, structure.col, values
+        if column is not None:  # [W | b] times the inputs with a row of ones appended
+            crow, col, entries = column.crow, column.col, column.entries(values, bias)
+            inputs_t = torch.cat([inputs_t, inputs_t.new_ones(1, inputs_t.shape[1])])
+        outputs_t = _product(_csr(crow, col, entries, (structure.shape[0], inputs_t.shape[0])), inputs_t)
+        if bias is not None and column is None:
+            outputs_t.add_(bias.unsqueeze(1))  # unfolded: the outputs are no larger than the inputs
+        ctx.structure, ctx.column, ctx.pattern = structure, column, (crow, col)
         ctx.has_bias = bias is not None
         ctx.save_for_backward(inputs_t, values)
         return outputs_t
@@ -93,14 +169,19 @@ class SparseProduct(torch.autograd.Function):
         inputs_t, values = ctx.saved_tensors
         grad_t = grad_outputs_t.contiguous()
         grad_inputs_t = grad_values = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            transposed = _csr(structure.crow_t, structure.col_t, values[structure.permutation_t], structure.shape[::-1])
-            grad_inputs_t = torch.sparse.mm(transposed, grad_t)
-        if ctx.needs_input_grad[1]:
-            pattern = _csr(structure.crow, structure.col, values, structure.shape)
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_t, inputs_t.t(), beta=0.0).values()
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad_t.sum(1)
+        with torch.autocast(grad_t.device.type, enabled=False):  # no bfloat16 CSR kernels: see `product_t`
+            if ctx.needs_input_grad[0]:
+                transposed = _csr(structure.crow_t, structure.col_t, values[structure.permutation_t],
+                                  structure.shape[::-1])
+                grad_inputs_t = _product(transposed, grad_t)
+            column: BiasColumn | None = ctx.column
+            if ctx.needs_input_grad[1] or (column is not None and ctx.needs_input_grad[2]):
+                sampled = _sampled_gradient(*ctx.pattern, (structure.shape[0], inputs_t.shape[0]), grad_t, inputs_t)
+                grad_values = sampled if column is None else sampled[column.value_slots]
+                if column is not None:
+                    grad_bias = sampled[column.bias_slots]  # dY · 1, from the ones row
+            if ctx.has_bias and ctx.needs_input_grad[2] and column is None:
+                grad_bias = grad_t.sum(1)
         return grad_inputs_t, grad_values, grad_bias, None
 
 
@@ -171,6 +252,28 @@ class SparseLinear(nn.Module):
         """Values of the kept weights, in row-major order: the stored layout itself (`kept` ascends)."""
         return kept
 
+    def kept_positions(self) -> torch.Tensor:
+        """Flat row-major positions of the kept weights, ascending: the positions buffer."""
+        return self.kept
+
+    def kept_values(self) -> torch.Tensor:
+        """The kept weights' values, in the order of `kept_positions`: the Parameter itself."""
+        return self.values.detach()
+
+    @torch.no_grad()
+    def move_kept_(self, dropped: torch.Tensor, grown: torch.Tensor, companions: Sequence[torch.Tensor] = ()) -> None:
+        """Keep flat positions `grown` (not kept) in place of `dropped` (kept), in place: the positions
+        buffer and the values Parameter keep their size and identity (an optimiser keeps tracking them), and
+        `companions` (tensors in the values' layout, e.g. momentum) are reordered with them. Grown weights and
+        their companions start at zero. Costs O(kept), never the dense shape."""
+        survivors = torch.ones(self.kept.numel(), dtype=torch.bool, device=self.kept.device)
+        survivors[torch.searchsorted(self.kept, dropped)] = False
+        positions = torch.cat([self.kept[survivors], grown])
+        order = torch.argsort(positions)
+        for tensor in (self.values, *companions):
+            tensor.copy_(torch.cat([tensor[survivors], tensor.new_zeros(grown.numel())])[order])
+        self.kept.copy_(positions[order])  # a new version of the buffer: the index structures are rebuilt
+
     def set_mask(self, mask: torch.Tensor) -> None:
         """Keep the positions `mask` keeps, with their current weights (zero where none was kept)."""
         if mask.shape != self.weight_shape:
@@ -182,16 +285,18 @@ class SparseLinear(nn.Module):
 
     def structure(self) -> SparseStructure:
         """The cached index structures, rebuilt when the positions buffer was written to or replaced."""
-        key = (self.kept.data_ptr(), self.kept._version, self.kept.device, self.kept.numel())
+        key = (self.kept.data_ptr(), self.kept._version, self.kept.device, self.kept.numel(), self.bias is not None)
         cached: SparseStructure | None = getattr(self, "_structure", None)
         if cached is None or cached.key != key:
-            cached = build_structure(self.kept, (self.out_features, self.in_features), key)
+            cached = build_structure(self.kept, (self.out_features, self.in_features), key, self.bias is not None)
             self._structure = cached  # plain attribute: not a buffer, never saved
         return cached
 
     def product_t(self, inputs_t: torch.Tensor) -> torch.Tensor:
-        """``W X + b`` for inputs in (features, batch) layout."""
-        return SparseProduct.apply(inputs_t, self.values, self.bias, self.structure())
+        """``W X + b`` for inputs in (features, batch) layout. CSR products have no bfloat16 kernels, so
+        under autocast (`[training] precision = "bfloat16"`) they run in the kept weights' float32."""
+        with torch.autocast(inputs_t.device.type, enabled=False):
+            return SparseProduct.apply(inputs_t.to(self.values.dtype), self.values, self.bias, self.structure())
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # The result is the transposed view of a (features, batch) tensor: elementwise layers keep that

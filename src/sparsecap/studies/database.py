@@ -58,7 +58,10 @@ CREATE TABLE IF NOT EXISTS trials (
     device TEXT,
     device_name TEXT,
     torch_version TEXT,
-    cuda_version TEXT
+    cuda_version TEXT,
+    path_fraction_log10 REAL,
+    min_effective_width_fraction REAL,
+    ineffective_units INTEGER
 );
 CREATE TABLE IF NOT EXISTS epochs (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
@@ -89,6 +92,14 @@ CREATE TABLE IF NOT EXISTS adversarial (
     success_rate REAL,
     examples INTEGER NOT NULL,
     PRIMARY KEY (trial_id, attack, epsilon)
+);
+CREATE TABLE IF NOT EXISTS layer_connectivity (
+    trial_id TEXT NOT NULL REFERENCES trials(trial_id),
+    layer_index INTEGER NOT NULL,
+    layer TEXT NOT NULL,
+    units INTEGER NOT NULL,
+    effective_units INTEGER NOT NULL,
+    PRIMARY KEY (trial_id, layer_index)
 );
 CREATE TABLE IF NOT EXISTS corruption (
     trial_id TEXT NOT NULL REFERENCES trials(trial_id),
@@ -138,6 +149,9 @@ class TrialRecord:
     """Rows with keys attack, epsilon, robust_accuracy, success_rate, examples."""
     corruption: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     """Rows with keys corruption, severity, draw, accuracy, loss."""
+    layer_connectivity: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+    """Per hidden layer of units (sparsecap.sparsity.connectivity), in graph order: rows with keys layer, units,
+    effective_units (those on an input-to-output path through kept weights)."""
     error: str | None = None
     """Why a trial with status "failed" failed (the exception and its traceback); None otherwise."""
     threads: int | None = None
@@ -150,12 +164,20 @@ class TrialRecord:
     device_name: str | None = None
     torch_version: str | None = None
     cuda_version: str | None = None
+    path_fraction_log10: float | None = None
+    """log10 of the fraction of the dense network's input-to-output paths the final mask keeps: -inf when
+    none survives, None when not measured (a failed trial, or a database from before it was measured)."""
+    min_effective_width_fraction: float | None = None
+    """The narrowest hidden layer's units on an input-to-output path, as a fraction of its width."""
+    ineffective_units: int | None = None
+    """Hidden units on no input-to-output path (cut off from the input or from the output)."""
 
 
-_CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption")
-_CHILD_TABLES = ("epochs", "class_recall", "weight_noise", "adversarial", "corruption")
+_CHILD_FIELDS = ("epoch_losses", "class_recall", "weight_noise", "adversarial", "corruption", "layer_connectivity")
+_CHILD_TABLES = ("epochs", "class_recall", "weight_noise", "adversarial", "corruption", "layer_connectivity")
 _ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "TEXT", "device": "TEXT",
-                  "device_name": "TEXT", "torch_version": "TEXT", "cuda_version": "TEXT"}
+                  "device_name": "TEXT", "torch_version": "TEXT", "cuda_version": "TEXT",
+                  "path_fraction_log10": "REAL", "min_effective_width_fraction": "REAL", "ineffective_units": "INTEGER"}
 """Columns added to `trials` after its first release, added to an older database when it is opened."""
 
 
@@ -203,8 +225,9 @@ class StudyDatabase:
                 raise _unusable(self.path, f"it has no study or trials table, only {sorted(tables) or 'none'}")
             columns = {row["name"] for row in connection.execute("PRAGMA table_info(trials)")}
         missing = {name: kind for name, kind in _ADDED_COLUMNS.items() if name not in columns}
-        if missing and not read_only:  # a database from an earlier version: gains the new columns
+        if (missing or not set(_CHILD_TABLES) <= tables) and not read_only:  # an earlier version's: gains the new parts
             with self._connection() as connection, connection:
+                connection.executescript(SCHEMA)  # creates only the tables it lacks
                 for name, kind in missing.items():
                     connection.execute(f"ALTER TABLE trials ADD COLUMN {name} {kind}")
 
@@ -271,10 +294,16 @@ class StudyDatabase:
                 "VALUES (:trial_id, :corruption, :severity, :draw, :accuracy, :loss)",
                 [{"trial_id": record.trial_id, **row} for row in record.corruption],
             )
+            connection.executemany(
+                "INSERT INTO layer_connectivity (trial_id, layer_index, layer, units, effective_units) "
+                "VALUES (:trial_id, :layer_index, :layer, :units, :effective_units)",
+                [{"trial_id": record.trial_id, "layer_index": index, **row}
+                 for index, row in enumerate(record.layer_connectivity)],
+            )
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         """All rows of one results table as dictionaries (for reports and tests)."""
-        if table not in {"trials", "epochs", "class_recall", "weight_noise", "adversarial", "corruption"}:
+        if table not in {"trials", *_CHILD_TABLES}:
             raise ValueError(f"unknown results table {table!r}")
         with self._connection() as connection:
             return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]

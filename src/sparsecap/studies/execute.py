@@ -17,28 +17,28 @@ from torch import nn
 from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
-from sparsecap.devices import placement
+from sparsecap.devices import memory_format, placement
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
 from sparsecap.robustness.weight_noise import evaluations_at
 from sparsecap.runtime import Runtime
 from sparsecap.sparsity import (
-    initialize_,
-    magnitude_prune_,
+    measure_connectivity,
     set_engine,
-    sparse_model_at_init,
     summarize,
     weight_count,
 )
 from sparsecap.sparsity.flops import dense_multiply_accumulates
+from sparsecap.sparsity.schedules import ScheduleSettings, SparsitySchedule, create_schedule
 from sparsecap.studies.checkpoints import save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
 from sparsecap.studies.database import FAILED, TrialRecord
 from sparsecap.studies.generators import trial_generators
-from sparsecap.studies.spec import Schedule, StudySpec
+from sparsecap.studies.fitting import study_fit
+from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
-from sparsecap.training import TrainingResult, train
-from sparsecap.training.multiseed import can_stack, stacking_pays, train_together
+from sparsecap.training import Precision, TrainingResult, numeric_precision
+from sparsecap.training.multiseed import stacks_here
 
 
 def base_nonzero(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> int:
@@ -50,20 +50,31 @@ def _finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def trial_schedule(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> SparsitySchedule:
+    """The trial's schedule (`sparsecap.sparsity.schedules`) for the study's settings."""
+    return create_schedule(trial.schedule, ScheduleSettings(
+        base_nonzero(spec, trial, dataset), spec.allocation, spec.mask_granularity, spec.pruning_scope,
+        spec.dynamic.config(), spec.training.max_epochs, spec.training.engine, dataset.train_images.device.type))
+
+
 def prepare_model(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> tuple[nn.Module, int]:
-    """The trial's model ready to train on the dataset's device (masked or initialised on the CPU, from the
-    trial's generators, so the same on every device; stored for the engine) and its capacity."""
+    """The trial's model ready to train on the dataset's device (masked or initialised on the CPU by its
+    schedule, from the trial's generators, so the same on every device; stored for the engine) and its capacity."""
     generators = trial_generators(trial.seed)
-    capacity = base_nonzero(spec, trial, dataset)
+    schedule = trial_schedule(spec, trial, dataset)
     model = create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
-    if trial.schedule is Schedule.STATIC:
-        sparse_model_at_init(
-            model, capacity, spec.allocation, generators.mask, generators.initialization, spec.mask_granularity
-        )
-    else:
-        initialize_(model, generators.initialization)
+    schedule.prepare(model, generators.mask, generators.initialization)
     device = dataset.train_images.device
-    return set_engine(model, spec.training.engine, device.type).to(device), capacity  # auto: per layer, device
+    model = set_engine(model, spec.training.engine, device.type)  # auto: per layer and device
+    return model.to(device, memory_format=memory_format(model, device)), schedule.settings.capacity
+
+
+def train_by_schedule(spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, models: Sequence[nn.Module],
+                      bar: tqdm) -> list[TrainingResult]:
+    """Train the prepared models of `trials` (one grid point's seeds) in place, as their schedule says."""
+    fit = study_fit(spec, dataset, trials, models, bar)
+    return trial_schedule(spec, trials[0], dataset).train(
+        models, fit, [trial_generators(trial.seed).mask_updates for trial in trials])
 
 
 def _epoch_bar(description: str, total: int, show_progress: bool) -> tqdm:
@@ -74,33 +85,19 @@ def run_trial(
     spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
 ) -> TrialRecord:
     model, capacity = prepare_model(spec, trial, dataset)
-    config = spec.training.config()
-    with _epoch_bar(trial.trial_id, config.max_epochs, show_progress) as bar:
-
-        def on_epoch(epoch: int, loss: float) -> None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}")
-
-        training = train(model, dataset.train_images, dataset.train_labels, config,
-                         trial_generators(trial.seed).data_order, on_epoch)
+    with _epoch_bar(trial.trial_id, spec.training.max_epochs, show_progress) as bar:
+        [training] = train_by_schedule(spec, [trial], dataset, [model], bar)
     return evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress)
 
 
 def run_trials_together(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
 ) -> list[TrialRecord]:
-    """Trials that differ only in their seed trained as one stacked program (`train_together`)."""
+    """Trials that differ only in their seed trained as one stacked program (`train_together`) per round."""
     prepared = [prepare_model(spec, trial, dataset) for trial in trials]
     models = [model for model, _ in prepared]
-    config = spec.training.config()
-    with _epoch_bar(f"{trials[0].trial_id} (+{len(trials) - 1} seeds)", config.max_epochs, show_progress) as bar:
-
-        def on_epoch(epoch: int, losses: list[float]) -> None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{max(losses):.4f}", training=len(losses))
-
-        results = train_together(models, dataset.train_images, dataset.train_labels, config,
-                                 [trial_generators(trial.seed).data_order for trial in trials], on_epoch)
+    with _epoch_bar(f"{trials[0].trial_id} (+{len(trials) - 1} seeds)", spec.training.max_epochs, show_progress) as bar:
+        results = train_by_schedule(spec, trials, dataset, models, bar)
     return [  # one seed's failing evaluation fails that trial only
         _record_or_failure(spec, trial, dataset, functools.partial(
             evaluate_trial, spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress))
@@ -124,15 +121,13 @@ def evaluate_trial(
     checkpoint_directory: Path,
     show_progress: bool,
 ) -> TrialRecord:
-    """Prune (post-training schedule), measure, save the checkpoint: the trained trial's record."""
+    """Measure, save the checkpoint: the trained trial's record (its schedule has pruned it where it prunes)."""
     generators = trial_generators(trial.seed, str(dataset.test_images.device))
-    if trial.schedule is Schedule.POSTTRAIN:
-        magnitude_prune_(model, capacity, spec.pruning_scope, spec.allocation)
-        model = set_engine(model, spec.training.engine, dataset.test_images.device.type)  # pruned: sparse if auto
-
     info = dataset.info
-    with tqdm(total=_evaluation_steps(spec), desc=f"{trial.trial_id} evaluation", unit="step", leave=False,
-              disable=not show_progress) as bar:
+    # Whatever the training precision, the measures are of the weights in float32 (README: Precision, ...).
+    with numeric_precision(Precision.FLOAT32, dataset.test_images.device), \
+            tqdm(total=_evaluation_steps(spec), desc=f"{trial.trial_id} evaluation", unit="step", leave=False,
+                 disable=not show_progress) as bar:
         clean = evaluate(model, dataset.test_images, dataset.test_labels, info.num_classes)
         bar.update(1)
         adversarial = []
@@ -153,6 +148,7 @@ def evaluate_trial(
             generators.weight_noise, clean, on_draw=lambda: bar.update(1),
         )
     summary = summarize(model, capacity)
+    connectivity = measure_connectivity(model)  # of the final mask: after pruning
     checkpoint = checkpoint_directory / f"{trial.trial_id}.safetensors"
     digest = save_checkpoint(model, checkpoint, {"trial_id": trial.trial_id, "width": str(trial.width),
                                                  "depth": str(trial.depth), "architecture": trial.architecture})
@@ -173,6 +169,11 @@ def evaluate_trial(
         remaining_percent=100.0 * summary.density,
         unmasked_parameters=summary.unmasked_parameters,
         disconnected_units=summary.disconnected_units,
+        path_fraction_log10=connectivity.path_fraction_log10,
+        min_effective_width_fraction=connectivity.min_effective_width_fraction,
+        ineffective_units=connectivity.ineffective_units,
+        layer_connectivity=[{"layer": layer.name, "units": layer.units, "effective_units": layer.effective_units}
+                            for layer in connectivity.hidden_layers],
         epochs=training.epochs,
         final_train_loss=_finite_or_none(training.final_loss),
         test_accuracy=clean.accuracy,
@@ -235,8 +236,19 @@ def _record_or_failure(
     start = time.perf_counter()
     try:
         return compute()
+    except torch.OutOfMemoryError:  # last line, the one `sparsecap run` prints: what to do about it
+        error = f"{traceback.format_exc()}{out_of_memory_advice(spec, dataset)}"
+        return failed_record(spec, trial, dataset, error, time.perf_counter() - start)
     except Exception:  # noqa: BLE001 - any error of one trial must not block the others
         return failed_record(spec, trial, dataset, traceback.format_exc(), time.perf_counter() - start)
+
+
+def out_of_memory_advice(spec: StudySpec, dataset: ImageDataset) -> str:
+    """What a trial that ran out of (GPU) memory records last: its batch size, and a smaller one to try."""
+    batch_size = spec.training.batch_size
+    return (f"out of memory on {dataset.train_images.device} at [training] batch_size = {batch_size}: try a "
+            f"smaller batch, e.g. --set training.batch_size={max(1, batch_size // 2)} (a changed spec is a new "
+            "study: give it its own --out)")
 
 
 def seed_groups(spec: StudySpec, trials: Sequence[Trial]) -> list[list[Trial]]:
@@ -268,7 +280,8 @@ def run_group_or_failures(
     threads = runtime.threads_for(dense_multiply_accumulates(model, dataset.info.input_shape))
     torch.set_num_threads(threads)  # this process trains only this group now
     records = None
-    if len(trials) > 1 and can_stack(model) and stacking_pays(model, len(trials), spec.training.batch_size):
+    together = trial_schedule(spec, trials[0], dataset).can_train_seeds_together()
+    if together and stacks_here(model, len(trials), spec.training.batch_size, dataset.train_images.device.type):
         try:
             records = run_trials_together(spec, trials, dataset, checkpoint_directory, show_progress)
         except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below

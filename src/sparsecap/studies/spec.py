@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
 import tomllib
 from importlib import resources
@@ -23,19 +24,17 @@ from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
 from sparsecap.robustness.attack_names import Attack
 from sparsecap.sparsity import Allocation, Engine, MaskGranularity, PruningScope
-from sparsecap.training import LearningRateSchedule, TrainingConfig
+from sparsecap.sparsity.schedule_config import (
+    DYNAMIC_SCHEDULES,
+    MOVING_MASK_SCHEDULES,
+    DynamicConfig,
+    Schedule,
+    imp_round_targets,
+)
+from sparsecap.training import LearningRateSchedule, Precision, TrainingConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
-
-
-class Schedule(str, enum.Enum):
-    """When the network becomes sparse."""
-
-    STATIC = "static"
-    """A random mask drawn at initialisation, kept through training."""
-    POSTTRAIN = "posttrain"
-    """Dense training, then magnitude pruning to the base's count, no fine-tuning."""
 
 
 class Family(str, enum.Enum):
@@ -68,9 +67,13 @@ class TrainingSpec(_Strict):
     """How masked linear layers compute: dense weight × mask, sparse (nonzeros only) or auto (by density).
     The same numbers up to float rounding (docs/performance.md); convolutions are always dense."""
     seeds_together: bool = False
-    """Train the seeds of each grid point as one stacked program (`train_together`) where the model allows
-    it (every weight in a linear layer: the MLPs) and is small enough to gain (`stacking_pays`); other
-    models train seed by seed. The same numbers up to float rounding (docs/performance.md)."""
+    """Train the seeds of each grid point as one stacked program (`train_together`) where it gains
+    (`stacks_here`): MLPs small enough (`stacking_pays`), CNNs (one grouped-convolution network) off the
+    CPU; other models train seed by seed. The same numbers up to float rounding (docs/performance.md)."""
+    precision: Precision = Precision.FLOAT32
+    """The arithmetic of training (`sparsecap.training.precision`); evaluation is always float32."""
+    compile: bool = False
+    """Train through torch.compile: the same numbers up to float rounding, faster on a GPU (slow to start)."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -81,6 +84,8 @@ class TrainingSpec(_Strict):
             stop_loss=self.stop_loss,
             schedule=self.learning_rate_schedule,
             augmentation=self.augmentation,
+            precision=self.precision,
+            compile=self.compile,
         )
 
 
@@ -133,6 +138,65 @@ class CorruptionsSpec(_Strict):
         return ProtocolConfig(suite=suite, corruptions=tuple(self.corruptions), **options)
 
 
+_DYNAMIC_DEFAULTS = DynamicConfig()
+
+
+class DynamicSpec(_Strict):
+    """[dynamic]: the set, rigl, imp and posttrain-finetune schedules' parameters (`DynamicConfig`; defaults
+    from their papers). Part of the fingerprint only when one of those schedules is in the study."""
+
+    zeta: float = _DYNAMIC_DEFAULTS.zeta
+    update_interval: int = _DYNAMIC_DEFAULTS.update_interval
+    stop_fraction: float = _DYNAMIC_DEFAULTS.stop_fraction
+    rewind_epoch: int = _DYNAMIC_DEFAULTS.rewind_epoch
+    imp_prune_fraction: float = _DYNAMIC_DEFAULTS.imp_prune_fraction
+    imp_rounds: int = _DYNAMIC_DEFAULTS.imp_rounds
+    finetune_epochs: int = _DYNAMIC_DEFAULTS.finetune_epochs
+
+    @field_validator("zeta", "imp_prune_fraction")
+    @classmethod
+    def _open_unit_interval(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be in (0, 1), both ends excluded")
+        return value
+
+    @field_validator("stop_fraction")
+    @classmethod
+    def _fraction_of_training(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("must be in (0, 1]: a fraction of training")
+        return value
+
+    @field_validator("update_interval", "imp_rounds", "finetune_epochs")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be an integer >= 1")
+        return value
+
+    @field_validator("rewind_epoch")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be an integer from 0 (the initialisation) to max_epochs - 1")
+        return value
+
+    def config(self) -> DynamicConfig:
+        return DynamicConfig(**self.model_dump())
+
+
+def _weight_count(config: ModelConfig, dataset: DatasetName) -> int:
+    """A model's maskable weights, counted on torch's meta device (no memory). It imports torch, so only the
+    specs that need counts (imp's rounds) pay for that at validation."""
+    import torch
+
+    from sparsecap.models import create_model
+    from sparsecap.sparsity import weight_count
+
+    with torch.device("meta"):
+        return weight_count(create_model(config, dataset_info(dataset)))
+
+
 class ResourcesSpec(_Strict):
     """What one trial asks of a cluster node (the Ray executor): how it runs, never what it computes."""
 
@@ -159,6 +223,9 @@ class StudySpec(_Strict):
     base_width: PositiveInt | None = None
     base_depth: PositiveInt | None = None
     schedules: list[Schedule] = Field(default=[Schedule.STATIC], min_length=1)
+    schedule_widths: dict[Schedule, list[PositiveInt]] | None = None
+    """Widths per schedule, each a subset of `widths` holding the base width (None, or a schedule left out:
+    all of `widths`): an expensive post-training width can be left out without splitting the study."""
     allocation: Allocation = Allocation.UNIFORM
     mask_granularity: MaskGranularity = MaskGranularity.WEIGHT
     pruning_scope: PruningScope = PruningScope.LAYERWISE
@@ -171,6 +238,7 @@ class StudySpec(_Strict):
     weight_noise: WeightNoiseSpec = WeightNoiseSpec()
     adversarial: AdversarialSpec = AdversarialSpec()
     corruptions: CorruptionsSpec = CorruptionsSpec()
+    dynamic: DynamicSpec = DynamicSpec()
     resources: ResourcesSpec = ResourcesSpec()
 
     @field_validator("architectures")
@@ -215,6 +283,47 @@ class StudySpec(_Strict):
                     raise ValueError(f"[corruptions] on {dataset.value}: {error}") from None
         return self
 
+    @model_validator(mode="after")
+    def _dynamic_schedules_can_run(self) -> StudySpec:
+        if self.dynamic.rewind_epoch >= self.training.max_epochs:
+            raise ValueError(f"dynamic.rewind_epoch {self.dynamic.rewind_epoch} is beyond training; valid: 0 to "
+                             f"max_epochs - 1 = {self.training.max_epochs - 1}")
+        moving = sorted(schedule.value for schedule in MOVING_MASK_SCHEDULES & set(self.schedules))
+        if moving and self.mask_granularity is not MaskGranularity.WEIGHT:
+            raise ValueError(f"{', '.join(moving)} move single weights: mask_granularity must be 'weight' with them")
+        if Schedule.IMP in self.schedules:
+            for architecture, dataset in itertools.product(self.architectures, self.datasets):
+                capacity = _weight_count(self.base_for(architecture), dataset)
+                largest = max((_weight_count(ModelConfig(architecture, width, depth), dataset), width, depth)
+                              for width, depth in itertools.product(self.widths_for(Schedule.IMP),
+                                                                  self.depths_for(architecture)))
+                try:  # the largest model needs the most rounds
+                    imp_round_targets(largest[0], capacity, self.dynamic.imp_prune_fraction, self.dynamic.imp_rounds)
+                except ValueError as error:
+                    raise ValueError(f"imp on {architecture} width {largest[1]} depth {largest[2]}: {error}") from None
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_widths_within_the_grid(self) -> StudySpec:
+        for schedule, widths in (self.schedule_widths or {}).items():
+            if schedule not in self.schedules:
+                raise ValueError(f"schedule_widths names {schedule.value}, which is not in schedules "
+                                 f"({', '.join(item.value for item in self.schedules)})")
+            reject_repeats(widths)
+            outside = sorted(set(widths) - set(self.widths))
+            if outside:
+                raise ValueError(f"schedule_widths.{schedule.value} has width(s) {outside} outside widths {self.widths}")
+            for architecture in self.architectures:
+                base = self.base_for(architecture).width
+                if base in self.widths and base not in widths:
+                    raise ValueError(f"schedule_widths.{schedule.value} must hold the base width {base}: every "
+                                     f"schedule's curve starts at its dense base")
+        return self
+
+    def widths_for(self, schedule: Schedule) -> list[int]:
+        """The widths this schedule is trained at."""
+        return (self.schedule_widths or {}).get(schedule, self.widths)
+
     @property
     def family(self) -> Family:
         return Family.DEPTH if self.depths is not None and len(self.depths) > 1 else Family.WIDTH
@@ -254,8 +363,16 @@ class StudySpec(_Strict):
             del data["corruptions"]
         if self.training.engine is Engine.DENSE:  # likewise: studies from before the sparse engine
             del data["training"]["engine"]
+        if self.schedule_widths is None:  # likewise: studies from before widths per schedule
+            del data["schedule_widths"]
         if not self.training.seeds_together:  # likewise: studies from before seeds were trained together
             del data["training"]["seeds_together"]
+        if self.training.precision is Precision.FLOAT32:  # likewise: studies from before precisions
+            del data["training"]["precision"]
+        if not self.training.compile:  # likewise (compile, like the engine, is in it when set: README)
+            del data["training"]["compile"]
+        if not DYNAMIC_SCHEDULES & set(self.schedules):  # likewise: studies from before [dynamic]
+            del data["dynamic"]
         # Resources say where and how trials run, not what they compute: a study started on one executor
         # (or with other resources) can be finished on another.
         del data["resources"]
@@ -279,7 +396,7 @@ def _describe_errors(error: ValidationError) -> str:
 
 def _valid_keys() -> str:
     nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
-              "corruptions": CorruptionsSpec, "resources": ResourcesSpec}
+              "corruptions": CorruptionsSpec, "dynamic": DynamicSpec, "resources": ResourcesSpec}
     parts = [
         f"{key} ({', '.join(nested[key].model_fields)})" if key in nested else key
         for key in StudySpec.model_fields

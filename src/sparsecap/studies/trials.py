@@ -33,8 +33,7 @@ def expand(spec: StudySpec) -> list[Trial]:
     return [
         Trial(architecture, dataset, spec.family, width, depth, schedule, seed)
         for architecture in spec.architectures
-        for dataset, schedule, width, depth, seed in itertools.product(
-            spec.datasets, spec.schedules, spec.widths, spec.depths_for(architecture), spec.seeds
-        )
+        for dataset, schedule in itertools.product(spec.datasets, spec.schedules)
+        for width, depth, seed in itertools.product(spec.widths_for(schedule), spec.depths_for(architecture), spec.seeds)
     ]
 

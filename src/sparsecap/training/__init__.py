@@ -3,6 +3,7 @@
 from sparsecap.lazy_imports import lazy_package
 
 __getattr__, __all__ = lazy_package(__name__, {
-    "config": ["LearningRateSchedule", "TrainingConfig"],
+    "config": ["LearningRateSchedule", "Precision", "TrainingConfig"],
+    "precision": ["numeric_precision"],
     "trainer": ["TrainingResult", "to_pixels", "train"],
 })

@@ -13,6 +13,19 @@ class LearningRateSchedule(str, Enum):
     """Cosine annealing from the initial rate to zero over max_epochs (the paper's CNN setting)."""
 
 
+class Precision(str, Enum):
+    """The arithmetic of training (`sparsecap.training.precision`): it changes the numbers."""
+
+    FLOAT32 = "float32"
+    """IEEE float32 everywhere, tensor-float cores off (also for CUDA convolutions, where torch allows them)."""
+    TF32 = "tf32"
+    """float32 storage, CUDA matrix products and convolutions on TF32 tensor cores (10-bit mantissa inputs);
+    elsewhere (CPU, MPS) the same as float32."""
+    BFLOAT16 = "bfloat16"
+    """Mixed precision: autocast runs products and convolutions in bfloat16; weights, optimiser and losses
+    stay float32."""
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     max_epochs: int = 300
@@ -24,3 +37,6 @@ class TrainingConfig:
     schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
     augmentation: bool = False
     """Random crop and horizontal flip of every training batch."""
+    precision: Precision = Precision.FLOAT32
+    compile: bool = False
+    """Train through `torch.compile(model)`: the same arithmetic up to float rounding, faster on a GPU."""

@@ -25,8 +25,10 @@ Each seed keeps its own stopping rule: when its epoch loss falls below ``stop_lo
 its parameters at that point are what it returns, while the others go on (the stopped seed's rows keep
 being computed and are discarded: simplest, and a stopped seed costs one K-th of a step).
 
-Only models whose weights all live in masked linear layers can be stacked (the MLP family): other
-parameterised layers (convolutions, batch normalisation) are refused, and such seeds train one by one.
+Models whose weights all live in masked linear layers (the MLP family) stack as above; CNNs stack as one
+grouped-convolution network (`sparsecap.training.stacked_cnn`) that takes and returns the same layouts,
+so the loop below is the same for both. `stack_models` and `can_stack` choose between the two; where
+stacking is used (`stacks_here`) is the device's decision.
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.devices import memory_format
 from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
 from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
-from sparsecap.training.trainer import TrainingResult, loss_accumulator, to_pixels
+from sparsecap.training.stacked_cnn import StackLinks, is_convolutional, stack_cnns, unstackable_module
+from sparsecap.training.precision import numeric_precision
+from sparsecap.training.trainer import TrainingResult, forward_of, loss_accumulator, to_pixels
 
 
 class _StackedDense(nn.Module):
@@ -121,7 +126,10 @@ def _first_unstackable(model: nn.Module) -> str | None:
 
 
 def can_stack(model: nn.Module) -> bool:
-    """Whether seeds of this model can be trained together: every weight is in a linear layer."""
+    """Whether seeds of this model can be trained together: every weight in a linear layer, or a CNN
+    `stack_cnns` can group."""
+    if is_convolutional(model):
+        return unstackable_module(model) is None
     return _first_unstackable(model) is None
 
 
@@ -141,14 +149,28 @@ def stacking_pays(model: nn.Module, count: int, batch_size: int) -> bool:
     return count * batch_size * outputs * element <= STACKED_ACTIVATIONS_LIMIT
 
 
-def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_Stacked, list[nn.Module]]]]:
+def stacks_here(model: nn.Module, count: int, batch_size: int, device_type: str) -> bool:
+    """Whether `count` seeds of `model` train together on a device of `device_type`: where they can be
+    stacked and it gains. MLPs by `stacking_pays`; CNNs off the CPU only, where a small model's step is
+    bound by kernel launches: on a CPU grouped convolutions gained nothing steady (benchmarks/cnn_seeds.py,
+    ×0.5-2 by model and width, docs/performance.md)."""
+    if count < 2 or not can_stack(model):
+        return False
+    if is_convolutional(model):
+        return device_type != "cpu"
+    return stacking_pays(model, count, batch_size)
+
+
+def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, StackLinks]:
     """One model computing all of `models` on their rows of its batch, and its stacked layers with theirs."""
+    if is_convolutional(models[0]):
+        return stack_cnns(models)
     unstackable = _first_unstackable(models[0])
     if unstackable is not None:
         raise ValueError(f"seeds can be trained together only when every weight is in a linear layer (the MLP "
                          f"family); {unstackable!r} is not")
     stacked = copy.deepcopy(models[0])
-    links: list[tuple[_Stacked, list[nn.Module]]] = []
+    links: StackLinks = []
     layer_names = set()
     for name, layer in masked_layers(models[0]):
         layer_names.add(name)
@@ -161,7 +183,7 @@ def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Module, list[tuple[_St
             raise ValueError(f"seeds trained together must store each layer alike (engine); {name!r} is dense in "
                              "one seed and sparse in another")
         stacked = replace_module(stacked, name, stacked.get_submodule(name), combined)
-        links.append((combined, layers))
+        links.append((combined, [_own_tensors(layer) for layer in layers]))
     for name, buffer in models[0].named_buffers():
         if name.rpartition(".")[0] in layer_names:
             continue  # masks and kept positions: stacked above
@@ -199,44 +221,46 @@ def train_together(
 
     started = time.perf_counter()
     stacked.train()
-    for epoch in range(config.max_epochs):
-        active = [index for index in range(count) if final[index] is None]
-        orders = {index: torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
-                  for index in active}
-        sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
-        for step in range(len(orders[active[0]])):
-            # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
-            batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
-            indices = torch.cat(batches).to(labels.device)
-            batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
-            if config.augmentation:
-                batch_images = torch.cat([
-                    random_crop_and_flip(chunk, generators[index]) if index in orders else chunk
-                    for index, chunk in enumerate(batch_images.split(len(batches[0])))
-                ])
-            logits = stacked(to_pixels(batch_images)).reshape(len(indices), -1)
-            losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
-            optimizer.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            optimizer.step()
-            sums += losses.detach().to(sums.dtype) * len(batches[0])
-        epoch_losses = (sums / len(labels)).tolist()  # the epoch's one wait for the device, as in `train`
-        for index in active:
-            result = results[index]
-            result.epoch_losses.append(epoch_losses[index])
-            result.diverged = has_diverged(result.epoch_losses[-1], logits.shape[-1])  # as `train`
-            if result.diverged or result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
-                final[index] = snapshot(index)
-        if scheduler is not None:
-            scheduler.step()
-        if on_epoch is not None:
-            on_epoch(epoch + 1, [results[index].epoch_losses[-1] for index in active])
-        if all(state is not None for state in final):
-            break
+    forward, layout = forward_of(stacked, config), memory_format(models[0], labels.device)  # the seeds' layout
+    with numeric_precision(config.precision, labels.device):  # as `train`
+        for epoch in range(config.max_epochs):
+            active = [index for index in range(count) if final[index] is None]
+            orders = {index: torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
+                      for index in active}
+            sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
+            for step in range(len(orders[active[0]])):
+                # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
+                batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
+                indices = torch.cat(batches).to(labels.device)
+                batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
+                if config.augmentation:
+                    batch_images = torch.cat([
+                        random_crop_and_flip(chunk, generators[index]) if index in orders else chunk
+                        for index, chunk in enumerate(batch_images.split(len(batches[0])))
+                    ])
+                logits = forward(to_pixels(batch_images, layout)).reshape(len(indices), -1)
+                losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
+                optimizer.zero_grad(set_to_none=True)
+                losses.sum().backward()
+                optimizer.step()
+                sums += losses.detach().to(sums.dtype) * len(batches[0])
+            epoch_losses = (sums / len(labels)).tolist()  # the epoch's one wait for the device, as in `train`
+            for index in active:
+                result = results[index]
+                result.epoch_losses.append(epoch_losses[index])
+                result.diverged = has_diverged(result.epoch_losses[-1], logits.shape[-1])  # as `train`
+                if result.diverged or result.epoch_losses[-1] < config.stop_loss or epoch + 1 == config.max_epochs:
+                    final[index] = snapshot(index)
+            if scheduler is not None:
+                scheduler.step()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, [results[index].epoch_losses[-1] for index in active])
+            if all(state is not None for state in final):
+                break
     seconds = (time.perf_counter() - started) / count  # each seed's share of the program
     for index, (model, state, result) in enumerate(zip(models, final, results, strict=True)):
         assert state is not None
-        targets = [tensor for _, layers in links for tensor in _own_tensors(layers[index])]
+        targets = [tensor for _, seeds in links for tensor in seeds[index]]
         with torch.no_grad():
             for target, value in zip(targets, state, strict=True):
                 target.copy_(value)

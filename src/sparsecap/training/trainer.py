@@ -6,6 +6,8 @@ generator fixes the data order, so the same seed gives the same run.
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,10 @@ from torch import nn
 
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
+from sparsecap.devices import memory_format
 from sparsecap.training.divergence import has_diverged
+from sparsecap.training.precision import numeric_precision
+from sparsecap.training.step_hook import Step, StepHook
 
 
 @dataclass
@@ -39,12 +44,22 @@ def loss_accumulator(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def to_pixels(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float pixels in [0, 1] (the models' input space)."""
-    return images.float().div_(255.0)
+def to_pixels(images: torch.Tensor, layout: torch.memory_format = torch.preserve_format) -> torch.Tensor:
+    """uint8 images to float pixels in [0, 1] (the models' input space), in `layout` (`devices.memory_format`)."""
+    return images.to(torch.float32, memory_format=layout).div_(255.0)
+
+
+def forward_of(model: nn.Module, config: TrainingConfig) -> nn.Module:
+    """What training calls: the model, or with `[training] compile` `torch.compile(model)`, which shares its
+    parameters (so the optimiser, hooks and checkpoints see the model itself)."""
+    return torch.compile(model) if config.compile else model
 
 
 EpochCallback = Callable[[int, float], None]
+
+
+def _batch_loss(model: nn.Module, pixels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return functional.cross_entropy(model(pixels), targets)
 
 
 def train(
@@ -54,8 +69,10 @@ def train(
     config: TrainingConfig,
     generator: torch.Generator,
     on_epoch: EpochCallback | None = None,
+    on_step: StepHook | None = None,
 ) -> TrainingResult:
-    """Train in place with SGD + momentum until max_epochs or the loss threshold.
+    """Train in place with SGD + momentum until max_epochs or the loss threshold; `on_step` is called
+    after every optimiser step (`sparsecap.training.step_hook`).
 
     The epoch's loss is summed where the model is and read once per epoch: no step waits for the device.
     An epoch whose loss is non-finite or beyond `divergence_bound` ends training, marked diverged
@@ -68,29 +85,37 @@ def train(
     result = TrainingResult()
     started = time.perf_counter()
     model.train()
-    for epoch in range(config.max_epochs):
-        loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
-        # The order is drawn on the CPU from the trial's generator: the same on every device.
-        for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
-            batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
-            if config.augmentation:
-                batch_images = random_crop_and_flip(batch_images, generator)
-            logits = model(to_pixels(batch_images))
-            loss = functional.cross_entropy(logits, labels[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach().to(loss_sum.dtype) * len(batch)
-        result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
-        if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
-            result.diverged = True
-            break
-        if scheduler is not None:
-            scheduler.step()
-        if on_epoch is not None:
-            on_epoch(epoch + 1, result.epoch_losses[-1])
-        if result.epoch_losses[-1] < config.stop_loss:
-            break
+    steps, planned = 0, config.max_epochs * math.ceil(len(labels) / config.batch_size)
+    forward, layout = forward_of(model, config), memory_format(model, labels.device)
+    with numeric_precision(config.precision, labels.device):
+        for epoch in range(config.max_epochs):
+            loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
+            # The order is drawn on the CPU from the trial's generator: the same on every device.
+            for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
+                batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
+                if config.augmentation:
+                    batch_images = random_crop_and_flip(batch_images, generator)
+                pixels = to_pixels(batch_images, layout)
+                logits = forward(pixels)
+                loss = functional.cross_entropy(logits, labels[batch])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if on_step is not None:
+                    steps += 1
+                    batch_loss = functools.partial(_batch_loss, model, pixels, labels[batch])
+                    on_step(Step(steps, planned, optimizer, batch_loss))
+                loss_sum += loss.detach().to(loss_sum.dtype) * len(batch)
+            result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
+            if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
+                result.diverged = True
+                break
+            if scheduler is not None:
+                scheduler.step()
+            if on_epoch is not None:
+                on_epoch(epoch + 1, result.epoch_losses[-1])
+            if result.epoch_losses[-1] < config.stop_loss:
+                break
     result.seconds = time.perf_counter() - started
     model.eval()
     return result

@@ -1,0 +1,405 @@
+"""Does sparsecap run right and fast on a CUDA GPU? Two parts (issue 12), a few minutes on an H200:
+
+(a) check: a tiny study (MLP and VGG11 at widths 16 and 32, static and posttrain, two seeds) with every
+    measure on (weight noise, every attack, MNIST-C corruptions), run end to end on `cuda` and on `cpu`.
+    PASS when every trial finished on both, each static trial's checkpoint holds the same masks on both
+    (posttrain masks come from the trained weights, which differ by float rounding, so they are not
+    compared), and clean accuracies agree within 2 percentage points. Its data are scikit-learn's digits
+    scaled to 28×28 and written as MNIST files, so nothing needs downloading.
+(b) timing: seconds per training epoch through the study's own code (`prepare_model`, `train`,
+    `train_together`) on random uint8 data held on the GPU: the MLPs on MNIST-shaped data (60,000 images,
+    the MLP presets' dataset), VGG11 and ResNet18 on CIFAR-shaped data (50,000). Each case trains a
+    warm-up epoch of two batches, then `--steps` batches, extrapolated to a whole epoch. K = 5 is five
+    seeds trained together (where the model stacks); its throughput is 5 × t(K=1) / t(K=5). Then the
+    issue's targets beside the measurements, and an upper bound on the paper's whole grid (every paper-*
+    preset, 5 seeds, each trial run to max_epochs), its epochs estimated from the measured ones.
+
+    python benchmarks/gpu.py                    # both parts
+    python benchmarks/gpu.py --part timing --steps 20
+
+Without CUDA it says so and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_NO_CUDA = 2
+BATCH = 128
+SEEDS = 5
+TRAIN_IMAGES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000}
+BASE_WIDTH = {"mlp": 128, "vgg": 16, "resnet": 16}
+PRECISIONS = ("float32", "tf32", "bfloat16")
+ACCURACY_TOLERANCE = 0.02
+
+CHECK_SPEC = """
+name = "gpu-check"
+architectures = ["mlp", "vgg"]
+datasets = ["mnist"]
+widths = [16, 32]
+schedules = ["static", "posttrain"]
+seeds = [0, 1]
+
+[training]
+max_epochs = 6
+batch_size = 64
+learning_rate = 0.05
+
+[weight_noise]
+sigmas = [0.0, 0.3]
+draws = 2
+
+[adversarial]
+enabled = true
+steps = 5
+examples = 100
+
+[corruptions]
+enabled = true
+sample_size = 100
+draws = 2
+"""
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("all", "check", "timing"), default="all")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per case (default 40)")
+    parser.add_argument("--out", type=Path, help="where part (a) writes its studies (default: a temporary directory)")
+    arguments = parser.parse_args(argv)
+    if arguments.steps < 1:
+        parser.error(f"--steps must be at least 1, got {arguments.steps}")
+    return arguments
+
+
+def no_cuda_message(torch_version: str, cuda_build: str | None) -> str:
+    why = "this PyTorch is built without CUDA" if cuda_build is None else "no CUDA device is visible"
+    return (f"benchmarks/gpu.py needs a CUDA GPU, and {why} (torch {torch_version}). Run it on a GPU machine "
+            "with a CUDA build of PyTorch; nothing else in sparsecap needs one.")
+
+
+# -- the paper's grid, estimated from measured epochs (pure) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One model of a paper preset and how many epochs its trials train at most."""
+
+    preset: str
+    architecture: str
+    dataset: str
+    width: int
+    depth: int
+    trials: int
+    max_epochs: int
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One timing: a model's dense multiply-accumulates per image and its training seconds per image."""
+
+    multiply_accumulates: float
+    seconds_per_image: float
+
+
+def seconds_per_image(multiply_accumulates: float, measured: Sequence[Measured]) -> float:
+    """A model's training time per image from its family's measurements: linear in multiply-accumulates
+    between measured models, the smallest one's time below them (small models are bound by kernel
+    launches, not arithmetic), and proportional to multiply-accumulates above the largest."""
+    points = sorted(measured, key=lambda point: point.multiply_accumulates)
+    if not points:
+        raise ValueError("no measurement to estimate from")
+    if multiply_accumulates <= points[0].multiply_accumulates:
+        return points[0].seconds_per_image
+    for low, high in zip(points, points[1:]):
+        if multiply_accumulates <= high.multiply_accumulates:
+            span = high.multiply_accumulates - low.multiply_accumulates
+            share = (multiply_accumulates - low.multiply_accumulates) / span
+            return low.seconds_per_image + share * (high.seconds_per_image - low.seconds_per_image)
+    return points[-1].seconds_per_image * multiply_accumulates / points[-1].multiply_accumulates
+
+
+def grid_seconds(points: Sequence[GridPoint], epoch_seconds: Callable[[GridPoint], float]) -> float:
+    """The whole grid's training time when every trial runs to max_epochs (an upper bound)."""
+    return sum(point.trials * point.max_epochs * epoch_seconds(point) for point in points)
+
+
+def paper_grid(seeds: int = SEEDS) -> list[GridPoint]:
+    """Every model of every paper-* preset with its trial count at `seeds` seeds (all schedules)."""
+    from sparsecap.studies import expand, list_presets, load_spec
+
+    points = []
+    for preset in (name for name in list_presets() if name.startswith("paper-")):
+        spec = load_spec(preset)
+        counts = Counter((trial.architecture, trial.dataset.value, trial.width, trial.depth) for trial in expand(spec))
+        points += [GridPoint(preset, architecture, dataset, width, depth, count * seeds // len(spec.seeds),
+                             spec.training.max_epochs)
+                   for (architecture, dataset, width, depth), count in counts.items()]
+    return points
+
+
+# -- (a) the same study on cuda and cpu ----------------------------------------------------------------
+
+
+def write_digits_as_mnist(directory: Path) -> None:
+    """scikit-learn's digits, scaled to 28×28, as the four MNIST IDX files (learnable, 28×28, offline)."""
+    import torch
+    import torch.nn.functional as functional
+
+    from sparsecap.data import load_dataset
+
+    digits = load_dataset("digits")
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, images, labels in (("train", digits.train_images, digits.train_labels),
+                                   ("t10k", digits.test_images, digits.test_labels)):
+        large = functional.interpolate(images.float(), size=(28, 28), mode="bilinear", align_corners=False)
+        pixels = large.round().clamp(0, 255).to(torch.uint8).numpy()
+        header = b"".join(value.to_bytes(4, "big") for value in (2051, len(labels), 28, 28))
+        (directory / f"{prefix}-images-idx3-ubyte").write_bytes(header + pixels.tobytes())
+        header = b"".join(value.to_bytes(4, "big") for value in (2049, len(labels)))
+        (directory / f"{prefix}-labels-idx1-ubyte").write_bytes(header + labels.to(torch.uint8).numpy().tobytes())
+
+
+def _masks(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {name: tensor for name, tensor in load_file(str(path)).items() if name.endswith(("mask", "kept"))}
+
+
+def check_devices(root: Path, devices: Sequence[str] = ("cuda:0", "cpu")) -> bool:
+    """Part (a): run the check study on each of `devices`; print what differs and PASS or FAIL."""
+    from sparsecap.runtime import Runtime
+    from sparsecap.studies import StudyDatabase, parse_spec, run_study
+
+    write_digits_as_mnist(root / "data" / "mnist")
+    spec = parse_spec(tomllib.loads(CHECK_SPEC), "benchmarks/gpu.py")
+    rows = {}
+    for device in devices:
+        started = time.perf_counter()
+        directory = root / device.replace(":", "")
+        run_study(spec, directory, data_root=root / "data", runtime=Runtime(device=device, devices=(device,)))
+        database = StudyDatabase(directory)
+        rows[device] = {row["trial_id"]: row for row in database.rows("trials")}
+        measures = {table: len(database.rows(table)) for table in ("weight_noise", "adversarial", "corruption")}
+        print(f"(a) {device}: {len(rows[device])} trials in {time.perf_counter() - started:.0f} s; rows: {measures}")
+        if not all(measures.values()):
+            print(f"    FAIL: a measure recorded nothing on {device}")
+            return False
+    first, second = (rows[device] for device in devices)
+    problems = [f"{trial_id}: {row['status']} on {device}" for device in devices
+                for trial_id, row in rows[device].items() if row["status"] != "finished"]
+    gaps = {trial_id: abs(first[trial_id]["test_accuracy"] - second[trial_id]["test_accuracy"])
+            for trial_id in first if not problems}
+    problems += [f"{trial_id}: accuracy differs by {100 * gap:.1f} points" for trial_id, gap in gaps.items()
+                 if gap > ACCURACY_TOLERANCE]
+    static = [trial_id for trial_id in first if "-static-" in trial_id]
+    for trial_id in static if not problems else []:
+        masks = [_masks(root / device.replace(":", "") / rows[device][trial_id]["checkpoint"]) for device in devices]
+        if not masks[0] or masks[0].keys() != masks[1].keys() \
+                or any(not masks[0][name].equal(masks[1][name]) for name in masks[0]):
+            problems.append(f"{trial_id}: masks differ (or none saved)")
+    for problem in problems:
+        print(f"    {problem}")
+    if gaps:
+        print(f"(a) largest clean-accuracy gap {100 * max(gaps.values()):.2f} points over {len(gaps)} trials "
+              f"(tolerance {100 * ACCURACY_TOLERANCE:.0f}); masks compared for {len(static)} static trials")
+    print(f"(a) {'PASS' if not problems else 'FAIL'}: {' vs '.join(devices)}")
+    return not problems
+
+
+# -- (b) epoch times -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    architecture: str
+    width: int
+    depth: int
+    dataset: str
+    engine: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        name = {"mlp": "MLP", "vgg": f"VGG{self.depth}", "resnet": f"ResNet{self.depth}"}[self.architecture]
+        return f"{name} w{self.width}" + (f" {self.engine}" if self.architecture == "mlp" else "")
+
+
+def timing_cases() -> list[Case]:
+    cases = [Case("mlp", width, 1, "mnist", engine, precision)
+             for width in (2**7, 2**15) for engine in ("dense", "sparse", "auto") for precision in PRECISIONS]
+    cases += [Case(architecture, width, depth, "cifar10", "dense", precision)
+              for architecture, depth in (("vgg", 11), ("resnet", 18)) for width in (16, 64)
+              for precision in PRECISIONS]
+    return cases
+
+
+def _random_dataset(name: str, count: int, device: str):
+    import torch
+
+    from sparsecap.data import ImageDataset, dataset_info
+
+    info = dataset_info(name)
+    generator = torch.Generator(device=device).manual_seed(0)
+    images = torch.randint(0, 256, (count, *info.input_shape), dtype=torch.uint8, generator=generator, device=device)
+    labels = torch.randint(0, info.num_classes, (count,), generator=generator, device=device)
+    return ImageDataset(info, images, labels, images[:BATCH], labels[:BATCH], "random")
+
+
+def epoch_seconds(case: Case, seeds: int, steps: int, device: str) -> float | None:
+    """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack)."""
+    import torch
+
+    from sparsecap.data import DatasetName
+    from sparsecap.studies import parse_spec
+    from sparsecap.studies.execute import prepare_model
+    from sparsecap.studies.spec import Family, Schedule
+    from sparsecap.studies.trials import Trial
+    from sparsecap.training import train
+    from sparsecap.training.multiseed import can_stack, train_together
+
+    spec = parse_spec({"name": "timing", "architectures": [case.architecture], "datasets": [case.dataset],
+                       "widths": sorted({BASE_WIDTH[case.architecture], case.width}), "depths": [case.depth],
+                       "training": {"engine": case.engine, "precision": case.precision, "batch_size": BATCH,
+                                    "max_epochs": 1, "stop_loss": 0.0}}, "timing")
+    dataset = _random_dataset(case.dataset, steps * BATCH, device)
+    models = [prepare_model(spec, Trial(case.architecture, DatasetName(case.dataset), Family.WIDTH, case.width,
+                                        case.depth, Schedule.STATIC, seed), dataset)[0] for seed in range(seeds)]
+    if seeds > 1 and not can_stack(models[0]):
+        return None
+    config = spec.training.config()
+
+    def run(count: int) -> None:
+        images, labels = dataset.train_images[:count], dataset.train_labels[:count]
+        generators = [torch.Generator().manual_seed(seed) for seed in range(seeds)]
+        if seeds == 1:
+            train(models[0], images, labels, config, generators[0])
+        else:
+            train_together(models, images, labels, config, generators)
+
+    run(2 * BATCH)  # warm-up: kernels chosen, memory pools grown
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    run(steps * BATCH)  # ends by reading the epoch's loss: the device has finished
+    return (time.perf_counter() - started) * TRAIN_IMAGES[case.dataset] / (steps * BATCH)
+
+
+def multiply_accumulates(architecture: str, width: int, depth: int, dataset: str) -> int:
+    import torch
+
+    from sparsecap.data import dataset_info
+    from sparsecap.models import ModelConfig, create_model
+    from sparsecap.sparsity.flops import dense_multiply_accumulates
+
+    info = dataset_info(dataset)
+    with torch.device("meta"):
+        model = create_model(ModelConfig(architecture, width, depth), info)
+    return dense_multiply_accumulates(model, info.input_shape)
+
+
+def _cell(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.2f}"
+
+
+def time_epochs(steps: int, device: str) -> dict[tuple[Case, int], float | None]:
+    """Part (b): every case at K = 1 and K = 5, printed as a table as it goes."""
+    print(f"\n(b) seconds per training epoch, batch {BATCH}, {steps} timed steps per case; "
+          f"K = 5: five seeds trained together, gain = 5 × t(K=1) / t(K=5)")
+    print(f"{'model':<22}{'data':<9}{'precision':<10}{'K=1 s':>8}{'K=5 s':>8}{'gain':>7}")
+    times = {}
+    for case in timing_cases():
+        for seeds in (1, SEEDS):
+            try:
+                times[case, seeds] = epoch_seconds(case, seeds, steps, device)
+            except Exception as error:  # noqa: BLE001 - one failing case must not hide the others
+                print(f"    {case.label} {case.precision} K={seeds}: {type(error).__name__}: {error}")
+                times[case, seeds] = None
+        one, five = times[case, 1], times[case, SEEDS]
+        gain = f"{SEEDS * one / five:.1f}x" if one and five else "-"
+        print(f"{case.label:<22}{case.dataset:<9}{case.precision:<10}{_cell(one):>8}{_cell(five):>8}{gain:>7}")
+    return times
+
+
+def _time_of(times: dict, architecture: str, width: int, precision: str, seeds: int = 1,
+             engine: str = "auto") -> float | None:
+    engine = engine if architecture == "mlp" else "dense"
+    return next((value for (case, count), value in times.items() if count == seeds and case.architecture == architecture
+                 and case.width == width and case.precision == precision and case.engine == engine), None)
+
+
+def print_targets(times: dict) -> None:
+    def gain(architecture: str, width: int) -> float | None:
+        one, five = (_time_of(times, architecture, width, "float32", seeds) for seeds in (1, SEEDS))
+        return SEEDS * one / five if one and five else None
+
+    targets = [  # (what, measured, bound, at most?)
+        ("ResNet18 w64 epoch, bfloat16", _time_of(times, "resnet", 64, "bfloat16"), 3.0, True),
+        ("ResNet18 w64 epoch, float32", _time_of(times, "resnet", 64, "float32"), 6.0, True),
+        ("VGG11 w16 epoch, float32", _time_of(times, "vgg", 16, "float32"), 0.5, True),
+        ("MLP w2^15 epoch (auto engine), float32", _time_of(times, "mlp", 2**15, "float32"), 1.0, True),
+        ("K=5 throughput gain, MLP w128 (auto)", gain("mlp", 128), 3.0, False),
+        ("K=5 throughput gain, VGG11 w16", gain("vgg", 16), 3.0, False),
+    ]
+    print("\ntargets (issue 12)")
+    for what, measured, bound, at_most in targets:
+        verdict = "-" if measured is None else "met" if (measured <= bound) == at_most else "MISSED"
+        shown = "-" if measured is None else f"{measured:.2f}"
+        print(f"  {what:<42}{'<=' if at_most else '>='} {bound:<5} measured {shown:>7}  {verdict}")
+
+
+def print_grid_estimate(times: dict) -> None:
+    print(f"\nthe paper's grid (every paper-* preset, {SEEDS} seeds, every trial to max_epochs: an upper bound; "
+          "the stopping rule ends most runs far sooner; evaluation not counted)")
+    grid = paper_grid()
+    for precision in ("float32", "bfloat16"):
+        measured: dict[str, list[Measured]] = {}
+        for (case, seeds), seconds in times.items():
+            if seeds == 1 and seconds is not None and case.precision == precision and case.engine in ("auto", "dense") \
+                    and (case.architecture != "mlp" or case.engine == "auto"):
+                macs = multiply_accumulates(case.architecture, case.width, case.depth, case.dataset)
+                measured.setdefault(case.architecture, []).append(
+                    Measured(macs, seconds / TRAIN_IMAGES[case.dataset]))
+        if {point.architecture for point in grid} - measured.keys():
+            print(f"  {precision}: not every architecture was measured")
+            continue
+
+        def estimate(point: GridPoint) -> float:
+            macs = multiply_accumulates(point.architecture, point.width, point.depth, point.dataset)
+            return seconds_per_image(macs, measured[point.architecture]) * TRAIN_IMAGES[point.dataset]
+
+        per_preset = {preset: grid_seconds([point for point in grid if point.preset == preset], estimate)
+                      for preset in sorted({point.preset for point in grid})}
+        listed = ", ".join(f"{preset} {seconds / 3600:.1f}" for preset, seconds in per_preset.items())
+        print(f"  {precision}: {sum(per_preset.values()) / 3600:.0f} GPU-hours in all ({listed})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print(f"error: {no_cuda_message(torch.__version__, torch.version.cuda)}", file=sys.stderr)
+        return EXIT_NO_CUDA
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    passed = True
+    if arguments.part in ("all", "check"):
+        with tempfile.TemporaryDirectory() as temporary:
+            passed = check_devices(arguments.out or Path(temporary))
+    if arguments.part in ("all", "timing"):
+        times = time_epochs(arguments.steps, "cuda:0")
+        print_targets(times)
+        print_grid_estimate(times)
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

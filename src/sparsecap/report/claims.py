@@ -1,0 +1,715 @@
+"""Whether the paper's claims hold in a study: a verdict per claim, with the numbers that decided it.
+
+Every group (architecture · dataset · family · schedule) becomes one `Curve` per measure: per point,
+the mean over seeds with its 95% t-interval and the difference from the group's dense base with
+Welch's test, Holm-corrected over the curve's points. Each claim is then a small rule over curves:
+
+- a claim is `holds` only when the intervals separate in its favour;
+- `does not hold` needs evidence against it: intervals that exclude the claimed effect by more than
+  the measure's margin (the smallest change that matters, stated beside every verdict), or that
+  separate against it;
+- anything else, and too few seeds, is `inconclusive`.
+
+Each verdict also counts the trials that were not trained to the stopping rule (they stopped at
+`max_epochs` with the training loss still above `stop_loss`): a curve of under-trained models says
+how far training got, not what sparsity does, so such verdicts are flagged.
+
+Pure functions over `StudyResults` (the database rows) and the per-point summaries; no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy import stats
+
+from sparsecap.models.architectures import architecture_family
+from sparsecap.report.aggregate import (
+    DIVERGED,
+    FINISHED,
+    GroupKey,
+    PointRecallAnalysis,
+    PointSummary,
+    StudyResults,
+    corruption_per_trial,
+    group_key,
+    is_dense,
+    noise_per_sigma,
+)
+from sparsecap.report.statistics import (
+    SIGNIFICANCE_LEVEL,
+    Difference,
+    Interval,
+    finite,
+    holm,
+    t_interval,
+    welch_difference,
+)
+
+ACCURACY_MARGIN = 0.01
+"""One percentage point: smaller accuracy changes are treated as no change."""
+RECALL_MARGIN = 0.02
+"""The non-inferiority margin of minimum class recall (two percentage points)."""
+DELTA_LOSS_MARGIN = 0.10
+"""ΔL changes smaller than a tenth of the base's ΔL are treated as no change."""
+FAILURE_NEAR_PERCENT = (5.0, 20.0)
+"""The remaining-weight range c6 reads as "near 10 %"."""
+
+
+class Verdict(str, enum.Enum):
+    HOLDS = "holds"
+    FAILS = "does not hold"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One quantity per trial, which way is better, and the smallest change that matters."""
+
+    key: str
+    label: str
+    higher_is_better: bool = True
+    margin: float = ACCURACY_MARGIN
+    relative_margin: bool = False
+    """The margin is a fraction of the base's mean (ΔL has no natural unit)."""
+    percent: bool = True
+    """A fraction shown in percentage points."""
+
+    def margin_at(self, base_mean: float) -> float:
+        return self.margin * abs(base_mean) if self.relative_margin else self.margin
+
+    def show(self, value: float, signed: bool = False) -> str:
+        if not math.isfinite(value):
+            return "—"
+        scaled = value * 100 if self.percent else value
+        text = f"{scaled:+.2f}" if signed else f"{scaled:.2f}"
+        return text + (" pp" if self.percent and signed else "")
+
+    def better(self, value: float) -> float:
+        """The value with its sign made so that larger is better."""
+        return value if self.higher_is_better else -value
+
+
+CLEAN_ACCURACY = Measure("clean_accuracy", "clean accuracy")
+MIN_CLASS_RECALL = Measure("min_class_recall", "minimum class recall", margin=RECALL_MARGIN)
+NOISE_ACCURACY = Measure("noise_accuracy", "accuracy under weight noise (mean over σ > 0)")
+NOISE_DELTA_LOSS = Measure("noise_delta_loss", "ΔL under weight noise (mean over σ > 0)", higher_is_better=False,
+                           margin=DELTA_LOSS_MARGIN, relative_margin=True, percent=False)
+CORRUPTED_ACCURACY = Measure("corrupted_accuracy", "accuracy on corrupted data (mean over corruptions)")
+ROBUST_ACCURACY = Measure("robust_accuracy", "robust accuracy (mean over attacks and ε > 0)")
+
+
+PATH_FRACTION = Measure("path_fraction_log10", "log10 of the surviving input-output path fraction", percent=False)
+EFFECTIVE_WIDTH = Measure("min_effective_width_fraction", "narrowest layer's effective width (fraction)")
+INEFFECTIVE_UNITS = Measure("ineffective_units", "hidden units on no input-output path", higher_is_better=False,
+                            percent=False)
+CONNECTIVITY_MEASURES = (PATH_FRACTION, EFFECTIVE_WIDTH, INEFFECTIVE_UNITS)
+"""Read from the mask, per trial: what the paper's "loose connectivity between layers" would look like."""
+
+
+def noise_accuracy_at(sigma: float) -> Measure:
+    return Measure(f"noise_accuracy@{sigma:g}", f"accuracy under weight noise σ={sigma:g}")
+
+
+def noise_delta_loss_at(sigma: float) -> Measure:
+    return Measure(f"noise_delta_loss@{sigma:g}", f"ΔL under weight noise σ={sigma:g}", higher_is_better=False,
+                   margin=DELTA_LOSS_MARGIN, relative_margin=True, percent=False)
+
+
+def corrupted_accuracy_at(corruption: str, severity: int) -> Measure:
+    return Measure(f"corrupted_accuracy@{corruption}/{severity}", f"accuracy on {corruption} (severity {severity})")
+
+
+def robust_accuracy_at(attack: str, epsilon: float) -> Measure:
+    return Measure(f"robust_accuracy@{attack}/{epsilon:g}", f"{attack.upper()} robust accuracy ε={epsilon:.4g}")
+
+
+def _mean_or_nan(values: Iterable[float]) -> float:
+    sample = finite(values)
+    return float(sample.mean()) if sample.size else math.nan
+
+
+def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, float]:
+    """Every measure one finished trial has, weight noise and corruptions averaged over their draws."""
+    trial_id = trial["trial_id"]
+    values = {CLEAN_ACCURACY: trial["test_accuracy"], MIN_CLASS_RECALL: trial["min_class_recall"]}
+    values |= {measure: trial.get(measure.key) for measure in CONNECTIVITY_MEASURES if trial.get(measure.key) is not None}
+    noise_rows = results.weight_noise.get(trial_id, [])
+    accuracy, delta_loss = noise_per_sigma(noise_rows, "accuracy"), noise_per_sigma(noise_rows, "delta_loss")
+    values |= {noise_accuracy_at(sigma): value for sigma, value in accuracy.items()}
+    values |= {noise_delta_loss_at(sigma): value for sigma, value in delta_loss.items()}
+    if any(sigma > 0 for sigma in accuracy):
+        values[NOISE_ACCURACY] = _mean_or_nan(value for sigma, value in accuracy.items() if sigma > 0)
+        values[NOISE_DELTA_LOSS] = _mean_or_nan(value for sigma, value in delta_loss.items() if sigma > 0)
+    per_corruption, means = corruption_per_trial(results.corruption.get(trial_id, []))
+    values |= {corrupted_accuracy_at(*key): value for key, value in per_corruption.items()}
+    if None in means:
+        values[CORRUPTED_ACCURACY] = means[None]
+    robust = {(str(row["attack"]), float(row["epsilon"])): row["robust_accuracy"]
+              for row in results.adversarial.get(trial_id, [])}
+    values |= {robust_accuracy_at(*key): value for key, value in robust.items()}
+    if any(epsilon > 0 for _, epsilon in robust):
+        values[ROBUST_ACCURACY] = _mean_or_nan(value for (_, epsilon), value in robust.items() if epsilon > 0)
+    return {measure: math.nan if value is None else float(value) for measure, value in values.items()}
+
+
+def stop_loss_of(results: StudyResults) -> float:
+    training = results.spec.get("training")
+    return float(training.get("stop_loss", 0.0)) if isinstance(training, dict) else 0.0
+
+
+def under_trained(trial: dict[str, Any], stop_loss: float) -> bool:
+    """Finished, yet its last epoch's loss is still above the stopping rule: it ran out of epochs."""
+    loss = trial.get("final_train_loss")
+    return trial["status"] == FINISHED and loss is not None and float(loss) >= stop_loss
+
+
+@dataclass(frozen=True)
+class PointEstimate:
+    """One point of a curve over seeds, against the dense base of its group."""
+
+    label: str
+    width: int
+    depth: int
+    remaining_percent: float
+    values: tuple[float, ...]
+    """Per finished seed (NaN where the trial lacks the measure)."""
+    interval: Interval
+    versus_base: Difference
+    adjusted_p: float
+    """Holm-corrected over the curve's non-base points (NaN for the base and untestable points)."""
+    under_trained: int
+    diverged: int
+
+    @property
+    def is_base(self) -> bool:
+        return is_dense(self.remaining_percent)
+
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.adjusted_p) and self.adjusted_p < SIGNIFICANCE_LEVEL
+
+    @property
+    def where(self) -> str:
+        return f"{self.label} ({self.remaining_percent:.3g}% remaining)"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One measure over the points of one group, dense base first."""
+
+    group: GroupKey
+    measure: Measure
+    points: tuple[PointEstimate, ...]
+
+    @property
+    def base(self) -> PointEstimate | None:
+        return next((point for point in self.points if point.is_base), None)
+
+    @property
+    def sparse_points(self) -> list[PointEstimate]:
+        return [point for point in self.points if not point.is_base and point.interval.n > 0]
+
+    @property
+    def sweet_spot(self) -> PointEstimate | None:
+        """The best mean among the non-base points."""
+        candidates = self.sparse_points
+        return max(candidates, key=lambda point: self.measure.better(point.interval.mean)) if candidates else None
+
+    @property
+    def margin(self) -> float:
+        return self.measure.margin_at(self.base.interval.mean) if self.base else math.nan
+
+    @property
+    def under_trained(self) -> int:
+        return sum(point.under_trained for point in self.points)
+
+    @property
+    def trials(self) -> int:
+        return sum(point.interval.n for point in self.points)
+
+    def point_at(self, width: int, depth: int) -> PointEstimate | None:
+        return next((point for point in self.points if (point.width, point.depth) == (width, depth)), None)
+
+
+def build_curve(group: GroupKey, measure: Measure, points: Sequence[PointSummary],
+                seed_values: dict[tuple[int, int], list[float]], under_trained_counts: dict[tuple[int, int], int]) -> Curve:
+    """The curve of one measure from its per-point seed values (points already ordered dense to sparse)."""
+    base = next((point for point in points if point.is_base), None)
+    base_values = seed_values.get((base.width, base.depth), []) if base else []
+    differences = [welch_difference(seed_values.get((point.width, point.depth), []), base_values)
+                   if base and not point.is_base else welch_difference([], []) for point in points]
+    adjusted = holm([difference.p_value for difference in differences])
+    return Curve(group, measure, tuple(
+        PointEstimate(
+            label=point.label, width=point.width, depth=point.depth, remaining_percent=point.remaining_percent,
+            values=tuple(seed_values.get((point.width, point.depth), [])),
+            interval=t_interval(seed_values.get((point.width, point.depth), [])),
+            versus_base=difference, adjusted_p=adjusted_p,
+            under_trained=under_trained_counts.get((point.width, point.depth), 0), diverged=point.n_diverged,
+        )
+        for point, difference, adjusted_p in zip(points, differences, adjusted)
+    ))
+
+
+def study_curves(results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]]) -> dict[GroupKey, dict[Measure, Curve]]:
+    """Every group's curve of every measure its trials have."""
+    stop_loss = stop_loss_of(results)
+    values_by_point: dict[GroupKey, dict[Measure, dict[tuple[int, int], list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list)))
+    under_trained_counts: dict[GroupKey, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
+    for trial in sorted(results.trials_with_status(FINISHED), key=lambda trial: trial["seed"]):
+        point = (int(trial["width"]), int(trial["depth"]))
+        group = group_key(trial)
+        for measure, value in trial_values(results, trial).items():
+            values_by_point[group][measure][point].append(value)
+        under_trained_counts[group][point] += under_trained(trial, stop_loss)
+    return {
+        group: {measure: build_curve(group, measure, points_by_group[group], values, under_trained_counts[group])
+                for measure, values in measures.items()}
+        for group, measures in values_by_point.items()
+    }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A verdict on one part of a claim, in words and numbers."""
+
+    verdict: Verdict
+    reason: str
+    evidence: str = ""
+
+
+def _shortage(curve: Curve) -> str | None:
+    """Why the curve cannot be tested at all, if it cannot."""
+    if curve.base is None:
+        return "no dense base point (remaining 100 %) in this group"
+    if curve.base.interval.n < 2:
+        return f"too few seeds: the base has {curve.base.interval.n} finished seed(s), at least 2 are needed"
+    if sum(point.versus_base.testable for point in curve.sparse_points) < 1:
+        return "too few seeds: no sparse point has 2 finished seeds"
+    return None
+
+
+def _gain_upper(measure: Measure, difference: Difference) -> float:
+    """The largest improvement the interval allows (larger is better, whichever way the measure runs)."""
+    return difference.high if measure.higher_is_better else -difference.low
+
+
+def _gain_lower(measure: Measure, difference: Difference) -> float:
+    return difference.low if measure.higher_is_better else -difference.high
+
+
+def _versus(measure: Measure, difference: Difference, adjusted_p: float | None = None) -> str:
+    p_value = difference.p_value if adjusted_p is None else adjusted_p
+    p_text = f"Holm p = {p_value:.2g}" if adjusted_p is not None else f"p = {p_value:.2g}"
+    return (f"{measure.show(difference.estimate, signed=True)} "
+            f"[{measure.show(difference.low, signed=True)}, {measure.show(difference.high, signed=True)}], {p_text}")
+
+
+def rises_then_falls(curve: Curve) -> Finding:
+    """The paper's shape: some sparser point beats the base, and sparser still it falls again."""
+    shortage = _shortage(curve)
+    if shortage:
+        return Finding(Verdict.INCONCLUSIVE, shortage)
+    measure, margin, peak = curve.measure, curve.margin, curve.sweet_spot
+    peak_text = f"{measure.label}: sweet spot {peak.where}: {_versus(measure, peak.versus_base, peak.adjusted_p)} against the base"
+    testable = [point for point in curve.sparse_points if point.versus_base.testable]
+    if all(_gain_upper(measure, point.versus_base) < margin for point in testable):
+        return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show(margin)}"
+                       f"{' pp' if measure.percent else ''}): there is no rise", peak_text)
+    if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
+        return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", peak_text)
+    sparser = [point for point in curve.sparse_points if point.remaining_percent < peak.remaining_percent]
+    drops = [welch_difference(point.values, peak.values) for point in sparser]
+    adjusted = holm([drop.p_value for drop in drops])
+    falls = [(point, drop, p_value) for point, drop, p_value in zip(sparser, drops, adjusted)
+             if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL and measure.better(drop.estimate) < 0]
+    if falls:
+        point, drop, p_value = falls[0]
+        return Finding(Verdict.HOLDS, "rises above the base, then falls",
+                       f"{peak_text}; then {point.where}: {_versus(measure, drop, p_value)} against the sweet spot")
+    return Finding(Verdict.INCONCLUSIVE, "rises above the base, but no significant fall beyond the sweet spot "
+                   "within the sparsities studied", peak_text)
+
+
+def improves_with_sparsity(curve: Curve) -> Finding:
+    """Some sparse point is better than the base (ΔL: grows more slowly, i.e. is lower)."""
+    shortage = _shortage(curve)
+    if shortage:
+        return Finding(Verdict.INCONCLUSIVE, shortage)
+    measure, best = curve.measure, curve.sweet_spot
+    evidence = f"{measure.label}: best {best.where}: {_versus(measure, best.versus_base, best.adjusted_p)} against the base"
+    if best.significant and measure.better(best.versus_base.estimate) > 0:
+        return Finding(Verdict.HOLDS, f"{measure.label} is better than the base's at a sparser point", evidence)
+    testable = [point for point in curve.sparse_points if point.versus_base.testable]
+    if all(_gain_upper(measure, point.versus_base) < curve.margin for point in testable):
+        return Finding(Verdict.FAILS, f"no sparse point improves on the base by the margin "
+                       f"({DELTA_LOSS_MARGIN:.0%} of the base's value)" if measure.relative_margin else
+                       "no sparse point improves on the base by the margin", evidence)
+    return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", evidence)
+
+
+def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
+    """All parts must hold; one that does not hold decides against. Each reason is named by its measure."""
+    verdicts = {finding.verdict for _, finding in parts}
+    verdict = (Verdict.FAILS if Verdict.FAILS in verdicts else
+               Verdict.HOLDS if verdicts == {Verdict.HOLDS} else Verdict.INCONCLUSIVE)
+    return Finding(verdict, "; ".join(f"{curve.measure.label}: {finding.reason}" for curve, finding in parts),
+                   "; ".join(finding.evidence for _, finding in parts if finding.evidence))
+
+
+def _in_regime(curve: Curve, clean: Curve | None) -> list[PointEstimate]:
+    """Sparse points whose clean accuracy has not fallen significantly below the base (before the collapse)."""
+    def collapsed(point: PointEstimate) -> bool:
+        clean_point = clean.point_at(point.width, point.depth) if clean else None
+        return clean_point is not None and clean_point.significant and clean_point.versus_base.estimate < 0
+    return [point for point in curve.sparse_points if not collapsed(point)]
+
+
+def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[PointRecallAnalysis]) -> Finding:
+    """c4: minimum class recall stays within the margin of the base's (one-sided non-inferiority via the 95% CI's
+    lower bound) wherever clean accuracy holds up, and no class is disproportionately hurt (Hooker et al.),
+    the per-class Welch tests Holm-corrected together."""
+    shortage = _shortage(curve)
+    if shortage:
+        return Finding(Verdict.INCONCLUSIVE, shortage)
+    margin = curve.margin
+    regime = [point for point in _in_regime(curve, clean) if point.versus_base.testable]
+    if not regime:
+        return Finding(Verdict.INCONCLUSIVE, "no testable sparse point before clean accuracy collapses")
+    regime_points = {(point.width, point.depth) for point in regime}
+    class_tests = [(change, entry) for entry in recall if (entry.point.width, entry.point.depth) in regime_points
+                   for change in entry.changes if change.p_value is not None]
+    adjusted = holm([change.p_value for change, _ in class_tests])
+    hurt = [(change, entry) for (change, entry), p_value in zip(class_tests, adjusted)
+            if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL and change.change < 0]
+    worst = min(regime, key=lambda point: point.versus_base.low)
+    evidence = (f"lowest bound {worst.where}: {_versus(curve.measure, worst.versus_base, worst.adjusted_p)}; "
+                f"margin −{curve.measure.show(margin)} pp; Hooker test: {len(hurt)} of {len(class_tests)} "
+                f"(class, point) pair(s) disproportionately hurt after Holm")
+    inferior = [point for point in regime if point.significant and point.versus_base.estimate < -margin]
+    if inferior:
+        return Finding(Verdict.FAILS, f"minimum class recall falls significantly below the base at "
+                       f"{inferior[0].where} while clean accuracy holds", evidence)
+    if hurt:
+        change, entry = hurt[0]
+        return Finding(Verdict.FAILS, f"class {change.class_index} is disproportionately hurt at {entry.point.label}",
+                       evidence)
+    if all(point.versus_base.low > -margin for point in regime):
+        return Finding(Verdict.HOLDS, "minimum class recall is non-inferior to the base at every point before "
+                       "the collapse", evidence)
+    return Finding(Verdict.INCONCLUSIVE, "the intervals are too wide to show non-inferiority", evidence)
+
+
+def first_collapse(curve: Curve, within: set[tuple[int, int]] | None = None) -> PointEstimate | None:
+    """The densest sparse point (among the (width, depth) points `within`, if given) significantly worse than
+    the base by more than the margin."""
+    return next((point for point in curve.sparse_points if point.significant
+                 and curve.measure.better(point.versus_base.estimate) < -curve.margin
+                 and (within is None or (point.width, point.depth) in within)), None)
+
+
+def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
+    """`sooner`'s schedule first falls below its base at a denser point than `later`'s does, and is
+    significantly worse than it somewhere (point by point, Welch, Holm-corrected). c5 is posttrain against
+    static; a dynamic schedule is tested as static against it (does a moving mask degrade later?)."""
+    for curve in (sooner, later):
+        shortage = _shortage(curve)
+        if shortage:
+            return Finding(Verdict.INCONCLUSIVE, f"{curve.group.schedule}: {shortage}")
+    measure, first, second = later.measure, sooner.group.schedule, later.group.schedule
+    pairs = [(point, later.point_at(point.width, point.depth)) for point in sooner.sparse_points]
+    pairs = [(point, other) for point, other in pairs if other is not None]
+    gaps = [welch_difference(point.values, other.values) for point, other in pairs]
+    adjusted = holm([gap.p_value for gap in gaps])
+    significant = [(point, gap, p_value) for (point, _), gap, p_value in zip(pairs, gaps, adjusted)
+                   if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL]
+    worse = [entry for entry in significant if measure.better(entry[1].estimate) < 0]
+    better = [entry for entry in significant if measure.better(entry[1].estimate) > 0]
+    # Only the points both schedules were trained at: a schedule cannot collapse where it was not run.
+    shared = {(point.width, point.depth) for point, _ in pairs}
+    collapse = {curve.group.schedule: first_collapse(curve, shared) for curve in (sooner, later)}
+    sooner_at, later_at = (point.remaining_percent if point else 0.0 for point in (collapse[first], collapse[second]))
+
+    def collapse_text(schedule: str) -> str:
+        point = collapse[schedule]
+        return (f"{schedule} first falls below its base at {point.where}" if point else
+                f"{schedule} never falls significantly below its base at the points both were trained at")
+    evidence = f"{collapse_text(first)}; {collapse_text(second)}"
+    for label, found in (("worse", worse), ("better", better)):
+        if found:
+            point, gap, p_value = found[0]
+            evidence += f"; {label} at {point.where}, {first} − {second}: {_versus(measure, gap, p_value)}"
+    if sooner_at > later_at and worse:
+        return Finding(Verdict.HOLDS, f"{first} falls below its base at a denser point and is significantly "
+                       f"worse than {second}", evidence)
+    if later_at > sooner_at:
+        return Finding(Verdict.FAILS, f"{second} falls below its base at a denser point than {first}", evidence)
+    if better and not worse:
+        return Finding(Verdict.FAILS, f"{first} is never significantly worse than {second}, and better somewhere",
+                       evidence)
+    return Finding(Verdict.INCONCLUSIVE, "the two schedules do not separate", evidence)
+
+
+@dataclass(frozen=True)
+class ConvergenceCount:
+    """Trials near 10 % remaining weights, and how many of them did not converge (diverged or under-trained)."""
+
+    trials: int = 0
+    failed: int = 0
+
+    def __add__(self, other: ConvergenceCount) -> ConvergenceCount:
+        return ConvergenceCount(self.trials + other.trials, self.failed + other.failed)
+
+    @property
+    def fraction(self) -> float:
+        return self.failed / self.trials if self.trials else math.nan
+
+
+def convergence_near_ten_percent(results: StudyResults, group: GroupKey, points: Sequence[PointSummary]) -> ConvergenceCount:
+    """Of the group's point nearest 10 % remaining (within `FAILURE_NEAR_PERCENT`), the trials that did not
+    reach the stopping rule."""
+    low, high = FAILURE_NEAR_PERCENT
+    near = [point for point in points if low <= point.remaining_percent <= high]
+    if not near:
+        return ConvergenceCount()
+    point = min(near, key=lambda point: abs(math.log(point.remaining_percent / 10.0)))
+    stop_loss = stop_loss_of(results)
+    trials = [trial for trial in results.trials
+              if group_key(trial) == group and (int(trial["width"]), int(trial["depth"])) == (point.width, point.depth)
+              and trial["status"] in (FINISHED, DIVERGED)]
+    failed = sum(trial["status"] == DIVERGED or under_trained(trial, stop_loss) for trial in trials)
+    return ConvergenceCount(len(trials), failed)
+
+
+def vgg_fails_to_converge(vgg: ConvergenceCount, others: ConvergenceCount) -> Finding:
+    """c6: most depth-family VGG trials near 10 % fail to converge, most ResNet and MLP ones do not (Fisher's
+    exact test, one-sided)."""
+    if vgg.trials == 0 or others.trials == 0:
+        return Finding(Verdict.INCONCLUSIVE, "needs depth-family trials of VGG and of ResNet or MLP with 5-20 % "
+                       "of their weights remaining")
+    p_value = float(stats.fisher_exact([[vgg.failed, vgg.trials - vgg.failed],
+                                        [others.failed, others.trials - others.failed]], alternative="greater").pvalue)
+    evidence = (f"not converged near 10 %: VGG {vgg.failed}/{vgg.trials}, ResNet/MLP {others.failed}/{others.trials}; "
+                f"Fisher p = {p_value:.2g}")
+    if vgg.fraction > 0.5 > others.fraction and p_value < SIGNIFICANCE_LEVEL:
+        return Finding(Verdict.HOLDS, "VGG fails to converge where ResNet and MLP converge", evidence)
+    if vgg.fraction <= others.fraction and min(vgg.trials, others.trials) >= 2:
+        return Finding(Verdict.FAILS, "VGG converges at least as often as ResNet and MLP", evidence)
+    return Finding(Verdict.INCONCLUSIVE, "too few trials to separate the architectures", evidence)
+
+
+@dataclass(frozen=True)
+class Collapse:
+    """Where a group's clean accuracy first falls significantly below its base, and the mask's connectivity
+    there and at the point before it."""
+
+    group: GroupKey
+    collapse: PointEstimate | None
+    before: PointEstimate | None
+    connectivity: dict[Measure, tuple[float, float]]
+    """measure -> (mean at the point before, mean at the collapse); NaN where not measured."""
+
+    @property
+    def text(self) -> str:
+        if self.collapse is None:
+            return "clean accuracy never falls significantly below the base within the sparsities studied"
+        drop = CLEAN_ACCURACY.show(self.collapse.versus_base.estimate, signed=True)
+        parts = [f"clean accuracy first falls below the base at {self.collapse.where} ({drop})"]
+        measured = {measure: pair for measure, pair in self.connectivity.items() if any(map(math.isfinite, pair))}
+        if measured and self.before is not None:
+            parts.append("connectivity " + ", ".join(
+                f"{measure.label} {_connectivity_value(measure, before)} at {self.before.label} → "
+                f"{_connectivity_value(measure, at)}" for measure, (before, at) in measured.items()))
+        return "; ".join(parts)
+
+
+def _connectivity_value(measure: Measure, value: float) -> str:
+    if not math.isfinite(value):
+        return "—"
+    return f"{value:.3g}" if measure is not EFFECTIVE_WIDTH else f"{value:.0%}"
+
+
+def collapses(curves: dict[GroupKey, dict[Measure, Curve]]) -> list[Collapse]:
+    """Per group, where the collapse starts and what connectivity was there (the paper's explanation, measured)."""
+    found = []
+    for group, by_measure in curves.items():
+        clean = by_measure.get(CLEAN_ACCURACY)
+        if clean is None:
+            continue
+        collapse = first_collapse(clean) if _shortage(clean) is None else None
+        sparse = clean.sparse_points
+        index = sparse.index(collapse) if collapse is not None else -1
+        before = (sparse[index - 1] if index > 0 else clean.base) if collapse is not None else None
+
+        def mean_at(measure: Measure, point: PointEstimate | None) -> float:
+            curve = by_measure.get(measure)
+            at = curve.point_at(point.width, point.depth) if curve is not None and point is not None else None
+            return at.interval.mean if at is not None else math.nan
+        found.append(Collapse(group, collapse, before, {
+            measure: (mean_at(measure, before), mean_at(measure, collapse)) for measure in CONNECTIVITY_MEASURES}))
+    return found
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    statement: str
+
+
+CLAIMS = (
+    Claim("c1", "under weight noise, accuracy first rises, then falls as sparsity grows, and ΔL grows more "
+                "slowly for sparser models"),
+    Claim("c2", "on corrupted data, accuracy first rises, then falls as sparsity grows"),
+    Claim("c3", "under adversarial attacks, robust accuracy first rises, then falls as sparsity grows"),
+    Claim("c4", "minimum class recall does not fall with sparsity"),
+    Claim("c5", "post-training pruning degrades sooner than static sparsity"),
+    Claim("c6", "depth-sparsified VGG fails to converge near 10 % remaining weights; ResNet and MLP do not"),
+    Claim("golubeva", "clean accuracy first rises, then falls as sparsity grows (Golubeva et al.)"),
+)
+CLAIM_BY_KEY = {claim.key: claim for claim in CLAIMS}
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One row of the claims table."""
+
+    claim: Claim
+    scope: str
+    finding: Finding
+    trials: int
+    under_trained: int
+    curves: tuple[Curve, ...] = field(default=(), compare=False)
+    """The curves that decided it (drawn and tabulated beside it)."""
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.finding.verdict
+
+    @property
+    def trained_to_rule(self) -> bool:
+        return self.under_trained == 0
+
+    @property
+    def training_text(self) -> str:
+        if self.trials == 0:
+            return "—"
+        if self.trained_to_rule:
+            return "yes"
+        return f"under-trained: {self.under_trained} of {self.trials} trial(s) stopped at max_epochs above stop_loss"
+
+
+def _verdict(claim: Claim, scope: str, finding: Finding, curves: Sequence[Curve]) -> ClaimVerdict:
+    by_group: dict[GroupKey, list[Curve]] = defaultdict(list)
+    for curve in curves:  # a group's curves of several measures share its trials: count them once
+        by_group[curve.group].append(curve)
+    trials = sum(max(curve.trials for curve in group_curves) for group_curves in by_group.values())
+    under = sum(max(curve.under_trained for curve in group_curves) for group_curves in by_group.values())
+    return ClaimVerdict(claim, scope, finding, trials, under, tuple(curves))
+
+
+CurveClaim = tuple[Claim, tuple[Measure, ...], Callable[[Sequence[Curve]], Finding]]
+"""A claim decided per group: its measures, and the rule over their curves (in that order)."""
+
+PER_GROUP_CLAIMS: tuple[CurveClaim, ...] = (
+    (CLAIM_BY_KEY["c1"], (NOISE_ACCURACY, NOISE_DELTA_LOSS),
+     lambda curves: combine([(curves[0], rises_then_falls(curves[0])), (curves[1], improves_with_sparsity(curves[1]))])),
+    (CLAIM_BY_KEY["c2"], (CORRUPTED_ACCURACY,), lambda curves: rises_then_falls(curves[0])),
+    (CLAIM_BY_KEY["c3"], (ROBUST_ACCURACY,), lambda curves: rises_then_falls(curves[0])),
+    (CLAIM_BY_KEY["golubeva"], (CLEAN_ACCURACY,), lambda curves: rises_then_falls(curves[0])),
+)
+
+NOT_MEASURED = {
+    "c1": "no weight-noise level above 0 was evaluated",
+    "c2": "corrupted data was not evaluated (enable [corruptions])",
+    "c3": "no attack was run (enable [adversarial])",
+}
+
+
+def _per_group_claims(curves: dict[GroupKey, dict[Measure, Curve]]) -> list[ClaimVerdict]:
+    verdicts = []
+    for claim, measures, rule in PER_GROUP_CLAIMS:
+        measured = [(group, [by_measure[measure] for measure in measures]) for group, by_measure in curves.items()
+                    if all(measure in by_measure for measure in measures)]
+        if not measured:
+            verdicts.append(_verdict(claim, "every group", Finding(Verdict.INCONCLUSIVE, NOT_MEASURED[claim.key]), []))
+        verdicts += [_verdict(claim, group.label, rule(group_curves), group_curves) for group, group_curves in measured]
+    return verdicts
+
+
+def _recall_claims(curves: dict[GroupKey, dict[Measure, Curve]],
+                   recall: dict[GroupKey, list[PointRecallAnalysis]]) -> list[ClaimVerdict]:
+    claim = CLAIM_BY_KEY["c4"]
+    return [
+        _verdict(claim, group.label, recall_not_inferior(by_measure[MIN_CLASS_RECALL], by_measure.get(CLEAN_ACCURACY),
+                                                         recall.get(group, [])), [by_measure[MIN_CLASS_RECALL]])
+        for group, by_measure in curves.items() if MIN_CLASS_RECALL in by_measure
+    ]
+
+
+POSTTRAIN, STATIC = "posttrain", "static"
+
+
+def _schedule_claims(curves: dict[GroupKey, dict[Measure, Curve]]) -> list[ClaimVerdict]:
+    """c5 for posttrain against static; for every other schedule, whether static degrades sooner than it."""
+    pairs = [(group, GroupKey(group.architecture, group.dataset, group.family, STATIC)) for group in curves
+             if group.schedule != STATIC]
+    pairs = [(other, static) for other, static in pairs if static in curves and CLEAN_ACCURACY in curves[other]]
+    verdicts = []
+    if not any(other.schedule == POSTTRAIN for other, _ in pairs):
+        verdicts.append(_verdict(CLAIM_BY_KEY["c5"], "every group", Finding(Verdict.INCONCLUSIVE, "needs both the "
+                        "static and the posttrain schedule for one architecture and dataset (in one study, or "
+                        "studies given together)"), []))
+    for other, static in pairs:
+        scope = f"{other.architecture} · {other.dataset} · {other.family} family, {other.schedule} vs static"
+        other_curve, static_curve = curves[other][CLEAN_ACCURACY], curves[static][CLEAN_ACCURACY]
+        if other.schedule == POSTTRAIN:
+            verdicts.append(_verdict(CLAIM_BY_KEY["c5"], scope, degrades_sooner(other_curve, static_curve),
+                                     [other_curve, static_curve]))
+        else:
+            claim = Claim(f"{other.schedule} vs static", f"beyond the paper: static sparsity degrades sooner than "
+                          f"{other.schedule} at the same nonzero count")
+            verdicts.append(_verdict(claim, scope, degrades_sooner(static_curve, other_curve),
+                                     [static_curve, other_curve]))
+    return verdicts
+
+
+def _convergence_claim(results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]]) -> ClaimVerdict:
+    vgg, others = ConvergenceCount(), ConvergenceCount()
+    for group, points in points_by_group.items():
+        if group.family != "depth" or group.schedule != STATIC:
+            continue
+        count = convergence_near_ten_percent(results, group, points)
+        if architecture_family(group.architecture).name == "vgg":
+            vgg += count
+        else:
+            others += count
+    stop_loss = stop_loss_of(results)
+    depth_trials = [trial for trial in results.trials if trial["family"] == "depth" and trial["status"] == FINISHED]
+    return ClaimVerdict(CLAIM_BY_KEY["c6"], "depth family, static", vgg_fails_to_converge(vgg, others),
+                        len(depth_trials), sum(under_trained(trial, stop_loss) for trial in depth_trials))
+
+
+StudyCurves = dict[GroupKey, dict[Measure, Curve]]
+
+
+def evaluate_claims(results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]], curves: StudyCurves,
+                    recall: dict[GroupKey, list[PointRecallAnalysis]]) -> list[ClaimVerdict]:
+    """Every claim's verdicts, in the paper's order (c1..c6, then Golubeva's)."""
+    verdicts = (_per_group_claims(curves) + _recall_claims(curves, recall) + _schedule_claims(curves)
+                + [_convergence_claim(results, points_by_group)])
+    order = {claim.key: index for index, claim in enumerate(CLAIMS)}
+    return sorted(verdicts, key=lambda verdict: order.get(verdict.claim.key, len(order)))
+
+
+def verdict_counts(verdicts: Iterable[ClaimVerdict]) -> dict[Verdict, int]:
+    counts = {verdict: 0 for verdict in Verdict}
+    for entry in verdicts:
+        counts[entry.verdict] += 1
+    return counts

@@ -1,0 +1,136 @@
+"""The claims table as terminal text, Markdown and JSON (the HTML page draws its own from the same rows)."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+from sparsecap.report.analysis import Analysis
+from sparsecap.report.claims import (
+    ACCURACY_MARGIN,
+    DELTA_LOSS_MARGIN,
+    RECALL_MARGIN,
+    ClaimVerdict,
+    Collapse,
+    Curve,
+    verdict_counts,
+)
+from sparsecap.report.statistics import CONFIDENCE
+
+METHOD = (
+    f"{CONFIDENCE:.0%} t-intervals over seeds; differences from the dense base by Welch's test, Holm-corrected "
+    f"over the points of a curve; margins: accuracy {ACCURACY_MARGIN * 100:g} pp, minimum class recall "
+    f"{RECALL_MARGIN * 100:g} pp (non-inferiority), ΔL {DELTA_LOSS_MARGIN:.0%} of the base's."
+)
+
+
+def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
+    counts = verdict_counts(verdicts)
+    under = sum(not entry.trained_to_rule for entry in verdicts)
+    return (", ".join(f"{count} {verdict.value}" for verdict, count in counts.items())
+            + (f"; {under} verdict(s) on under-trained models" if under else ""))
+
+
+def claims_text(verdicts: Sequence[ClaimVerdict], width: int = 100) -> str:
+    """One block per verdict, wrapped for a terminal."""
+    lines = ["Claims: " + summary_line(verdicts), textwrap.fill(METHOD, width), ""]
+    for entry in verdicts:
+        flag = "" if entry.trained_to_rule else "  [UNDER-TRAINED]"
+        lines.append(f"{entry.claim.key:<9}{entry.verdict.value.upper()}{flag}   {entry.scope}")
+        for label, text in (("claim", entry.claim.statement), ("why", entry.finding.reason),
+                            ("numbers", entry.finding.evidence), ("trained to the stopping rule", entry.training_text)):
+            if text:
+                lines.append(textwrap.fill(f"{label}: {text}", width, initial_indent=" " * 9,
+                                           subsequent_indent=" " * 11))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def findings_by_claim(verdicts: Sequence[ClaimVerdict]) -> dict[str, str]:
+    """Per claim key, one sentence of its verdicts: 'c1 holds for mlp · mnist · width family · static; ...'."""
+    sentences: dict[str, list[str]] = {}
+    for entry in verdicts:
+        flag = " (under-trained)" if not entry.trained_to_rule else ""
+        sentences.setdefault(entry.claim.key, []).append(f"{entry.verdict.value}{flag} for {entry.scope}")
+    return {key: f"{key} " + "; ".join(parts) + "." for key, parts in sentences.items()}
+
+
+def _markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def claims_markdown(verdicts: Sequence[ClaimVerdict]) -> str:
+    header = "| claim | scope | verdict | why | numbers | trained to the stopping rule |\n|---|---|---|---|---|---|\n"
+    rows = "".join(
+        "| " + " | ".join(_markdown_cell(cell) for cell in (
+            f"{entry.claim.key}: {entry.claim.statement}", entry.scope, f"**{entry.verdict.value}**",
+            entry.finding.reason, entry.finding.evidence or "—", entry.training_text)) + " |\n"
+        for entry in verdicts
+    )
+    return f"{summary_line(verdicts)}\n\n{METHOD}\n\n{header}{rows}"
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def curve_rows(curve: Curve) -> list[dict[str, Any]]:
+    """A curve as plain rows: mean and CI, difference from the base with its CI and (Holm) p, sweet spot."""
+    sweet = curve.sweet_spot
+    return [
+        {
+            "point": point.label, "width": point.width, "depth": point.depth,
+            "remaining_percent": point.remaining_percent, "seeds": point.interval.n,
+            "mean": point.interval.mean, "ci_low": point.interval.low, "ci_high": point.interval.high,
+            "difference_from_base": None if point.is_base else point.versus_base.estimate,
+            "difference_ci_low": None if point.is_base else point.versus_base.low,
+            "difference_ci_high": None if point.is_base else point.versus_base.high,
+            "p_value": None if point.is_base else point.versus_base.p_value,
+            "holm_p_value": None if point.is_base else point.adjusted_p,
+            "base": point.is_base, "sweet_spot": point is sweet,
+            "under_trained": point.under_trained, "diverged": point.diverged,
+        }
+        for point in curve.points
+    ]
+
+
+def _curve_json(curve: Curve) -> dict[str, Any]:
+    return {"group": curve.group.label, "measure": curve.measure.label, "margin": _json_number(curve.margin),
+            "points": [{key: _json_number(value) for key, value in row.items()} for row in curve_rows(curve)]}
+
+
+def collapses_text(collapses: Sequence[Collapse], width: int = 100) -> str:
+    """Where each group's collapse starts, and the connectivity there."""
+    lines = ["Where the collapse starts:"]
+    lines += [textwrap.fill(f"{entry.group.label}: {entry.text}", width, initial_indent="  ", subsequent_indent="    ")
+              for entry in collapses]
+    return "\n".join(lines) + "\n"
+
+
+def claims_json(analysis: Analysis) -> dict[str, Any]:
+    """The claims table with its deciding curves, every group's curve of every measure, and where each group
+    collapses, JSON-ready (NaN becomes null)."""
+    verdicts = analysis.claims
+    return {
+        "method": METHOD,
+        "measures": [_curve_json(curve) for by_measure in analysis.curves.values() for curve in by_measure.values()],
+        "collapses": [
+            {"group": entry.group.label, "text": entry.text,
+             "collapse": None if entry.collapse is None else entry.collapse.label,
+             "before": None if entry.before is None else entry.before.label,
+             "connectivity": {measure.key: {"before": _json_number(before), "at_collapse": _json_number(at)}
+                              for measure, (before, at) in entry.connectivity.items()}}
+            for entry in analysis.collapses
+        ],
+        "claims": [
+            {
+                "claim": entry.claim.key, "statement": entry.claim.statement, "scope": entry.scope,
+                "verdict": entry.verdict.value, "reason": entry.finding.reason, "evidence": entry.finding.evidence,
+                "trials": entry.trials, "under_trained": entry.under_trained, "trained_to_rule": entry.trained_to_rule,
+                "curves": [_curve_json(curve) for curve in entry.curves],
+            }
+            for entry in verdicts
+        ],
+    }

@@ -1,0 +1,96 @@
+"""Several study directories read as one: static sparsity in one study, post-training pruning in another.
+
+Studies combine only when their results answer the same question: the same datasets and training and
+test subsets, the same base nonzero count for every (architecture, dataset) they share, and the same
+stopping rule (so "trained to the rule" means one thing). Anything else is refused with the difference
+named. A trial present in two studies (the same architecture, dataset, family, point, schedule and
+seed) would count one seed twice, so that is refused too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.report.aggregate import StudyResults, load_study
+
+COMPARED_SPEC_KEYS = ("train_examples", "test_examples")
+TRIAL_KEY = ("architecture", "dataset", "family", "width", "depth", "schedule", "seed")
+
+
+def _spec_value(results: StudyResults, *path: str) -> Any:
+    value: Any = results.spec
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
+    """What makes two studies' results incomparable, or None."""
+    datasets = [sorted({str(trial["dataset"]) for trial in results.trials}) for results in (first, other)]
+    if datasets[0] != datasets[1]:
+        return f"different datasets: {first.name} has {', '.join(datasets[0])}, {other.name} has {', '.join(datasets[1])}"
+    for key in COMPARED_SPEC_KEYS:
+        values = (_spec_value(first, key), _spec_value(other, key))
+        if values[0] != values[1]:
+            return f"different {key}: {first.name} has {values[0]}, {other.name} has {values[1]}"
+    bases = [{(trial["architecture"], trial["dataset"]): trial["base_nonzero"] for trial in results.trials}
+             for results in (first, other)]
+    for key in sorted(bases[0].keys() & bases[1].keys()):
+        if bases[0][key] != bases[1][key]:
+            return (f"different bases for {key[0]} on {key[1]}: {first.name} keeps {bases[0][key]} nonzero weights, "
+                    f"{other.name} keeps {bases[1][key]}")
+    stop_losses = (_spec_value(first, "training", "stop_loss"), _spec_value(other, "training", "stop_loss"))
+    if stop_losses[0] != stop_losses[1]:
+        return f"different stopping rules: {first.name} stops below {stop_losses[0]}, {other.name} below {stop_losses[1]}"
+    return None
+
+
+def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
+    """One `StudyResults` holding every trial of the given studies, trial ids prefixed by their study's name."""
+    if len(studies) == 1:
+        return studies[0]
+    names = [results.name for results in studies]
+    if len(set(names)) != len(names):
+        raise StudyDirectoryError(f"the studies must have different names to be combined, got {names}")
+    for other in studies[1:]:
+        problem = incompatibility(studies[0], other)
+        if problem:
+            raise StudyDirectoryError(f"cannot combine {studies[0].directory} and {other.directory}: {problem}")
+    seen: dict[tuple[Any, ...], str] = {}
+    for results in studies:
+        for trial in results.trials:
+            key = tuple(trial[column] for column in TRIAL_KEY)
+            if key in seen and seen[key] != results.name:
+                raise StudyDirectoryError(f"{seen[key]} and {results.name} both hold trial {trial['trial_id']}: "
+                                          f"give each trial in one study only")
+            seen[key] = results.name
+
+    def prefixed(results: StudyResults, table: dict[str, Any]) -> dict[str, Any]:
+        return {f"{results.name}/{trial_id}": rows for trial_id, rows in table.items()}
+
+    return StudyResults(
+        directory=Path(" + ".join(str(results.directory) for results in studies)),
+        metadata={
+            "spec": {"name": " + ".join(names), "training": studies[0].spec.get("training"),
+                     "studies": {results.name: results.spec for results in studies}},
+            "versions": {results.name: results.versions for results in studies},
+        },
+        trials=[{**trial, "trial_id": f"{results.name}/{trial['trial_id']}"}
+                for results in studies for trial in results.trials],
+        class_recall={key: value for results in studies for key, value in prefixed(results, results.class_recall).items()},
+        weight_noise={key: value for results in studies for key, value in prefixed(results, results.weight_noise).items()},
+        adversarial={key: value for results in studies for key, value in prefixed(results, results.adversarial).items()},
+        corruption={key: value for results in studies for key, value in prefixed(results, results.corruption).items()},
+        damaged_checkpoints={key: value for results in studies
+                             for key, value in prefixed(results, results.damaged_checkpoints).items()},
+    )
+
+
+def load_studies(directories: Sequence[Path]) -> StudyResults:
+    """Read one study directory, or several combined (each refused, with its reason, if it is not one)."""
+    if not directories:
+        raise StudyDirectoryError("no study directory given; expected one or more directories holding results.sqlite")
+    return combine_studies([load_study(Path(directory)) for directory in directories])

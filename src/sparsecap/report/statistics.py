@@ -1,0 +1,112 @@
+"""Interval estimates and tests over seeds: what a verdict needs beyond mean ± std.
+
+Seeds are few (3 to 5), so intervals use Student's t, differences use Welch's test (the two points'
+seeds have unequal spreads, and a sparse point's spread is often the larger), and the many points of
+one curve are Holm-corrected so that a long width list does not manufacture a significant point.
+Pure functions over plain numbers; SciPy does the distributions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+SIGNIFICANCE_LEVEL = 1 - CONFIDENCE
+
+
+def finite(values: Iterable[float | None]) -> np.ndarray:
+    """The finite values (None and NaN are missing seeds, not zeros)."""
+    array = np.array([math.nan if value is None else float(value) for value in values], dtype=float)
+    return array[np.isfinite(array)]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds with its t-interval; low/high are NaN with fewer than two seeds."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def defined(self) -> bool:
+        return math.isfinite(self.low) and math.isfinite(self.high)
+
+
+def interval_of(mean: float, std: float, n: int, confidence: float = CONFIDENCE) -> Interval:
+    """The Student-t interval from a mean, a sample standard deviation and a seed count."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n)
+
+
+def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Interval:
+    """Mean and two-sided Student-t confidence interval over seeds."""
+    sample = finite(values)
+    if sample.size == 0:
+        return interval_of(math.nan, math.nan, 0, confidence)
+    std = float(sample.std(ddof=1)) if sample.size > 1 else math.nan
+    return interval_of(float(sample.mean()), std, int(sample.size), confidence)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(a) - mean(b) with its Welch confidence interval and two-sided p-value.
+
+    NaN interval and p-value when either side has fewer than two seeds; p is 1 when both sides have
+    no spread and equal means, 0 when they have no spread and differ (a deterministic difference).
+    """
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+    n_a: int
+    n_b: int
+
+    @property
+    def testable(self) -> bool:
+        return math.isfinite(self.p_value)
+
+
+def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confidence: float = CONFIDENCE) -> Difference:
+    """Welch's unequal-variance t-test of a against b, with the interval of the difference of means."""
+    first, second = finite(a), finite(b)
+    if first.size == 0 or second.size == 0:
+        return Difference(math.nan, math.nan, math.nan, math.nan, int(first.size), int(second.size))
+    estimate = float(first.mean() - second.mean())
+    if first.size < 2 or second.size < 2:
+        return Difference(estimate, math.nan, math.nan, math.nan, int(first.size), int(second.size))
+    if first.var(ddof=1) == 0 and second.var(ddof=1) == 0:  # the t statistic is 0/0 or ±inf: decide directly
+        return Difference(estimate, estimate, estimate, 1.0 if estimate == 0 else 0.0, int(first.size), int(second.size))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(first, second, equal_var=False)
+        interval = result.confidence_interval(confidence)
+    return Difference(estimate, float(interval.low), float(interval.high), float(result.pvalue),
+                      int(first.size), int(second.size))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given; NaN (untestable) entries stay NaN and do
+    not count towards the number of tests.
+
+    SciPy has no Holm step-down (only Benjamini-Hochberg), hence the few lines here.
+    """
+    testable = [index for index, value in enumerate(p_values) if math.isfinite(value)]
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(sorted(testable, key=lambda position: p_values[position])):
+        running = max(running, min(1.0, (len(testable) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted

@@ -1,0 +1,51 @@
+"""The `Fit` a trial's schedule trains with: the study's training settings, each trial's own data order
+(continuing from one round to the next) and the epoch bar; one model through `train`, several seeds'
+models stacked through `train_together`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from torch import nn
+from tqdm import tqdm
+
+from sparsecap.data import ImageDataset
+from sparsecap.sparsity.schedules import Fit
+from sparsecap.studies.generators import trial_generators
+from sparsecap.studies.spec import StudySpec
+from sparsecap.studies.trials import Trial
+from sparsecap.training import TrainingResult, train
+from sparsecap.training.multiseed import train_together
+from sparsecap.training.step_hook import StepHook
+
+
+def study_fit(spec: StudySpec, dataset: ImageDataset, trials: Sequence[Trial], models: Sequence[nn.Module],
+              bar: tqdm) -> Fit:
+    """How `models` (those of `trials`, in order) are trained, whichever subset a schedule hands over."""
+    orders = {id(model): trial_generators(trial.seed).data_order for trial, model in zip(trials, models, strict=True)}
+
+    def fit(chosen: Sequence[nn.Module], epochs: int, on_step: StepHook | None = None,
+            on_epoch: Callable[[int], None] | None = None) -> list[TrainingResult]:
+        config = dataclasses.replace(spec.training.config(), max_epochs=epochs)
+        generators = [orders[id(model)] for model in chosen]
+        if len(chosen) == 1:
+
+            def epoch_done(epoch: int, loss: float) -> None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                if on_epoch is not None:
+                    on_epoch(epoch)
+
+            return [train(chosen[0], dataset.train_images, dataset.train_labels, config, generators[0], epoch_done,
+                          on_step)]
+        if on_step is not None or on_epoch is not None:
+            raise ValueError("stacked seeds are one program until it returns: no step or epoch hook reaches them")
+
+        def epochs_done(epoch: int, losses: list[float]) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{max(losses):.4f}", training=len(losses))
+
+        return train_together(chosen, dataset.train_images, dataset.train_labels, config, generators, epochs_done)
+
+    return fit

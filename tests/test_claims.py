@@ -1,0 +1,241 @@
+"""The claims: verdicts on real results databases with planted effects, each verdict able to fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from sparsecap.cli import main
+from sparsecap.errors import StudyDirectoryError
+from sparsecap.report import study_claims
+from sparsecap.report.aggregate import load_study
+from sparsecap.report.claims import ClaimVerdict, Verdict
+from sparsecap.report.claims_format import claims_markdown, claims_text
+from sparsecap.report.combined import load_studies
+from sparsecap.studies.database import StudyDatabase, TrialRecord
+
+REMAINING = {128: 100.0, 256: 50.0, 512: 25.0, 1024: 12.5, 2048: 6.25, 4096: 3.125}
+RISE_THEN_FALL = (0.80, 0.83, 0.86, 0.85, 0.80, 0.70)
+DECLINE = (0.90, 0.895, 0.88, 0.86, 0.82, 0.75)
+FLAT = (0.90,) * 6
+JITTER = (-0.004, 0.002, 0.0, 0.004, -0.002)
+"""Per-seed offsets: a spread small against the planted effects, so intervals separate where effects are real."""
+NOISE_SIGMAS = (0.0, 0.1)
+
+
+def _record(*, architecture: str = "mlp", family: str = "width", schedule: str = "static", width: int, depth: int = 1,
+            remaining: float, seed: int, accuracy: float, noise_accuracy: float, delta_loss: float, min_recall: float,
+            final_loss: float, status: str = "finished") -> TrialRecord:
+    trial_id = f"{architecture}-mnist-w{width}-d{depth}-{schedule}-s{seed}"
+    noise = [{"sigma": sigma, "draw": 0, "accuracy": accuracy if sigma == 0 else noise_accuracy, "loss": 0.3,
+              "delta_loss": 0.0 if sigma == 0 else delta_loss} for sigma in NOISE_SIGMAS]
+    return TrialRecord(
+        trial_id=trial_id, architecture=architecture, dataset="mnist", family=family, width=width, depth=depth,
+        schedule=schedule, allocation="uniform", seed=seed, status=status, total_weights=int(1000 * 100 / remaining),
+        nonzero_weights=1000, base_nonzero=1000, remaining_percent=remaining, unmasked_parameters=10,
+        disconnected_units=0, epochs=5, final_train_loss=final_loss, test_accuracy=accuracy, test_loss=0.3,
+        min_class_recall=min_recall, train_seconds=1.0, checkpoint="", finished_at="2026-12-02T00:00:00Z",
+        class_recall=tuple([min_recall] + [accuracy] * 9), weight_noise=tuple(noise),
+    )
+
+
+def write_study(directory: Path, curves: Mapping[str, Sequence[float]], *, seeds: int = 5,
+                delta_loss: Sequence[float] | None = None, min_recall: Sequence[float] | None = None,
+                final_loss: float = 0.005, jitter: Sequence[float] = JITTER, name: str = "planted",
+                stop_loss: float = 0.01) -> Path:
+    """A study database whose clean accuracy (and accuracy under noise) per schedule follows `curves`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    database = StudyDatabase.create(directory)
+    database.write_metadata({"spec": {"name": name, "training": {"stop_loss": stop_loss}}})
+    for schedule, curve in curves.items():
+        for index, (width, remaining) in enumerate(REMAINING.items()):
+            for seed in range(seeds):
+                offset = jitter[seed % len(jitter)]
+                database.record_trial(_record(
+                    schedule=schedule, width=width, remaining=remaining, seed=seed, accuracy=curve[index] + offset,
+                    noise_accuracy=curve[index] - 0.1 + offset,
+                    delta_loss=(delta_loss[index] if delta_loss else 0.5) + offset,
+                    min_recall=(min_recall[index] if min_recall else 0.85) + offset, final_loss=final_loss))
+    return directory
+
+
+def _verdicts(directory: Path, claim: str) -> list[ClaimVerdict]:
+    return [entry for entry in study_claims(load_study(directory)) if entry.claim.key == claim]
+
+
+def _only(directory: Path, claim: str) -> ClaimVerdict:
+    (verdict,) = _verdicts(directory, claim)
+    return verdict
+
+
+def test_rise_then_fall_holds(tmp_path: Path) -> None:
+    verdict = _only(write_study(tmp_path, {"static": RISE_THEN_FALL}), "golubeva")
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    assert "w=512" in verdict.finding.evidence  # the sweet spot, 86 %
+    assert verdict.trained_to_rule
+
+
+def test_monotone_decline_does_not_hold(tmp_path: Path) -> None:
+    verdict = _only(write_study(tmp_path, {"static": DECLINE}), "golubeva")
+    assert verdict.verdict is Verdict.FAILS, verdict.finding
+    assert "no rise" in verdict.finding.reason
+
+
+def test_pure_noise_with_two_seeds_is_inconclusive(tmp_path: Path) -> None:
+    noise = (0.86, 0.84, 0.87, 0.85, 0.86, 0.84)
+    verdict = _only(write_study(tmp_path, {"static": noise}, seeds=2, jitter=(-0.02, 0.02)), "golubeva")
+    assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding
+
+
+def test_a_rise_without_a_fall_is_inconclusive(tmp_path: Path) -> None:
+    verdict = _only(write_study(tmp_path, {"static": (0.80, 0.83, 0.86, 0.86, 0.86, 0.86)}), "golubeva")
+    assert verdict.verdict is Verdict.INCONCLUSIVE
+    assert "no significant fall" in verdict.finding.reason
+
+
+def test_c1_needs_both_the_accuracy_shape_and_a_lower_delta_loss(tmp_path: Path) -> None:
+    lower = (0.5, 0.45, 0.40, 0.42, 0.5, 0.6)
+    holds = _only(write_study(tmp_path / "a", {"static": RISE_THEN_FALL}, delta_loss=lower), "c1")
+    assert holds.verdict is Verdict.HOLDS, holds.finding
+    higher = (0.5, 0.55, 0.6, 0.65, 0.7, 0.8)  # ΔL grows with sparsity: the paper's claim reversed
+    fails = _only(write_study(tmp_path / "b", {"static": RISE_THEN_FALL}, delta_loss=higher), "c1")
+    assert fails.verdict is Verdict.FAILS, fails.finding
+
+
+def test_posttrain_falling_two_points_earlier_holds_c5(tmp_path: Path) -> None:
+    static = (0.90, 0.90, 0.90, 0.90, 0.80, 0.60)      # first falls at 6.25 %
+    posttrain = (0.90, 0.90, 0.80, 0.60, 0.40, 0.20)   # two points earlier, at 25 %
+    verdict = _only(write_study(tmp_path, {"static": static, "posttrain": posttrain}), "c5")
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    assert "posttrain first falls below its base at w=512" in verdict.finding.evidence
+    assert "static first falls below its base at w=2048" in verdict.finding.evidence
+    reversed_schedules = _only(write_study(tmp_path / "reversed", {"static": posttrain, "posttrain": static}), "c5")
+    assert reversed_schedules.verdict is Verdict.FAILS
+
+
+def test_c5_across_two_studies_and_refusal_of_incompatible_ones(tmp_path: Path) -> None:
+    static = write_study(tmp_path / "static", {"static": (0.90, 0.90, 0.90, 0.90, 0.80, 0.60)}, name="static-study")
+    posttrain = write_study(tmp_path / "posttrain", {"posttrain": (0.90, 0.90, 0.80, 0.60, 0.40, 0.20)},
+                            name="posttrain-study")
+    (verdict,) = [entry for entry in study_claims(load_studies([static, posttrain])) if entry.claim.key == "c5"]
+    assert verdict.verdict is Verdict.HOLDS
+    other_rule = write_study(tmp_path / "other", {"posttrain": FLAT}, name="other", stop_loss=0.1)
+    with pytest.raises(StudyDirectoryError, match="different stopping rules"):
+        load_studies([static, other_rule])
+    with pytest.raises(StudyDirectoryError, match="both hold trial"):
+        load_studies([static, write_study(tmp_path / "copy", {"static": FLAT}, name="copy")])
+
+
+def test_under_trained_curves_are_flagged(tmp_path: Path) -> None:
+    verdict = _only(write_study(tmp_path, {"static": RISE_THEN_FALL}, final_loss=0.4), "golubeva")
+    assert verdict.verdict is Verdict.HOLDS  # the same curve, but trained only part of the way
+    assert not verdict.trained_to_rule and verdict.under_trained == verdict.trials == 30
+    assert "UNDER-TRAINED" in claims_text([verdict])
+
+
+def test_min_recall_non_inferior_holds_and_a_drop_fails(tmp_path: Path) -> None:
+    holds = _only(write_study(tmp_path / "flat", {"static": FLAT}), "c4")
+    assert holds.verdict is Verdict.HOLDS, holds.finding
+    dropping = (0.85, 0.84, 0.80, 0.75, 0.70, 0.60)
+    fails = _only(write_study(tmp_path / "drop", {"static": FLAT}, min_recall=dropping), "c4")
+    assert fails.verdict is Verdict.FAILS, fails.finding
+
+
+def _depth_study(directory: Path, architecture: str, diverged: bool) -> None:
+    directory.mkdir()
+    database = StudyDatabase.create(directory)
+    database.write_metadata({"spec": {"name": directory.name, "training": {"stop_loss": 0.01}}})
+    for depth, remaining in ((11, 100.0), (16, 10.0)):
+        for seed in range(3):
+            failed = diverged and depth == 16
+            database.record_trial(_record(
+                architecture=architecture, family="depth", width=64, depth=depth, remaining=remaining, seed=seed,
+                accuracy=0.1 if failed else 0.9, noise_accuracy=0.8, delta_loss=0.5, min_recall=0.8,
+                final_loss=math.nan if failed else 0.005, status="diverged" if failed else "finished"))
+
+
+def test_c6_vgg_failing_to_converge_where_resnet_converges(tmp_path: Path) -> None:
+    _depth_study(tmp_path / "vgg", "vgg", diverged=True)
+    _depth_study(tmp_path / "resnet", "resnet", diverged=False)
+    (verdict,) = [entry for entry in study_claims(load_studies([tmp_path / "vgg", tmp_path / "resnet"]))
+                  if entry.claim.key == "c6"]
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    _depth_study(tmp_path / "vgg-ok", "vgg", diverged=False)
+    (converged,) = [entry for entry in study_claims(load_studies([tmp_path / "vgg-ok", tmp_path / "resnet"]))
+                    if entry.claim.key == "c6"]
+    assert converged.verdict is Verdict.FAILS
+
+
+def test_one_seed_or_no_base_is_inconclusive_with_the_reason(tmp_path: Path) -> None:
+    one_seed = _only(write_study(tmp_path / "one", {"static": RISE_THEN_FALL}, seeds=1), "golubeva")
+    assert one_seed.verdict is Verdict.INCONCLUSIVE and "too few seeds" in one_seed.finding.reason
+    no_base = tmp_path / "no-base"
+    write_study(no_base, {"static": RISE_THEN_FALL})
+    with sqlite3.connect(no_base / "results.sqlite") as connection:
+        connection.execute("DELETE FROM trials WHERE width = 128")
+    verdict = _only(no_base, "golubeva")
+    assert verdict.verdict is Verdict.INCONCLUSIVE and "no dense base point" in verdict.finding.reason
+
+
+def test_claims_command_prints_the_table_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = write_study(tmp_path / "study", {"static": RISE_THEN_FALL, "posttrain": DECLINE})
+    assert main(["claims", str(directory)]) == 0
+    text = capsys.readouterr().out
+    assert "golubeva" in text and "HOLDS" in text and "DOES NOT HOLD" in text
+    assert main(["claims", str(directory), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    golubeva = [row for row in data["claims"] if row["claim"] == "golubeva" and row["scope"].endswith("static")]
+    points = golubeva[0]["curves"][0]["points"]
+    assert [point["sweet_spot"] for point in points].count(True) == 1 and points[0]["base"]
+    assert main(["claims", str(directory), "--markdown"]) == 0
+    assert capsys.readouterr().out.count("\n| c") >= 7
+
+
+def test_claims_of_a_directory_that_is_not_a_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", str(tmp_path)]) == 2
+    assert "no results database" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    StudyDatabase.create(empty)
+    assert main(["claims", str(empty)]) == 2
+    assert "holds no finished trials" in capsys.readouterr().err
+
+
+def test_markdown_cells_keep_the_table_intact(tmp_path: Path) -> None:
+    verdicts = study_claims(load_study(write_study(tmp_path, {"static": RISE_THEN_FALL})))
+    rows = [line for line in claims_markdown(verdicts).splitlines()
+            if line.startswith("| ") and not line.startswith("| claim |")]
+    assert len(rows) == len(verdicts)
+    assert all(row.replace("\\|", "").count("|") == 7 for row in rows)  # six cells: no stray pipe
+
+
+def test_a_dynamic_schedule_is_compared_with_static_beyond_the_paper(tmp_path: Path) -> None:
+    static = (0.90, 0.90, 0.90, 0.80, 0.60, 0.40)   # first falls at 12.5 %
+    moving = (0.90, 0.90, 0.90, 0.90, 0.88, 0.70)   # holds on longer
+    verdicts = study_claims(load_study(write_study(tmp_path, {"static": static, "rigl": moving})))
+    (verdict,) = [entry for entry in verdicts if entry.claim.key == "rigl vs static"]
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    assert "static first falls below its base at w=1024" in verdict.finding.evidence
+    (c5,) = [entry for entry in verdicts if entry.claim.key == "c5"]
+    assert c5.verdict is Verdict.INCONCLUSIVE and "posttrain" in c5.finding.reason
+
+
+def test_a_comparison_counts_the_trials_of_both_schedules_once(tmp_path: Path) -> None:
+    directory = write_study(tmp_path, {"static": FLAT, "posttrain": FLAT}, final_loss=0.4)
+    assert (_only(directory, "c5").trials, _only(directory, "c5").under_trained) == (60, 60)
+    (c1,) = [entry for entry in _verdicts(directory, "c1") if entry.scope.endswith("static")]
+    assert c1.trials == 30  # accuracy and ΔL curves of one group: the same 30 trials
+
+
+def test_c5_compares_collapses_only_where_both_schedules_were_trained(tmp_path: Path) -> None:
+    directory = write_study(tmp_path, {"static": (0.90, 0.90, 0.90, 0.90, 0.90, 0.60), "posttrain": FLAT})
+    with sqlite3.connect(directory / "results.sqlite") as connection:  # posttrain left out at 3.125 %
+        connection.execute("DELETE FROM trials WHERE schedule = 'posttrain' AND width = 4096")
+    verdict = _only(directory, "c5")
+    assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding  # static's collapse is where posttrain never ran
+    assert "static never falls significantly below its base at the points both" in verdict.finding.evidence

@@ -1,0 +1,138 @@
+"""The report's figures: sweet spot, shared y range, schedules as lines of one panel, 95% CI bands, captions."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.collections import PolyCollection
+from scipy import stats
+
+from sparsecap.report.aggregate import GroupKey, PointSummary, Stat
+from sparsecap.report.figures import (
+    PAPER_CLAIMS,
+    Curve,
+    FigureKey,
+    curves_by_schedule,
+    plot_against_remaining,
+    schedule_colors,
+    shared_y_limits,
+    sweet_spot,
+    write_figures,
+)
+
+NO_VALUE = Stat.of([])
+
+
+def _point(group: GroupKey, width: int, remaining: float, accuracies: list[float]) -> PointSummary:
+    return PointSummary(
+        group=group, width=width, depth=2, remaining_percent=remaining, seeds=tuple(range(len(accuracies))),
+        n_diverged=0, clean_accuracy=Stat.of(accuracies), min_class_recall=Stat.of(a - 0.2 for a in accuracies),
+        path_fraction_log10=NO_VALUE, n_severed=0, min_effective_width_fraction=NO_VALUE,
+    )
+
+
+def _curve(means: dict[float, float], *, higher_is_better: bool = True) -> Curve:
+    """One seed per point: remaining % -> mean, listed dense to sparse as the report lists them."""
+    group = GroupKey("mlp", "mnist", "width", "static")
+    points = [_point(group, 64 * 2**index, remaining, [mean]) for index, (remaining, mean) in enumerate(means.items())]
+    return Curve("static", points, lambda point: point.clean_accuracy, higher_is_better=higher_is_better)
+
+
+def _spot(curve: Curve) -> float | None:
+    best = sweet_spot(curve)
+    return None if best is None else best[0].remaining_percent
+
+
+def test_the_sweet_spot_is_the_best_sparser_point_never_the_base() -> None:
+    means = {100.0: 0.95, 40.0: 0.90, 15.0: 0.92, 5.0: 0.85}
+    assert _spot(_curve(means)) == 15.0  # the base's 0.95 is higher, but the base is not a candidate
+    assert _spot(_curve(means, higher_is_better=False)) == 5.0  # ΔL: the lowest
+    assert _spot(_curve({100.0: 0.9, 40.0: 0.8, 15.0: 0.8})) == 40.0  # a tie goes to the densest
+    assert _spot(_curve({100.0: 0.9})) is None
+    assert _spot(_curve({100.0: 0.9, 40.0: math.nan, 15.0: 0.7})) == 15.0  # a point without a value is skipped
+
+
+GROUP = GroupKey("mlp", "mnist", "width", "static")
+POSTTRAIN = GroupKey("mlp", "mnist", "width", "posttrain")
+SEEDS = {100.0: [0.90, 0.92, 0.94], 40.0: [0.80, 0.86, 0.83], 15.0: [0.70]}
+
+
+def _seeded_curve() -> Curve:
+    points = [_point(GROUP, 64 * 2**index, remaining, values) for index, (remaining, values) in enumerate(SEEDS.items())]
+    return Curve("static", points, lambda point: point.clean_accuracy)
+
+
+def _t_interval(values: list[float]) -> tuple[float, float]:
+    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values))
+    return float(np.mean(values) - half), float(np.mean(values) + half)
+
+
+def test_shared_y_limits_cover_every_interval_and_every_panel_uses_them() -> None:
+    other = Curve("dense only", [_point(GROUP, 64, 100.0, [0.30, 0.31])], lambda point: point.clean_accuracy)
+    low, high = shared_y_limits([_seeded_curve(), other])
+    lowest, highest = _t_interval([0.30, 0.31])[0], _t_interval(SEEDS[100.0])[1]  # one end from each curve
+    padding = 0.05 * (highest - lowest)
+    assert (low, high) == pytest.approx((lowest - padding, highest + padding))
+    figure = plot_against_remaining({GROUP: [_seeded_curve()], POSTTRAIN: [other]}, ylabel="acc", title="t")
+    first, second = figure.axes[:2]
+    assert first.get_ylim() == pytest.approx((low, high)) and second.get_ylim() == pytest.approx((low, high))
+    assert shared_y_limits([Curve("empty", [], lambda point: point.clean_accuracy)]) is None
+
+
+def test_bands_are_95_percent_t_intervals_and_one_seed_shows_the_mean_alone() -> None:
+    figure = plot_against_remaining({GROUP: [_seeded_curve()]}, ylabel="acc", title="t")
+    axis = figure.axes[0]
+    [band] = [collection for collection in axis.collections if isinstance(collection, PolyCollection)]
+    ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    xs = np.concatenate([path.vertices[:, 0] for path in band.get_paths()])
+    expected = [*_t_interval(SEEDS[100.0]), *_t_interval(SEEDS[40.0])]
+    assert ys.min() == pytest.approx(min(expected)) and ys.max() == pytest.approx(max(expected))
+    assert xs.min() == pytest.approx(40.0)  # the one-seed point at 15 % has no band
+    [mean_line] = [line for line in axis.get_lines() if line.get_label() == "static"]
+    assert list(mean_line.get_xdata()) == [15.0, 40.0, 100.0]
+    assert mean_line.get_ydata()[0] == pytest.approx(0.70)
+
+
+def test_the_base_is_marked_on_a_dotted_line_and_the_sweet_spot_starred() -> None:
+    axis = plot_against_remaining({GROUP: [_seeded_curve()]}, ylabel="acc", title="t").axes[0]
+    dotted = [line for line in axis.get_lines() if line.get_linestyle() == ":"]
+    assert [list(line.get_xdata()) for line in dotted] == [[100.0, 100.0]]
+    markers = {line.get_marker(): (list(line.get_xdata()), list(line.get_ydata())) for line in axis.get_lines()}
+    assert markers["s"] == ([100.0], [pytest.approx(0.92)])
+    assert markers["*"] == ([40.0], [pytest.approx(0.83)])
+
+
+def test_the_schedules_of_one_setting_are_lines_of_one_panel() -> None:
+    cifar = GroupKey("mlp", "cifar10", "width", "static")
+    points_by_group = {
+        group: [_point(group, 64, 100.0, [0.9, 0.91]), _point(group, 256, 15.0, [0.8, 0.82])]
+        for group in (GROUP, POSTTRAIN, cifar)
+    }
+    panels = curves_by_schedule(points_by_group, lambda point: point.clean_accuracy)
+    assert [panel.label for panel in panels] == ["mlp · cifar10 · width family", "mlp · mnist · width family"]
+    mnist = list(panels.values())[1]
+    assert [curve.label for curve in mnist] == ["posttrain", "static"]
+    colors = schedule_colors(["static", "posttrain"])
+    assert [curve.color for curve in mnist] == [colors["posttrain"], colors["static"]] and len(set(colors.values())) == 2
+    figure = plot_against_remaining(panels, ylabel="acc", title="t", legend_title="schedule")
+    labels = [line.get_label() for line in figure.axes[1].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["posttrain", "static"]
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [
+        "static", "posttrain", "dense base (100 %)", "sweet spot"]
+
+
+def test_captions_state_the_claim_the_finding_and_the_interval(tmp_path: Path) -> None:
+    points_by_group = {GROUP: [_point(GROUP, 64, 100.0, [0.9, 0.91]), _point(GROUP, 256, 15.0, [0.8, 0.82])]}
+    figures = write_figures(points_by_group, {}, tmp_path, findings={"clean_accuracy": "Accuracy fell by 9 pp."})
+    captions = {info.key: info.caption for info in figures}
+    assert set(captions) == {FigureKey.CLEAN_ACCURACY, FigureKey.MIN_CLASS_RECALL}
+    assert all("95% CI over seeds" in caption and "± std" not in caption for caption in captions.values())
+    assert captions[FigureKey.CLEAN_ACCURACY].endswith(
+        f"The paper claims: {PAPER_CLAIMS[FigureKey.CLEAN_ACCURACY]}. This study found: Accuracy fell by 9 pp.")
+    assert "This study found" not in captions[FigureKey.MIN_CLASS_RECALL]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clean_accuracy.png", "min_class_recall.png"]
+    with pytest.raises(ValueError, match=r"unknown figure\(s\) \['clean'\]; the figures are \[.*'clean_accuracy'"):
+        write_figures(points_by_group, {}, tmp_path, findings={"clean": "x"})

@@ -1,0 +1,81 @@
+"""benchmarks/gpu.py: what it does without a GPU, its arguments, and its estimate of the paper's grid."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sparsecap.data import load_dataset
+from sparsecap.studies import expand, list_presets, load_spec
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    spec = importlib.util.spec_from_file_location("benchmark_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine the script runs the benchmark")
+def test_without_cuda_it_says_so_and_exits_2_without_a_traceback():
+    finished = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 2 and finished.stdout == ""
+    assert finished.stderr.startswith("error: benchmarks/gpu.py needs a CUDA GPU, and this PyTorch is built "
+                                      f"without CUDA (torch {torch.__version__}). Run it on a GPU machine")
+    assert "Traceback" not in finished.stderr
+
+
+def test_the_message_tells_a_cpu_build_from_a_machine_without_a_gpu(gpu):
+    assert "built without CUDA (torch 2.13.0+cpu)" in gpu.no_cuda_message("2.13.0+cpu", None)
+    assert "no CUDA device is visible (torch 2.13.0)" in gpu.no_cuda_message("2.13.0", "12.8")
+
+
+def test_arguments(gpu, capsys):
+    defaults = gpu.parse_arguments([])
+    assert (defaults.part, defaults.steps, defaults.out) == ("all", 40, None)
+    assert gpu.parse_arguments(["--part", "timing", "--steps", "5"]).steps == 5
+    with pytest.raises(SystemExit) as exited:
+        gpu.parse_arguments(["--steps", "0"])
+    assert exited.value.code == 2 and "--steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_time_per_image_is_interpolated_floored_below_and_proportional_above(gpu):
+    measured = [gpu.Measured(4e9, 4e-5), gpu.Measured(1e6, 1e-6)]
+    assert gpu.seconds_per_image(1e3, measured) == 1e-6  # launch-bound: no faster than the smallest measured
+    assert gpu.seconds_per_image(1e6, measured) == 1e-6
+    assert gpu.seconds_per_image(2e9, measured) == pytest.approx(1e-6 + (2e9 - 1e6) / (4e9 - 1e6) * 3.9e-5)
+    assert gpu.seconds_per_image(8e9, measured) == pytest.approx(8e-5)
+    with pytest.raises(ValueError, match="no measurement"):
+        gpu.seconds_per_image(1e6, [])
+
+
+def test_the_paper_grid_has_every_paper_preset_at_five_seeds_to_max_epochs(gpu):
+    grid = gpu.paper_grid()
+    presets = [name for name in list_presets() if name.startswith("paper-")]
+    assert {point.preset for point in grid} == set(presets)
+    for preset in presets:
+        spec = load_spec(preset)
+        points = [point for point in grid if point.preset == preset]
+        assert sum(point.trials for point in points) == len(expand(spec)) * 5 // len(spec.seeds)
+        assert {point.max_epochs for point in points} == {spec.training.max_epochs}
+    assert gpu.grid_seconds(grid, lambda point: 2.0) == pytest.approx(
+        2.0 * sum(point.trials * point.max_epochs for point in grid))
+    resnet = next(point for point in grid if point.preset == "paper-resnet-depth" and point.depth == 50)
+    assert gpu.grid_seconds([resnet], lambda point: 3.0) == resnet.trials * 300 * 3.0 == 5 * 300 * 3.0
+
+
+def test_the_check_studys_data_are_the_digits_as_mnist_files(gpu, tmp_path):
+    gpu.write_digits_as_mnist(tmp_path / "mnist")
+    mnist, digits = load_dataset("mnist", tmp_path), load_dataset("digits")
+    assert mnist.train_images.shape == (len(digits.train_labels), 1, 28, 28) and mnist.train_images.dtype == torch.uint8
+    assert torch.equal(mnist.train_labels, digits.train_labels) and torch.equal(mnist.test_labels, digits.test_labels)
+    brightness = [dataset.train_images.float().mean().item() for dataset in (mnist, digits)]
+    assert brightness[0] == pytest.approx(brightness[1], rel=0.05)

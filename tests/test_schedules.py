@@ -1,0 +1,308 @@
+"""The sparsity schedules: every registered one ends at the base's count under every allocation; the moving
+masks (set, rigl) keep it after every update; rigl and set regrow where their papers say; imp rewinds
+bit for bit; the same seed gives the same model."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.report import write_report
+from sparsecap.runtime import Runtime
+from sparsecap.sparsity import (
+    Allocation,
+    Engine,
+    MaskedLinear,
+    MaskGranularity,
+    PruningScope,
+    SparseLinear,
+    allocate,
+    masked_layers,
+    set_engine,
+)
+from sparsecap.sparsity.schedule_config import DynamicConfig, Schedule
+from sparsecap.sparsity.schedules import ScheduleSettings, create_schedule, registered_schedules
+from sparsecap.sparsity.schedules.gradients import largest_gradient_positions, layer_gradients
+from sparsecap.sparsity.schedules.imp import rewind_, take_snapshot
+from sparsecap.sparsity.schedules.moving import masked_position
+from sparsecap.sparsity.static import layer_shapes
+from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.training import TrainingConfig, train
+from sparsecap.training.step_hook import Step
+from tests.study_helpers import TINY_SPEC, assert_same_up_to_rounding, comparable_results, write_spec
+
+INFO = dataset_info("digits")
+CAPACITY = 64 * 16 + 16 * 16 + 16 * 10  # the width-16, two-layer MLP on 8x8 digits
+EPOCHS = 2
+FAST = {"update_interval": 4, "imp_prune_fraction": 0.5, "finetune_epochs": 1}
+
+
+def _settings(allocation: Allocation = Allocation.UNIFORM, engine: Engine = Engine.DENSE, **dynamic) -> ScheduleSettings:
+    return ScheduleSettings(CAPACITY, allocation, MaskGranularity.WEIGHT, PruningScope.LAYERWISE,
+                            DynamicConfig(**{**FAST, **dynamic}), EPOCHS, engine, "cpu")
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    return (torch.randint(0, 256, (256, 1, 8, 8), dtype=torch.uint8, generator=generator),
+            torch.randint(0, 10, (256,), generator=generator))
+
+
+def _fit(after_step=None, before_round=None, on_epoch_too=None):
+    """A real Fit on random digits-shaped data; the callbacks let a test look at every step and round."""
+    images, labels = _data()
+    generator = torch.Generator().manual_seed(3)
+
+    def fit(models, epochs, on_step=None, on_epoch=None):
+        results = []
+        for model in models:
+            if before_round is not None:
+                before_round(model)
+
+            def step_hook(step, model=model):
+                if on_step is not None:
+                    on_step(step)
+                if after_step is not None:
+                    after_step(model, step)
+
+            def epoch_hook(epoch, loss, model=model):
+                if on_epoch_too is not None:
+                    on_epoch_too(model, epoch)
+                if on_epoch is not None:
+                    on_epoch(epoch)
+
+            config = TrainingConfig(max_epochs=epochs, learning_rate=0.05, batch_size=32, stop_loss=0.0)
+            results.append(train(model, images, labels, config, generator, epoch_hook, step_hook))
+        return results
+
+    return fit
+
+
+def _run(name, settings, fit=None, seed=0):
+    model = create_model(ModelConfig("mlp", 64, 2), INFO)
+    schedule = create_schedule(name, settings)
+    schedule.prepare(model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1))
+    schedule.store(model)
+    results = schedule.train([model], fit or _fit(), [torch.Generator().manual_seed(seed + 2)])
+    return model, results
+
+
+def _assert_at_capacity(model, allocation):
+    """Exactly the allocation's count per layer and the base's in total; removed weights exactly zero."""
+    counts = [layer.kept_count for _, layer in masked_layers(model)]
+    assert counts == allocate(layer_shapes(model), CAPACITY, allocation) and sum(counts) == CAPACITY
+    for _, layer in masked_layers(model):
+        kept = layer.kept_positions()
+        assert kept.numel() == layer.kept_count and bool((kept[1:] > kept[:-1]).all())  # distinct, ascending
+        removed = torch.ones(layer.weight_shape.numel(), dtype=torch.bool)
+        removed[kept] = False
+        assert torch.count_nonzero(layer.effective_weight().reshape(-1)[removed]) == 0
+        if isinstance(layer, MaskedLinear):
+            assert torch.count_nonzero(layer.weight.detach().reshape(-1)[removed]) == 0
+
+
+def test_the_registry_holds_every_schedule_a_spec_can_name():
+    assert set(registered_schedules()) == set(Schedule)
+    with pytest.raises(ValueError, match="unknown schedule 'magic'; valid: static, posttrain"):
+        create_schedule("magic", _settings())
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+@pytest.mark.parametrize("allocation", list(Allocation))
+@pytest.mark.parametrize("name", registered_schedules())
+def test_every_schedule_ends_at_the_base_count_per_layer_under_every_allocation(name, allocation, engine):
+    model, results = _run(name, _settings(allocation, engine))
+    _assert_at_capacity(model, allocation)
+    assert all(not result.diverged and result.epochs >= EPOCHS for result in results)
+
+
+@pytest.mark.parametrize("name", registered_schedules())
+def test_the_same_seed_gives_the_same_model(name):
+    first, first_results = _run(name, _settings())
+    second, second_results = _run(name, _settings())
+    assert first_results[0].epoch_losses == second_results[0].epoch_losses
+    for (key, value), (other_key, other) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert key == other_key and torch.equal(value, other), key
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+@pytest.mark.parametrize("allocation", list(Allocation))
+@pytest.mark.parametrize("name", [Schedule.SET, Schedule.RIGL])
+def test_moving_masks_keep_the_count_after_every_update(name, allocation, engine):
+    updates, moved = [], []
+
+    def check(model, step):
+        _assert_at_capacity(model, allocation)
+        positions = [layer.kept_positions().clone() for _, layer in masked_layers(model)]
+        if updates and any(not torch.equal(a, b) for a, b in zip(positions, updates[-1], strict=True)):
+            moved.append(step.number)
+        updates.append(positions)
+        for _, layer in masked_layers(model):  # the momentum of removed weights is zero too: nothing moves them
+            momentum = step.optimizer.state[layer.stored_weight]["momentum_buffer"]
+            if isinstance(layer, MaskedLinear):
+                assert torch.count_nonzero(momentum[layer.mask == 0]) == 0
+
+    _run(name, _settings(allocation, engine), _fit(after_step=check))
+    assert len(updates) == EPOCHS * 8 and moved and all(number % 4 == 0 for number in moved)
+
+
+def _hand_built(engine: Engine) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    layer = MaskedLinear(4, 3, bias=False)
+    mask = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 0, 1]], dtype=torch.float32)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.5, 0.0, -0.1, 0.0], [0.3, -0.05, 0.0, 0.0], [0.0, 0.9, 0.0, -0.2]]))
+    layer.set_mask(mask)
+    model = set_engine(nn.Sequential(layer), engine)
+    inputs = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.25, 1.0, -1.25, 2.0]])
+    output_weights = torch.tensor([[1.0, -0.5, 2.0], [0.75, 1.5, -1.0]])
+    return model, inputs, output_weights
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+def test_rigl_regrows_exactly_the_largest_dense_gradient_positions(engine):
+    model, inputs, output_weights = _hand_built(engine)
+    layer = model[0]
+    weights = layer.effective_weight().reshape(-1).tolist()
+    kept = layer.kept_positions().tolist()
+    gradient = (output_weights.t() @ inputs).abs().reshape(-1).tolist()  # d/dW of sum(W x · c), by hand
+    dropped = sorted(kept, key=lambda position: abs(weights[position]))[:3]  # int(0.55 · 6) = 3
+    survivors = sorted(set(kept) - set(dropped))
+    candidates = [position for position in range(12) if position not in survivors]
+    grown = sorted(candidates, key=lambda position: -gradient[position])[:3]
+    assert len({gradient[position] for position in candidates}) == len(candidates)  # no ties to break
+
+    schedule = create_schedule(Schedule.RIGL, _settings(zeta=0.55, update_interval=1, stop_fraction=1.0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    step = Step(1, 10**9, optimizer, lambda: (model(inputs) * output_weights).sum())
+    schedule.update(model, torch.Generator(), step)
+
+    assert layer.kept_positions().tolist() == sorted(survivors + grown)
+    after = layer.effective_weight().reshape(-1).tolist()
+    assert all(after[position] == weights[position] for position in survivors if position not in grown)
+    assert all(after[position] == 0.0 for position in grown)
+
+
+def test_dense_gradient_scores_in_row_blocks_are_those_of_the_whole_matrix():
+    model = create_model(ModelConfig("mlp", 64, 2), INFO)
+    layer = masked_layers(model)[1][1]
+    images, labels = _data()
+    gradients = layer_gradients(model, lambda: nn.functional.cross_entropy(model(images.float() / 255), labels))
+    excluded = torch.arange(0, layer.weight_shape.numel(), 3)
+    whole = largest_gradient_positions(layer, gradients["network.hidden2"], excluded, 40)
+    assert torch.equal(whole, largest_gradient_positions(layer, gradients["network.hidden2"], excluded, 40, block_elements=64))
+    inputs, grad_outputs = gradients["network.hidden2"]
+    scores = (grad_outputs.t() @ inputs).abs().reshape(-1)
+    scores[excluded] = -math.inf
+    assert set(whole.tolist()) == set(torch.topk(scores, 40).indices.tolist())
+
+
+def test_masked_position_maps_ranks_among_unkept_positions():
+    kept = torch.tensor([0, 3, 4, 9])
+    unkept = [position for position in range(12) if position not in kept.tolist()]
+    assert masked_position(kept, torch.arange(len(unkept))).tolist() == unkept
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+def test_set_drops_the_smallest_and_regrows_only_among_previously_masked_positions(engine):
+    model = create_model(ModelConfig("mlp", 64, 2), INFO)
+    schedule = create_schedule(Schedule.SET, _settings(engine=engine, update_interval=1))
+    schedule.prepare(model, torch.Generator().manual_seed(0), torch.Generator().manual_seed(1))
+    schedule.store(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    generator = torch.Generator().manual_seed(5)
+    for number in range(1, 4):
+        before = [(set(layer.kept_positions().tolist()), layer.kept_values().abs()) for _, layer in masked_layers(model)]
+        schedule.update(model, generator, Step(number, 100, optimizer, lambda: torch.zeros(())))
+        for (kept, magnitudes), (_, layer) in zip(before, masked_layers(model), strict=True):
+            now = set(layer.kept_positions().tolist())
+            grown, dropped = now - kept, kept - now
+            assert len(grown) == len(dropped) == int(0.3 * len(kept)) > 0
+            assert not grown & kept  # only positions masked before the update
+            order = sorted(kept)
+            smallest = {order[slot] for slot in torch.topk(magnitudes, len(dropped), largest=False).indices.tolist()}
+            assert dropped == smallest
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+def test_imp_rewinds_every_round_to_the_stored_epoch_k_weights_bit_for_bit(engine):
+    stored, rounds = {}, []
+
+    def keep_epoch_one(model, epoch):
+        if epoch == 1 and "weights" not in stored:
+            stored.update(weights=[layer.effective_weight().clone() for _, layer in masked_layers(model)],
+                          biases=[layer.bias.detach().clone() for _, layer in masked_layers(model)])
+
+    def check_rewound(model):
+        if not stored:
+            return  # the dense training round
+        rounds.append(sum(layer.kept_count for _, layer in masked_layers(model)))
+        for (_, layer), weights, bias in zip(masked_layers(model), stored["weights"], stored["biases"], strict=True):
+            assert torch.equal(layer.effective_weight(), weights * layer.mask)
+            assert torch.equal(layer.bias.detach(), bias)
+
+    settings = _settings(engine=engine, rewind_epoch=1, imp_prune_fraction=0.5)
+    model, _ = _run(Schedule.IMP, settings, _fit(before_round=check_rewound, on_epoch_too=keep_epoch_one))
+    assert rounds == [4416, 2208, CAPACITY]  # 8832 weights halved until the base's 1440
+
+
+def test_snapshots_rewind_across_engines():
+    model = create_model(ModelConfig("mlp", 32, 1), INFO)
+    snapshot = take_snapshot(model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    layer = masked_layers(model)[0][1]
+    layer.set_mask(torch.rand(layer.weight_shape, generator=torch.Generator().manual_seed(0)) < 0.5)
+    model = set_engine(model, Engine.SPARSE)
+    rewind_(model, snapshot)
+    layer = masked_layers(model)[0][1]
+    assert isinstance(layer, SparseLinear)
+    assert torch.equal(layer.effective_weight(), snapshot.weights["network.hidden1"] * layer.mask)
+    assert torch.equal(layer.bias.detach(), snapshot.others["network.hidden1.bias"])
+
+
+DYNAMIC_SPEC = TINY_SPEC.replace('schedules = ["static", "posttrain"]',
+                                 'schedules = ["static", "posttrain-finetune", "set", "rigl", "imp"]') + """
+[dynamic]
+update_interval = 5
+imp_prune_fraction = 0.5
+finetune_epochs = 1
+"""
+
+
+@pytest.mark.slow
+def test_a_study_of_every_schedule_runs_and_reports_each_as_its_own_curve(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path, DYNAMIC_SPEC)))
+    run_study(spec, tmp_path / "run", runtime=Runtime(workers=1))
+    rows = StudyDatabase(tmp_path / "run").rows("trials")
+    assert {row["schedule"] for row in rows} == {"static", "posttrain-finetune", "set", "rigl", "imp"}
+    assert all(row["status"] == "finished" and row["nonzero_weights"] == row["base_nonzero"] for row in rows)
+    page = write_report(tmp_path / "run").read_text()
+    for schedule in ("posttrain-finetune", "set", "rigl", "imp"):
+        assert f"· {schedule}" in page
+
+
+@pytest.mark.slow
+def test_rounds_of_stacked_seeds_give_the_one_by_one_results(tmp_path, monkeypatch):
+    import sparsecap.studies.fitting as fitting
+
+    stacked: list[int] = []
+    original = fitting.train_together
+
+    def counting(models, *arguments, **options):
+        stacked.append(len(models))
+        return original(models, *arguments, **options)
+
+    monkeypatch.setattr(fitting, "train_together", counting)
+    text = DYNAMIC_SPEC.replace('"static", "posttrain-finetune", "set", "rigl", "imp"', '"posttrain-finetune", "imp"')
+    run_study(load_spec(str(write_spec(tmp_path, text))), tmp_path / "alone", runtime=Runtime(workers=1))
+    assert stacked == []
+    together = text.replace("[training]\n", "[training]\nseeds_together = true\n")
+    run_study(load_spec(str(write_spec(tmp_path, together, "together.toml"))), tmp_path / "together",
+              runtime=Runtime(workers=1))
+    # posttrain-finetune: 2 rounds per width; imp: width 32 has 1 dense + 2 pruning rounds, width 16 (the base) 1
+    assert stacked == [2] * 7
+    assert_same_up_to_rounding(comparable_results(tmp_path / "alone"), comparable_results(tmp_path / "together"))

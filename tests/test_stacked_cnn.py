@@ -1,0 +1,111 @@
+"""K CNN seeds trained together as one grouped network equal K seeds trained one by one (up to float rounding)."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.sparsity import Allocation, masked_layers, set_engine, sparse_model_at_init, weight_count
+from sparsecap.training import TrainingConfig, train
+from sparsecap.training.config import LearningRateSchedule
+from sparsecap.training.multiseed import can_stack, stack_models, train_together
+from sparsecap.training.stacked_cnn import stack_cnns
+
+SEEDS = (0, 1, 2)
+# A small learning rate: ResNet18 on random labels is chaotic at lr 0.02 (a 1e-7 relative nudge of the
+# initial weights moves one-by-one training by 1e-4 in three epochs), so the different float rounding of
+# grouped convolutions would part the runs for some seeds with no error in either.
+CONFIG = TrainingConfig(max_epochs=3, learning_rate=0.002, momentum=0.9, batch_size=32, stop_loss=0.0,
+                        schedule=LearningRateSchedule.COSINE, augmentation=True)
+CNNS = pytest.mark.parametrize("architecture, depth", [("vgg", 11), ("resnet", 18)])
+
+
+def _model(architecture: str, depth: int, seed: int) -> nn.Module:
+    info = dataset_info("cifar10")  # three channels of distinct means: the normalisation is stacked too
+    capacity = weight_count(create_model(ModelConfig(architecture, 6, depth), info))  # a different mask per seed
+    return sparse_model_at_init(create_model(ModelConfig(architecture, 8, depth), info), capacity,
+                                Allocation.UNIFORM, torch.Generator().manual_seed(10 * seed),
+                                torch.Generator().manual_seed(10 * seed + 1))
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (64,), generator=generator)
+
+
+def _one_by_one(models: list[nn.Module], config: TrainingConfig) -> list:
+    images, labels = _data()
+    return [train(model, images, labels, config, torch.Generator().manual_seed(100 + seed))
+            for model, seed in zip(models, SEEDS, strict=True)]
+
+
+def _stopping_epoch(losses: list[float], threshold: float) -> int:
+    return next((epoch for epoch, loss in enumerate(losses, start=1) if loss < threshold), len(losses))
+
+
+@CNNS
+def test_cnn_seeds_trained_together_match_one_by_one_and_stop_each_by_its_own_rule(architecture, depth):
+    initial = [_model(architecture, depth, seed) for seed in SEEDS]
+    full = [result.epoch_losses for result in _one_by_one([copy.deepcopy(model) for model in initial], CONFIG)]
+    # The first threshold (just above some seed's epoch loss) at which one seed stops early and one runs on.
+    threshold = next(loss + 1e-6 for loss in sorted(loss for losses in full for loss in losses)
+                     if min(_stopping_epoch(losses, loss + 1e-6) for losses in full) < CONFIG.max_epochs
+                     == max(_stopping_epoch(losses, loss + 1e-6) for losses in full))
+    config = dataclasses.replace(CONFIG, stop_loss=threshold)
+    alone = [copy.deepcopy(model) for model in initial]
+    expected = _one_by_one(alone, config)
+    stops = [_stopping_epoch(losses, threshold) for losses in full]
+    assert [result.epochs for result in expected] == stops
+
+    together = [copy.deepcopy(model) for model in initial]
+    epochs_seen: list[tuple[int, int]] = []
+    results = train_together(together, *_data(), config, [torch.Generator().manual_seed(100 + seed) for seed in SEEDS],
+                             lambda epoch, losses: epochs_seen.append((epoch, len(losses))))
+    assert epochs_seen == [(epoch, sum(stop >= epoch for stop in stops)) for epoch in range(1, max(stops) + 1)]
+    for result, reference, model, single, initial_model in zip(results, expected, together, alone, initial,
+                                                               strict=True):
+        assert result.epochs == reference.epochs and not result.diverged
+        assert result.epoch_losses == pytest.approx(reference.epoch_losses, rel=1e-5)
+        state, single_state, start = model.state_dict(), single.state_dict(), initial_model.state_dict()
+        assert state.keys() == single_state.keys()
+        for name, tensor in state.items():  # weights, masks and batch-norm statistics, step count included
+            # Within 2% of how far training moved the tensor: float32 batch-norm backward cancels, and through
+            # ResNet18's 20 of them the stem's gradient keeps only a few digits (either run's alike); a seed
+            # trained on another's gradient, batch or statistics would be off by the whole move.
+            moved = (single_state[name] - start[name]).abs().max()
+            assert (tensor - single_state[name]).abs().max() <= 0.02 * moved + 1e-6, name
+        for name, layer in masked_layers(model):
+            assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0, name
+        assert not model.training
+
+
+@CNNS
+def test_the_grouped_network_computes_each_seed_from_its_own_batch_and_weights(architecture, depth):
+    models = [_model(architecture, depth, seed) for seed in SEEDS]
+    stacked, links = stack_cnns(models)
+    pixels = torch.rand(len(SEEDS) * 8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    outputs = stacked(pixels)  # training mode: batch norm uses each seed's own batch statistics
+    assert outputs.shape == (len(SEEDS), 8, 10)
+    for model, seed_pixels, seed_outputs in zip(models, pixels.split(8), outputs, strict=True):
+        assert torch.allclose(model(seed_pixels), seed_outputs, rtol=1e-4, atol=1e-5)
+    assert len(links) == len(masked_layers(models[0])) + sum(isinstance(module, nn.BatchNorm2d)
+                                                             for module in models[0].modules())
+    assert sum(parameter.numel() for parameter in stacked.parameters()) == len(SEEDS) * sum(
+        parameter.numel() for parameter in models[0].parameters())
+
+
+def test_cnns_with_layers_the_grouping_cannot_keep_apart_are_refused():
+    sparse_classifier = set_engine(_model("vgg", 11, 0), "sparse")
+    assert can_stack(_model("vgg", 11, 0)) and not can_stack(sparse_classifier)
+    with pytest.raises(ValueError, match=r"dense-stored linear layers.*network\.classifier \(SparseLinear\) is not"):
+        stack_models([sparse_classifier, set_engine(_model("vgg", 11, 1), "sparse")])
+    with_dropout = _model("vgg", 11, 0)
+    with_dropout.network.add_module("dropout", nn.Dropout())  # its draws would not be each seed's own
+    assert not can_stack(with_dropout)
+    with pytest.raises(ValueError, match=r"network\.dropout \(Dropout\) is not"):
+        stack_models([with_dropout])

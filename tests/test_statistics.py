@@ -1,0 +1,61 @@
+"""The interval estimates and tests of the claims, checked against SciPy (and Holm against a worked example)."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sparsecap.report.aggregate import Stat
+from sparsecap.report.statistics import holm, t_interval, welch_difference
+
+SAMPLE = [0.91, 0.93, 0.90, 0.94, 0.92]
+OTHER = [0.85, 0.89, 0.80, 0.88]
+
+
+def test_t_interval_matches_scipy():
+    interval = t_interval(SAMPLE)
+    low, high = stats.t.interval(0.95, len(SAMPLE) - 1, loc=np.mean(SAMPLE), scale=stats.sem(SAMPLE))
+    assert interval.mean == pytest.approx(np.mean(SAMPLE))
+    assert (interval.low, interval.high) == pytest.approx((low, high))
+    assert interval.n == 5 and interval.defined
+
+
+def test_t_interval_leaves_out_missing_seeds_and_needs_two():
+    assert t_interval([0.5, None, math.nan, 0.7]).n == 2
+    single = t_interval([0.5])
+    assert single.mean == 0.5 and not single.defined
+    assert t_interval([]).n == 0
+
+
+def test_welch_difference_matches_scipy():
+    difference = welch_difference(SAMPLE, OTHER)
+    expected = stats.ttest_ind(SAMPLE, OTHER, equal_var=False)
+    interval = expected.confidence_interval(0.95)
+    assert difference.estimate == pytest.approx(np.mean(SAMPLE) - np.mean(OTHER))
+    assert difference.p_value == pytest.approx(expected.pvalue)
+    assert (difference.low, difference.high) == pytest.approx((interval.low, interval.high))
+    # Welch, not Student: the pooled test gives another p-value on these unequal spreads.
+    assert difference.p_value != pytest.approx(stats.ttest_ind(SAMPLE, OTHER).pvalue, rel=1e-3)
+
+
+def test_welch_difference_without_spread_or_seeds():
+    assert welch_difference([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    assert welch_difference([1.0, 1.0], [0.5, 0.5]).p_value == 0.0
+    assert not welch_difference([1.0], [0.5, 0.6]).testable
+
+
+def test_holm_worked_example():
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 times 4, 3, 2, 1, made monotone.
+    assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+def test_holm_skips_untestable_points():
+    adjusted = holm([0.01, math.nan, 0.04])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)
+    assert math.isnan(adjusted[1])
+
+
+def test_a_point_statistic_gives_the_same_interval():
+    assert Stat.of(SAMPLE).interval == t_interval(SAMPLE)
