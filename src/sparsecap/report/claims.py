@@ -416,9 +416,11 @@ def first_collapse(curve: Curve, within: set[tuple[int, int]] | None = None) -> 
 
 
 def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
-    """`sooner`'s schedule first falls below its base at a denser point than `later`'s does, and is
-    significantly worse than it somewhere (point by point, Welch, Holm-corrected). c5 is posttrain against
-    static; a dynamic schedule is tested as static against it (does a moving mask degrade later?)."""
+    """Holds when `sooner`'s schedule is significantly worse than `later`'s somewhere and never better (point
+    by point, Welch, Holm-corrected) and does not first fall below its base later than it. Which curve first
+    falls significantly below its base alone does not decide against a significant point-by-point gap: a
+    noisier curve separates from its base later. c5 is posttrain against static; a dynamic schedule is
+    tested as static against it (does a moving mask degrade later?)."""
     for curve in (sooner, later):
         shortage = _shortage(curve)
         if shortage:
@@ -446,14 +448,17 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
         if found:
             point, gap, p_value = found[0]
             evidence += f"; {label} at {point.where}, {first} − {second}: {_versus(measure, gap, p_value)}"
-    if sooner_at > later_at and worse:
-        return Finding(Verdict.HOLDS, f"{first} falls below its base at a denser point and is significantly "
-                       f"worse than {second}", evidence)
-    if later_at > sooner_at:
-        return Finding(Verdict.FAILS, f"{second} falls below its base at a denser point than {first}", evidence)
+    if worse and not better and sooner_at >= later_at:
+        return Finding(Verdict.HOLDS, f"{first} is significantly worse than {second} and never better"
+                       + (", and falls below its base at a denser point" if sooner_at > later_at else ""), evidence)
     if better and not worse:
         return Finding(Verdict.FAILS, f"{first} is never significantly worse than {second}, and better somewhere",
                        evidence)
+    if later_at > sooner_at and not worse:
+        return Finding(Verdict.FAILS, f"{second} falls below its base at a denser point than {first}", evidence)
+    if worse and later_at > sooner_at:
+        return Finding(Verdict.INCONCLUSIVE, f"mixed: {first} is significantly worse than {second} somewhere, but "
+                       f"{second} is the first to fall significantly below its base", evidence)
     return Finding(Verdict.INCONCLUSIVE, "the two schedules do not separate", evidence)
 
 

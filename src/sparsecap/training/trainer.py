@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
+from sparsecap.devices import memory_format
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
-from sparsecap.devices import memory_format
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.precision import numeric_precision
 from sparsecap.training.step_hook import Step, StepHook
