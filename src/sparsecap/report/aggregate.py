@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.statistics import Interval, interval_of
+from sparsecap.report.statistics import Interval, finite, interval_of
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
@@ -44,8 +44,7 @@ class Stat:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Stat:
-        array = np.array([_number(value) for value in values], dtype=float)
-        array = array[np.isfinite(array)]
+        array = finite(values)
         if array.size == 0:
             return cls(math.nan, math.nan, 0)
         std = float(array.std(ddof=1)) if array.size > 1 else 0.0

@@ -301,10 +301,6 @@ def _gain_upper(measure: Measure, difference: Difference) -> float:
     return difference.high if measure.higher_is_better else -difference.low
 
 
-def _gain_lower(measure: Measure, difference: Difference) -> float:
-    return difference.low if measure.higher_is_better else -difference.high
-
-
 def _versus(measure: Measure, difference: Difference, adjusted_p: float | None = None) -> str:
     p_value = difference.p_value if adjusted_p is None else adjusted_p
     p_text = f"Holm p = {p_value:.2g}" if adjusted_p is not None else f"p = {p_value:.2g}"

@@ -256,11 +256,6 @@ class StudyDatabase:
                 [(key, json.dumps(value, sort_keys=True)) for key, value in metadata.items()],
             )
 
-    def finished_trial_ids(self) -> set[str]:
-        """Trials a rerun keeps (finished or diverged); failed trials are left out, so a rerun retries them."""
-        with self._connection() as connection:
-            return {row[0] for row in connection.execute(f"SELECT trial_id FROM trials WHERE status != '{FAILED}'")}
-
     def record_trial(self, record: TrialRecord) -> None:
         """Insert a trial and its per-epoch, per-class, weight-noise and adversarial rows atomically."""
         row = {key: value for key, value in asdict(record).items() if key not in _CHILD_FIELDS}
