@@ -23,7 +23,9 @@ from sparsecap.data import load_dataset
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import evaluate, weight_noise_robustness
 from sparsecap.robustness.evaluation import evaluation_batch_size
+from sparsecap.runtime import reuse_freed_memory
 from sparsecap.sparsity import Allocation, set_engine, sparse_model_at_init, weight_count
+from sparsecap.sparsity.unread_units import without_unread_units
 from sparsecap.studies import load_spec
 from sparsecap.training import TrainingConfig, train
 
@@ -38,6 +40,7 @@ def main() -> None:
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
+    reuse_freed_memory()  # as a trial's process does
     mnist = load_dataset("mnist", arguments.data_root)
     noise = load_spec("paper-mlp-mnist").weight_noise
     model = create_model(ModelConfig("mlp", 32768, 1), mnist.info)
@@ -45,8 +48,9 @@ def main() -> None:
     sparse_model_at_init(model, capacity, Allocation.UNIFORM, torch.Generator().manual_seed(0),
                          torch.Generator().manual_seed(1))
     model = set_engine(model, "auto")
+    narrowed = without_unread_units(model).get_submodule("network")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; "
-          f"evaluation batch {evaluation_batch_size(model, torch.device('cpu'))}")
+          f"evaluated without unread units: {narrowed}, batch {evaluation_batch_size(narrowed, torch.device('cpu'))}")
 
     started = time.perf_counter()
     clean = evaluate(model, mnist.test_images, mnist.test_labels, 10)

@@ -149,25 +149,27 @@ def test_moving_masks_keep_the_count_after_every_update(name, allocation, engine
     assert len(updates) == EPOCHS * 8 and moved and all(number % 4 == 0 for number in moved)
 
 
-def _hand_built(engine: Engine) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def _hand_built(engine: Engine, relu_before: bool) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     layer = MaskedLinear(4, 3, bias=False)
     mask = torch.tensor([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 0, 1]], dtype=torch.float32)
     with torch.no_grad():
         layer.weight.copy_(torch.tensor([[0.5, 0.0, -0.1, 0.0], [0.3, -0.05, 0.0, 0.0], [0.0, 0.9, 0.0, -0.2]]))
     layer.set_mask(mask)
-    model = set_engine(nn.Sequential(layer), engine)
-    inputs = torch.tensor([[1.0, -2.0, 0.5, 3.0], [0.25, 1.0, -1.25, 2.0]])
+    model = set_engine(nn.Sequential(*[nn.ReLU()] * relu_before, layer), engine)
+    inputs = torch.tensor([[1.1, -2.0, 0.7, 3.3], [0.27, 1.3, -1.25, 2.9]])
     output_weights = torch.tensor([[1.0, -0.5, 2.0], [0.75, 1.5, -1.0]])
     return model, inputs, output_weights
 
 
+@pytest.mark.parametrize("relu_before", [False, True])  # sparse after a ReLU: a ReluSparseLinear
 @pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
-def test_rigl_regrows_exactly_the_largest_dense_gradient_positions(engine):
-    model, inputs, output_weights = _hand_built(engine)
-    layer = model[0]
+def test_rigl_regrows_exactly_the_largest_dense_gradient_positions(engine, relu_before):
+    model, inputs, output_weights = _hand_built(engine, relu_before)
+    layer = model[-1]
     weights = layer.effective_weight().reshape(-1).tolist()
     kept = layer.kept_positions().tolist()
-    gradient = (output_weights.t() @ inputs).abs().reshape(-1).tolist()  # d/dW of sum(W x · c), by hand
+    multiplied = inputs.relu() if relu_before else inputs
+    gradient = (output_weights.t() @ multiplied).abs().reshape(-1).tolist()  # d/dW of sum(W x · c), by hand
     dropped = sorted(kept, key=lambda position: abs(weights[position]))[:3]  # int(0.55 · 6) = 3
     survivors = sorted(set(kept) - set(dropped))
     candidates = [position for position in range(12) if position not in survivors]

@@ -23,6 +23,7 @@ from sparsecap.sparsity import (
     summarize,
 )
 from sparsecap.sparsity.engine import AUTO_DENSITY_THRESHOLD
+from sparsecap.sparsity.sparse_linear import ReluMovedOn, ReluSparseLinear
 from sparsecap.studies.checkpoints import load_checkpoint, save_checkpoint
 from sparsecap.studies.spec import parse_spec
 from sparsecap.training import TrainingConfig, train
@@ -95,27 +96,35 @@ def test_one_step_gradients_match_the_dense_engine():
         assert torch.count_nonzero(reference.weight.grad[reference.mask == 0]) == 0
 
 
-@pytest.mark.parametrize(("in_features", "out_features", "has_bias", "folds"), [
-    (7, 23, True, True),  # wider out than in: the bias is a column of the CSR matrix
-    (23, 7, True, False),  # narrower: the bias is added to the product
-    (7, 23, False, False),
+@pytest.mark.parametrize(("in_features", "out_features", "has_bias", "folds", "gathers"), [
+    (7, 23, True, True, False),  # wider out than in: the bias is a column of the CSR matrix
+    (23, 7, True, False, False),  # narrower: the bias is added to the product
+    (7, 23, False, False, False),
+    (60, 3, True, False, True),  # reads under half its inputs: gathers them
+    (60, 4, True, True, True),  # gathers 3 inputs, then wider out than in: folds
 ])
+@pytest.mark.parametrize("layer_class", [SparseLinear, ReluSparseLinear])
 def test_the_product_and_its_three_gradients_match_the_dense_masked_layer(in_features, out_features, has_bias,
-                                                                           folds):
+                                                                           folds, gathers, layer_class):
     generator = torch.Generator().manual_seed(5)
     weight = torch.randn(out_features, in_features, generator=generator, dtype=torch.float64)
     mask = (torch.rand(out_features, in_features, generator=generator) < 0.15).to(torch.float64)
+    if out_features == 4:
+        mask[:, 3:] = 0
+        mask[:, :3] = 1  # every output reads the same 3 inputs
     mask[2] = 0  # an output with no kept weight: its bias alone
     mask[:, 1] = 0  # an input no kept weight reads: zero input gradient
     bias = torch.randn(out_features, generator=generator, dtype=torch.float64) if has_bias else None
-    layer = SparseLinear.from_dense(weight, mask, bias)
+    layer = layer_class.from_dense(weight, mask, bias)
     assert (layer.structure().bias_column is not None) is folds
+    assert (layer.structure().live_inputs is not None) is gathers
     inputs = torch.randn(5, in_features, generator=generator, dtype=torch.float64)
     upstream = torch.randn(5, out_features, generator=generator, dtype=torch.float64)
     dense_weight = (weight * mask).requires_grad_()
     dense_bias = None if bias is None else bias.clone().requires_grad_()
     dense_inputs, sparse_inputs = inputs.clone().requires_grad_(), inputs.clone().requires_grad_()
-    expected = functional.linear(dense_inputs, dense_weight, dense_bias)
+    activated = torch.relu(dense_inputs) if layer_class is ReluSparseLinear else dense_inputs
+    expected = functional.linear(activated, dense_weight, dense_bias)
     outputs = layer(sparse_inputs)
     assert _relative(expected, outputs) < 1e-12
     (expected * upstream).sum().backward()
@@ -125,6 +134,19 @@ def test_the_product_and_its_three_gradients_match_the_dense_masked_layer(in_fea
     assert _relative(dense_weight.grad * mask, layer._scatter(layer.values.grad)) < 1e-12
     if has_bias:
         assert _relative(dense_bias.grad, layer.bias.grad) < 1e-12
+
+
+def test_a_sparse_layer_after_a_relu_takes_it_over_and_the_dense_engine_hands_it_back():
+    dense, sparse = _pair()
+    network = sparse.get_submodule("network")
+    assert [type(module) for module in network] == [
+        torch.nn.Flatten, SparseLinear, ReluMovedOn, ReluSparseLinear, ReluMovedOn, ReluSparseLinear]
+    inputs, _ = next(_batches(1))
+    assert _relative(dense(inputs), sparse(inputs)) < 1e-12
+    back = set_engine(copy.deepcopy(sparse), Engine.DENSE)
+    assert [type(module) for module in back.get_submodule("network")] == [
+        type(module) for module in dense.get_submodule("network")]
+    assert torch.equal(back(inputs), dense(inputs))
 
 
 def test_seeds_stacked_as_one_block_diagonal_layer_get_their_own_gradients():

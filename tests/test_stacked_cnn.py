@@ -52,10 +52,13 @@ def _stopping_epoch(losses: list[float], threshold: float) -> int:
 def test_cnn_seeds_trained_together_match_one_by_one_and_stop_each_by_its_own_rule(architecture, depth):
     initial = [_model(architecture, depth, seed) for seed in SEEDS]
     full = [result.epoch_losses for result in _one_by_one([copy.deepcopy(model) for model in initial], CONFIG)]
-    # The first threshold (just above some seed's epoch loss) at which one seed stops early and one runs on.
-    threshold = next(loss + 1e-6 for loss in sorted(loss for losses in full for loss in losses)
-                     if min(_stopping_epoch(losses, loss + 1e-6) for losses in full) < CONFIG.max_epochs
-                     == max(_stopping_epoch(losses, loss + 1e-6) for losses in full))
+    # A threshold at which one seed stops early and one runs on, midway between two neighbouring epoch losses
+    # (the widest such gap): the stacked run's rounding moves a loss by far less than that.
+    losses = sorted({loss for seed_losses in full for loss in seed_losses})
+    gaps = [(high - low, (low + high) / 2) for low, high in zip(losses, losses[1:], strict=False)]
+    threshold = max((gap, middle) for gap, middle in gaps
+                    if min(_stopping_epoch(seed_losses, middle) for seed_losses in full) < CONFIG.max_epochs
+                    == max(_stopping_epoch(seed_losses, middle) for seed_losses in full))[1]
     config = dataclasses.replace(CONFIG, stop_loss=threshold)
     alone = [copy.deepcopy(model) for model in initial]
     expected = _one_by_one(alone, config)
@@ -74,11 +77,12 @@ def test_cnn_seeds_trained_together_match_one_by_one_and_stop_each_by_its_own_ru
         state, single_state, start = model.state_dict(), single.state_dict(), initial_model.state_dict()
         assert state.keys() == single_state.keys()
         for name, tensor in state.items():  # weights, masks and batch-norm statistics, step count included
-            # Within 2% of how far training moved the tensor: float32 batch-norm backward cancels, and through
-            # ResNet18's 20 of them the stem's gradient keeps only a few digits (either run's alike); a seed
-            # trained on another's gradient, batch or statistics would be off by the whole move.
+            # Within 25% of how far training moved the tensor: float32 batch-norm backward cancels, and through
+            # ResNet18's 20 of them the stem's gradient keeps only a few digits (either run's alike). On an AMD
+            # EPYC, VGG11's seed 0 parted by up to 13% of its move in float32, where in float64 every weight agrees
+            # to 1e-9 of its move; a seed trained on another's gradient, batch or statistics would be off by the whole move.
             moved = (single_state[name] - start[name]).abs().max()
-            assert (tensor - single_state[name]).abs().max() <= 0.02 * moved + 1e-6, name
+            assert (tensor - single_state[name]).abs().max() <= 0.25 * moved + 1e-6, name
         for name, layer in masked_layers(model):
             assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0, name
         assert not model.training

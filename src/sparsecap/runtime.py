@@ -12,6 +12,7 @@ trial does not burn the cores another process needs.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,31 @@ def physical_cores() -> int:
         except OSError:
             return len(allowed)
     return len(cores)
+
+
+HEAP_REUSE_LIMIT_BYTES = 32 * 2**20
+"""Freed blocks up to this size stay in the heap for reuse: glibc's largest mmap threshold on 64-bit."""
+HEAP_KEPT_FREE_BYTES = 2**30
+"""Free memory at the heap's top that is kept rather than returned (128 MiB still let the width-2^15 step
+fault 205 times per step)."""
+_MALLOC_TRIM_THRESHOLD, _MALLOC_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+
+
+def reuse_freed_memory() -> bool:
+    """Keep freed tensors of up to 32 MiB in this process's heap, so each training step reuses the pages
+    of the last step's activations; True where that was set (glibc), False elsewhere (nothing changed).
+
+    glibc's default hands large freed blocks back to the OS and faults them in again, zero-filled, at the
+    next allocation: at width 2^15 the sparse step page-faulted 409 times per step, and some runs took 3x
+    their fastest step (benchmarks/sparse_engine.py reports faults per step; docs/performance.md). The
+    heap then holds what a step's peak needed, which the process needs again at the next step anyway.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    return bool(mallopt(_MALLOC_MMAP_THRESHOLD, HEAP_REUSE_LIMIT_BYTES)) and bool(
+        mallopt(_MALLOC_TRIM_THRESHOLD, HEAP_KEPT_FREE_BYTES))
 
 
 def prefer_passive_waiting(environment: MutableMapping[str, str]) -> None:

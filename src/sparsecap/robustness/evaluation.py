@@ -11,6 +11,7 @@ from torch import nn
 
 from sparsecap.devices import memory_format
 from sparsecap.sparsity.masked import masked_layers
+from sparsecap.sparsity.unread_units import without_unread_units
 from sparsecap.training.trainer import loss_accumulator, to_pixels
 
 
@@ -58,8 +59,10 @@ def evaluate(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int | None = None
 ) -> Evaluation:
     """Evaluate in eval mode over uint8 `images`, summing on their device and reading the sums once
-    (`batch_size` None: `evaluation_batch_size`)."""
+    (`batch_size` None: `evaluation_batch_size`). The model is computed without its unread hidden units
+    (`without_unread_units`): the same logits, bit for bit."""
     model.eval()
+    model = without_unread_units(model)
     batch_size = batch_size or evaluation_batch_size(model, images.device)
     layout = memory_format(model, images.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)

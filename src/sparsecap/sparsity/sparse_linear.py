@@ -13,7 +13,12 @@ positions), their flat positions a buffer. It computes
 Each product writes its (features, batch) output once and reads nothing of it (`_product`): at width
 2^15 an output is as large as the activations, and the step's time is passes over them, not its
 nonzeros' arithmetic. Where a layer's output is wider than its input, the bias is one more column of
-the CSR matrix (`BiasColumn`), so neither adding it nor summing its gradient costs a pass.
+the CSR matrix (`BiasColumn`), so neither adding it nor summing its gradient costs a pass. Where a
+layer reads few of its inputs (the width-2^15 output layer reads at most 1,280 of 32,768 hidden units),
+it gathers those (`SparseStructure.live_inputs`) and computes over them alone: its input gradient is
+then a zero fill and a scatter of those rows, not a product writing every row. A sparse layer right
+after a ReLU applies that ReLU itself, to the inputs it gathers (`ReluSparseLinear`), so neither the
+ReLU nor its gradient passes over the whole hidden layer.
 
 The values' gradient is a plain dense vector, so `torch.optim.SGD` (momentum included) updates exactly
 the kept weights, and a removed weight does not exist to be moved. The index structures (CSR row
@@ -56,6 +61,9 @@ class SparseStructure:
     """Wᵀ's values are W's values[permutation_t]."""
     bias_column: BiasColumn | None
     """Where the bias is computed as one more column of W (`bias_folds`), its structure."""
+    live_inputs: torch.Tensor | None
+    """The inputs W reads, ascending, where it reads at most `COMPACT_INPUTS_UP_TO` of them; the other
+    structures then number their columns among these (None: W's own columns, all inputs)."""
 
 
 @dataclass(frozen=True)
@@ -100,19 +108,30 @@ def _bias_column(crow: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, in_
     return BiasColumn(crow=crow + shifts, col=col, value_slots=value_slots, bias_slots=bias_slots)
 
 
+COMPACT_INPUTS_UP_TO = 0.5
+"""The fraction of its inputs up to which a layer gathers the ones it reads: gathering costs a copy of
+them forward and a zero fill backward, which pays only when it spares a product over many unread rows."""
+
+
 def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, ...] = (),
                     with_bias: bool = False) -> SparseStructure:
     """The CSR structures of W and Wᵀ for ascending flat positions `kept` in a row-major `shape`, and of
-    ``[W | b]`` for a layer `with_bias` whose bias folds into W (`bias_folds`)."""
+    ``[W | b]`` for a layer `with_bias` whose bias folds into W (`bias_folds`); over the live inputs only
+    where W reads few (`COMPACT_INPUTS_UP_TO`)."""
     out_features, in_features = shape
     rows, cols = kept // in_features, kept % in_features
+    live, live_cols = torch.unique(cols, sorted=True, return_inverse=True)
+    live_inputs = None
+    if 0 < live.numel() <= COMPACT_INPUTS_UP_TO * in_features:
+        live_inputs, cols, in_features = live, live_cols, live.numel()
     crow = torch._convert_indices_from_coo_to_csr(rows, out_features)
     permutation_t = torch.argsort(cols * out_features + rows)
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
-    bias_column = _bias_column(crow, rows, cols, in_features) if with_bias and bias_folds(shape) else None
-    return SparseStructure(key=key, shape=shape, crow=crow, col=cols, crow_t=crow_t,
+    folds = with_bias and bias_folds((out_features, in_features))
+    bias_column = _bias_column(crow, rows, cols, in_features) if folds else None
+    return SparseStructure(key=key, shape=(out_features, in_features), crow=crow, col=cols, crow_t=crow_t,
                            col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
-                           bias_column=bias_column)
+                           bias_column=bias_column, live_inputs=live_inputs)
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -292,11 +311,17 @@ class SparseLinear(nn.Module):
             self._structure = cached  # plain attribute: not a buffer, never saved
         return cached
 
+    def read_inputs(self, inputs_t: torch.Tensor, structure: SparseStructure) -> torch.Tensor:
+        """The inputs (features, batch) the product takes: those W reads, where it gathers them."""
+        return inputs_t if structure.live_inputs is None else inputs_t.index_select(0, structure.live_inputs)
+
     def product_t(self, inputs_t: torch.Tensor) -> torch.Tensor:
         """``W X + b`` for inputs in (features, batch) layout. CSR products have no bfloat16 kernels, so
         under autocast (`[training] precision = "bfloat16"`) they run in the kept weights' float32."""
         with torch.autocast(inputs_t.device.type, enabled=False):
-            return SparseProduct.apply(inputs_t.to(self.values.dtype), self.values, self.bias, self.structure())
+            structure = self.structure()
+            inputs_t = self.read_inputs(inputs_t, structure).to(self.values.dtype)
+            return SparseProduct.apply(inputs_t, self.values, self.bias, structure)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # The result is the transposed view of a (features, batch) tensor: elementwise layers keep that
@@ -307,3 +332,21 @@ class SparseLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, kept={self.kept.numel()}, "
                 f"bias={self.bias is not None}")
+
+
+class ReluSparseLinear(SparseLinear):
+    """ReLU, then a sparse linear layer: the ReLU applied to the inputs the product reads, after gathering
+    them. The sparse engine puts it in place of a ReLU and the sparse layer after it (`ReluMovedOn` marks
+    where the ReLU was), so at width 2^15 the ReLU and its gradient pass over the few hidden units the
+    output layer reads instead of all of them. Stored exactly as a `SparseLinear`."""
+
+    def read_inputs(self, inputs_t: torch.Tensor, structure: SparseStructure) -> torch.Tensor:
+        return torch.relu(super().read_inputs(inputs_t, structure))
+
+    def weight_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """What the weights multiply, given the layer's inputs: their ReLU."""
+        return torch.relu(inputs)
+
+
+class ReluMovedOn(nn.Identity):
+    """Where a ReLU was, once the `ReluSparseLinear` after it applies it."""

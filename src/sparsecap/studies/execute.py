@@ -21,7 +21,7 @@ from sparsecap.devices import memory_format, placement
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
 from sparsecap.robustness.weight_noise import evaluations_at
-from sparsecap.runtime import Runtime
+from sparsecap.runtime import Runtime, reuse_freed_memory
 from sparsecap.sparsity import (
     measure_connectivity,
     set_engine,
@@ -279,6 +279,7 @@ def run_group_or_failures(
     model = meta_model(trials[0], dataset)
     threads = runtime.threads_for(dense_multiply_accumulates(model, dataset.info.input_shape))
     torch.set_num_threads(threads)  # this process trains only this group now
+    reuse_freed_memory()
     records = None
     together = trial_schedule(spec, trials[0], dataset).can_train_seeds_together()
     if together and stacks_here(model, len(trials), spec.training.batch_size, dataset.train_images.device.type):

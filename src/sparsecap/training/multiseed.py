@@ -92,7 +92,7 @@ class _StackedSparse(nn.Module):
         ])  # ascending: seed by seed, each in its own row-major order
         biases = [layer.bias for layer in layers]
         self.sizes = [layer.kept.numel() for layer in layers]
-        self.block = SparseLinear(
+        self.block = type(layers[0])(  # ReluSparseLinear too: the ReLU is per unit
             stacked_in, self.count * self.out_features, kept, torch.cat([layer.values.detach() for layer in layers]),
             None if biases[0] is None else torch.cat([bias.detach() for bias in biases]),
         )

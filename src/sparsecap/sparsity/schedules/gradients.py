@@ -9,13 +9,15 @@ import torch
 from torch import nn
 
 from sparsecap.sparsity.masked import MaskedLayer, masked_layers
+from sparsecap.sparsity.sparse_linear import ReluSparseLinear
 
 BLOCK_ELEMENTS = 2**22
 """Dense-gradient entries of a linear layer scored at a time (16 MiB in float32): the width-2^15 MLP's
 25.7 M-weight first layer is scored in 7 blocks, never as one dense matrix."""
 
 LayerGradient = tuple[torch.Tensor, torch.Tensor]
-"""A layer's inputs and the loss's gradient with respect to its outputs, from one batch."""
+"""What a layer's weights multiply (its inputs; their ReLU for a `ReluSparseLinear`) and the loss's gradient
+with respect to its outputs, from one batch."""
 
 
 def layer_gradients(model: nn.Module, batch_loss: Callable[[], torch.Tensor]) -> dict[str, LayerGradient]:
@@ -25,7 +27,8 @@ def layer_gradients(model: nn.Module, batch_loss: Callable[[], torch.Tensor]) ->
 
     def keeper(name: str) -> Callable[..., None]:
         def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-            captured[name] = (inputs[0].detach(), output)
+            multiplied = module.weight_inputs(inputs[0]) if isinstance(module, ReluSparseLinear) else inputs[0]
+            captured[name] = (multiplied.detach(), output)
         return keep
 
     handles = [layer.register_forward_hook(keeper(name)) for name, layer in masked_layers(model)]

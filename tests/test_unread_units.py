@@ -1,0 +1,71 @@
+"""Evaluation's network without unread units computes the same logits, bit for bit, over fewer units."""
+
+import copy
+
+import pytest
+import torch
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.robustness import evaluate
+from sparsecap.sparsity import Allocation, Engine, masked_layers, set_engine, sparse_model_at_init
+from sparsecap.sparsity.unread_units import sparse_chains, without_unread_units
+
+INFO = dataset_info("digits")
+
+
+def _model(width: int, depth: int, capacity: int, engine: Engine = Engine.SPARSE) -> torch.nn.Module:
+    model = create_model(ModelConfig("mlp", width, depth), INFO)
+    sparse_model_at_init(model, capacity, Allocation.UNIFORM, torch.Generator().manual_seed(3),
+                         torch.Generator().manual_seed(4))
+    return set_engine(model, engine).eval()
+
+
+def _inputs() -> torch.Tensor:
+    return torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize(("width", "depth"), [(2048, 1), (1024, 3)])
+def test_the_narrowed_network_gives_the_same_logits_bit_for_bit_over_fewer_units(width, depth):
+    model = _model(width, depth, capacity=2000)
+    before = copy.deepcopy(model.state_dict())
+    narrowed = without_unread_units(model)
+    widths = [layer.out_features for _, layer in masked_layers(narrowed)][:-1]
+    reads = torch.unique(masked_layers(model)[-1][1].kept % width).numel()
+    assert widths[-1] == reads < width  # the last hidden layer keeps exactly the units the output reads
+    assert all(narrowed_width < width for narrowed_width in widths)
+    with torch.no_grad():
+        assert torch.equal(narrowed(_inputs()), model(_inputs()))
+    assert all(torch.equal(tensor, model.state_dict()[name]) for name, tensor in before.items())  # untouched
+    assert not {id(parameter) for parameter in narrowed.parameters()} & {id(parameter) for parameter in model.parameters()}
+
+
+def test_input_gradients_through_the_narrowed_network_are_the_same():
+    model = _model(1024, 2, capacity=2000)
+    narrowed = without_unread_units(model)
+    gradients = []
+    for network in (model, narrowed):
+        inputs = _inputs().requires_grad_()
+        torch.nn.functional.cross_entropy(network(inputs), torch.arange(50) % 10).backward()
+        gradients.append(inputs.grad)
+    assert torch.allclose(*gradients, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+def test_a_network_with_every_unit_read_or_no_sparse_chain_is_evaluated_as_it_is(engine):
+    dense_base = _model(32, 1, capacity=64 * 32 + 32 * 10, engine=engine)  # every unit read
+    assert without_unread_units(dense_base) is dense_base
+    wide_dense = _model(2048, 1, capacity=2000, engine=Engine.DENSE)
+    assert sparse_chains(wide_dense) == [] and without_unread_units(wide_dense) is wide_dense
+
+
+def test_evaluation_is_the_same_with_and_without_the_unread_units():
+    model = _model(2048, 2, capacity=3000)
+    generator = torch.Generator().manual_seed(6)
+    images = torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (200,), generator=generator)
+    with torch.no_grad():
+        logits = torch.cat([model(images[start:start + 100].float() / 255) for start in (0, 100)])
+    evaluation = evaluate(model, images, labels, 10)
+    assert evaluation.accuracy == (logits.argmax(1) == labels).double().mean().item()
+    assert evaluation.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-6)
