@@ -6,7 +6,7 @@ threads; the datasets reach it once, as shared-memory tensors, and it returns ea
 this process, which alone writes the database (one transaction per trial, in the order results arrive).
 
 Workers are forked from a fork server that has imported sparsecap and torch once (fast to start, and
-safe: the server never ran an OpenMP region). A worker that dies mid-group (killed, out of memory) is
+safe: the server never ran an OpenMP region; `sparsecap.studies.fork_server`). A worker that dies mid-group (killed, out of memory) is
 replaced and its group run again, up to `max_retries` times, after which its trials are recorded as
 failed; finished trials are never lost, as each was written when it arrived.
 """
@@ -14,7 +14,6 @@ failed; finished trials are never lost, as each was written when it arrived.
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import signal
 import threading
@@ -28,6 +27,7 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies.database import TrialRecord
 from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.studies.execute import failed_record, meta_model, run_group_or_failures
+from sparsecap.studies.fork_server import start_fork_server
 from sparsecap.studies.progress import StudyProgressView
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
@@ -86,14 +86,11 @@ class _Worker:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """The fork server's context, its server started now: it imports sparsecap and torch (seconds) while this
-    process goes on loading the datasets."""
-    import torch.multiprocessing  # registers the reductions that send tensors as shared memory
+    """The fork server's context (`start_fork_server`), with torch's reductions registered, which send
+    tensors to the workers as shared memory."""
+    import torch.multiprocessing  # noqa: F401 - registering the reductions is the import's effect
 
-    context = torch.multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["sparsecap.studies.execute"])
-    multiprocessing.forkserver.ensure_running()
-    return context
+    return start_fork_server()
 
 
 def _cost(group: Group, dataset: ImageDataset) -> int:

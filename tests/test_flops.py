@@ -1,0 +1,33 @@
+"""Multiply-accumulates per image, counted from layer shapes: by hand for an MLP and a convolution."""
+
+import torch
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.sparsity import Allocation, sparse_model_at_init
+from sparsecap.sparsity.flops import dense_multiply_accumulates, multiply_accumulates
+
+
+def test_an_mlp_applies_each_weight_once_per_image_on_any_device():
+    info = dataset_info("mnist")
+    expected = 784 * 256 + 256 * 256 + 256 * 10
+    with torch.device("meta"):
+        shape_only = create_model(ModelConfig("mlp", 256, 2), info)
+    assert dense_multiply_accumulates(shape_only, info.input_shape) == expected
+    assert dense_multiply_accumulates(create_model(ModelConfig("mlp", 256, 2), info), info.input_shape) == expected
+
+
+def test_a_convolution_applies_its_weights_at_every_output_pixel_and_masks_count_nonzeros():
+    info = dataset_info("cifar10")
+    model = create_model(ModelConfig("vgg", 8, 11), info)
+    first = model.get_submodule("network.conv1")  # 3x3 convolution of the 32x32 input, padding 1
+    assert first.weight.shape == (8, 3, 3, 3)
+    with torch.device("meta"):
+        shape_only = create_model(ModelConfig("vgg", 8, 11), info)
+    counted = dense_multiply_accumulates(model, info.input_shape)
+    assert counted == dense_multiply_accumulates(shape_only, info.input_shape)
+    assert counted > 8 * 3 * 9 * 32 * 32  # the first layer alone, at all 1,024 output pixels
+    sparse_model_at_init(model, 5000, Allocation.UNIFORM, torch.Generator().manual_seed(0),
+                         torch.Generator().manual_seed(1))
+    both = multiply_accumulates(model, info.input_shape)
+    assert both.dense == counted and 0 < both.nonzero < counted
