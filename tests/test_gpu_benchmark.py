@@ -79,3 +79,18 @@ def test_the_check_studys_data_are_the_digits_as_mnist_files(gpu, tmp_path):
     assert torch.equal(mnist.train_labels, digits.train_labels) and torch.equal(mnist.test_labels, digits.test_labels)
     brightness = [dataset.train_images.float().mean().item() for dataset in (mnist, digits)]
     assert brightness[0] == pytest.approx(brightness[1], rel=0.05)
+
+
+def test_the_timing_cases_are_the_issues_on_cifar_shaped_data_and_the_mlps_also_on_mnist(gpu):
+    cases = gpu.timing_cases()
+    assert {(case.architecture, case.width) for case in cases if case.dataset == "cifar10"} == {
+        ("mlp", 128), ("mlp", 32768), ("vgg", 16), ("vgg", 64), ("resnet", 16), ("resnet", 64)}
+    assert {case.architecture for case in cases if case.dataset == "mnist"} == {"mlp"}
+    assert {case.precision for case in cases} == {"float32", "tf32", "bfloat16"}
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_an_epoch_is_timed_through_the_studys_code_on_any_device(gpu, seeds):
+    case = gpu.Case("mlp", 128, 1, "cifar10", "auto", "float32")
+    seconds = gpu.epoch_seconds(case, seeds, 2, "cpu")  # the path a CUDA run takes, on the CPU
+    assert seconds is not None and seconds > 0
