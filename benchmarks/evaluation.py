@@ -25,7 +25,7 @@ from sparsecap.robustness import evaluate, weight_noise_robustness
 from sparsecap.robustness.evaluation import evaluation_batch_size
 from sparsecap.runtime import reuse_freed_memory
 from sparsecap.sparsity import Allocation, set_engine, sparse_model_at_init, weight_count
-from sparsecap.sparsity.unread_units import without_unread_units
+from sparsecap.sparsity.unread_units import trained_without_unread_units, without_unread_units
 from sparsecap.studies import load_spec
 from sparsecap.training import TrainingConfig, train
 
@@ -60,10 +60,11 @@ def main() -> None:
 
     batch = TrainingConfig().batch_size
     images, labels = mnist.train_images[: batch * (arguments.steps + 1)], mnist.train_labels[: batch * (arguments.steps + 1)]
-    train(model, images[:batch], labels[:batch], TrainingConfig(max_epochs=1, stop_loss=0.0), torch.Generator())
-    started = time.perf_counter()
-    train(model, images[batch:], labels[batch:], TrainingConfig(max_epochs=1, stop_loss=0.0), torch.Generator())
-    epoch = (time.perf_counter() - started) / arguments.steps * EPOCH_STEPS
+    with trained_without_unread_units(model) as trained:  # as a study trains with the mask fixed
+        train(trained, images[:batch], labels[:batch], TrainingConfig(max_epochs=1, stop_loss=0.0), torch.Generator())
+        started = time.perf_counter()
+        train(trained, images[batch:], labels[batch:], TrainingConfig(max_epochs=1, stop_loss=0.0), torch.Generator())
+        epoch = (time.perf_counter() - started) / arguments.steps * EPOCH_STEPS
     print(f"evaluation (clean + {len(noise.sigmas)} sigmas x {noise.draws} draws over 10,000 images): {evaluation:.1f} s")
     print(f"one training epoch ({EPOCH_STEPS} steps, from {arguments.steps} timed): {epoch:.1f} s")
     print(f"evaluation / epoch: {evaluation / epoch:.2f} (target: at most 1)")

@@ -9,7 +9,8 @@ from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import evaluate
 from sparsecap.sparsity import Allocation, Engine, masked_layers, set_engine, sparse_model_at_init
-from sparsecap.sparsity.unread_units import sparse_chains, without_unread_units
+from sparsecap.sparsity.unread_units import sparse_chains, trained_without_unread_units, without_unread_units
+from sparsecap.training import TrainingConfig, train
 
 INFO = dataset_info("digits")
 
@@ -69,3 +70,22 @@ def test_evaluation_is_the_same_with_and_without_the_unread_units():
     evaluation = evaluate(model, images, labels, 10)
     assert evaluation.accuracy == (logits.argmax(1) == labels).double().mean().item()
     assert evaluation.loss == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize(("width", "depth"), [(2048, 1), (1024, 3)])
+def test_training_without_the_unread_units_is_the_same_run_bit_for_bit(width, depth):
+    model = _model(width, depth, capacity=2000).train()
+    generator = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 256, (300, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (300,), generator=generator)
+    config = TrainingConfig(max_epochs=3, batch_size=64, stop_loss=0.0)
+    full = copy.deepcopy(model)
+    expected = train(full, images, labels, config, torch.Generator().manual_seed(8))
+    with trained_without_unread_units(model) as narrowed:
+        assert narrowed is not model
+        result = train(narrowed, images, labels, config, torch.Generator().manual_seed(8))
+    assert result.epoch_losses == expected.epoch_losses
+    trained, reference = model.state_dict(), full.state_dict()
+    assert trained.keys() == reference.keys()
+    assert all(torch.equal(trained[name], reference[name]) for name in reference)
+    assert not model.training

@@ -55,26 +55,36 @@ def evaluation_batch_size(model: nn.Module, device: torch.device) -> int:
 
 
 @torch.no_grad()
+def evaluate_side_by_side(
+    network: nn.Module, count: int, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int,
+    layout: torch.memory_format = torch.preserve_format,
+) -> list[Evaluation]:
+    """The evaluations of the `count` models whose logits `network` gives side by side, (batch, count × classes)
+    (`sparsecap.sparsity.side_by_side`; count 1: a model itself), in eval mode over uint8 `images`, summing
+    on their device and reading the sums once."""
+    network.eval()
+    loss_sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
+    predictions = []
+    for start in range(0, len(labels), batch_size):
+        batch_labels = labels[start : start + batch_size]
+        logits = network(to_pixels(images[start : start + batch_size], layout)).reshape(len(batch_labels), count, -1)
+        for index in range(count):
+            loss_sums[index] += functional.cross_entropy(logits[:, index], batch_labels, reduction="sum").to(
+                loss_sums.dtype)
+        predictions.append(logits.argmax(dim=2))
+    predicted, sums = torch.cat(predictions), loss_sums.tolist()
+    return [Evaluation(accuracy=(predicted[:, index] == labels).double().mean().item(),
+                       loss=sums[index] / len(labels),
+                       class_recall=class_recall(predicted[:, index], labels, num_classes)) for index in range(count)]
+
+
 def evaluate(
     model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int, batch_size: int | None = None
 ) -> Evaluation:
-    """Evaluate in eval mode over uint8 `images`, summing on their device and reading the sums once
-    (`batch_size` None: `evaluation_batch_size`). The model is computed without its unread hidden units
-    (`without_unread_units`): the same logits, bit for bit."""
+    """Evaluate in eval mode over uint8 `images` (`batch_size` None: `evaluation_batch_size`). The model is
+    computed without its unread hidden units (`without_unread_units`): the same logits, bit for bit."""
     model.eval()
     model = without_unread_units(model)
     batch_size = batch_size or evaluation_batch_size(model, images.device)
-    layout = memory_format(model, images.device)
-    loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
-    predictions = []
-    for start in range(0, len(labels), batch_size):
-        logits = model(to_pixels(images[start : start + batch_size], layout))
-        batch_labels = labels[start : start + batch_size]
-        loss_sum += functional.cross_entropy(logits, batch_labels, reduction="sum").to(loss_sum.dtype)
-        predictions.append(logits.argmax(dim=1))
-    predicted = torch.cat(predictions)
-    return Evaluation(
-        accuracy=(predicted == labels).double().mean().item(),
-        loss=loss_sum.item() / len(labels),
-        class_recall=class_recall(predicted, labels, num_classes),
-    )
+    return evaluate_side_by_side(model, 1, images, labels, num_classes, batch_size,
+                                 memory_format(model, images.device))[0]

@@ -1,22 +1,27 @@
-"""The same network without the hidden units no later layer reads: what evaluation computes.
+"""The same network without the hidden units no later layer reads: what evaluation and fixed-mask training compute.
 
 At fixed capacity a wide layer's units mostly have no kept outgoing weight: at width 2^15 the output
 layer reads at most 1,280 of the 32,768 hidden units. An unread unit changes no output and no input
 gradient, so a network over the read units alone computes the same logits, bit for bit (each kept
 weight stays in its row, in its order), at a fraction of the work: the hidden layer's product, the
-largest cost of a forward pass, shrinks with it. Only chains of sparse-stored layers are narrowed, where
-nothing but per-unit modules (a ReLU, or where one was) stands between two layers; a dense-masked layer
-costs its dense shape whatever it reads, and is left as it is.
+largest cost of a step, shrinks with it. The weights into an unread unit get an exactly zero gradient,
+so SGD with momentum (and no weight decay, which sparsecap does not use) never moves them: training the
+narrowed network and writing its weights back gives the full network's training, bit for bit, as long
+as the mask stays fixed (a schedule that moves masks reads every unit's gradient). Only chains of
+sparse-stored layers are narrowed, where nothing but per-unit modules (a ReLU, or where one was) stands
+between two layers; a dense-masked layer costs its dense shape whatever it reads, and is left as it is.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from sparsecap.sparsity.engine import replace_module
 from sparsecap.sparsity.sparse_linear import ReluMovedOn, SparseLinear
 
 _PER_UNIT = (nn.ReLU, ReluMovedOn, nn.Identity, nn.Dropout)
@@ -41,44 +46,102 @@ def sparse_chains(model: nn.Module) -> list[list[str]]:
     return [run for run in chains if len(run) > 1]
 
 
-def restricted(layer: SparseLinear, rows: torch.Tensor | None, columns: torch.Tensor | None) -> SparseLinear:
-    """`layer` over its output units `rows` and input units `columns` (ascending; None: all), keeping the
-    kept weights inside them in their order. Every kept weight must lie in `columns`."""
-    out_rows, in_columns = layer.kept // layer.in_features, layer.kept % layer.in_features
-    inside = torch.ones_like(layer.kept, dtype=torch.bool) if rows is None else torch.isin(out_rows, rows)
-    out_rows, in_columns = out_rows[inside], in_columns[inside]
-    out_features, in_features = layer.out_features, layer.in_features
-    if rows is not None:
-        out_rows, out_features = torch.searchsorted(rows, out_rows), rows.numel()
-    if columns is not None:
-        in_columns, in_features = torch.searchsorted(columns, in_columns), columns.numel()
-    bias = None if layer.bias is None else layer.bias.detach().clone() if rows is None else layer.bias.detach()[rows]
-    return type(layer)(in_features, out_features, out_rows * in_features + in_columns,
-                       layer.values.detach()[inside], bias)
+@dataclass(frozen=True)
+class Narrowing:
+    """How one sparse layer is narrowed: the kept weights it keeps and the output units it computes."""
+
+    inside: torch.Tensor
+    """Which of the layer's kept weights (in its stored order) the narrowed layer holds, in that order."""
+    rows: torch.Tensor | None
+    """The output units kept, ascending (None: all)."""
+    columns: torch.Tensor | None
+    """The input units read, ascending (None: all)."""
+
+    def narrowed(self, layer: SparseLinear) -> SparseLinear:
+        """`layer` over `rows` and `columns`, its parameters copied."""
+        out_rows = layer.kept[self.inside] // layer.in_features
+        in_columns = layer.kept[self.inside] % layer.in_features
+        out_features, in_features = layer.out_features, layer.in_features
+        if self.rows is not None:
+            out_rows, out_features = torch.searchsorted(self.rows, out_rows), self.rows.numel()
+        if self.columns is not None:
+            in_columns, in_features = torch.searchsorted(self.columns, in_columns), self.columns.numel()
+        bias = None if layer.bias is None else layer.bias.detach()[self.all_rows(layer)].clone()
+        return type(layer)(in_features, out_features, out_rows * in_features + in_columns,
+                           layer.values.detach()[self.inside], bias)
+
+    def all_rows(self, layer: SparseLinear) -> torch.Tensor | slice:
+        return slice(None) if self.rows is None else self.rows
+
+    @torch.no_grad()
+    def write_back(self, narrowed: SparseLinear, layer: SparseLinear) -> None:
+        """Put the narrowed layer's (trained) weights back where they came from in `layer`."""
+        layer.values[self.inside] = narrowed.values
+        if layer.bias is not None:
+            layer.bias[self.all_rows(layer)] = narrowed.bias
+
+
+def _chain_narrowings(model: nn.Module, chain: list[str]) -> dict[str, Narrowing]:
+    """Each layer of `chain` that has unread outputs or inputs, last layer first: a layer's read inputs are
+    the previous layer's rows."""
+    narrowings: dict[str, Narrowing] = {}
+    read: torch.Tensor | None = None  # the last layer's outputs are all read
+    for index in range(len(chain) - 1, -1, -1):
+        layer = model.get_submodule(chain[index])
+        rows = layer.kept // layer.in_features
+        inside = torch.ones_like(layer.kept, dtype=torch.bool) if read is None else torch.isin(rows, read)
+        inputs = None
+        if index > 0:
+            reads = torch.unique(layer.kept[inside] % layer.in_features)
+            inputs = reads if 0 < reads.numel() < layer.in_features else None
+        if read is not None or inputs is not None:
+            narrowings[chain[index]] = Narrowing(inside, read, inputs)
+        read = inputs
+    return narrowings
+
+
+def narrowings(model: nn.Module) -> dict[str, Narrowing]:
+    """How each sparse layer of `model` with unread units is narrowed, by name (empty: none has any)."""
+    return {name: narrowing for chain in sparse_chains(model)
+            for name, narrowing in _chain_narrowings(model, chain).items()}
+
+
+def narrowed_copy(model: nn.Module, plan: dict[str, Narrowing]) -> nn.Module:
+    """A copy of `model` with its layers narrowed by `plan` (`narrowings(model)`, or of a model with the same
+    mask); the layers it replaces are never copied whole."""
+    replacements = {}
+    for name, narrowing in plan.items():
+        layer = model.get_submodule(name)
+        replacements[id(layer)] = narrowing.narrowed(layer).train(layer.training)
+    return copy.deepcopy(model, memo=replacements)  # deepcopy puts each replacement where its layer was
 
 
 def without_unread_units(model: nn.Module) -> nn.Module:
     """A copy of `model` without the units of its sparse chains that no later layer reads (`model` itself
     where there are none): the same function, for evaluation. Parameters are copied, not shared."""
-    chains = sparse_chains(model)
-    narrowed = None
-    for chain in chains:
-        layers = [model.get_submodule(name) for name in chain]
-        read: torch.Tensor | None = None  # the last layer's outputs are all read
-        replacements: dict[str, SparseLinear] = {}
-        for index in range(len(chain) - 1, -1, -1):
-            layer = layers[index]
-            inputs = None
-            if index > 0:
-                rows = layer.kept // layer.in_features
-                kept = layer.kept if read is None else layer.kept[torch.isin(rows, read)]
-                reads = torch.unique(kept % layer.in_features)
-                inputs = reads if 0 < reads.numel() < layer.in_features else None
-            if read is not None or inputs is not None:
-                replacements[chain[index]] = restricted(layer, read, inputs)
-            read = inputs
-        if replacements:
-            narrowed = narrowed if narrowed is not None else copy.deepcopy(model)
-            for name, replacement in replacements.items():
-                narrowed = replace_module(narrowed, name, narrowed.get_submodule(name), replacement)
-    return model if narrowed is None else narrowed
+    plan = narrowings(model)
+    return narrowed_copy(model, plan) if plan else model
+
+
+@contextmanager
+def trained_without_unread_units(model: nn.Module) -> Iterator[nn.Module]:
+    """The network to train in place of `model` while its mask stays fixed (`model` itself where nothing is
+    unread); on exit every trained tensor is written back into `model`, the narrowed layers' weights where
+    they came from and all else whole. Hooks that read `model` during training would see it untrained."""
+    plan = narrowings(model)
+    if not plan:
+        yield model
+        return
+    narrowed = narrowed_copy(model, plan)
+    try:
+        yield narrowed
+    finally:
+        for name, narrowing in plan.items():
+            narrowing.write_back(narrowed.get_submodule(name), model.get_submodule(name))
+        prefixes = tuple(f"{name}." for name in plan)
+        with torch.no_grad():
+            state = model.state_dict()
+            for key, tensor in narrowed.state_dict().items():
+                if not key.startswith(prefixes):
+                    state[key].copy_(tensor)
+        model.train(narrowed.training)

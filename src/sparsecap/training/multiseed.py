@@ -43,6 +43,7 @@ from torch import nn
 
 from sparsecap.devices import memory_format
 from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
+from sparsecap.sparsity.side_by_side import block_diagonal
 from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
@@ -84,18 +85,8 @@ class _StackedSparse(nn.Module):
         super().__init__()
         self.count = len(layers)
         self.in_features, self.out_features = layers[0].in_features, layers[0].out_features
-        stacked_in = self.count * self.in_features
-        kept = torch.cat([
-            (index * self.out_features + layer.kept // self.in_features) * stacked_in
-            + index * self.in_features + layer.kept % self.in_features
-            for index, layer in enumerate(layers)
-        ])  # ascending: seed by seed, each in its own row-major order
-        biases = [layer.bias for layer in layers]
         self.sizes = [layer.kept.numel() for layer in layers]
-        self.block = type(layers[0])(  # ReluSparseLinear too: the ReLU is per unit
-            stacked_in, self.count * self.out_features, kept, torch.cat([layer.values.detach() for layer in layers]),
-            None if biases[0] is None else torch.cat([bias.detach() for bias in biases]),
-        )
+        self.block = block_diagonal(layers)  # a ReluSparseLinear too: the ReLU is per unit
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # The K seeds' inputs stacked feature-wise, (K·in, batch): the block-diagonal product's layout.
