@@ -114,8 +114,6 @@ def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -
     from sparsecap.sparsity import SparseLinear, masked_layers, set_engine
     from sparsecap.sparsity.unread_units import without_unread_units
 
-    reuse_freed_memory()  # as a trial's process does
-
     generator = torch.Generator().manual_seed(0)
     if real_data:
         from pathlib import Path
@@ -156,6 +154,9 @@ def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -
     # one-off temporaries of drawing the mask and initialising (they would dominate the sparse peak).
     _reset_peak()
     built = _rss_mb() - baseline
+    # As a trial's process does, but only now: the heap then keeps what the steps free for the next step,
+    # and not the build's temporaries, which would count in the peak.
+    reuse_freed_memory()
 
     warmup = 2
     for index in range(warmup):

@@ -68,9 +68,9 @@ def evaluate_side_by_side(
     for start in range(0, len(labels), batch_size):
         batch_labels = labels[start : start + batch_size]
         logits = network(to_pixels(images[start : start + batch_size], layout)).reshape(len(batch_labels), count, -1)
-        for index in range(count):
-            loss_sums[index] += functional.cross_entropy(logits[:, index], batch_labels, reduction="sum").to(
-                loss_sums.dtype)
+        losses = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch_labels.repeat_interleave(count),
+                                          reduction="none")
+        loss_sums += losses.view(-1, count).sum(0).to(loss_sums.dtype)
         predictions.append(logits.argmax(dim=2))
     predicted, sums = torch.cat(predictions), loss_sums.tolist()
     return [Evaluation(accuracy=(predicted[:, index] == labels).double().mean().item(),
