@@ -72,4 +72,5 @@ def test_weight_noise_gives_each_draw_what_it_gives_evaluated_alone(engine):
     for result, reference in zip(results[1:], expected, strict=True):
         assert result.accuracy == reference.accuracy
         assert result.loss == pytest.approx(reference.loss, rel=1e-6)
-        assert result.delta_loss == pytest.approx(reference.loss - clean.loss, rel=1e-5, abs=1e-7)
+        # each loss is within 1e-6 of ~2.3, so their difference is within 5e-6
+        assert result.delta_loss == pytest.approx(reference.loss - clean.loss, abs=5e-6)
