@@ -49,7 +49,7 @@ def test_input_gradients_through_the_narrowed_network_are_the_same():
         inputs = _inputs().requires_grad_()
         torch.nn.functional.cross_entropy(network(inputs), torch.arange(50) % 10).backward()
         gradients.append(inputs.grad)
-    assert torch.allclose(*gradients, rtol=1e-6, atol=1e-9)
+    assert torch.equal(*gradients)  # what attacks step along
 
 
 @pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])

@@ -24,6 +24,7 @@ from sparsecap.devices import memory_format
 from sparsecap.errors import SparsecapError
 from sparsecap.robustness.attack_names import Attack, parse_attack
 from sparsecap.robustness.attacks import check_budget, check_steps, frozen, run_attack
+from sparsecap.sparsity.unread_units import without_unread_units
 from sparsecap.training import to_pixels
 
 SAMPLE_SEED = 0
@@ -95,8 +96,10 @@ def adversarial_robustness(
 ) -> list[AdversarialResult]:
     """Robust accuracy and success rate of every attack at every budget on a seeded sample of uint8 `images`.
 
-    The model (weights, masks, train/eval mode) is left exactly as it was.
+    The model (weights, masks, train/eval mode) is left exactly as it was. The attacks run on it without its
+    unread hidden units (`without_unread_units`), whose logits and input gradients are bit for bit its own.
     """
+    model = without_unread_units(model)
     parsed = [parse_attack(attack) for attack in attacks]
     for epsilon in epsilons:
         check_budget(epsilon)
