@@ -38,7 +38,8 @@ def test_the_narrowed_network_gives_the_same_logits_bit_for_bit_over_fewer_units
     with torch.no_grad():
         assert torch.equal(narrowed(_inputs()), model(_inputs()))
     assert all(torch.equal(tensor, model.state_dict()[name]) for name, tensor in before.items())  # untouched
-    assert not {id(parameter) for parameter in narrowed.parameters()} & {id(parameter) for parameter in model.parameters()}
+    shared = {id(parameter) for parameter in narrowed.parameters()} & {id(parameter) for parameter in model.parameters()}
+    assert not shared
 
 
 def test_input_gradients_through_the_narrowed_network_are_the_same():

@@ -79,7 +79,7 @@ def _draws_side_by_side(model: nn.Module, sigma: float, mean: float, count: int,
     """The `count` draws as one network (`side_by_side`) over the units some layer reads: one pass over the
     test set, in batches whose joined activations fit the caches. Each draw's logits are bit for bit those
     it has alone, so its accuracy is; its mean loss is summed over other batches, which moves its last bits.
-    At width 2^15 (benchmarks/evaluation.py) five draws took 0.07 s so against 0.12 s one by one."""
+    At width 2^15 (benchmarks/evaluation.py) five draws took 0.07 s together against 0.12 s one by one."""
     plan = narrowings(model)  # one mask for every draw
     noisy = []
     for _ in range(count):

@@ -70,7 +70,8 @@ def sparse_layer_class(model: nn.Module, name: str) -> type[SparseLinear]:
     return ReluSparseLinear if _relu_before(model, name) is not None else SparseLinear
 
 
-def install_linear(model: nn.Module, name: str, layer: nn.Module, replacement: MaskedLinear | SparseLinear) -> nn.Module:
+def install_linear(model: nn.Module, name: str, layer: nn.Module,
+                   replacement: MaskedLinear | SparseLinear) -> nn.Module:
     """`replace_module` for a linear layer, moving the ReLU before it into a `ReluSparseLinear` or back out."""
     relu = _relu_before(model, name)
     if relu is not None:

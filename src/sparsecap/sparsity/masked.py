@@ -32,7 +32,8 @@ class _MaskedWeight:
         # not ones_like: on the meta device (a trial's shape-only model) that loads torch's symbolic-shape
         # machinery, 0.4 s per process
         weight = self.weight
-        self.register_buffer("mask", torch.ones(weight.shape, dtype=weight.dtype, device=weight.device))  # type: ignore[attr-defined]
+        mask = torch.ones(weight.shape, dtype=weight.dtype, device=weight.device)
+        self.register_buffer("mask", mask)  # type: ignore[attr-defined]
 
     @property
     def weight_shape(self) -> torch.Size:

@@ -66,11 +66,13 @@ class Narrowing:
             out_rows, out_features = torch.searchsorted(self.rows, out_rows), self.rows.numel()
         if self.columns is not None:
             in_columns, in_features = torch.searchsorted(self.columns, in_columns), self.columns.numel()
-        bias = None if layer.bias is None else layer.bias.detach()[self.all_rows(layer)].clone()
+        bias = None if layer.bias is None else layer.bias.detach()[self.row_index].clone()
         return type(layer)(in_features, out_features, out_rows * in_features + in_columns,
                            layer.values.detach()[self.inside], bias)
 
-    def all_rows(self, layer: SparseLinear) -> torch.Tensor | slice:
+    @property
+    def row_index(self) -> torch.Tensor | slice:
+        """The kept output units as an index of the layer's outputs."""
         return slice(None) if self.rows is None else self.rows
 
     @torch.no_grad()
@@ -78,13 +80,13 @@ class Narrowing:
         """Put the narrowed layer's (trained) weights back where they came from in `layer`."""
         layer.values[self.inside] = narrowed.values
         if layer.bias is not None:
-            layer.bias[self.all_rows(layer)] = narrowed.bias
+            layer.bias[self.row_index] = narrowed.bias
 
 
 def _chain_narrowings(model: nn.Module, chain: list[str]) -> dict[str, Narrowing]:
     """Each layer of `chain` that has unread outputs or inputs, last layer first: a layer's read inputs are
     the previous layer's rows."""
-    narrowings: dict[str, Narrowing] = {}
+    plan: dict[str, Narrowing] = {}
     read: torch.Tensor | None = None  # the last layer's outputs are all read
     for index in range(len(chain) - 1, -1, -1):
         layer = model.get_submodule(chain[index])
@@ -95,9 +97,9 @@ def _chain_narrowings(model: nn.Module, chain: list[str]) -> dict[str, Narrowing
             reads = torch.unique(layer.kept[inside] % layer.in_features)
             inputs = reads if 0 < reads.numel() < layer.in_features else None
         if read is not None or inputs is not None:
-            narrowings[chain[index]] = Narrowing(inside, read, inputs)
+            plan[chain[index]] = Narrowing(inside, read, inputs)
         read = inputs
-    return narrowings
+    return plan
 
 
 def narrowings(model: nn.Module) -> dict[str, Narrowing]:

@@ -6,9 +6,10 @@ threads; the datasets reach it once, as shared-memory tensors, and it returns ea
 this process, which alone writes the database (one transaction per trial, in the order results arrive).
 
 Workers are forked from a fork server that has imported sparsecap and torch once (fast to start, and
-safe: the server never ran an OpenMP region; `sparsecap.studies.fork_server`). A worker that dies mid-group (killed, out of memory) is
-replaced and its group run again, up to `max_retries` times, after which its trials are recorded as
-failed; finished trials are never lost, as each was written when it arrived.
+safe: the server never ran an OpenMP region; `sparsecap.studies.fork_server`). A worker that dies
+mid-group (killed, out of memory) is replaced and its group run again, up to `max_retries` times, after
+which its trials are recorded as failed; finished trials are never lost, as each was written when it
+arrived.
 """
 
 from __future__ import annotations
