@@ -59,8 +59,8 @@ class Narrowing:
 
     def narrowed(self, layer: SparseLinear) -> SparseLinear:
         """`layer` over `rows` and `columns`, its parameters copied."""
-        out_rows = layer.kept[self.inside] // layer.in_features
-        in_columns = layer.kept[self.inside] % layer.in_features
+        kept = layer.kept[self.inside]
+        out_rows, in_columns = kept // layer.in_features, kept % layer.in_features
         out_features, in_features = layer.out_features, layer.in_features
         if self.rows is not None:
             out_rows, out_features = torch.searchsorted(self.rows, out_rows), self.rows.numel()
