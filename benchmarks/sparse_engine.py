@@ -79,7 +79,7 @@ def _set_threads(torch: Any) -> None:
         torch.set_num_threads(int(os.environ["SPARSECAP_BENCH_THREADS"]))
 
 
-def _fastest_ms(action: Callable[[], object], repeats: int = 20) -> float:
+def fastest_ms(action: Callable[[], object], repeats: int = 20) -> float:
     fastest = math.inf
     for _ in range(repeats):
         started = time.perf_counter()
@@ -94,10 +94,10 @@ def _floor_ms(torch: Any, layers: list[Any], batch: int) -> float:
     kept = [layer.kept_count for layer in layers]
     multiply_adds = batch * (2 * sum(kept) + sum(kept[1:]))
     left, right = torch.rand(batch, 784), torch.rand(784, 128)
-    per_ms = batch * 784 * 128 / _fastest_ms(lambda: left @ right)
+    per_ms = batch * 784 * 128 / fastest_ms(lambda: left @ right)
     outputs = batch * sum(layer.weight_shape[0] for layer in layers)
     written = torch.ones(outputs)
-    return multiply_adds / per_ms + _fastest_ms(lambda: torch.empty(outputs).fill_(1.0)) + _fastest_ms(written.sum)
+    return multiply_adds / per_ms + fastest_ms(lambda: torch.empty(outputs).fill_(1.0)) + fastest_ms(written.sum)
 
 
 def _measure(width: int, engine: str, steps: int, batch: int, real_data: bool) -> dict[str, float]:
@@ -213,7 +213,7 @@ def _measure_seeds(width: int, seeds: int, batches: int, batch: int) -> dict[str
     # gradient), which K seeds must each do whatever the program around them.
     inputs, weight, bias = torch.rand(batch, 784), torch.rand(128, 784), torch.rand(128)
     gradient = torch.rand(batch, 128)
-    best["products_ms"] = _fastest_ms(lambda: (torch.addmm(bias, inputs, weight.t()), gradient.t().mm(inputs)), 200)
+    best["products_ms"] = fastest_ms(lambda: (torch.addmm(bias, inputs, weight.t()), gradient.t().mm(inputs)), 200)
     best["step_ms"] = 1000 * best["sequential"] / (seeds * batches)
     return best
 

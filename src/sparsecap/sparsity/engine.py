@@ -25,7 +25,7 @@ from sparsecap.sparsity.sparse_linear import ReluMovedOn, ReluSparseLinear, Spar
 AUTO_DENSITY_THRESHOLD = 0.15
 """On a CPU, `auto` makes a layer sparse below this kept fraction (benchmarks/sparse_engine.py: the sparse
 engine is faster from density 0.125 (width 2^10) down, about even at 0.25, slower at 0.5 and 1;
-docs/performance.md). On other devices `auto` keeps every layer dense: where CSR products beat dense ones
+docs/performance.md). On other devices `auto` keeps every layer dense: where sparse products beat dense ones
 there has not been measured, and a GPU's dense products are fast enough for every model of the study."""
 
 

@@ -11,6 +11,6 @@ class Engine(str, enum.Enum):
     DENSE = "dense"
     """Dense weight × mask (the reference; costs the dense shape)."""
     SPARSE = "sparse"
-    """Only the kept weights stored; CSR products and a sampled weight gradient at the nonzeros."""
+    """Only the kept weights stored; products over them and a sampled weight gradient at the nonzeros."""
     AUTO = "auto"
     """Sparse where the layer's density is below `sparsecap.sparsity.engine.AUTO_DENSITY_THRESHOLD`, dense elsewhere."""
