@@ -144,7 +144,7 @@ def _product(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, dense:
 
     Row r of the product is the sum of the `dense` rows W's row r names, each times its value: an embedding
     bag per row, whose kernel (FBGEMM's on a CPU) streams the dense rows. At the width-2^15 MLP's shapes it
-    took 0.33-0.55× the time of ``torch.addmm`` on the CSR matrix, on one CPU thread and on two
+    took 0.3-0.56× the time of ``torch.addmm`` on the CSR matrix, on one CPU thread and on two
     (benchmarks/sparse_product.py). It writes each output entry once, empty rows as zeros, where
     `torch.sparse.mm` zero-fills its result and copies it. Each row sums its entries in their CSR order
     whatever the other rows, so a row's result does not depend on which rows are computed beside it.
