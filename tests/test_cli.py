@@ -1,12 +1,17 @@
+import contextlib
 import gzip
 import json
+import os
 import struct
 import subprocess
 import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
 from sparsecap.cli import main
+from sparsecap.runtime import physical_cores
 from sparsecap.studies import StudyDatabase
 from tests.study_helpers import TINY_SPEC, write_spec
 
@@ -172,3 +177,32 @@ def test_bad_thread_counts_are_refused(capsys, tmp_path, arguments):
         main(["run", "quick", "--out", str(tmp_path / "out"), *arguments])
     assert exit_.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _fork_servers_whose_environment_holds(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                process = Path("/proc", entry)
+                if b"forkserver" in (process / "cmdline").read_bytes() and marker.encode() in (
+                        process / "environ").read_bytes():
+                    found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads processes from /proc")
+def test_a_run_that_fails_leaves_no_fork_server_behind(tmp_path):
+    """`sparsecap run` starts its workers' fork server first thing; a run refused afterwards must end it at
+    once, not leave it importing torch with the command's stdout (a pipe, say) held open. (multiprocessing's
+    resource tracker, which comes with it, ends by itself as soon as the command has.)"""
+    if physical_cores() < 2:
+        pytest.skip("the fork server starts only where workers run side by side")
+    name, value = "SPARSECAP_TEST_MARKER", str(uuid.uuid4())
+    log = tmp_path / "log"
+    with log.open("w") as output:  # a file, not a pipe: waiting for the pipe's end would wait for the server
+        command = subprocess.Popen([sys.executable, "-m", "sparsecap.cli", "run", "nosuchpreset", "--workers", "2"],
+                                   stdout=output, stderr=subprocess.STDOUT, env={**os.environ, name: value})
+        assert command.wait() == 2
+    assert "'nosuchpreset' is neither a preset nor a spec file" in log.read_text()
+    assert _fork_servers_whose_environment_holds(f"{name}={value}") == []

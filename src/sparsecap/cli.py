@@ -323,15 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from sparsecap.runtime import prefer_passive_waiting
+    from sparsecap.studies.fork_server import stop_fork_server
 
     prefer_passive_waiting(os.environ)  # before anything imports torch
     arguments = build_parser().parse_args(argv)
     try:
         return arguments.handler(arguments)
     except SparsecapError as error:
+        stop_fork_server()  # `sparsecap run`'s early server: no worker will start now
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        stop_fork_server()
         print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
 

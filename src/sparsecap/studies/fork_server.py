@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import os
+import signal
 
 PRELOADED = ["sparsecap.studies.execute", "torch._dynamo"]
 """What the server imports for its workers; torch._dynamo because torch.optim's first step imports it
@@ -22,3 +24,16 @@ def start_fork_server() -> multiprocessing.context.BaseContext:
     context.set_forkserver_preload(PRELOADED)
     multiprocessing.forkserver.ensure_running()
     return context
+
+
+def stop_fork_server() -> None:
+    """End the fork server now, mid-import if need be. A command that fails before any worker starts (a
+    missing dataset, a device that is not there) would otherwise leave it importing torch for seconds, and
+    holding this process's stdout and stderr open meanwhile: ``sparsecap run ... | tee log`` waited 4 s
+    on a mistyped preset. The server is multiprocessing's own, which offers no public way to stop it."""
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    if server is None or pid is None:
+        return
+    os.kill(pid, signal.SIGKILL)
+    server._stop()  # reaps it and removes its socket
