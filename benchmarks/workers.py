@@ -1,7 +1,7 @@
 """A whole study's wall time with one worker process against the default, one per core (issue 12's target: at
 least 1.6x on 2 cores for the quick study).
 
-    python benchmarks/workers.py                  # the quick study, each setting twice (about a minute on 2 cores)
+    python benchmarks/workers.py                  # the quick study, each setting twice (about 8 minutes on 2 cores)
     python benchmarks/workers.py --repeat 3 --preset quick
 
 Each run is the command a user types, `sparsecap run PRESET --no-report --no-progress --workers W`, into a

@@ -10,7 +10,8 @@ from sparsecap.sparsity.schedule_config import imp_round_targets
 from sparsecap.studies import load_spec
 
 QUICK_FINGERPRINT = "3f266cc936b9"
-"""The quick preset's fingerprint before the [dynamic] table existed."""
+"""The quick preset's fingerprint before the [dynamic] table existed (with its 2 seeds and 30 epochs of then)."""
+QUICK_THEN = ["seeds=[0, 1]", "training.max_epochs=30"]
 
 
 def test_imp_rounds_prune_the_fraction_of_what_remains_and_end_at_the_base():
@@ -35,7 +36,7 @@ def test_bad_dynamic_values_are_refused_naming_the_valid_range():
     assert "dynamic.update_interval: Value error, must be an integer >= 1" in _refusal("dynamic.update_interval=0")
     assert "dynamic.stop_fraction: Value error, must be in (0, 1]" in _refusal("dynamic.stop_fraction=1.5")
     assert "dynamic.imp_prune_fraction: Value error, must be in (0, 1)" in _refusal("dynamic.imp_prune_fraction=1")
-    assert "valid: 0 to max_epochs - 1 = 29" in _refusal('schedules=["imp"]', "dynamic.rewind_epoch=30")
+    assert "valid: 0 to max_epochs - 1 = 29" in _refusal('schedules=["imp"]', "training.max_epochs=30", "dynamic.rewind_epoch=30")
     assert "unknown key" in _refusal("dynamic.rewind=3")
     unknown = _refusal('schedules=["sgd"]')
     assert "schedules.0" in unknown and "'set', 'rigl' or 'imp'" in unknown
@@ -54,9 +55,9 @@ def test_moving_masks_refuse_whole_kernel_masks():
 
 
 def test_dynamic_table_enters_the_fingerprint_only_with_its_schedules():
-    spec = load_spec("quick")
+    spec = load_spec("quick", QUICK_THEN)
     assert "dynamic" not in spec.resolved() and spec.fingerprint().startswith(QUICK_FINGERPRINT)
-    assert load_spec("quick", ["dynamic.zeta=0.5"]).fingerprint() == spec.fingerprint()
+    assert load_spec("quick", [*QUICK_THEN, "dynamic.zeta=0.5"]).fingerprint() == spec.fingerprint()
     with_set = load_spec("quick", ['schedules=["static", "set"]'])
     assert with_set.resolved()["dynamic"]["zeta"] == 0.3
     assert load_spec("quick", ['schedules=["static", "set"]', "dynamic.zeta=0.5"]).fingerprint() != with_set.fingerprint()

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from sparsecap.report.aggregate import Stat
-from sparsecap.report.statistics import holm, t_interval, welch_difference
+from sparsecap.report.statistics import best_by_mean, holm, t_interval, welch_difference
 
 SAMPLE = [0.91, 0.93, 0.90, 0.94, 0.92]
 OTHER = [0.85, 0.89, 0.80, 0.88]
@@ -59,3 +59,10 @@ def test_holm_skips_untestable_points():
 
 def test_a_point_statistic_gives_the_same_interval():
     assert Stat.of(SAMPLE).interval == t_interval(SAMPLE)
+
+
+def test_the_best_point_by_mean_follows_the_measure_direction_and_a_tie_goes_to_the_first():
+    points = [("dense", 0.5), ("half", 0.7), ("quarter", 0.7), ("eighth", 0.2)]
+    assert best_by_mean(points, lambda point: point[1], higher_is_better=True) == ("half", 0.7)
+    assert best_by_mean(points, lambda point: point[1], higher_is_better=False) == ("eighth", 0.2)
+    assert best_by_mean([], lambda point: point[1], higher_is_better=True) is None

@@ -45,6 +45,7 @@ from sparsecap.report.statistics import (
     SIGNIFICANCE_LEVEL,
     Difference,
     Interval,
+    best_by_mean,
     finite,
     holm,
     t_interval,
@@ -218,8 +219,7 @@ class Curve:
     @property
     def sweet_spot(self) -> PointEstimate | None:
         """The best mean among the non-base points."""
-        candidates = self.sparse_points
-        return max(candidates, key=lambda point: self.measure.better(point.interval.mean)) if candidates else None
+        return best_by_mean(self.sparse_points, lambda point: point.interval.mean, self.measure.higher_is_better)
 
     @property
     def margin(self) -> float:

@@ -49,6 +49,7 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     noise_sigmas,
 )
+from sparsecap.report.statistics import best_by_mean
 
 DPI = 110
 PANEL_SIZE = (5.6, 3.9)
@@ -256,10 +257,7 @@ def sweet_spot(curve: Curve) -> tuple[PointSummary, Stat] | None:
     """The non-base point with the best mean (the lowest where lower is better), with its statistic; ties go
     to the densest, as points come dense to sparse. None when no sparser point has a value."""
     candidates = [(point, stat) for point, stat in _present(curve) if not point.is_base]
-    if not candidates:
-        return None
-    sign = 1.0 if curve.higher_is_better else -1.0
-    return max(candidates, key=lambda candidate: sign * candidate[1].mean)
+    return best_by_mean(candidates, lambda candidate: candidate[1].mean, curve.higher_is_better)
 
 
 Y_PADDING = 0.05

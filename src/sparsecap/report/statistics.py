@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from scipy import stats
 
 CONFIDENCE = 0.95
 SIGNIFICANCE_LEVEL = 1 - CONFIDENCE
+
+Point = TypeVar("Point")
+
+
+def best_by_mean(points: Sequence[Point], mean: Callable[[Point], float], higher_is_better: bool) -> Point | None:
+    """The point with the best mean (the lowest where lower is better), the first of a tie; None for none.
+    A curve's sweet spot, for its figure and its verdict alike: points come dense to sparse, so a tie goes
+    to the densest."""
+    sign = 1.0 if higher_is_better else -1.0
+    return max(points, key=lambda point: sign * mean(point), default=None)
 
 
 def finite(values: Iterable[float | None]) -> np.ndarray:
