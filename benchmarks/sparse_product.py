@@ -26,7 +26,7 @@ from sparsecap.robustness.evaluation import evaluation_batch_size
 from sparsecap.runtime import reuse_freed_memory
 from sparsecap.sparsity import Allocation, SparseLinear, masked_layers, set_engine, sparse_model_at_init
 from sparsecap.sparsity.side_by_side import side_by_side
-from sparsecap.sparsity.sparse_linear import _csr, _product, build_structure
+from sparsecap.sparsity.sparse_linear import _csr, _product
 from sparsecap.sparsity.unread_units import without_unread_units
 
 CAPACITY = 101_632
@@ -44,7 +44,7 @@ def _cases(model: torch.nn.Module, label: str, batch: int) -> list[tuple[str, tu
     cases = []
     for index, (name, layer) in enumerate(masked_layers(model)):
         assert isinstance(layer, SparseLinear)
-        structure = build_structure(layer.kept, tuple(layer.weight_shape))
+        structure = layer.structure()  # the layer's own, cached: W's CSR whether or not its bias folds in
         rows, columns = structure.shape
         values = layer.values.detach()
         cases.append((f"{label}: {name.split('.')[-1]} W ({rows}x{columns}, {values.numel()} kept), batch {batch}",
