@@ -2,8 +2,16 @@
 
 import io
 import os
+import threading
 
-from sparsecap.studies.progress import ProgressStyle, StudyProgressView, format_duration, trial_line
+from sparsecap.studies.progress import (
+    EpochReport,
+    ProgressStyle,
+    StudyProgressView,
+    format_duration,
+    running_line,
+    trial_line,
+)
 from tests.test_report import _record
 
 
@@ -16,15 +24,62 @@ def test_bars_only_where_wanted_and_on_a_terminal():
     assert ProgressStyle.for_stream(True, io.StringIO()) is ProgressStyle.LINES
 
 
-def test_a_log_gets_one_plain_line_per_trial_with_the_count_and_an_eta():
+def test_a_log_gets_a_first_line_then_one_plain_line_per_trial_with_the_count_and_an_eta():
     log = io.StringIO()
-    with StudyProgressView("tiny", 3, 1, ProgressStyle.LINES, log) as view:
+    with StudyProgressView("tiny", 3, 1, ProgressStyle.LINES, log, running_seconds=3600) as view:
         view.record(_record(schedule="static", width=64, seed=0))
         view.record(_record(schedule="static", width=64, seed=1, status="failed", test_accuracy=None))
     lines = log.getvalue().splitlines()
-    assert len(lines) == 2 and "\x1b" not in log.getvalue() and "\r" not in log.getvalue()
-    assert lines[0].startswith("[2/3, ETA ") and " finished: " in lines[0] and "accuracy 0." in lines[0]
-    assert lines[1].startswith("[3/3] ") and " failed: " in lines[1] and "accuracy —" in lines[1]
+    assert len(lines) == 3 and "\x1b" not in log.getvalue() and "\r" not in log.getvalue()
+    assert lines[0] == "tiny: 2 trials to run, 1 already finished; a line per finished trial, and every 3600 s what is running"
+    assert lines[1].startswith("[2/3, ETA ") and " finished: " in lines[1] and "accuracy 0." in lines[1]
+    assert lines[2].startswith("[3/3] ") and " failed: " in lines[2] and "accuracy —" in lines[2]
+
+
+class _Lines(io.StringIO):
+    """A log that says when it has been written `wanted` lines."""
+
+    def __init__(self, wanted: int) -> None:
+        super().__init__()
+        self.wanted, self.enough = wanted, threading.Event()
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if self.getvalue().count("\n") >= self.wanted:
+            self.enough.set()
+        return written
+
+
+def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached():
+    log = _Lines(wanted=2)
+    with StudyProgressView("tiny", 4, 0, ProgressStyle.LINES, log, running_seconds=0.01) as view:
+        view.set_running(3)
+        view.epoch_done(EpochReport("mlp-mnist-width-static-w64-s0", 2, 17, 300, 0.04321))
+        view.epoch_done(EpochReport("mlp-mnist-width-static-w64-s0", 2, 18, 300, 0.0398))  # the latest epoch replaces the one before
+        view.epoch_done(EpochReport("mlp-mnist-width-static-w128-s0", 1, 3, 300, 1.5))
+        assert log.enough.wait(timeout=60)
+        view.record(_record(schedule="static", width=128, seed=0))  # its group is no longer running
+        later = len(log.getvalue())
+        log.wanted = log.getvalue().count("\n") + 2
+        log.enough.clear()
+        assert log.enough.wait(timeout=60)
+    first = log.getvalue()[:later].splitlines()[1]
+    assert first == ("[0/4] running 3, pending 1: mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300, loss 0.0398; "
+                     "mlp-mnist-width-static-w128-s0 epoch 3/300, loss 1.5")
+    after = log.getvalue()[later:].splitlines()
+    assert [line for line in after if line.startswith("[1/4, ETA ") and " running 2, pending 1: " in line
+            and "mlp-mnist-width-static-w128-s0" not in line and "mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300" in line]
+
+
+def test_nothing_running_writes_no_running_line():
+    log = io.StringIO()
+    with StudyProgressView("tiny", 2, 0, ProgressStyle.LINES, log, running_seconds=0.001) as view:
+        view.record(_record(schedule="static", width=64, seed=0))
+    assert not [line for line in log.getvalue().splitlines() if " running " in line]
+
+
+def test_a_running_line_without_epochs_still_counts_what_runs():
+    assert running_line(3, 9, 75.0, 2, 4, []) == "[3/9, ETA 1m15s] running 2, pending 4"
 
 
 def test_durations_read_as_minutes_or_hours():

@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sparsecap.data import load_dataset
 from sparsecap.runtime import Runtime
-from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
+from sparsecap.studies.execute import run_trials_together, seed_groups
+from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
+from sparsecap.studies.workers import run_on_workers, worker_context
 from tests.study_helpers import TINY_SPEC, comparable_results, descendants, finished_trial_count, write_spec
 
 
@@ -28,6 +32,42 @@ def test_auto_is_one_worker_per_core_and_never_more_than_the_groups():
     assert Runtime().workers_for(1) == 1
     assert 1 <= Runtime().workers_for(1000) <= os.cpu_count()
     assert Runtime(workers=3).workers_for(1) == 3
+
+
+class _WatchedView(StudyProgressView):
+    """The view of a run, keeping every epoch report it is handed."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__("watched", total, 0, ProgressStyle.NONE)
+        self.reports: list[EpochReport] = []
+
+    def epoch_done(self, report: EpochReport) -> None:
+        self.reports.append(report)
+        super().epoch_done(report)
+
+
+def test_workers_report_each_epoch_of_each_trial_to_the_view(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3"])
+    trials = expand(spec)
+    records = []
+    with _WatchedView(len(trials)) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(threads=1, workers=2), workers=2)
+    assert len(records) == len(trials) == 8
+    for record in records:
+        epochs = [report.epoch for report in view.reports if report.trial_id == record.trial_id]
+        assert record.epochs >= 1 and epochs == list(range(1, record.epochs + 1))
+    assert {(report.seeds, report.max_epochs) for report in view.reports} == {(1, 3)}
+
+
+def test_seeds_trained_together_report_as_one_group(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)), ['schedules=["static"]', "widths=[16]", "training.max_epochs=3"])
+    reports: list[EpochReport] = []
+    records = run_trials_together(spec, expand(spec), load_dataset("digits"), tmp_path,
+                                  TrialProgress(on_epoch=reports.append))
+    assert [record.epochs for record in records] == [3, 3]
+    worst = [max(losses) for losses in zip(*(record.epoch_losses for record in records), strict=True)]
+    assert reports == [EpochReport(records[0].trial_id, 2, epoch, 3, worst[epoch - 1]) for epoch in (1, 2, 3)]
 
 
 LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")

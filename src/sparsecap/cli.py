@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "see docs/performance.md)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
-                     help="local: trials one after another in this process (default); ray: Ray tasks on a "
+                     help="local: trials on this machine, in --workers processes (default); ray: Ray tasks on a "
                           "local Ray instance or, with --address, a running cluster (pip install 'sparsecap[cluster]')")
     run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                      help="Ray cluster to use (default: start a local Ray instance for this run)")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from sparsecap.studies.checkpoints import save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
 from sparsecap.studies.database import FAILED, TrialRecord
 from sparsecap.studies.generators import trial_generators
-from sparsecap.studies.fitting import study_fit
+from sparsecap.studies.fitting import EpochDone, study_fit
+from sparsecap.studies.progress import EpochReport, TrialProgress, group_name
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
 from sparsecap.training import Precision, TrainingResult, numeric_precision
@@ -70,37 +72,54 @@ def prepare_model(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> tuple
 
 
 def train_by_schedule(spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, models: Sequence[nn.Module],
-                      bar: tqdm) -> list[TrainingResult]:
+                      epoch_done: EpochDone) -> list[TrainingResult]:
     """Train the prepared models of `trials` (one grid point's seeds) in place, as their schedule says."""
-    fit = study_fit(spec, dataset, trials, models, bar)
+    fit = study_fit(spec, dataset, trials, models, epoch_done)
     return trial_schedule(spec, trials[0], dataset).train(
         models, fit, [trial_generators(trial.seed).mask_updates for trial in trials])
 
 
-def _epoch_bar(description: str, total: int, show_progress: bool) -> tqdm:
-    return tqdm(total=total, desc=description, unit="epoch", leave=False, disable=not show_progress)
+@contextlib.contextmanager
+def _epochs_shown(spec: StudySpec, trials: Sequence[Trial], progress: TrialProgress) -> Iterator[EpochDone]:
+    """The `EpochDone` of a group's training: it moves the epoch bar and sends an `EpochReport` per epoch
+    (epochs counted over all of a schedule's rounds)."""
+    seeds = len(trials)
+    epochs = 0
+    with tqdm(total=spec.training.max_epochs, desc=group_name(trials[0].trial_id, seeds), unit="epoch",
+              leave=False, disable=not progress.bars) as bar:
+
+        def epoch_done(loss: float, training: int) -> None:
+            nonlocal epochs
+            epochs += 1
+            bar.update(1)
+            bar.set_postfix({"loss": f"{loss:.4f}"} | ({"training": training} if seeds > 1 else {}))
+            if progress.on_epoch is not None:
+                progress.on_epoch(EpochReport(trials[0].trial_id, seeds, epochs, spec.training.max_epochs, loss))
+
+        yield epoch_done
 
 
 def run_trial(
-    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, progress: TrialProgress
 ) -> TrialRecord:
     model, capacity = prepare_model(spec, trial, dataset)
-    with _epoch_bar(trial.trial_id, spec.training.max_epochs, show_progress) as bar:
-        [training] = train_by_schedule(spec, [trial], dataset, [model], bar)
-    return evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress)
+    with _epochs_shown(spec, [trial], progress) as epoch_done:
+        [training] = train_by_schedule(spec, [trial], dataset, [model], epoch_done)
+    return evaluate_trial(spec, trial, dataset, model, capacity, training, checkpoint_directory, progress.bars)
 
 
 def run_trials_together(
-    spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+    spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path,
+    progress: TrialProgress,
 ) -> list[TrialRecord]:
     """Trials that differ only in their seed trained as one stacked program (`train_together`) per round."""
     prepared = [prepare_model(spec, trial, dataset) for trial in trials]
     models = [model for model, _ in prepared]
-    with _epoch_bar(f"{trials[0].trial_id} (+{len(trials) - 1} seeds)", spec.training.max_epochs, show_progress) as bar:
-        results = train_by_schedule(spec, trials, dataset, models, bar)
+    with _epochs_shown(spec, trials, progress) as epoch_done:
+        results = train_by_schedule(spec, trials, dataset, models, epoch_done)
     return [  # one seed's failing evaluation fails that trial only
         _record_or_failure(spec, trial, dataset, functools.partial(
-            evaluate_trial, spec, trial, dataset, model, capacity, training, checkpoint_directory, show_progress))
+            evaluate_trial, spec, trial, dataset, model, capacity, training, checkpoint_directory, progress.bars))
         for trial, (model, capacity), training in zip(trials, prepared, results, strict=True)
     ]
 
@@ -220,14 +239,14 @@ def failed_record(spec: StudySpec, trial: Trial, dataset: ImageDataset, error: s
 
 
 def run_trial_or_failure(
-    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, show_progress: bool
+    spec: StudySpec, trial: Trial, dataset: ImageDataset, checkpoint_directory: Path, progress: TrialProgress
 ) -> TrialRecord:
     """`run_trial`, but an exception becomes a record with status "failed" and the traceback, not an abort.
 
     KeyboardInterrupt and SystemExit are not caught: they stop the run (finished trials stay saved).
     """
     return _record_or_failure(spec, trial, dataset, functools.partial(
-        run_trial, spec, trial, dataset, checkpoint_directory, show_progress))
+        run_trial, spec, trial, dataset, checkpoint_directory, progress))
 
 
 def _record_or_failure(
@@ -269,7 +288,7 @@ def meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
 
 def run_group_or_failures(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, checkpoint_directory: Path, runtime: Runtime,
-    show_progress: bool,
+    progress: TrialProgress,
 ) -> list[TrialRecord]:
     """One group of `seed_groups` on `runtime`'s threads: trained together where its models can be stacked
     and gain, else one by one. Each record says how many threads it ran with.
@@ -284,12 +303,12 @@ def run_group_or_failures(
     together = trial_schedule(spec, trials[0], dataset).can_train_seeds_together()
     if together and stacks_here(model, len(trials), spec.training.batch_size, dataset.train_images.device.type):
         try:
-            records = run_trials_together(spec, trials, dataset, checkpoint_directory, show_progress)
+            records = run_trials_together(spec, trials, dataset, checkpoint_directory, progress)
         except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below
             print(f"warning: training seeds {[trial.seed for trial in trials]} of {trials[0].trial_id} together "
                   f"failed ({type(error).__name__}: {error}); running them one by one", file=sys.stderr)
     if records is None:
-        records = [run_trial_or_failure(spec, trial, dataset, checkpoint_directory, show_progress) for trial in trials]
+        records = [run_trial_or_failure(spec, trial, dataset, checkpoint_directory, progress) for trial in trials]
     where = placement(runtime.device)
     return [dataclasses.replace(record, threads=threads, device=where.device, device_name=where.device_name,
                                 torch_version=where.torch_version, cuda_version=where.cuda_version)

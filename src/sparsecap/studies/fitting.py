@@ -1,5 +1,5 @@
 """The `Fit` a trial's schedule trains with: the study's training settings, each trial's own data order
-(continuing from one round to the next) and the epoch bar; one model through `train` (without its unread
+(continuing from one round to the next) and the epoch report; one model through `train` (without its unread
 units where no hook watches: `sparsecap.sparsity.unread_units`), several seeds' models stacked through
 `train_together`."""
 
@@ -9,7 +9,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 
 from torch import nn
-from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
 from sparsecap.sparsity.schedules import Fit
@@ -22,8 +21,12 @@ from sparsecap.training.multiseed import train_together
 from sparsecap.training.step_hook import StepHook
 
 
+EpochDone = Callable[[float, int], None]
+"""Called after each epoch with its training loss (the worst of stacked seeds) and how many models still train."""
+
+
 def study_fit(spec: StudySpec, dataset: ImageDataset, trials: Sequence[Trial], models: Sequence[nn.Module],
-              bar: tqdm) -> Fit:
+              epoch_done: EpochDone) -> Fit:
     """How `models` (those of `trials`, in order) are trained, whichever subset a schedule hands over."""
     orders = {id(model): trial_generators(trial.seed).data_order for trial, model in zip(trials, models, strict=True)}
 
@@ -33,24 +36,22 @@ def study_fit(spec: StudySpec, dataset: ImageDataset, trials: Sequence[Trial], m
         generators = [orders[id(model)] for model in chosen]
         if len(chosen) == 1:
 
-            def epoch_done(epoch: int, loss: float) -> None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
+            def one_done(epoch: int, loss: float) -> None:
+                epoch_done(loss, 1)
                 if on_epoch is not None:
                     on_epoch(epoch)
 
             if on_step is not None or on_epoch is not None:  # hooks that move masks or read the model
                 return [train(chosen[0], dataset.train_images, dataset.train_labels, config, generators[0],
-                              epoch_done, on_step)]
+                              one_done, on_step)]
             with trained_without_unread_units(chosen[0]) as narrowed:  # the same run, bit for bit, faster
-                return [train(narrowed, dataset.train_images, dataset.train_labels, config, generators[0], epoch_done)]
+                return [train(narrowed, dataset.train_images, dataset.train_labels, config, generators[0], one_done)]
         if on_step is not None or on_epoch is not None:
             raise ValueError("stacked seeds are one program until it returns: no step or epoch hook reaches them")
 
-        def epochs_done(epoch: int, losses: list[float]) -> None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{max(losses):.4f}", training=len(losses))
+        def stacked_done(epoch: int, losses: list[float]) -> None:
+            epoch_done(max(losses), len(losses))
 
-        return train_together(chosen, dataset.train_images, dataset.train_labels, config, generators, epochs_done)
+        return train_together(chosen, dataset.train_images, dataset.train_labels, config, generators, stacked_done)
 
     return fit

@@ -2,14 +2,19 @@
 
 Bars redraw themselves with terminal escape codes, which turn a log file into noise; so where stderr
 is not a terminal (or bars are turned off), each finished trial is one plain line instead, with the
-study's count and an ETA, so that a run under `nohup`, a scheduler or CI still says how far it got.
+study's count and an ETA, so that a run under `nohup`, a scheduler or CI still says how far it got. A
+trial of the paper's grid can train for an hour, so such a log also gets, once a minute, a line saying
+what is running and which epoch it has reached (`EpochReport`s, sent by whichever process trains it).
 """
 
 from __future__ import annotations
 
 import enum
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TextIO
 
@@ -48,15 +53,53 @@ def trial_line(record: TrialRecord, done: int, total: int, eta_seconds: float | 
             f"final loss {loss}, accuracy {accuracy}, {record.train_seconds:.1f} s training")
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """A running group's latest epoch, from the process that trains it to the one that shows progress."""
+
+    trial_id: str
+    """The group's first trial."""
+    seeds: int
+    epoch: int
+    max_epochs: int
+    loss: float
+    """The epoch's training loss; of stacked seeds, the worst of those still training."""
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    """How a running trial shows itself: live bars on this process's terminal, and each epoch handed to
+    `on_epoch` (for a log's line about what is running)."""
+
+    bars: bool = False
+    on_epoch: Callable[[EpochReport], None] | None = None
+
+
+def group_name(first_trial_id: str, seeds: int) -> str:
+    """A group of `seeds` trials, by its first."""
+    others = seeds - 1
+    return first_trial_id if not others else f"{first_trial_id} (+{others} seed{'s' if others > 1 else ''})"
+
+
+def running_line(done: int, total: int, eta_seconds: float | None, running: int, pending: int,
+                 reports: Iterable[EpochReport]) -> str:
+    """What a log says while trials run: the study's count, and each running group's epoch and loss."""
+    eta = "" if eta_seconds is None else f", ETA {format_duration(eta_seconds)}"
+    epochs = "; ".join(f"{group_name(report.trial_id, report.seeds)} epoch {report.epoch}/{report.max_epochs}, loss {report.loss:.4g}"
+                       for report in reports)
+    return f"[{done}/{total}{eta}] running {running}, pending {pending}" + (f": {epochs}" if epochs else "")
+
+
 class StudyProgressView:
     """The study's trials pending, running, done and failed, with an ETA from this run's pace.
 
     `done` counts finished and diverged trials, those recorded before this run included; `failed` counts
-    the trials that failed in this run.
+    the trials that failed in this run. In a log, a line says every `running_seconds` what is running.
     """
 
     def __init__(self, name: str, total: int, already_finished: int, style: ProgressStyle,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, running_seconds: float = 60.0) -> None:
+        self.name = name
         self.total = total
         self.done = already_finished
         self.failed = 0
@@ -66,6 +109,11 @@ class StudyProgressView:
         self._stream = stream or sys.stderr
         self._started = time.monotonic()
         self._recorded_here = 0
+        self._running_seconds = running_seconds
+        self._latest: dict[str, EpochReport] = {}  # by the group's first trial, until its record arrives
+        self._lock = threading.Lock()  # the running line is written by a thread of its own
+        self._stopped = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="sparsecap-progress", daemon=True)
         self._bar = tqdm(total=total, initial=already_finished, desc=name, unit="trial",
                          disable=style is not ProgressStyle.BARS, dynamic_ncols=True, file=self._stream)
 
@@ -78,8 +126,14 @@ class StudyProgressView:
             self.running = running
             self._refresh()
 
+    def epoch_done(self, report: EpochReport) -> None:
+        with self._lock:
+            self._latest[report.trial_id] = report
+
     def record(self, record: TrialRecord) -> None:
         """A trial's result has been written to the database."""
+        with self._lock:
+            self._latest.pop(record.trial_id, None)
         self.running = max(0, self.running - 1)
         self._recorded_here += 1
         if record.status == FAILED:
@@ -90,11 +144,23 @@ class StudyProgressView:
         self._bar.update(1)
         self._refresh()
         if self.style is ProgressStyle.LINES:
-            print(trial_line(record, self.done + self.failed, self.total, self._eta()), file=self._stream, flush=True)
+            self._write(trial_line(record, self.done + self.failed, self.total, self._eta()))
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            print(line, file=self._stream, flush=True)
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(self._running_seconds):
+            if self.running:
+                with self._lock:
+                    reports = list(self._latest.values())
+                self._write(running_line(self.done + self.failed, self.total, self._eta(), self.running,
+                                         self.pending, reports))
 
     def _eta(self) -> float | None:
         remaining = self.total - self.done - self.failed
-        if not remaining:
+        if not remaining or not self._recorded_here:
             return None
         return (time.monotonic() - self._started) / self._recorded_here * remaining
 
@@ -106,9 +172,16 @@ class StudyProgressView:
 
     def __enter__(self) -> StudyProgressView:
         self._refresh()
+        if self.style is ProgressStyle.LINES:
+            self._write(f"{self.name}: {self.pending} trials to run, {self.done} already finished; a line per "
+                        f"finished trial, and every {self._running_seconds:g} s what is running")
+            self._ticker.start()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        self._stopped.set()
+        if self._ticker.is_alive():
+            self._ticker.join()
         self._bar.close()

@@ -33,7 +33,7 @@ from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
-from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.progress import StudyProgressView, TrialProgress
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
 
@@ -70,7 +70,8 @@ def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, sto
     task's only visible CUDA device)."""
     device = "cuda:0" if spec.resources.num_gpus > 0 else "cpu"
     here = runtime.for_process(math.floor(spec.resources.num_cpus), device)
-    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage) / "checkpoints", here, False)
+    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage) / "checkpoints", here,
+                                 TrialProgress())
 
 
 def _slots(ray: Any, spec: StudySpec) -> int:

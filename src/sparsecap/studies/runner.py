@@ -27,7 +27,7 @@ from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, Study
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.executor_choice import Executor
-from sparsecap.studies.progress import ProgressStyle, StudyProgressView
+from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
@@ -194,10 +194,11 @@ def _run_pending(
         else:  # in this process, as one worker of `workers` would (the same threads, so the same numbers)
             here = runtime.for_process(runtime.cores // workers, runtime.devices[0])
             on_device = {name: dataset.to(here.device) for name, dataset in datasets.items()}
+            shown = TrialProgress(bars, view.epoch_done)
             for group in groups:
                 view.set_running(len(group))
                 for result in run_group_or_failures(spec, group, on_device[group[0].dataset],
-                                                    storage / "checkpoints", here, bars):
+                                                    storage / "checkpoints", here, shown):
                     write(result)
                     view.record(result)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),

@@ -4,6 +4,7 @@ Why processes: a small model's step uses one core well and two badly (sparsecap.
 use every core of a machine is one trial per core. Each worker is its own process with its own torch
 threads; the datasets reach it once, as shared-memory tensors, and it returns each group's records to
 this process, which alone writes the database (one transaction per trial, in the order results arrive).
+While it trains, it also sends each epoch's `EpochReport`, for the progress view.
 
 Workers are forked from a fork server that has imported sparsecap and torch once (fast to start, and
 safe: the server never ran an OpenMP region; `sparsecap.studies.fork_server`). A worker that dies
@@ -29,7 +30,7 @@ from sparsecap.studies.database import TrialRecord
 from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.studies.execute import failed_record, meta_model, run_group_or_failures
 from sparsecap.studies.fork_server import start_fork_server
-from sparsecap.studies.progress import StudyProgressView
+from sparsecap.studies.progress import EpochReport, StudyProgressView, TrialProgress
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
 
@@ -52,8 +53,9 @@ def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoint
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
+    progress = TrialProgress(on_epoch=connection.send)
     while (group := connection.recv()) is not None:
-        connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, False))
+        connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, progress))
 
 
 class _Worker:
@@ -73,8 +75,8 @@ class _Worker:
         self.group = group
         self.connection.send(group)
 
-    def records(self) -> list[TrialRecord] | None:
-        """Its group's records, or None if it died before sending them."""
+    def receive(self) -> list[TrialRecord] | EpochReport | None:
+        """Its group's records or an epoch of it, or None if it died before sending its records."""
         try:
             return self.connection.recv()
         except (EOFError, ConnectionResetError):
@@ -128,8 +130,11 @@ def run_on_workers(
             view.set_running(sum(len(worker.group) for worker in busy))
             ready = set(wait([worker.connection for worker in busy] + [worker.process.sentinel for worker in busy]))
             for worker in [worker for worker in busy if {worker.connection, worker.process.sentinel} & ready]:
+                records = worker.receive()
+                if isinstance(records, EpochReport):
+                    view.epoch_done(records)
+                    continue
                 busy.remove(worker)
-                records = worker.records()
                 if records is None:  # died mid-group: run it again on a new worker, or record it failed
                     key = tuple(trial.trial_id for trial in worker.group)
                     deaths[key] += 1
