@@ -198,11 +198,14 @@ def test_a_second_run_into_a_busy_directory_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize(("stop", "code", "said"), [(signal.SIGINT, 130, "interrupted"),
+                                                   (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path, stop, code, said):
     spec = write_spec(tmp_path, SLOW_SPEC)
     process = _start(spec, tmp_path / "out")
     _wait_for_trials(process, tmp_path / "out" / "results.sqlite", 1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate()
-    assert process.returncode == 130
-    assert "rerun the same command to resume" in stderr
+    assert process.returncode == code
+    assert f"{said}: finished trials are saved; rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr and finished_trial_count(tmp_path / "out" / "results.sqlite") >= 1

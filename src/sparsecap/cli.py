@@ -6,8 +6,10 @@ import argparse
 import atexit
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 from pathlib import Path
 
@@ -16,6 +18,16 @@ from sparsecap.errors import SparsecapError
 EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a scheduler's time limit or preemption), which stops a run as Ctrl-C does: every
+    `finally` that stops workers and Ray tasks runs, and no trial's error handling takes it for a failure."""
+
+
+def _raise_terminated(signal_number: int, frame: FrameType | None) -> None:
+    raise Terminated
 
 
 def _integer_at_least(minimum: int, description: str) -> Callable[[str], int]:
@@ -327,16 +339,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prefer_passive_waiting(os.environ)  # before anything imports torch
     arguments = build_parser().parse_args(argv)
+    before = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return arguments.handler(arguments)
     except SparsecapError as error:
         stop_fork_server()  # `sparsecap run`'s early server: no worker will start now
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         stop_fork_server()
-        print("\ninterrupted: finished trials are saved; rerun the same command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        how = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        print(f"\n{how}: finished trials are saved; rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(interruption, Terminated) else EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def run_and_exit() -> NoReturn:
