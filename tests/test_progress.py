@@ -54,9 +54,11 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
     log = _Lines(wanted=2)
     with StudyProgressView("tiny", 4, 0, ProgressStyle.LINES, log, running_seconds=0.01) as view:
         view.set_running(3)
-        view.epoch_done(EpochReport("mlp-mnist-width-static-w64-s0", 2, 17, 300, 0.04321))
-        view.epoch_done(EpochReport("mlp-mnist-width-static-w64-s0", 2, 18, 300, 0.0398))  # the latest epoch replaces the one before
-        view.epoch_done(EpochReport("mlp-mnist-width-static-w128-s0", 1, 3, 300, 1.5))
+        w64, w128 = "mlp-mnist-width-static-w64-s0", "mlp-mnist-width-static-w128-s0"
+        view.epoch_done(EpochReport(w64, w64, 2, 17, 300, 0.04321))
+        view.epoch_done(EpochReport(w64, w64, 2, 18, 300, 0.0398))  # a group's latest epoch replaces the one before
+        view.epoch_done(EpochReport(w128, w128, 1, 300, 300, 0.01))
+        view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5))  # its next seed
         assert log.enough.wait(timeout=60)
         view.record(_record(schedule="static", width=128, seed=0))  # its group is no longer running
         later = len(log.getvalue())
@@ -65,10 +67,10 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
         assert log.enough.wait(timeout=60)
     first = log.getvalue()[:later].splitlines()[1]
     assert first == ("[0/4] running 3, pending 1: mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300, loss 0.0398; "
-                     "mlp-mnist-width-static-w128-s0 epoch 3/300, loss 1.5")
+                     "mlp-mnist-width-static-w128-s1 epoch 3/300, loss 1.5")
     after = log.getvalue()[later:].splitlines()
     assert [line for line in after if line.startswith("[1/4, ETA ") and " running 2, pending 1: " in line
-            and "mlp-mnist-width-static-w128-s0" not in line and "mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300" in line]
+            and "w128" not in line and "mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300" in line]
 
 
 def test_nothing_running_writes_no_running_line():

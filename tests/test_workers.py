@@ -15,10 +15,10 @@ import pytest
 from sparsecap.data import load_dataset
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
-from sparsecap.studies.execute import run_trials_together, seed_groups
+from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
 from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
 from sparsecap.studies.workers import run_on_workers, worker_context
-from tests.study_helpers import TINY_SPEC, comparable_results, descendants, finished_trial_count, write_spec
+from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, descendants, finished_trial_count, write_spec
 
 
 def test_two_workers_give_the_database_of_one_with_threads_pinned(tmp_path):
@@ -55,7 +55,7 @@ def test_workers_report_each_epoch_of_each_trial_to_the_view(tmp_path):
                        tmp_path, records.append, view, Runtime(threads=1, workers=2), workers=2)
     assert len(records) == len(trials) == 8
     for record in records:
-        epochs = [report.epoch for report in view.reports if report.trial_id == record.trial_id]
+        epochs = [report.epoch for report in view.reports if report.group == report.trial_id == record.trial_id]
         assert record.epochs >= 1 and epochs == list(range(1, record.epochs + 1))
     assert {(report.seeds, report.max_epochs) for report in view.reports} == {(1, 3)}
 
@@ -67,7 +67,19 @@ def test_seeds_trained_together_report_as_one_group(tmp_path):
                                   TrialProgress(on_epoch=reports.append))
     assert [record.epochs for record in records] == [3, 3]
     worst = [max(losses) for losses in zip(*(record.epoch_losses for record in records), strict=True)]
-    assert reports == [EpochReport(records[0].trial_id, 2, epoch, 3, worst[epoch - 1]) for epoch in (1, 2, 3)]
+    first = records[0].trial_id
+    assert reports == [EpochReport(first, first, 2, epoch, 3, worst[epoch - 1]) for epoch in (1, 2, 3)]
+
+
+def test_seeds_trained_one_by_one_report_their_group_and_which_seed_trains(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)),
+                     ['schedules=["static"]', "widths=[16384]", "training.max_epochs=2"])  # too wide to stack here
+    reports: list[EpochReport] = []
+    records = run_group_or_failures(spec, expand(spec), load_dataset("digits"), tmp_path, Runtime(threads=1),
+                                    TrialProgress(on_epoch=reports.append))
+    group = records[0].trial_id
+    assert [(report.group, report.trial_id, report.seeds, report.epoch) for report in reports] == [
+        (group, record.trial_id, 1, epoch) for record in records for epoch in (1, 2)]
 
 
 LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")

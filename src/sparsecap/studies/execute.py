@@ -94,7 +94,8 @@ def _epochs_shown(spec: StudySpec, trials: Sequence[Trial], progress: TrialProgr
             bar.update(1)
             bar.set_postfix({"loss": f"{loss:.4f}"} | ({"training": training} if seeds > 1 else {}))
             if progress.on_epoch is not None:
-                progress.on_epoch(EpochReport(trials[0].trial_id, seeds, epochs, spec.training.max_epochs, loss))
+                progress.on_epoch(EpochReport(progress.group or trials[0].trial_id, trials[0].trial_id, seeds, epochs,
+                                              spec.training.max_epochs, loss))
 
         yield epoch_done
 
@@ -295,6 +296,7 @@ def run_group_or_failures(
 
     A group that raises is run again one trial at a time, so one trial's error fails only that trial.
     """
+    progress = dataclasses.replace(progress, group=trials[0].trial_id)
     model = meta_model(trials[0], dataset)
     threads = runtime.threads_for(dense_multiply_accumulates(model, dataset.info.input_shape))
     torch.set_num_threads(threads)  # this process trains only this group now

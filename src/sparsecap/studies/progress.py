@@ -57,9 +57,12 @@ def trial_line(record: TrialRecord, done: int, total: int, eta_seconds: float | 
 class EpochReport:
     """A running group's latest epoch, from the process that trains it to the one that shows progress."""
 
+    group: str
+    """The running group's first trial: the group's latest report replaces its earlier ones."""
     trial_id: str
-    """The group's first trial."""
+    """The first of the trials training (the group's seeds one by one, or stacked)."""
     seeds: int
+    """How many seeds train together."""
     epoch: int
     max_epochs: int
     loss: float
@@ -73,6 +76,8 @@ class TrialProgress:
 
     bars: bool = False
     on_epoch: Callable[[EpochReport], None] | None = None
+    group: str = ""
+    """The running group's first trial (`EpochReport.group`; empty: the first trial training)."""
 
 
 def group_name(first_trial_id: str, seeds: int) -> str:
@@ -85,8 +90,9 @@ def running_line(done: int, total: int, eta_seconds: float | None, running: int,
                  reports: Iterable[EpochReport]) -> str:
     """What a log says while trials run: the study's count, and each running group's epoch and loss."""
     eta = "" if eta_seconds is None else f", ETA {format_duration(eta_seconds)}"
-    epochs = "; ".join(f"{group_name(report.trial_id, report.seeds)} epoch {report.epoch}/{report.max_epochs}, loss {report.loss:.4g}"
-                       for report in reports)
+    epochs = "; ".join(
+        f"{group_name(report.trial_id, report.seeds)} epoch {report.epoch}/{report.max_epochs}, loss {report.loss:.4g}"
+        for report in reports)
     return f"[{done}/{total}{eta}] running {running}, pending {pending}" + (f": {epochs}" if epochs else "")
 
 
@@ -110,7 +116,7 @@ class StudyProgressView:
         self._started = time.monotonic()
         self._recorded_here = 0
         self._running_seconds = running_seconds
-        self._latest: dict[str, EpochReport] = {}  # by the group's first trial, until its record arrives
+        self._latest: dict[str, EpochReport] = {}  # by group, until the records of the group arrive
         self._lock = threading.Lock()  # the running line is written by a thread of its own
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="sparsecap-progress", daemon=True)
@@ -128,12 +134,12 @@ class StudyProgressView:
 
     def epoch_done(self, report: EpochReport) -> None:
         with self._lock:
-            self._latest[report.trial_id] = report
+            self._latest[report.group] = report
 
     def record(self, record: TrialRecord) -> None:
         """A trial's result has been written to the database."""
         with self._lock:
-            self._latest.pop(record.trial_id, None)
+            self._latest.pop(record.trial_id, None)  # a group's records arrive together, its first one first
         self.running = max(0, self.running - 1)
         self._recorded_here += 1
         if record.status == FAILED:
