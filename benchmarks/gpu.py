@@ -1,4 +1,4 @@
-"""Does sparsecap run right and fast on a CUDA GPU? Two parts (issue 12), a few minutes on an H200:
+"""Does sparsecap run right and fast on a CUDA GPU? Three parts (issue 12), a few minutes on an H200:
 
 (a) check: a tiny study (MLP and VGG11 at widths 16 and 32, static and posttrain, two seeds) with every
     measure on (weight noise, every attack, MNIST-C corruptions), run end to end on `cuda` and on `cpu`.
@@ -13,8 +13,11 @@
     seeds trained together (where the model stacks); its throughput is 5 × t(K=1) / t(K=5). Then the
     issue's targets beside the measurements, and an upper bound on the paper's whole grid (every paper-*
     preset, 5 seeds, each trial run to max_epochs), its epochs estimated from the measured ones.
+(c) engine: the MLP's epoch on the dense and the sparse engine at widths 2^9..2^15 (densities 1/4..1/256),
+    and the density below which sparse is faster on this GPU: what `auto`'s threshold for the device is
+    calibrated from (`sparsecap.sparsity.engine`).
 
-    python benchmarks/gpu.py                    # both parts
+    python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
 
 Without CUDA it says so and exits with status 2.
@@ -71,7 +74,7 @@ draws = 2
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "check", "timing"), default="all")
+    parser.add_argument("--part", choices=("all", "check", "timing", "engine"), default="all")
     parser.add_argument("--steps", type=int, default=40, help="timed training steps per case (default 40)")
     parser.add_argument("--out", type=Path, help="where part (a) writes its studies (default: a temporary directory)")
     arguments = parser.parse_args(argv)
@@ -254,8 +257,9 @@ def _random_dataset(name: str, count: int, device: str):
     return ImageDataset(info, images, labels, images[:BATCH], labels[:BATCH], "random")
 
 
-def epoch_seconds(case: Case, seeds: int, steps: int, device: str) -> float | None:
-    """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack)."""
+def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False) -> float | None:
+    """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack);
+    `narrowed`: one model without its unread units, as a study trains it while its mask stays fixed."""
     import torch
 
     from sparsecap.data import DatasetName
@@ -264,6 +268,7 @@ def epoch_seconds(case: Case, seeds: int, steps: int, device: str) -> float | No
     from sparsecap.studies.spec import Family, Schedule
     from sparsecap.studies.trials import Trial
     from sparsecap.training import train
+    from sparsecap.sparsity.unread_units import without_unread_units
     from sparsecap.training.multiseed import can_stack, train_together
 
     spec = parse_spec({"name": "timing", "architectures": [case.architecture], "datasets": [case.dataset],
@@ -275,6 +280,8 @@ def epoch_seconds(case: Case, seeds: int, steps: int, device: str) -> float | No
                                         case.depth, Schedule.STATIC, seed), dataset)[0] for seed in range(seeds)]
     if seeds > 1 and not can_stack(models[0]):
         return None
+    if narrowed:
+        models = [without_unread_units(models[0])]
     config = spec.training.config()
 
     def run(count: int) -> None:
@@ -327,6 +334,51 @@ def time_epochs(steps: int, device: str) -> dict[tuple[Case, int], float | None]
         gain = f"{SEEDS * one / five:.1f}x" if one and five else "-"
         print(f"{case.label:<22}{case.dataset:<9}{case.precision:<10}{_cell(one):>8}{_cell(five):>8}{gain:>7}")
     return times
+
+
+CALIBRATION_WIDTHS = tuple(2**exponent for exponent in range(9, 16))
+"""The MLP widths of the engine calibration: every layer's density is 128 / width (uniform allocation of the
+base's weights), 1/4 down to 1/256."""
+
+
+@dataclass(frozen=True)
+class EngineTiming:
+    """One width's epoch on each engine: the whole network dense and sparse, and sparse without unread units."""
+
+    density: float
+    dense: float
+    sparse: float
+    sparse_narrowed: float
+
+
+def sparse_pays_below(timings: Sequence[EngineTiming]) -> float:
+    """The density below which the sparse engine trains the whole network faster than dense: the highest
+    measured density from which sparse wins at every lower one (0.0: it never wins at the lowest)."""
+    threshold = 0.0
+    for timing in sorted(timings, key=lambda timing: timing.density):
+        if timing.sparse >= timing.dense:
+            break
+        threshold = timing.density
+    return threshold
+
+
+def calibrate_engine(steps: int, device: str) -> list[EngineTiming]:
+    """Part (c): the MLP's epoch on MNIST-shaped data, float32, on each engine across widths, for `auto`'s
+    density threshold on this device."""
+    print(f"\n(c) the sparse engine against dense on this device: MLP epoch seconds, MNIST-shaped data, float32, "
+          f"{steps} timed steps; 'narrowed' is what a study trains while the mask stays fixed")
+    print(f"{'width':>7}{'density':>10}{'dense':>8}{'sparse':>8}{'narrowed':>10}{'dense/sparse':>14}")
+    timings = []
+    for width in CALIBRATION_WIDTHS:
+        seconds = [epoch_seconds(Case("mlp", width, 1, "mnist", engine, "float32"), 1, steps, device, narrowed)
+                   for engine, narrowed in (("dense", False), ("sparse", False), ("sparse", True))]
+        timing = EngineTiming(BASE_WIDTH["mlp"] / width, *seconds)
+        timings.append(timing)
+        print(f"{width:>7}{timing.density:>10.4f}{timing.dense:>8.2f}{timing.sparse:>8.2f}"
+              f"{timing.sparse_narrowed:>10.2f}{timing.dense / timing.sparse:>13.2f}x")
+    print(f"(c) the sparse engine trains the whole network faster at densities up to {sparse_pays_below(timings)} "
+          "(0.0: at none measured)")
+    return timings
 
 
 def _time_of(times: dict, architecture: str, width: int, precision: str, seeds: int = 1,
@@ -400,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = time_epochs(arguments.steps, "cuda:0")
         print_targets(times)
         print_grid_estimate(times)
+    if arguments.part in ("all", "engine"):
+        calibrate_engine(arguments.steps, "cuda:0")
     return 0 if passed else 1
 
 

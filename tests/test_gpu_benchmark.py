@@ -94,3 +94,19 @@ def test_an_epoch_is_timed_through_the_studys_code_on_any_device(gpu, seeds):
     case = gpu.Case("mlp", 128, 1, "cifar10", "auto", "float32")
     seconds = gpu.epoch_seconds(case, seeds, 2, "cpu")  # the path a CUDA run takes, on the CPU
     assert seconds is not None and seconds > 0
+
+
+def test_the_sparse_engine_pays_below_the_highest_density_from_which_it_wins_at_every_lower_one(gpu):
+    def timing(density, dense, sparse):
+        return gpu.EngineTiming(density, dense, sparse, sparse / 2)
+
+    wins_low = [timing(0.25, 1.0, 1.5), timing(0.0625, 1.0, 0.9), timing(0.125, 1.0, 1.1), timing(0.0039, 2.0, 0.5)]
+    assert gpu.sparse_pays_below(wins_low) == 0.0625
+    assert gpu.sparse_pays_below([timing(0.25, 1.0, 0.5), timing(0.0039, 2.0, 0.5)]) == 0.25
+    assert gpu.sparse_pays_below([timing(0.25, 1.0, 0.5), timing(0.0039, 0.4, 0.5)]) == 0.0  # loses at the lowest
+    assert gpu.sparse_pays_below([]) == 0.0
+
+
+def test_a_narrowed_epoch_is_timed_through_the_studys_code(gpu):
+    case = gpu.Case("mlp", 1024, 1, "mnist", "sparse", "float32")
+    assert gpu.epoch_seconds(case, 1, 2, "cpu", narrowed=True) > 0
