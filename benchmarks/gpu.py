@@ -1,4 +1,4 @@
-"""Does sparsecap run right and fast on a CUDA GPU? Three parts (issue 12), a few minutes on an H200:
+"""Does sparsecap run right and fast on a CUDA GPU? Four parts (issue 12), a few minutes on an H200:
 
 (a) check: a tiny study (MLP and VGG11 at widths 16 and 32, static and posttrain, two seeds) with every
     measure on (weight noise, every attack, MNIST-C corruptions), run end to end on `cuda` and on `cpu`.
@@ -8,14 +8,17 @@
     scaled to 28×28 and written as MNIST files, so nothing needs downloading.
 (b) timing: seconds per training epoch through the study's own code (`prepare_model`, `train`,
     `train_together`) on random uint8 data held on the GPU: every model on CIFAR-shaped data (50,000
-    images, as issue 12 asks), the MLPs also on MNIST-shaped data (60,000, the MLP presets'). Each case trains a
-    warm-up epoch of two batches, then `--steps` batches, extrapolated to a whole epoch. K = 5 is five
+    images, as issue 12 asks), the MLPs also on MNIST-shaped data (60,000, the MLP presets'). Each case trains
+    runs of one and of three epochs of `--steps` batches after a warm-up; their difference, extrapolated to
+    a whole epoch, is its epoch (so what a run pays once is left out). K = 5 is five
     seeds trained together (where the model stacks); its throughput is 5 × t(K=1) / t(K=5). Then the
     issue's targets beside the measurements, and an upper bound on the paper's whole grid (every paper-*
     preset, 5 seeds, each trial run to max_epochs), its epochs estimated from the measured ones.
 (c) engine: the MLP's epoch on the dense and the sparse engine at widths 2^9..2^15 (densities 1/4..1/256),
     and the density below which sparse is faster on this GPU: what `auto`'s threshold for the device is
     calibrated from (`sparsecap.sparsity.engine`).
+(d) graphs: training with its steps replayed as CUDA graphs (`sparsecap.training.graphed_steps`) against
+    eager training: the weights after three epochs of a cosine schedule, and the epoch times.
 
     python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
@@ -26,6 +29,8 @@ Without CUDA it says so and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import sys
 import tempfile
 import time
@@ -74,8 +79,8 @@ draws = 2
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "check", "timing", "engine"), default="all")
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps per case (default 40)")
+    parser.add_argument("--part", choices=("all", "check", "timing", "engine", "graphs"), default="all")
+    parser.add_argument("--steps", type=int, default=20, help="training steps per timed epoch (default 20)")
     parser.add_argument("--out", type=Path, help="where part (a) writes its studies (default: a temporary directory)")
     arguments = parser.parse_args(argv)
     if arguments.steps < 1:
@@ -193,6 +198,9 @@ def check_devices(root: Path, devices: Sequence[str] = ("cuda:0", "cpu")) -> boo
         rows[device] = {row["trial_id"]: row for row in database.rows("trials")}
         measures = {table: len(database.rows(table)) for table in ("weight_noise", "adversarial", "corruption")}
         print(f"(a) {device}: {len(rows[device])} trials in {time.perf_counter() - started:.0f} s; rows: {measures}")
+        for trial_id, row in rows[device].items():
+            if row["status"] != "finished":
+                print(f"    {trial_id}: {row['status']}: {(row['error'] or '').strip().splitlines()[-1:]}")
         if not all(measures.values()):
             print(f"    FAIL: a measure recorded nothing on {device}")
             return False
@@ -257,49 +265,139 @@ def _random_dataset(name: str, count: int, device: str):
     return ImageDataset(info, images, labels, images[:BATCH], labels[:BATCH], "random")
 
 
-def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False) -> float | None:
-    """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack);
-    `narrowed`: one model without its unread units, as a study trains it while its mask stays fixed."""
-    import torch
-
+def _prepared(case: Case, seeds: int, images: int, device: str, narrowed: bool = False):
+    """`seeds` models of `case` prepared as a study prepares them, random data of `images` images on
+    `device`, and the training settings; None where the models do not stack."""
     from sparsecap.data import DatasetName
     from sparsecap.studies import parse_spec
     from sparsecap.studies.execute import prepare_model
     from sparsecap.studies.spec import Family, Schedule
     from sparsecap.studies.trials import Trial
-    from sparsecap.training import train
     from sparsecap.sparsity.unread_units import without_unread_units
-    from sparsecap.training.multiseed import can_stack, train_together
+    from sparsecap.training.multiseed import can_stack
 
     spec = parse_spec({"name": "timing", "architectures": [case.architecture], "datasets": [case.dataset],
                        "widths": sorted({BASE_WIDTH[case.architecture], case.width}), "depths": [case.depth],
                        "training": {"engine": case.engine, "precision": case.precision, "batch_size": BATCH,
                                     "max_epochs": 1, "stop_loss": 0.0}}, "timing")
-    dataset = _random_dataset(case.dataset, steps * BATCH, device)
+    dataset = _random_dataset(case.dataset, images, device)
     models = [prepare_model(spec, Trial(case.architecture, DatasetName(case.dataset), Family.WIDTH, case.width,
                                         case.depth, Schedule.STATIC, seed), dataset)[0] for seed in range(seeds)]
     if seeds > 1 and not can_stack(models[0]):
         return None
     if narrowed:
         models = [without_unread_units(models[0])]
-    config = spec.training.config()
-
-    def run(count: int) -> None:
-        images, labels = dataset.train_images[:count], dataset.train_labels[:count]
-        generators = [torch.Generator().manual_seed(seed) for seed in range(seeds)]
-        if seeds == 1:
-            train(models[0], images, labels, config, generators[0])
-        else:
-            train_together(models, images, labels, config, generators)
-
-    run(2 * BATCH)  # warm-up: kernels chosen, memory pools grown
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    run(steps * BATCH)  # ends by reading the epoch's loss: the device has finished
-    return (time.perf_counter() - started) * TRAIN_IMAGES[case.dataset] / (steps * BATCH)
+    return models, dataset, spec.training.config()
 
 
+def _train(models, dataset, config, images: int | None = None) -> list:
+    """Train `models` (one, or seeds together) on the first `images` images as a study does."""
+    import torch
+
+    from sparsecap.training import train
+    from sparsecap.training.multiseed import train_together
+
+    images_, labels = dataset.train_images[:images], dataset.train_labels[:images]
+    generators = [torch.Generator().manual_seed(seed) for seed in range(len(models))]
+    if len(models) == 1:
+        return [train(models[0], images_, labels, config, generators[0])]
+    return train_together(models, images_, labels, config, generators)
+
+
+def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False) -> float | None:
+    """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack);
+    `narrowed`: one model without its unread units, as a study trains it while its mask stays fixed.
+
+    One epoch's cost is the difference of runs of one and three epochs of `steps` batches: what a run pays
+    once (the optimiser, recording CUDA graphs) is not extrapolated to a whole epoch."""
+    import dataclasses
+
+    import torch
+
+    prepared = _prepared(case, seeds, steps * BATCH, device, narrowed)
+    if prepared is None:
+        return None
+    models, dataset, config = prepared
+
+    def seconds(epochs: int) -> float:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        _train(models, dataset, dataclasses.replace(config, max_epochs=epochs))  # ends reading the loss
+        return time.perf_counter() - started
+
+    seconds(1)  # warm-up: kernels chosen, memory pools grown
+    per_epoch = (seconds(3) - seconds(1)) / 2
+    return per_epoch * TRAIN_IMAGES[case.dataset] / (steps * BATCH)
+
+
+@contextlib.contextmanager
+def eager_steps():
+    """Training without CUDA graphs (`sparsecap.training.graphed_steps`), the reference they are compared to."""
+    from sparsecap.training import graphed_steps
+
+    graphs_apply = graphed_steps.graphs_apply
+    graphed_steps.graphs_apply = lambda *arguments, **keywords: False
+    try:
+        yield
+    finally:
+        graphed_steps.graphs_apply = graphs_apply
+
+
+def _largest_gap(first_models, second_models) -> float:
+    """The largest absolute difference between the two runs' weights and buffers."""
+    return max(float((first.double() - second.double()).abs().max())
+               for first_model, second_model in zip(first_models, second_models, strict=True)
+               for first, second in zip(first_model.state_dict().values(), second_model.state_dict().values(),
+                                        strict=True))
+
+
+GRAPH_CASES = (Case("mlp", 128, 1, "mnist", "auto", "float32"), Case("vgg", 16, 11, "cifar10", "dense", "float32"),
+               Case("resnet", 64, 18, "cifar10", "dense", "bfloat16"))
+
+
+def compare_graphs(steps: int, device: str) -> bool:
+    """Part (d): training replayed as CUDA graphs against eager training: the same weights after three epochs
+    of a cosine schedule with a partial last batch (one model, and three seeds together), and the epoch time
+    of each. True when graphed training is as close to eager training as eager training is to itself (some
+    cuDNN kernels sum in an order that varies from run to run)."""
+    import copy
+    import dataclasses
+
+    from sparsecap.training import LearningRateSchedule
+
+    print("\n(d) CUDA graphs against eager steps: weights after 3 epochs (cosine, 5 batches + a partial one), "
+          f"epoch seconds ({steps} timed steps)")
+    print(f"{'model':<22}{'precision':<10}{'K':>3}{'largest weight gap':>26}{'eager s':>9}{'graphs s':>9}{'gain':>7}")
+    identical = True
+    for case in GRAPH_CASES:
+        for seeds in (1, 3):
+            prepared = _prepared(case, seeds, 5 * BATCH + 17, device)
+            if prepared is None:
+                continue
+            models, dataset, config = prepared
+            config = dataclasses.replace(config, max_epochs=3, schedule=LearningRateSchedule.COSINE)
+            runs = [copy.deepcopy(models) for _ in range(3)]  # eager twice (is eager itself repeatable?), graphed
+            losses = []
+            for index, run in enumerate(runs):
+                with eager_steps() if index < 2 else contextlib.nullcontext():
+                    losses.append([result.epoch_losses for result in _train(run, dataset, config)])
+            eager_gap, graph_gap = (_largest_gap(runs[0], runs[other]) for other in (1, 2))
+            equal = graph_gap == 0.0 and losses[0] == losses[2]
+            identical &= graph_gap <= eager_gap
+            shown = "bit-identical" if equal else f"{graph_gap:.1e} (eager {eager_gap:.1e})"
+            with eager_steps():
+                eager = epoch_seconds(case, seeds, steps, device)
+            graphed = epoch_seconds(case, seeds, steps, device)
+            gain = f"{eager / graphed:.1f}x" if eager and graphed else "-"
+            print(f"{case.label:<22}{case.precision:<10}{seeds:>3}{shown:>26}{_cell(eager):>9}{_cell(graphed):>9}"
+                  f"{gain:>7}")
+    print(f"(d) {'PASS' if identical else 'FAIL'}: graphed training {'equals' if identical else 'differs from'} "
+          "eager training")
+    return identical
+
+
+@functools.cache
 def multiply_accumulates(architecture: str, width: int, depth: int, dataset: str) -> int:
     import torch
 
@@ -454,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_grid_estimate(times)
     if arguments.part in ("all", "engine"):
         calibrate_engine(arguments.steps, "cuda:0")
+    if arguments.part in ("all", "graphs"):
+        passed &= compare_graphs(arguments.steps, "cuda:0")
     return 0 if passed else 1
 
 

@@ -10,6 +10,7 @@ import pickle
 import cv2
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from sparsecap.corruptions import Suite, corrupt, get_corruption, list_corruptions, to_channels_last
@@ -594,6 +595,21 @@ def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_pat
                                                                                   draws=2, seed=6))
     assert other_seed.directory != first.directory
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([first.directory.name, other_seed.directory.name])
+
+
+
+def test_cached_inputs_are_found_from_a_device_tensor_whose_pixels_this_process_cannot_read(tmp_path):
+    """A trial on a GPU passes its test set as a CUDA tensor, which has no `.numpy()`: once the study has
+    generated the inputs, only the count is read (here a tensor on the `meta` device, which has no pixels)."""
+    pixels = _digits(30).transpose(0, 3, 1, 2)
+    config = ProtocolConfig.default(Suite.MNIST_C, sample_size=12, draws=2, seed=5)
+    generated = prepare_inputs(tmp_path, "mnist", torch.from_numpy(pixels), config)
+    unreadable = torch.empty(pixels.shape, dtype=torch.uint8, device="meta")
+    with pytest.raises(NotImplementedError):
+        unreadable.cpu()
+    found = prepare_inputs(tmp_path, "mnist", unreadable, config)
+    assert found.directory == generated.directory
+    assert all(np.array_equal(a.images, b.images) for a, b in zip(generated, found, strict=True))
 
 
 # ------------------------------------------------------------------------------------------- the study

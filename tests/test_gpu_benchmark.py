@@ -40,7 +40,7 @@ def test_the_message_tells_a_cpu_build_from_a_machine_without_a_gpu(gpu):
 
 def test_arguments(gpu, capsys):
     defaults = gpu.parse_arguments([])
-    assert (defaults.part, defaults.steps, defaults.out) == ("all", 40, None)
+    assert (defaults.part, defaults.steps, defaults.out) == ("all", 20, None)
     assert gpu.parse_arguments(["--part", "timing", "--steps", "5"]).steps == 5
     with pytest.raises(SystemExit) as exited:
         gpu.parse_arguments(["--steps", "0"])
@@ -110,3 +110,10 @@ def test_the_sparse_engine_pays_below_the_highest_density_from_which_it_wins_at_
 def test_a_narrowed_epoch_is_timed_through_the_studys_code(gpu):
     case = gpu.Case("mlp", 1024, 1, "mnist", "sparse", "float32")
     assert gpu.epoch_seconds(case, 1, 2, "cpu", narrowed=True) > 0
+
+
+def test_graphed_and_eager_training_are_compared_through_the_studys_code_on_any_device(gpu, monkeypatch, capsys):
+    monkeypatch.setattr(gpu, "GRAPH_CASES", (gpu.Case("mlp", 128, 1, "mnist", "auto", "float32"),))
+    assert gpu.compare_graphs(1, "cpu")  # no graphs on a CPU: eager against eager, which is repeatable there
+    printed = capsys.readouterr().out
+    assert printed.count("bit-identical") == 2 and "(d) PASS" in printed

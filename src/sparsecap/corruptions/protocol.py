@@ -162,13 +162,11 @@ def prepare_inputs(
 ) -> EvaluationInputs:
     """The protocol's corrupted inputs for one dataset: loaded from the cache, or generated into it once.
 
-    `test_images` is the whole test split, (N, C, H, W) as the data layer holds it (a torch tensor or
-    array) or already channels-last. Frost without pictures and pessimal_noise without its matrix are
-    skipped and reported in `skipped`.
+    `test_images` is the whole test split, (N, C, H, W) as the data layer holds it (a torch tensor on any
+    device, or an array) or already channels-last; only its length is read when the cache holds the
+    inputs. Frost without pictures and pessimal_noise without its matrix are skipped and reported in
+    `skipped`.
     """
-    images = np.asarray(test_images.numpy() if hasattr(test_images, "numpy") else test_images)
-    if images.ndim == 4 and images.shape[1:] != config.suite.image_shape:
-        images = to_channels_last(images)
     frost_dir = frost_module.frost_directory(frost_directory)
     matrix_path = pessimal.matrix_path(pessimal_matrix)
     corruptions = [get_corruption(name, config.suite) for name in config.corruptions]
@@ -176,9 +174,13 @@ def prepare_inputs(
     digest = frost_module.pictures_digest(frost_dir) if needs_frost and frost_dir is not None else None
     needs_matrix = any(corruption.needs_pessimal_matrix for corruption in corruptions)
     matrix_digest = pessimal.matrix_digest(matrix_path) if needs_matrix else None
-    directory = Path(cache_root) / cache_key(dataset, config, len(images), digest, matrix_digest)
+    directory = Path(cache_root) / cache_key(dataset, config, len(test_images), digest, matrix_digest)
     if (directory / MANIFEST).is_file():
         return _load(directory, dataset, config)
+    # Generated on the CPU from the pixels, wherever the study holds them (a GPU's tensors: copied here).
+    images = np.asarray(test_images.cpu().numpy() if hasattr(test_images, "cpu") else test_images)
+    if images.ndim == 4 and images.shape[1:] != config.suite.image_shape:
+        images = to_channels_last(images)
 
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

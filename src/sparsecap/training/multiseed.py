@@ -48,6 +48,7 @@ from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
+from sparsecap.training.graphed_steps import steps_for
 from sparsecap.training.stacked_cnn import StackLinks, is_convolutional, stack_cnns, unstackable_module
 from sparsecap.training.precision import numeric_precision
 from sparsecap.training.trainer import TrainingResult, forward_of, loss_accumulator, to_pixels
@@ -213,28 +214,39 @@ def train_together(
     started = time.perf_counter()
     stacked.train()
     forward, layout = forward_of(stacked, config), memory_format(models[0], labels.device)  # the seeds' layout
+    sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
+    orders: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def step(indices: torch.Tensor) -> torch.Tensor:
+        """One step on the K seeds' batches, `indices` holding them one after another."""
+        rows = len(indices) // count
+        batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
+        if config.augmentation:
+            batch_images = torch.cat([
+                random_crop_and_flip(chunk, generators[index]) if index in orders else chunk
+                for index, chunk in enumerate(batch_images.split(rows))
+            ])
+        logits = forward(to_pixels(batch_images, layout)).reshape(len(indices), -1)
+        targets = labels.index_select(0, indices)
+        losses = functional.cross_entropy(logits, targets, reduction="none").view(count, -1).mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        optimizer.step()
+        sums.add_(losses.detach().to(sums.dtype) * rows)
+        return logits
+
+    run_step = steps_for(step, stacked, optimizer, [sums], config, labels.device, hooked=False)
     with numeric_precision(config.precision, labels.device):  # as `train`
         for epoch in range(config.max_epochs):
             active = [index for index in range(count) if final[index] is None]
-            orders = {index: torch.randperm(len(labels), generator=generators[index]).split(config.batch_size)
-                      for index in active}
-            sums = torch.zeros(count, dtype=loss_accumulator(labels.device), device=labels.device)
-            for step in range(len(orders[active[0]])):
+            # Drawn on the CPU as in `train`, then moved once per epoch: a copy per step would wait for the device.
+            orders = {index: torch.randperm(len(labels), generator=generators[index]).to(labels.device)
+                      .split(config.batch_size) for index in active}
+            sums.zero_()
+            for position in range(len(orders[active[0]])):
                 # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.
-                batches = [orders.get(index, orders[active[0]])[step] for index in range(count)]
-                indices = torch.cat(batches).to(labels.device)
-                batch_images = images.index_select(0, indices)  # as `train`: faster than images[indices]
-                if config.augmentation:
-                    batch_images = torch.cat([
-                        random_crop_and_flip(chunk, generators[index]) if index in orders else chunk
-                        for index, chunk in enumerate(batch_images.split(len(batches[0])))
-                    ])
-                logits = forward(to_pixels(batch_images, layout)).reshape(len(indices), -1)
-                losses = functional.cross_entropy(logits, labels[indices], reduction="none").view(count, -1).mean(1)
-                optimizer.zero_grad(set_to_none=True)
-                losses.sum().backward()
-                optimizer.step()
-                sums += losses.detach().to(sums.dtype) * len(batches[0])
+                batches = [orders.get(index, orders[active[0]])[position] for index in range(count)]
+                logits = run_step(torch.cat(batches))
             epoch_losses = (sums / len(labels)).tolist()  # the epoch's one wait for the device, as in `train`
             for index in active:
                 result = results[index]

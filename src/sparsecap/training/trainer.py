@@ -20,6 +20,7 @@ from sparsecap.devices import memory_format
 from sparsecap.training.augmentation import random_crop_and_flip
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
+from sparsecap.training.graphed_steps import steps_for
 from sparsecap.training.precision import numeric_precision
 from sparsecap.training.step_hook import Step, StepHook
 
@@ -87,25 +88,32 @@ def train(
     model.train()
     steps, planned = 0, config.max_epochs * math.ceil(len(labels) / config.batch_size)
     forward, layout = forward_of(model, config), memory_format(model, labels.device)
+    loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        nonlocal steps
+        batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
+        if config.augmentation:
+            batch_images = random_crop_and_flip(batch_images, generator)
+        pixels, targets = to_pixels(batch_images, layout), labels.index_select(0, batch)
+        logits = forward(pixels)
+        loss = functional.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if on_step is not None:
+            steps += 1
+            on_step(Step(steps, planned, optimizer, functools.partial(_batch_loss, model, pixels, targets)))
+        loss_sum.add_(loss.detach().to(loss_sum.dtype) * len(batch))
+        return logits
+
+    run_step = steps_for(step, model, optimizer, [loss_sum], config, labels.device, hooked=on_step is not None)
     with numeric_precision(config.precision, labels.device):
         for epoch in range(config.max_epochs):
-            loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
+            loss_sum.zero_()
             # The order is drawn on the CPU from the trial's generator: the same on every device.
             for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
-                batch_images = images.index_select(0, batch)  # ~10x faster than images[batch] on uint8
-                if config.augmentation:
-                    batch_images = random_crop_and_flip(batch_images, generator)
-                pixels = to_pixels(batch_images, layout)
-                logits = forward(pixels)
-                loss = functional.cross_entropy(logits, labels[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if on_step is not None:
-                    steps += 1
-                    batch_loss = functools.partial(_batch_loss, model, pixels, labels[batch])
-                    on_step(Step(steps, planned, optimizer, batch_loss))
-                loss_sum += loss.detach().to(loss_sum.dtype) * len(batch)
+                logits = run_step(batch)
             result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
             if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
                 result.diverged = True
