@@ -252,3 +252,18 @@ def test_quick_adversarial_preset_runs_from_the_cli_and_reports_fig3(tmp_path, c
     assert 'src="adversarial_accuracy.png"' in html
     assert "Robust accuracy under adversarial attacks" in html
     assert (out / "report" / "adversarial_accuracy.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("attack", list(Attack))
+def test_every_attack_runs_on_its_inputs_device_alone(attack):
+    """Every tensor an attack makes lives where the pixels are: on a GPU a CPU tensor among them fails (APGD's
+    per-example state once did). `meta` stands in for a GPU here: no CPU tensor mixes with it, and it has no
+    values, so a step that waited for the device (a mask index, `.item()`) fails too."""
+    from sparsecap.data import dataset_info
+
+    with torch.device("meta"):
+        model = create_model(ModelConfig("mlp", 16, 1), dataset_info("digits"))
+    pixels = torch.empty((4, 1, 8, 8), device="meta")
+    labels = torch.empty(4, dtype=torch.long, device="meta")
+    adversarial = run_attack(model, attack, pixels, labels, 0.1, 3, torch.Generator().manual_seed(0))
+    assert adversarial.device.type == "meta" and adversarial.shape == pixels.shape

@@ -41,3 +41,12 @@ def test_global_pruning_keeps_exactly_the_largest_magnitudes_overall():
     after = torch.cat([layer.weight.detach().flatten() for _, layer in masked_layers(model)])
     assert torch.equal(after[kept], before[kept])
     assert torch.count_nonzero(after[~kept]) == 0
+
+
+def test_pruning_masks_are_made_where_the_weights_are():
+    """On a GPU the kept positions are found there, and a CPU mask cannot be indexed by them (`meta` stands in
+    for the GPU)."""
+    from sparsecap.sparsity.pruning import _keep_largest
+
+    kept = _keep_largest(torch.empty((5, 7), device="meta"), 3)
+    assert kept.device.type == "meta" and kept.shape == (5, 7)

@@ -195,19 +195,21 @@ def apgd(
     with frozen(model):
         current = _random_start(pixels, epsilon, generator) if random_start else pixels.clone()
         previous = current
-        step = torch.full(shape, 2.0 * epsilon, dtype=pixels.dtype)
-        best, best_loss, best_gradient = current, torch.full((n,), -math.inf), torch.zeros_like(pixels)
-        found = torch.zeros(n, dtype=torch.bool)
-        result = current.clone()
-        last_loss = torch.full((n,), -math.inf)
-        increases = torch.zeros(n, dtype=torch.long)
+        device = pixels.device  # every per-example tensor where the pixels are (a GPU's: no copy per step)
+        step = torch.full(shape, 2.0 * epsilon, dtype=pixels.dtype, device=device)
+        best, best_gradient = current, torch.zeros_like(pixels)
+        best_loss = torch.full((n,), -math.inf, device=device)
+        found = torch.zeros(n, dtype=torch.bool, device=device)
+        result = current
+        last_loss = torch.full((n,), -math.inf, device=device)
+        increases = torch.zeros(n, dtype=torch.long, device=device)
         last_checkpoint, checkpoint_step, checkpoint_best = 0, step.clone(), best_loss.clone()
 
         def record(point: torch.Tensor, losses: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
             """Keep the first misclassified iterate and the best-loss one; True where `point` is the new best."""
-            nonlocal found, best, best_loss
+            nonlocal found, best, best_loss, result
             fooled = (predictions != labels) & ~found
-            result[fooled] = point[fooled]
+            result = torch.where(fooled.view(shape), point, result)  # a mask index would wait for the device
             found = found | fooled
             better = losses > best_loss
             best = torch.where(better.view(shape), point, best)

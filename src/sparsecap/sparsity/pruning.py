@@ -12,7 +12,7 @@ from sparsecap.sparsity.static import layer_shapes
 
 
 def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:
-    mask = torch.zeros(magnitudes.numel(), dtype=torch.bool)
+    mask = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
     mask[torch.topk(magnitudes.flatten(), count, sorted=False).indices] = True
     return mask.view(magnitudes.shape)
 

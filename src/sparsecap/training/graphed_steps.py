@@ -31,7 +31,8 @@ from sparsecap.sparsity.sparse_linear import SparseLinear
 from sparsecap.training.config import TrainingConfig
 
 Step = Callable[[torch.Tensor], torch.Tensor]
-"""One training step on the examples at these indices (a device tensor); returns the step's logits."""
+"""One training step on the examples at these indices (a device tensor); returns the step's logits, detached
+(a recorded step's autograd nodes, kept alive, would be reused by the next eager step on another stream)."""
 
 REHEARSALS = 2
 """Eager runs of a step before it is recorded (PyTorch's examples use a few; the first chooses kernels)."""

@@ -233,7 +233,7 @@ def train_together(
         losses.sum().backward()
         optimizer.step()
         sums.add_(losses.detach().to(sums.dtype) * rows)
-        return logits
+        return logits.detach()  # holding its autograd graph would keep the step's nodes alive
 
     run_step = steps_for(step, stacked, optimizer, [sums], config, labels.device, hooked=False)
     with numeric_precision(config.precision, labels.device):  # as `train`

@@ -105,7 +105,7 @@ def train(
             steps += 1
             on_step(Step(steps, planned, optimizer, functools.partial(_batch_loss, model, pixels, targets)))
         loss_sum.add_(loss.detach().to(loss_sum.dtype) * len(batch))
-        return logits
+        return logits.detach()  # holding its autograd graph would keep the step's nodes alive
 
     run_step = steps_for(step, model, optimizer, [loss_sum], config, labels.device, hooked=on_step is not None)
     with numeric_precision(config.precision, labels.device):
