@@ -117,3 +117,21 @@ def test_graphed_and_eager_training_are_compared_through_the_studys_code_on_any_
     assert gpu.compare_graphs(1, "cpu")  # no graphs on a CPU: eager against eager, which is repeatable there
     printed = capsys.readouterr().out
     assert printed.count("bit-identical") == 2 and "(d) PASS" in printed
+
+
+def _trials(**accuracies):
+    return {trial_id: {"architecture": trial_id.split("_")[0], "status": "finished" if accuracy is not None
+                       else "failed", "test_accuracy": accuracy} for trial_id, accuracy in accuracies.items()}
+
+
+def test_accuracies_may_differ_between_devices_by_2_points_or_by_what_rounding_moves_them_on_the_cpu(gpu):
+    cpu = _trials(mlp_a=0.90, mlp_b=0.80, vgg_a=0.95, vgg_b=0.10)
+    one_thread = _trials(mlp_a=0.90, mlp_b=0.81, vgg_a=0.97, vgg_b=0.18)
+    tolerances = gpu.accuracy_tolerances(cpu, one_thread)
+    assert tolerances == {"mlp": 0.02, "vgg": pytest.approx(0.08)}
+    cuda = _trials(mlp_a=0.93, mlp_b=0.80, vgg_a=0.88, vgg_b=0.10)
+    assert gpu.accuracy_problems(cuda, cpu, tolerances) == ["mlp_a: accuracy differs by 3.0 points (tolerance 2.0)"]
+    assert gpu.accuracy_problems(_trials(mlp_a=None, mlp_b=0.5, vgg_a=0.95, vgg_b=0.1), cpu, tolerances) == [
+        "mlp_b: accuracy differs by 30.0 points (tolerance 2.0)"]  # a failed trial is reported as failed instead
+    assert gpu.accuracy_tolerances(cpu, _trials(mlp_a=None, mlp_b=0.8, vgg_a=0.95, vgg_b=0.1)) == {
+        "mlp": 0.02, "vgg": 0.02}

@@ -17,11 +17,10 @@ from sparsecap.training.graphed_steps import graphs_apply, rehearse, steps_for
 
 def _model(architecture: str) -> nn.Module:
     info = dataset_info("cifar10")
-    width = 8 if architecture == "vgg" else 64
-    capacity = weight_count(create_model(ModelConfig(architecture, width // 2, 11 if architecture == "vgg" else 1), info))
-    return sparse_model_at_init(create_model(ModelConfig(architecture, width, 11 if architecture == "vgg" else 1), info),
-                                capacity, Allocation.UNIFORM, torch.Generator().manual_seed(1),
-                                torch.Generator().manual_seed(2))
+    width, depth = (8, 11) if architecture == "vgg" else (64, 1)
+    capacity = weight_count(create_model(ModelConfig(architecture, width // 2, depth), info))
+    return sparse_model_at_init(create_model(ModelConfig(architecture, width, depth), info), capacity,
+                                Allocation.UNIFORM, torch.Generator().manual_seed(1), torch.Generator().manual_seed(2))
 
 
 def _stepper(model: nn.Module):
