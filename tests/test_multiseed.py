@@ -9,7 +9,9 @@ from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, initialize_, masked_layers, set_engine, sparse_model_at_init
 from sparsecap.training import TrainingConfig, train
+from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.training.multiseed import (
+    CNN_STACKING_LIMIT,
     STACKED_ACTIVATIONS_LIMIT,
     can_stack,
     stack_models,
@@ -104,13 +106,19 @@ def test_seeds_are_stacked_only_while_their_activations_stay_small():
     assert 5 * 128 * (1024 + 10) * 4 <= STACKED_ACTIVATIONS_LIMIT < 5 * 128 * (2048 + 10) * 4
 
 
-def test_cnn_seeds_stack_off_the_cpu_only_and_mlp_seeds_while_their_activations_stay_small():
+def test_small_cnn_seeds_stack_off_the_cpu_only_and_mlp_seeds_while_their_activations_stay_small():
     info = dataset_info("cifar10")
     with torch.device("meta"):  # as the study decides: from the shapes alone
-        vgg, base, wide = (create_model(ModelConfig(*config), info)
-                           for config in (("vgg", 16, 11), ("mlp", 128, 1), ("mlp", 8192, 1)))
-    assert [stacks_here(vgg, 5, 128, device) for device in ("cpu", "cuda", "mps")] == [False, True, True]
-    assert not stacks_here(vgg, 1, 128, "cuda")  # one seed: nothing to stack
-    assert stacks_here(base, 5, 128, "cpu") and not stacks_here(wide, 5, 128, "cpu")
+        vgg, large_vgg, base, wide = (create_model(ModelConfig(*config), info) for config in (
+            ("vgg", 16, 11), ("vgg", 64, 11), ("mlp", 128, 1), ("mlp", 8192, 1)))
+    size = {id(model): dense_multiply_accumulates(model, info.input_shape) for model in (vgg, large_vgg, base, wide)}
+
+    def stacks(model, count, device):
+        return stacks_here(model, count, 128, device, size[id(model)])
+
+    assert [stacks(vgg, 5, device) for device in ("cpu", "cuda", "mps")] == [False, True, True]
+    assert not stacks(vgg, 1, "cuda")  # one seed: nothing to stack
+    assert size[id(large_vgg)] > CNN_STACKING_LIMIT > size[id(vgg)] and not stacks(large_vgg, 5, "cuda")
+    assert stacks(base, 5, "cpu") and not stacks(wide, 5, "cpu")
     vgg.network.add_module("dropout", torch.nn.Dropout())
-    assert not stacks_here(vgg, 5, 128, "cuda")
+    assert not stacks(vgg, 5, "cuda")

@@ -69,7 +69,8 @@ class TrainingSpec(_Strict):
     seeds_together: bool = False
     """Train the seeds of each grid point as one stacked program (`train_together`) where it gains
     (`stacks_here`): MLPs small enough (`stacking_pays`), CNNs (one grouped-convolution network) off the
-    CPU; other models train seed by seed. The same numbers up to float rounding (docs/performance.md)."""
+    CPU and below 10^8 multiply-accumulates per example; other models train seed by seed. The same numbers
+    up to float rounding (docs/performance.md)."""
     precision: Precision = Precision.FLOAT32
     """The arithmetic of training (`sparsecap.training.precision`); evaluation is always float32."""
     compile: bool = False

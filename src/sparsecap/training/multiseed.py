@@ -141,15 +141,24 @@ def stacking_pays(model: nn.Module, count: int, batch_size: int) -> bool:
     return count * batch_size * outputs * element <= STACKED_ACTIVATIONS_LIMIT
 
 
-def stacks_here(model: nn.Module, count: int, batch_size: int, device_type: str) -> bool:
-    """Whether `count` seeds of `model` train together on a device of `device_type`: where they can be
-    stacked and it gains. MLPs by `stacking_pays`; CNNs off the CPU only, where a small model's step is
-    bound by kernel launches: on a CPU grouped convolutions gained nothing steady (benchmarks/cnn_seeds.py,
-    ×0.5-2 by model and width, docs/performance.md)."""
+CNN_STACKING_LIMIT = 100_000_000
+"""Dense multiply-accumulates per example up to which a CNN's seeds are stacked on a GPU. On an H200 with
+graphed steps (benchmarks/gpu.py, docs/performance.md) five seeds together gave 1.5-2.1x the throughput of
+one by one for VGG11 at width 16 (9.9 M) and 1.4-2.3x for ResNet18 at width 16 (35 M), but 0.9-1.2x for
+VGG11 at width 64 (153 M) and 0.8-1.1x for ResNet18 at width 64 (555 M): one such model already keeps the
+GPU busy, and grouped convolutions run more slowly per channel than plain ones."""
+
+
+def stacks_here(model: nn.Module, count: int, batch_size: int, device_type: str, multiply_accumulates: int) -> bool:
+    """Whether `count` seeds of `model` (`multiply_accumulates` per example) train together on a device of
+    `device_type`: where they can be stacked and it gains. MLPs by `stacking_pays`; CNNs off the CPU only,
+    where a small model's step is bound by kernel launches (on a CPU grouped convolutions gained nothing
+    steady: benchmarks/cnn_seeds.py, ×0.5-2 by model and width, docs/performance.md), and only up to
+    `CNN_STACKING_LIMIT`."""
     if count < 2 or not can_stack(model):
         return False
     if is_convolutional(model):
-        return device_type != "cpu"
+        return device_type != "cpu" and multiply_accumulates <= CNN_STACKING_LIMIT
     return stacking_pays(model, count, batch_size)
 
 
