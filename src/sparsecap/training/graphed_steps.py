@@ -20,8 +20,8 @@ first step, ``g``. The recorded step then starts from the state the eager step w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch

@@ -76,6 +76,8 @@ def train(
     after every optimiser step (`sparsecap.training.step_hook`).
 
     The epoch's loss is summed where the model is and read once per epoch: no step waits for the device.
+    On CUDA the steps are replayed as CUDA graphs where nothing in them is decided on the host
+    (`sparsecap.training.graphed_steps`): the same kernels, launched at once.
     An epoch whose loss is non-finite or beyond `divergence_bound` ends training, marked diverged
     (`sparsecap.training.divergence`); its weights are then those at the end of that epoch.
     """
