@@ -334,18 +334,18 @@ def _prepared(case: Case, seeds: int, images: int, device: str, narrowed: bool =
     return models, dataset, spec.training.config()
 
 
-def _train(models, dataset, config, images: int | None = None) -> list:
-    """Train `models` (one, or seeds together) on the first `images` images as a study does."""
+def _train(models, dataset, config) -> list:
+    """Train `models` (one, or seeds together) on the dataset as a study does."""
     import torch
 
     from sparsecap.training import train
     from sparsecap.training.multiseed import train_together
 
-    images_, labels = dataset.train_images[:images], dataset.train_labels[:images]
+    images, labels = dataset.train_images, dataset.train_labels
     generators = [torch.Generator().manual_seed(seed) for seed in range(len(models))]
     if len(models) == 1:
-        return [train(models[0], images_, labels, config, generators[0])]
-    return train_together(models, images_, labels, config, generators)
+        return [train(models[0], images, labels, config, generators[0])]
+    return train_together(models, images, labels, config, generators)
 
 
 def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False) -> float | None:
