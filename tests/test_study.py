@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -6,7 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
+from sparsecap.devices import cpu_name
 from sparsecap.errors import DatasetNotFoundError, StudyDirectoryError
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
@@ -39,7 +42,9 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     metadata = database.metadata()
     assert metadata["spec"]["name"] == "tiny" and metadata["seeds"] == [0, 1]
     assert set(metadata["versions"]) >= {"sparsecap", "torch", "python"}
-    assert (tmp_path / "out" / "study.json").is_file()
+    study_json = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert study_json["devices"] == [{"device": "cpu", "device_name": cpu_name(), "torch_version": torch.__version__,
+                                      "cuda_version": None, "trials": 8}]
     # Checkpoints hold weights and masks, and load back into a fresh model.
     row = next(row for row in trials if row["width"] == 32 and row["schedule"] == "static")
     model = load_checkpoint(create_model(ModelConfig("mlp", 32, 1), dataset_info("digits")),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -152,8 +153,23 @@ def run_study(
             database = _open_study(directory, spec)
             # Where this run writes checkpoints, for the report's check of them (None: the study directory).
             database.write_metadata({STORAGE_KEY: str(Path(storage).resolve()) if storage is not None else None})
-        return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
-                            Path(storage) if storage is not None else directory, runtime, workers, context)
+        ran = _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
+                           Path(storage) if storage is not None else directory, runtime, workers, context)
+        with _writable(directory):
+            _record_devices(directory, database)
+        return ran
+
+
+def _record_devices(directory: Path, database: StudyDatabase) -> None:
+    """Say in study.json where the study's trials ran, and how many on each: a study can be resumed on
+    another machine, so this is a list, rewritten after every run from the trials' own records."""
+    keys = ("device", "device_name", "torch_version", "cuda_version")
+    counts = Counter(tuple(row[key] for key in keys) for row in database.rows("trials") if row["device"])
+    path = directory / STUDY_FILE
+    metadata = json.loads(path.read_text())
+    metadata["devices"] = [dict(zip(keys, placement, strict=True)) | {"trials": count}
+                           for placement, count in sorted(counts.items(), key=lambda item: -item[1])]
+    path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
 def _run_pending(
