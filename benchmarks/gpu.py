@@ -183,33 +183,29 @@ def _masks(path: Path) -> dict:
     return {name: tensor for name, tensor in load_file(str(path)).items() if name.endswith(("mask", "kept"))}
 
 
+def accuracy_gaps(first: dict[str, dict], second: dict[str, dict]) -> dict[str, tuple[str, float]]:
+    """Per trial finished in both studies: its architecture and how far its clean accuracies lie apart."""
+    return {trial_id: (row["architecture"], abs(row["test_accuracy"] - second[trial_id]["test_accuracy"]))
+            for trial_id, row in first.items() if row["status"] == second[trial_id]["status"] == "finished"}
+
+
 def accuracy_tolerances(cpu: dict[str, dict], cpu_rounded_otherwise: dict[str, dict]) -> dict[str, float]:
     """Per architecture, how far the clean accuracies of the two devices may differ: 2 points, or more where
     float rounding alone moves them further: the largest gap between the CPU study and the same study on
     another thread count (which sums in another order). A short, unconverged VGG training amplifies rounding:
     on 2 CPU cores the check study's VGG11 trials differed by up to 8.3 points between 1 and 2 threads, its
     MLPs by none."""
-    tolerances: dict[str, float] = {}
-    for trial_id, row in cpu.items():
-        other = cpu_rounded_otherwise[trial_id]
-        gap = abs(row["test_accuracy"] - other["test_accuracy"]) if row["status"] == other["status"] == "finished" \
-            else 0.0
-        tolerances[row["architecture"]] = max(tolerances.get(row["architecture"], ACCURACY_TOLERANCE), gap)
+    tolerances = {row["architecture"]: ACCURACY_TOLERANCE for row in cpu.values()}
+    for architecture, gap in accuracy_gaps(cpu, cpu_rounded_otherwise).values():
+        tolerances[architecture] = max(tolerances[architecture], gap)
     return tolerances
 
 
 def accuracy_problems(first: dict[str, dict], second: dict[str, dict], tolerances: dict[str, float]) -> list[str]:
     """The trials finished on both devices whose clean accuracies differ by more than their architecture's
     tolerance."""
-    problems = []
-    for trial_id, row in first.items():
-        other = second[trial_id]
-        if row["status"] == other["status"] == "finished":
-            gap, tolerance = abs(row["test_accuracy"] - other["test_accuracy"]), tolerances[row["architecture"]]
-            if gap > tolerance:
-                problems.append(f"{trial_id}: accuracy differs by {100 * gap:.1f} points (tolerance "
-                                f"{100 * tolerance:.1f})")
-    return problems
+    return [f"{trial_id}: accuracy differs by {100 * gap:.1f} points (tolerance {100 * tolerances[architecture]:.1f})"
+            for trial_id, (architecture, gap) in accuracy_gaps(first, second).items() if gap > tolerances[architecture]]
 
 
 def _run_check_study(root: Path, name: str, runtime) -> dict[str, dict] | None:
@@ -251,8 +247,8 @@ def check_devices(root: Path, device: str = "cuda:0") -> bool:
                 for trial_id, row in rows[name].items() if row["status"] != "finished"]
     tolerances = accuracy_tolerances(second, rows[rounded_otherwise])
     problems += accuracy_problems(first, second, tolerances)
-    static = [trial_id for trial_id in first if "-static-" in trial_id
-              and first[trial_id]["status"] == second[trial_id]["status"] == "finished"]
+    gaps = accuracy_gaps(first, second)
+    static = [trial_id for trial_id in gaps if "-static-" in trial_id]
     for trial_id in static:
         masks = [_masks(root / name / rows[name][trial_id]["checkpoint"]) for name in (on_device, cpu)]
         if not masks[0] or masks[0].keys() != masks[1].keys() \
@@ -260,10 +256,9 @@ def check_devices(root: Path, device: str = "cuda:0") -> bool:
             problems.append(f"{trial_id}: masks differ (or none saved)")
     for problem in problems:
         print(f"    {problem}")
-    gaps = [abs(first[trial_id]["test_accuracy"] - second[trial_id]["test_accuracy"]) for trial_id in first
-            if first[trial_id]["status"] == second[trial_id]["status"] == "finished"]
     shown = ", ".join(f"{architecture} {100 * tolerance:.1f}" for architecture, tolerance in tolerances.items())
-    print(f"(a) largest clean-accuracy gap {100 * max(gaps, default=0.0):.2f} points over {len(gaps)} trials "
+    largest = max((gap for _, gap in gaps.values()), default=0.0)
+    print(f"(a) largest clean-accuracy gap {100 * largest:.2f} points over {len(gaps)} trials "
           f"(tolerance in points: {shown}); masks identical in {len(static) - sum('masks' in p for p in problems)} "
           f"of {len(static)} static trials")
     print(f"(a) {'PASS' if not problems else 'FAIL'}: {on_device} vs {cpu}")
