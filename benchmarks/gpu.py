@@ -1,4 +1,4 @@
-"""Does sparsecap run right and fast on a CUDA GPU? Four parts (issue 12), a few minutes on an H200:
+"""Does sparsecap run right and fast on a CUDA GPU? Five parts (issue 12), a few minutes on an H200:
 
 (a) check: a tiny study (MLP and VGG11 at widths 16 and 32, static and posttrain, two seeds) with every
     measure on (weight noise, every attack, MNIST-C corruptions), run end to end on `cuda` and on `cpu`.
@@ -20,6 +20,10 @@
     calibrated from (`sparsecap.sparsity.engine`).
 (d) graphs: training with its steps replayed as CUDA graphs (`sparsecap.training.graphed_steps`) against
     eager training: the weights after three epochs of a cosine schedule, and the epoch times.
+(e) options: what might meet the targets graphs left missed, timed as in (b) with cuDNN's default choice of
+    convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 seeds stacked
+    (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a CUDA stream of its
+    own, so that small models' graphed steps run side by side.
 
     python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
@@ -40,6 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 EXIT_NO_CUDA = 2
 BATCH = 128
@@ -80,7 +85,7 @@ draws = 2
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "check", "timing", "engine", "graphs"), default="all")
+    parser.add_argument("--part", choices=("all", "check", "timing", "engine", "graphs", "options"), default="all")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed epoch (default 20)")
     parser.add_argument("--out", type=Path, help="where part (a) writes its studies (default: a temporary directory)")
     arguments = parser.parse_args(argv)
@@ -343,9 +348,32 @@ def _train(models, dataset, config) -> list:
     return train_together(models, images, labels, config, generators)
 
 
-def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False) -> float | None:
+def _train_concurrently(models, dataset, config) -> list:
+    """Train `models` as `_train` trains one, each in a thread of its own and on CUDA on a stream of its own:
+    where one model keeps only part of the GPU busy, the seeds' steps then run side by side, each computing
+    exactly what it computes alone (no grouped convolutions). On a CPU the threads share its cores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from sparsecap.training import train
+
+    images, labels = dataset.train_images, dataset.train_labels
+
+    def alone(index: int):
+        stream = torch.cuda.Stream(labels.device) if labels.device.type == "cuda" else None
+        with torch.cuda.stream(stream):  # None: the current stream
+            return train(models[index], images, labels, config, torch.Generator().manual_seed(index))
+
+    with ThreadPoolExecutor(len(models)) as pool:
+        return list(pool.map(alone, range(len(models))))
+
+
+def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: bool = False,
+                  training: Callable[..., list] = _train) -> float | None:
     """Seconds per whole training epoch of `seeds` models trained together (None: this model does not stack);
-    `narrowed`: one model without its unread units, as a study trains it while its mask stays fixed.
+    `narrowed`: one model without its unread units, as a study trains it while its mask stays fixed;
+    `training`: how the models are trained (`_train`, or `_train_concurrently`).
 
     One epoch's cost is the difference of runs of one and three epochs of `steps` batches: what a run pays
     once (the optimiser, recording CUDA graphs) is not extrapolated to a whole epoch."""
@@ -362,7 +390,7 @@ def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: boo
         if device.startswith("cuda"):
             torch.cuda.synchronize(device)
         started = time.perf_counter()
-        _train(models, dataset, dataclasses.replace(config, max_epochs=epochs))  # ends reading the loss
+        training(models, dataset, dataclasses.replace(config, max_epochs=epochs))  # ends reading the loss
         return time.perf_counter() - started
 
     seconds(1)  # warm-up: kernels chosen, memory pools grown
@@ -370,31 +398,36 @@ def epoch_seconds(case: Case, seeds: int, steps: int, device: str, narrowed: boo
     return per_epoch * TRAIN_IMAGES[case.dataset] / (steps * BATCH)
 
 
-@contextlib.contextmanager
-def eager_steps():
+def eager_steps() -> contextlib.AbstractContextManager:
     """Training without CUDA graphs (`sparsecap.training.graphed_steps`), the reference they are compared to."""
     from sparsecap.training import graphed_steps
 
-    graphs_apply = graphed_steps.graphs_apply
-    graphed_steps.graphs_apply = lambda *arguments, **keywords: False
-    try:
-        yield
-    finally:
-        graphed_steps.graphs_apply = graphs_apply
+    return mock.patch.object(graphed_steps, "graphs_apply", lambda *arguments, **keywords: False)
+
+
+def stacked_in_nchw() -> contextlib.AbstractContextManager:
+    """Stacked CNN seeds (`sparsecap.training.stacked_cnn`) in NCHW, where on CUDA they are channels-last."""
+    import torch
+
+    from sparsecap.training import stacked_cnn
+
+    return mock.patch.object(stacked_cnn, "memory_format", lambda *arguments: torch.contiguous_format)
 
 
 @contextlib.contextmanager
-def deterministic_convolutions():
-    """cuDNN's deterministic kernels: its fastest convolution gradients sum in an order that varies from run
-    to run, which would hide whether graphs change anything."""
+def cudnn_flag(name: str):
+    """A `torch.backends.cudnn` flag on for the block: `deterministic` (its fastest convolution gradients sum in
+    an order that varies from run to run, which would hide whether graphs change anything) or `benchmark` (it
+    times each convolution's algorithms at a shape's first step and keeps the fastest, rather than choosing by
+    heuristics)."""
     import torch
 
-    saved = torch.backends.cudnn.deterministic
-    torch.backends.cudnn.deterministic = True
+    saved = getattr(torch.backends.cudnn, name)
+    setattr(torch.backends.cudnn, name, True)
     try:
         yield
     finally:
-        torch.backends.cudnn.deterministic = saved
+        setattr(torch.backends.cudnn, name, saved)
 
 
 def _largest_gap(first_models, second_models) -> float:
@@ -434,7 +467,7 @@ def compare_graphs(steps: int, device: str) -> bool:
             runs = [copy.deepcopy(models) for _ in range(3)]  # eager twice (is eager itself repeatable?), graphed
             losses = []
             for index, run in enumerate(runs):
-                with eager_steps() if index < 2 else contextlib.nullcontext(), deterministic_convolutions():
+                with eager_steps() if index < 2 else contextlib.nullcontext(), cudnn_flag("deterministic"):
                     losses.append([result.epoch_losses for result in _train(run, dataset, config)])
             eager_gap, graph_gap = (_largest_gap(runs[0], runs[other]) for other in (1, 2))
             equal = graph_gap == 0.0 and losses[0] == losses[2]
@@ -449,6 +482,48 @@ def compare_graphs(steps: int, device: str) -> bool:
     print(f"(d) {'PASS' if identical else 'FAIL'}: graphed training {'equals' if identical else 'differs from'} "
           "eager training")
     return identical
+
+
+OPTION_CASES = (Case("resnet", 64, 18, "cifar10", "dense", "float32"), Case("vgg", 16, 11, "cifar10", "dense", "float32"))
+"""The models of the targets graphs left missed: ResNet18 w64 in strict float32 (6 s), five VGG11 w16 seeds
+together (3× one by one)."""
+
+
+def option_ways(case: Case) -> list[tuple[str, int, Callable[[], contextlib.AbstractContextManager], Callable]]:
+    """How part (e) trains `case`: alone; and a CNN's five seeds stacked (channels-last, as studies do on
+    CUDA, and NCHW) or concurrently, one thread and stream each."""
+    ways = [("alone", 1, contextlib.nullcontext, _train)]
+    if case.architecture != "resnet":  # ResNet18 w64 is past CNN_STACKING_LIMIT: its seeds train one by one
+        ways += [("stacked", SEEDS, contextlib.nullcontext, _train), ("stacked, NCHW", SEEDS, stacked_in_nchw, _train),
+                 ("concurrent streams", SEEDS, contextlib.nullcontext, _train_concurrently)]
+    return ways
+
+
+def compare_options(steps: int, device: str) -> dict[tuple[str, str, bool], float | None]:
+    """Part (e): what might meet the targets graphs left missed. cuDNN's autotuner for the strict-float32
+    ResNet18; for five VGG11 seeds, their stacked convolutions in NCHW, or the seeds trained concurrently rather
+    than stacked. Epoch seconds (K seeds: the epoch of all K), and each way's gain over training the K one
+    by one; keyed by (model, way, autotuned)."""
+    print(f"\n(e) options for the missed targets: epoch seconds, {steps} timed steps, default cuDNN and autotuned "
+          "(cudnn.benchmark); gain = K × t(alone) / t")
+    print(f"{'model':<22}{'precision':<10}{'way':<20}{'K':>3}{'default s':>11}{'gain':>7}{'autotuned s':>13}{'gain':>7}")
+    times: dict[tuple[str, str, bool], float | None] = {}
+    for case in OPTION_CASES:
+        for way, seeds, context, training in option_ways(case):
+            cells = []
+            for autotuned in (False, True):
+                try:
+                    with context(), cudnn_flag("benchmark") if autotuned else contextlib.nullcontext():
+                        seconds = epoch_seconds(case, seeds, steps, device, training=training)
+                except Exception as error:  # noqa: BLE001 - one failing way must not hide the others
+                    print(f"    {case.label} {way}: {type(error).__name__}: {error}")
+                    seconds = None
+                times[case.label, way, autotuned] = seconds
+                alone = times.get((case.label, "alone", autotuned))
+                gain = f"{seeds * alone / seconds:.1f}x" if alone and seconds else "-"
+                cells.append(f"{_cell(seconds):>11}{gain:>7}" if not autotuned else f"{_cell(seconds):>13}{gain:>7}")
+            print(f"{case.label:<22}{case.precision:<10}{way:<20}{seeds:>3}{''.join(cells)}")
+    return times
 
 
 @functools.cache
@@ -608,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         calibrate_engine(arguments.steps, "cuda:0")
     if arguments.part in ("all", "graphs"):
         passed &= compare_graphs(arguments.steps, "cuda:0")
+    if arguments.part in ("all", "options"):
+        compare_options(arguments.steps, "cuda:0")
     return 0 if passed else 1
 
 

@@ -1,5 +1,6 @@
 """benchmarks/gpu.py: what it does without a GPU, its arguments, and its estimate of the paper's grid."""
 
+import copy
 import importlib.util
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import torch
 
 from sparsecap.data import load_dataset
 from sparsecap.studies import expand, list_presets, load_spec
+from sparsecap.training import train
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
@@ -117,6 +119,31 @@ def test_graphed_and_eager_training_are_compared_through_the_studys_code_on_any_
     assert gpu.compare_graphs(1, "cpu")  # no graphs on a CPU: eager against eager, which is repeatable there
     printed = capsys.readouterr().out
     assert printed.count("bit-identical") == 2 and "(d) PASS" in printed
+
+
+def test_seeds_trained_concurrently_are_each_trained_as_alone(gpu):
+    case = gpu.Case("mlp", 128, 1, "mnist", "auto", "float32")
+    models, dataset, config = gpu._prepared(case, 3, 2 * gpu.BATCH + 5, "cpu")
+    alone = [copy.deepcopy(model) for model in models]
+    concurrent = gpu._train_concurrently(models, dataset, config)
+    for seed, model in enumerate(alone):
+        result = train(model, dataset.train_images, dataset.train_labels, config, torch.Generator().manual_seed(seed))
+        assert result.epoch_losses == concurrent[seed].epoch_losses
+        for mine, theirs in zip(model.state_dict().values(), models[seed].state_dict().values(), strict=True):
+            assert torch.equal(mine, theirs)
+    assert concurrent[0].epoch_losses != concurrent[1].epoch_losses  # each its own data order and weights
+
+
+def test_the_options_part_times_every_way_with_and_without_the_autotuner(gpu, monkeypatch, capsys):
+    case = gpu.Case("vgg", 16, 11, "cifar10", "dense", "float32")
+    assert [way for way, *_ in gpu.option_ways(case)] == ["alone", "stacked", "stacked, NCHW", "concurrent streams"]
+    assert [way for way, *_ in gpu.option_ways(gpu.Case("resnet", 64, 18, "cifar10", "dense", "float32"))] == ["alone"]
+    monkeypatch.setattr(gpu, "OPTION_CASES", (gpu.Case("mlp", 128, 1, "mnist", "auto", "float32"),))
+    times = gpu.compare_options(1, "cpu")
+    assert len(times) == 8 and all(seconds > 0 for seconds in times.values())
+    printed = capsys.readouterr().out
+    assert printed.count("MLP w128") == 4 and "concurrent streams" in printed
+    assert torch.backends.cudnn.benchmark is False  # put back
 
 
 def _trials(**accuracies):

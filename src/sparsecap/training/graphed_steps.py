@@ -20,6 +20,7 @@ first step, ``g``. The recorded step then starts from the state the eager step w
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,6 +37,9 @@ Step = Callable[[torch.Tensor], torch.Tensor]
 
 REHEARSALS = 2
 """Eager runs of a step before it is recorded (PyTorch's examples use a few; the first chooses kernels)."""
+
+_RECORDING = threading.Lock()
+"""CUDA graphs are captured one at a time in a process, so models trained in threads of their own record in turn."""
 
 
 def graphs_apply(model: nn.Module, config: TrainingConfig, device: torch.device, hooked: bool) -> bool:
@@ -99,16 +103,19 @@ class GraphedSteps:
         self.failed = False
 
     def _record(self, indices: torch.Tensor) -> None:
-        if self.graph is None:
-            with _on_a_side_stream(indices.device):
-                rehearse(self.step, indices, self.model, self.optimizer, self.accumulators)
-        self.graph = None  # its memory goes back to the pool before the next recording
-        self.indices = indices.clone()
-        self.optimizer.zero_grad(set_to_none=True)  # gradients are then the graph's own tensors
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            self.logits = self.step(self.indices)
-        self.graph = graph
+        with _RECORDING:
+            if self.graph is None:
+                with _on_a_side_stream(indices.device):
+                    rehearse(self.step, indices, self.model, self.optimizer, self.accumulators)
+            self.graph = None  # its memory goes back to the pool before the next recording
+            self.indices = indices.clone()
+            self.optimizer.zero_grad(set_to_none=True)  # gradients are then the graph's own tensors
+            graph = torch.cuda.CUDAGraph()
+            # Only this thread is barred from what capture forbids, so models trained in threads of their own,
+            # each on its own stream, go on while one records (benchmarks/gpu.py, part (e)).
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                self.logits = self.step(self.indices)
+            self.graph = graph
         self.rates = self._rates()
 
     def _rates(self) -> tuple[float, ...]:
