@@ -357,6 +357,7 @@ def _train_concurrently(models, dataset, config) -> list:
     import torch
 
     from sparsecap.training import train
+    from sparsecap.training.precision import numeric_precision
 
     images, labels = dataset.train_images, dataset.train_labels
 
@@ -365,7 +366,8 @@ def _train_concurrently(models, dataset, config) -> list:
         with torch.cuda.stream(stream):  # None: the current stream
             return train(models[index], images, labels, config, torch.Generator().manual_seed(index))
 
-    with ThreadPoolExecutor(len(models)) as pool:
+    # Precision flags are the process's: set here for all threads, no thread's exit puts them back under another.
+    with numeric_precision(config.precision, labels.device), ThreadPoolExecutor(len(models)) as pool:
         return list(pool.map(alone, range(len(models))))
 
 
