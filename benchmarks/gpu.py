@@ -146,6 +146,13 @@ def grid_seconds(points: Sequence[GridPoint], epoch_seconds: Callable[[GridPoint
     return sum(point.trials * point.max_epochs * epoch_seconds(point) for point in points)
 
 
+def grid_hours_by(points: Sequence[GridPoint], epoch_seconds: Callable[[GridPoint], float], field: str) -> dict:
+    """`grid_seconds` in hours, split by one of the points' fields ("preset", "dataset"): where the time goes."""
+    values = sorted({getattr(point, field) for point in points})
+    return {value: grid_seconds([point for point in points if getattr(point, field) == value], epoch_seconds) / 3600
+            for value in values}
+
+
 def paper_grid(seeds: int = SEEDS) -> list[GridPoint]:
     """Every model of every paper-* preset with its trial count at `seeds` seeds (all schedules)."""
     from sparsecap.studies import expand, list_presets, load_spec
@@ -659,10 +666,10 @@ def print_grid_estimate(times: dict) -> None:
             macs = multiply_accumulates(point.architecture, point.width, point.depth, point.dataset)
             return seconds_per_image(macs, measured[point.architecture]) * TRAIN_IMAGES[point.dataset]
 
-        per_preset = {preset: grid_seconds([point for point in grid if point.preset == preset], estimate)
-                      for preset in sorted({point.preset for point in grid})}
-        listed = ", ".join(f"{preset} {seconds / 3600:.1f}" for preset, seconds in per_preset.items())
-        print(f"  {precision}: {sum(per_preset.values()) / 3600:.0f} GPU-hours in all ({listed})")
+        per_preset, per_dataset = (grid_hours_by(grid, estimate, field) for field in ("preset", "dataset"))
+        listed = ", ".join(f"{preset} {hours:.1f}" for preset, hours in per_preset.items())
+        print(f"  {precision}: {sum(per_preset.values()):.0f} GPU-hours in all ({listed}); by dataset: "
+              + ", ".join(f"{dataset} {hours:.1f}" for dataset, hours in per_dataset.items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,6 +74,18 @@ def test_the_paper_grid_has_every_paper_preset_at_five_seeds_to_max_epochs(gpu):
     assert gpu.grid_seconds([resnet], lambda point: 3.0) == resnet.trials * 300 * 3.0 == 5 * 300 * 3.0
 
 
+def test_the_grid_splits_by_preset_and_by_dataset_into_the_same_whole(gpu):
+    grid = gpu.paper_grid()
+    epoch = {"mnist": 1.0, "cifar10": 2.0, "cifar100": 4.0}
+    by_preset, by_dataset = (gpu.grid_hours_by(grid, lambda point: epoch[point.dataset], field)
+                             for field in ("preset", "dataset"))
+    assert set(by_dataset) == set(epoch) and set(by_preset) == {point.preset for point in grid}
+    assert sum(by_preset.values()) == pytest.approx(sum(by_dataset.values()))
+    assert sum(by_dataset.values()) == pytest.approx(gpu.grid_seconds(grid, lambda point: epoch[point.dataset]) / 3600)
+    cifar10_trials = sum(point.trials * point.max_epochs for point in grid if point.dataset == "cifar10")
+    assert by_dataset["cifar10"] == pytest.approx(cifar10_trials * 2.0 / 3600)
+
+
 def test_the_check_studys_data_are_the_digits_as_mnist_files(gpu, tmp_path):
     gpu.write_digits_as_mnist(tmp_path / "mnist")
     mnist, digits = load_dataset("mnist", tmp_path), load_dataset("digits")
