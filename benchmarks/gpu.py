@@ -519,8 +519,8 @@ def compare_options(steps: int, device: str) -> dict[tuple[str, str, bool], floa
     times: dict[tuple[str, str, bool], float | None] = {}
     for case in OPTION_CASES:
         for way, seeds, context, training in option_ways(case):
-            cells = []
-            for autotuned in (False, True):
+            row = f"{case.label:<22}{case.precision:<10}{way:<20}{seeds:>3}"
+            for autotuned, column in ((False, 11), (True, 13)):
                 try:
                     with context(), cudnn_flag("benchmark") if autotuned else contextlib.nullcontext():
                         seconds = epoch_seconds(case, seeds, steps, device, training=training)
@@ -530,8 +530,8 @@ def compare_options(steps: int, device: str) -> dict[tuple[str, str, bool], floa
                 times[case.label, way, autotuned] = seconds
                 alone = times.get((case.label, "alone", autotuned))
                 gain = f"{seeds * alone / seconds:.1f}x" if alone and seconds else "-"
-                cells.append(f"{_cell(seconds):>11}{gain:>7}" if not autotuned else f"{_cell(seconds):>13}{gain:>7}")
-            print(f"{case.label:<22}{case.precision:<10}{way:<20}{seeds:>3}{''.join(cells)}")
+                row += f"{_cell(seconds):>{column}}{gain:>7}"
+            print(row)
     return times
 
 
