@@ -1,4 +1,4 @@
-"""Does sparsecap run right and fast on a CUDA GPU? Five parts (issue 12), a few minutes on an H200:
+"""Does sparsecap run right and fast on a CUDA GPU? Six parts (issue 12), a few minutes on an H200:
 
 (a) check: a tiny study (MLP and VGG11 at widths 16 and 32, static and posttrain, two seeds) with every
     measure on (weight noise, every attack, MNIST-C corruptions), run end to end on `cuda` and on `cpu`.
@@ -24,9 +24,13 @@
     convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 seeds stacked
     (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a CUDA stream of its
     own, so that small models' graphed steps run side by side.
+(f) stopping: every CNN paper preset trained to its stopping rule, one seed, in bfloat16, on the datasets at
+    hand (`--data-root`): the epochs each model needs and its seconds per epoch, and from them what the grid's
+    CNN trials on those datasets cost; part (b)'s bound covers the datasets not at hand.
 
     python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
+    python benchmarks/gpu.py --part stopping --data-root ~/data
 
 Without CUDA it says so and exits with status 2.
 """
@@ -85,9 +89,12 @@ draws = 2
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "check", "timing", "engine", "graphs", "options"), default="all")
+    parser.add_argument("--part", choices=("all", "check", "timing", "engine", "graphs", "options", "stopping"), default="all")
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed epoch (default 20)")
-    parser.add_argument("--out", type=Path, help="where part (a) writes its studies (default: a temporary directory)")
+    parser.add_argument("--out", type=Path,
+                        help="where parts (a) and (f) write their studies (default: a temporary directory)")
+    parser.add_argument("--data-root", type=Path,
+                        help="where part (f) finds MNIST and CIFAR (default: sparsecap's usual places)")
     arguments = parser.parse_args(argv)
     if arguments.steps < 1:
         parser.error(f"--steps must be at least 1, got {arguments.steps}")
@@ -672,6 +679,100 @@ def print_grid_estimate(times: dict) -> None:
               + ", ".join(f"{dataset} {hours:.1f}" for dataset, hours in per_dataset.items()))
 
 
+# -- (f) epochs to the stopping rule --------------------------------------------------------------------
+
+STOPPING_OVERRIDES = ("seeds=[0]", "training.precision=bfloat16", "weight_noise.sigmas=[0.0]", "weight_noise.draws=1")
+"""How part (f) runs a CNN preset: one seed, in bfloat16 (the fast precision), weight noise at σ = 0 only, since
+what it measures is training to the stopping rule."""
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """One model of a preset trained to its stopping rule: epochs, and training seconds per epoch on this device
+    (recording and warm-up included, so an upper bound)."""
+
+    preset: str
+    architecture: str
+    dataset: str
+    width: int
+    depth: int
+    epochs: int
+    seconds_per_epoch: float
+
+
+def cnn_presets() -> list[str]:
+    from sparsecap.studies import list_presets, load_spec
+
+    return [name for name in list_presets() if name.startswith("paper-") and "mlp" not in load_spec(name).architectures]
+
+
+def stopping_spec(preset: str, datasets: Sequence[str]):
+    """`preset` as part (f) runs it, on `datasets` (those of its own at hand)."""
+    from sparsecap.studies import load_spec
+
+    listed = ", ".join(f'"{dataset}"' for dataset in datasets)
+    return load_spec(preset, [f"datasets=[{listed}]", *STOPPING_OVERRIDES])
+
+
+def stopped_models(preset: str, rows: Sequence[dict]) -> list[Stopped]:
+    """The finished trials of `preset`'s study as `Stopped`, one per trial."""
+    return [Stopped(preset, row["architecture"], row["dataset"], row["width"], row["depth"], row["epochs"],
+                    row["train_seconds"] / row["epochs"]) for row in rows if row["status"] == "finished"]
+
+
+def stopped_grid_hours(grid: Sequence[GridPoint], stopped: Sequence[Stopped]) -> dict[str, float]:
+    """Per dataset, the hours of the grid's CNN trials there at the measured epochs and epoch seconds; only
+    datasets where every such point was measured (a point's schedules averaged)."""
+    measured: dict[tuple, list[Stopped]] = {}
+    for model in stopped:
+        key = (model.preset, model.architecture, model.dataset, model.width, model.depth)
+        measured.setdefault(key, []).append(model)
+    hours: dict[str, float] = {}
+    for dataset in sorted({point.dataset for point in grid}):
+        points = [point for point in grid if point.dataset == dataset and point.architecture != "mlp"]
+        keys = [(point.preset, point.architecture, point.dataset, point.width, point.depth) for point in points]
+        if not points or any(key not in measured for key in keys):
+            continue
+        hours[dataset] = sum(point.trials * sum(model.epochs * model.seconds_per_epoch for model in measured[key])
+                             / len(measured[key]) for point, key in zip(points, keys, strict=True)) / 3600
+    return hours
+
+
+def measure_stopping(root: Path, data_root: Path | None, device: str) -> list[Stopped]:
+    """Part (f): every CNN paper preset trained to its stopping rule (`STOPPING_OVERRIDES`) on the datasets at
+    hand under `data_root`: epochs and seconds per model, and what the grid's trials on those datasets cost."""
+    from sparsecap.data import list_availability
+    from sparsecap.runtime import Runtime
+    from sparsecap.studies import StudyDatabase, load_spec, run_study
+    from sparsecap.studies.progress import ProgressStyle
+
+    at_hand = {availability.name.value for availability in list_availability(data_root) if availability.available}
+    presets = {preset: [dataset.value for dataset in load_spec(preset).datasets if dataset.value in at_hand]
+               for preset in cnn_presets()}
+    used = sorted({dataset for datasets in presets.values() for dataset in datasets})
+    missing = sorted({dataset.value for preset in presets for dataset in load_spec(preset).datasets} - set(used))
+    print(f"\n(f) epochs to the stopping rule: the CNN presets, one seed, {', '.join(STOPPING_OVERRIDES[1:])}; "
+          f"datasets at hand: {', '.join(used) or 'none'}; missing: {', '.join(missing) or 'none'} (--data-root)")
+    stopped: list[Stopped] = []
+    for preset, datasets in presets.items():
+        if not datasets:
+            continue
+        run_study(stopping_spec(preset, datasets), root / preset, data_root=data_root, progress=ProgressStyle.LINES,
+                  runtime=Runtime(device=device, devices=(device,)))  # a line per trial: a long part shows progress
+        rows = StudyDatabase(root / preset).rows("trials")
+        for row in rows:
+            if row["status"] != "finished":
+                print(f"    {row['trial_id']}: {row['status']}: {(row['error'] or '').strip().splitlines()[-1:]}")
+        stopped += stopped_models(preset, rows)
+    print(f"{'preset':<22}{'model':<16}{'data':<10}{'epochs':>7}{'s/epoch':>9}")
+    for model in stopped:
+        label = Case(model.architecture, model.width, model.depth, model.dataset, "dense", "").label
+        print(f"{model.preset:<22}{label:<16}{model.dataset:<10}{model.epochs:>7}{model.seconds_per_epoch:>9.2f}")
+    for dataset, hours in stopped_grid_hours(paper_grid(), stopped).items():
+        print(f"(f) the grid's CNN trials on {dataset}, {SEEDS} seeds, at these epochs: {hours:.2f} GPU-hours of training")
+    return stopped
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
     import torch
@@ -694,6 +795,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         passed &= compare_graphs(arguments.steps, "cuda:0")
     if arguments.part in ("all", "options"):
         compare_options(arguments.steps, "cuda:0")
+    if arguments.part in ("all", "stopping"):
+        with tempfile.TemporaryDirectory() as temporary:
+            measure_stopping(arguments.out or Path(temporary), arguments.data_root, "cuda:0")
     return 0 if passed else 1
 
 

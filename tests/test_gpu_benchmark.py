@@ -158,6 +158,44 @@ def test_the_options_part_times_every_way_with_and_without_the_autotuner(gpu, mo
     assert torch.backends.cudnn.benchmark is False  # put back
 
 
+def test_the_stopping_part_runs_each_cnn_preset_with_one_seed_in_bfloat16_on_the_datasets_given(gpu):
+    assert gpu.cnn_presets() == ["paper-resnet-depth", "paper-resnet-width", "paper-vgg-depth", "paper-vgg-posttrain",
+                                 "paper-vgg-width"]
+    spec = gpu.stopping_spec("paper-vgg-width", ["mnist"])
+    assert [dataset.value for dataset in spec.datasets] == ["mnist"] and spec.seeds == [0]
+    assert spec.training.precision.value == "bfloat16" and spec.weight_noise.sigmas == [0.0]
+    assert spec.widths == load_spec("paper-vgg-width").widths and spec.training.stop_loss == 0.1
+
+
+def _stopped(gpu, point, epochs, seconds):
+    return gpu.Stopped(point.preset, point.architecture, point.dataset, point.width, point.depth, epochs, seconds)
+
+
+def test_the_grids_trials_on_a_dataset_cost_their_measured_epochs_once_every_model_there_is_measured(gpu):
+    grid = gpu.paper_grid()
+    mnist = [point for point in grid if point.dataset == "mnist" and point.architecture != "mlp"]
+    stopped = [_stopped(gpu, point, 2, 10.0) for point in mnist]
+    hours = gpu.stopped_grid_hours(grid, stopped)
+    assert set(hours) == {"mnist"}  # CIFAR not measured
+    assert hours["mnist"] == pytest.approx(sum(point.trials for point in mnist) * 2 * 10.0 / 3600)
+    assert gpu.stopped_grid_hours(grid, stopped[1:]) == {}  # one model missing: no figure for the dataset
+    schedules = stopped + [_stopped(gpu, mnist[0], 4, 10.0)]  # a second schedule of the first point: averaged
+    assert gpu.stopped_grid_hours(grid, schedules)["mnist"] == pytest.approx(
+        hours["mnist"] + mnist[0].trials * 10.0 / 3600)
+
+
+def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any_device(gpu, tmp_path, monkeypatch,
+                                                                                     capsys):
+    gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
+    monkeypatch.setattr(gpu, "cnn_presets", lambda: ["paper-vgg-width"])
+    monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16]", "training.max_epochs=2"))
+    stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu")
+    assert [(model.architecture, model.dataset, model.width) for model in stopped] == [("vgg", "mnist", 16)]
+    assert 1 <= stopped[0].epochs <= 2 and stopped[0].seconds_per_epoch > 0
+    printed = capsys.readouterr().out
+    assert "datasets at hand: mnist" in printed and "missing: cifar10, cifar100" in printed and "VGG11 w16" in printed
+
+
 def _trials(**accuracies):
     return {trial_id: {"architecture": trial_id.split("_")[0], "status": "finished" if accuracy is not None
                        else "failed", "test_accuracy": accuracy} for trial_id, accuracy in accuracies.items()}
