@@ -21,8 +21,8 @@
 (d) graphs: training with its steps replayed as CUDA graphs (`sparsecap.training.graphed_steps`) against
     eager training: the weights after three epochs of a cosine schedule, and the epoch times.
 (e) options: what might meet the targets graphs left missed, timed as in (b) with cuDNN's default choice of
-    convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 seeds stacked
-    (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a CUDA stream of its
+    convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 (and ResNet18
+    w16) seeds stacked (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a CUDA stream of its
     own, so that small models' graphed steps run side by side.
 (f) stopping: every CNN paper preset trained to its stopping rule, one seed, in bfloat16, on the datasets at
     hand (`--data-root`): the epochs each model needs and its seconds per epoch, and from them what the grid's
@@ -500,16 +500,20 @@ def compare_graphs(steps: int, device: str) -> bool:
     return identical
 
 
-OPTION_CASES = (Case("resnet", 64, 18, "cifar10", "dense", "float32"), Case("vgg", 16, 11, "cifar10", "dense", "float32"))
+OPTION_CASES = (Case("resnet", 64, 18, "cifar10", "dense", "float32"), Case("vgg", 16, 11, "cifar10", "dense", "float32"),
+                Case("resnet", 16, 18, "cifar10", "dense", "float32"))
 """The models of the targets graphs left missed: ResNet18 w64 in strict float32 (6 s), five VGG11 w16 seeds
-together (3× one by one)."""
+together (3× one by one); and ResNet18 w16, the other small CNN whose seeds studies stack on a GPU."""
 
 
 def option_ways(case: Case) -> list[tuple[str, int, Callable[[], contextlib.AbstractContextManager], Callable]]:
-    """How part (e) trains `case`: alone; and a CNN's five seeds stacked (channels-last, as studies do on
-    CUDA, and NCHW) or concurrently, one thread and stream each."""
+    """How part (e) trains `case`: alone; and, for a model whose seeds studies stack on a GPU (up to
+    `CNN_STACKING_LIMIT`), five seeds stacked (channels-last, as studies do on CUDA, and NCHW) or concurrently,
+    one thread and stream each."""
+    from sparsecap.training.multiseed import CNN_STACKING_LIMIT
+
     ways = [("alone", 1, contextlib.nullcontext, _train)]
-    if case.architecture != "resnet":  # ResNet18 w64 is past CNN_STACKING_LIMIT: its seeds train one by one
+    if multiply_accumulates(case.architecture, case.width, case.depth, case.dataset) <= CNN_STACKING_LIMIT:
         ways += [("stacked", SEEDS, contextlib.nullcontext, _train), ("stacked, NCHW", SEEDS, stacked_in_nchw, _train),
                  ("concurrent streams", SEEDS, contextlib.nullcontext, _train_concurrently)]
     return ways
