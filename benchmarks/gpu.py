@@ -22,8 +22,8 @@
     eager training: the weights after three epochs of a cosine schedule, and the epoch times.
 (e) options: what might meet the targets graphs left missed, timed as in (b) with cuDNN's default choice of
     convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 (and ResNet18
-    w16) seeds stacked (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a CUDA stream of its
-    own, so that small models' graphed steps run side by side.
+    w16) seeds stacked (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a
+    CUDA stream of its own, so that small models' graphed steps run side by side.
 (f) stopping: every CNN paper preset trained to its stopping rule, one seed, in bfloat16, on the datasets at
     hand (`--data-root`): the epochs each model needs and its seconds per epoch, and from them what the grid's
     CNN trials on those datasets cost; part (b)'s bound covers the datasets not at hand.
