@@ -751,10 +751,10 @@ def measure_stopping(root: Path, data_root: Path | None, device: str) -> list[St
     from sparsecap.studies.progress import ProgressStyle
 
     at_hand = {availability.name.value for availability in list_availability(data_root) if availability.available}
-    presets = {preset: [dataset.value for dataset in load_spec(preset).datasets if dataset.value in at_hand]
-               for preset in cnn_presets()}
+    wanted = {preset: [dataset.value for dataset in load_spec(preset).datasets] for preset in cnn_presets()}
+    presets = {preset: [dataset for dataset in datasets if dataset in at_hand] for preset, datasets in wanted.items()}
     used = sorted({dataset for datasets in presets.values() for dataset in datasets})
-    missing = sorted({dataset.value for preset in presets for dataset in load_spec(preset).datasets} - set(used))
+    missing = sorted({dataset for datasets in wanted.values() for dataset in datasets} - set(used))
     print(f"\n(f) epochs to the stopping rule: the CNN presets, one seed, {', '.join(STOPPING_OVERRIDES[1:])}; "
           f"datasets at hand: {', '.join(used) or 'none'}; missing: {', '.join(missing) or 'none'} (--data-root)")
     stopped: list[Stopped] = []
