@@ -152,6 +152,33 @@ def test_precision_and_compile_are_validated_and_change_the_fingerprint_only_whe
         parse_spec({**MINIMAL, "training": {"compile": "yes"}}, "t")
 
 
+def test_batch_norm_statistics_are_recomputed_by_default_and_in_the_fingerprint_only_where_they_are():
+    cnn = {**MINIMAL, "architectures": ["vgg"], "widths": [4, 8]}
+    recomputed = parse_spec(cnn, "t")
+    assert recomputed.training.batch_norm_statistics.value == "recomputed"
+    assert recomputed.resolved()["training"]["batch_norm_statistics"] == "recomputed"
+    assert recomputed.recomputes_batch_norm("vgg") and not recomputed.recomputes_batch_norm("mlp")
+    running = parse_spec({**cnn, "training": {"batch_norm_statistics": "running"}}, "t")
+    # Running statistics are what every study computed before the key existed: such studies keep their fingerprint.
+    assert "batch_norm_statistics" not in running.resolved()["training"]
+    assert running.fingerprint() != recomputed.fingerprint()
+    mlp = {parse_spec({**MINIMAL, "training": {"batch_norm_statistics": value}}, "t").fingerprint()
+           for value in ("recomputed", "running")}  # no batch norm: nothing to recompute
+    assert mlp == {parse_spec(MINIMAL, "t").fingerprint()}
+    with pytest.raises(SpecError, match=r"training.batch_norm_statistics.*'recomputed' or 'running'.*got 'final'"):
+        parse_spec({**cnn, "training": {"batch_norm_statistics": "final"}}, "t")
+
+
+def test_a_study_json_from_before_recomputed_statistics_resumes_on_the_running_ones(tmp_path):
+    import json
+
+    spec = load_spec("paper-vgg-width", ["seeds=[4]", "base_width=16", "training.batch_norm_statistics=\"running\""])
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps({"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "versions": {}}))
+    assert load_spec(str(path)).training.batch_norm_statistics.value == "running"
+    assert load_spec(str(path)).fingerprint() == spec.fingerprint()
+
+
 def test_widths_per_schedule_leave_points_out_of_one_schedule_only():
     both = {**MINIMAL, "widths": [16, 32, 64], "schedules": ["static", "posttrain"], "seeds": [0]}
     spec = parse_spec({**both, "schedule_widths": {"posttrain": [16, 32]}}, "test")

@@ -25,6 +25,8 @@ class ArchitectureFamily:
     description: str
     min_input_size: int = 1
     """Smallest image height and width the network can take."""
+    batch_norm: bool = False
+    """Whether it has batch norms, whose statistics evaluation may recompute (`[training] batch_norm_statistics`)."""
 
     @property
     def base_depth(self) -> int:
@@ -58,6 +60,7 @@ _FAMILIES: dict[str, ArchitectureFamily] = {
             depths=tuple(sorted(VGG_LAYOUTS)),
             description="CIFAR-style VGG11/13/16 with batch norm; width = first layer's channels (64: vanilla)",
             min_input_size=8,
+            batch_norm=True,
         ),
         ArchitectureFamily(
             name="resnet",
@@ -66,6 +69,7 @@ _FAMILIES: dict[str, ArchitectureFamily] = {
             depths=tuple(sorted(RESNET_LAYOUTS)),
             description="CIFAR-style ResNet18/34 (basic) and 50 (bottleneck); width = stem channels (64: vanilla)",
             min_input_size=8,
+            batch_norm=True,
         ),
     )
 }

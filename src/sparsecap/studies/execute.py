@@ -21,6 +21,7 @@ from sparsecap.data import ImageDataset
 from sparsecap.devices import memory_format, placement
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
+from sparsecap.robustness.evaluation import evaluation_batch_size
 from sparsecap.robustness.weight_noise import evaluations_at
 from sparsecap.runtime import Runtime, reuse_freed_memory
 from sparsecap.sparsity import (
@@ -39,7 +40,7 @@ from sparsecap.studies.fitting import EpochDone, study_fit
 from sparsecap.studies.progress import EpochReport, TrialProgress, group_name
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
-from sparsecap.training import Precision, TrainingResult, numeric_precision
+from sparsecap.training import Precision, TrainingResult, numeric_precision, recompute_batch_norm_statistics
 from sparsecap.training.multiseed import stacks_here
 
 
@@ -125,10 +126,12 @@ def run_trials_together(
     ]
 
 
-def _evaluation_steps(spec: StudySpec) -> int:
-    """What the evaluation bar counts: clean, each weight-noise draw, the attacks and the corruptions."""
+def _evaluation_steps(spec: StudySpec, trial: Trial) -> int:
+    """What the evaluation bar counts: the batch-norm statistics, clean, each weight-noise draw, the attacks and
+    the corruptions."""
     noise = sum(evaluations_at(sigma, spec.weight_noise.draws) for sigma in spec.weight_noise.sigmas)
-    return 1 + noise + spec.adversarial.enabled + spec.corruptions.enabled
+    statistics = spec.recomputes_batch_norm(trial.architecture)
+    return statistics + 1 + noise + spec.adversarial.enabled + spec.corruptions.enabled
 
 
 def evaluate_trial(
@@ -141,13 +144,21 @@ def evaluate_trial(
     checkpoint_directory: Path,
     show_progress: bool,
 ) -> TrialRecord:
-    """Measure, save the checkpoint: the trained trial's record (its schedule has pruned it where it prunes)."""
+    """Measure, save the checkpoint: the trained trial's record (its schedule has pruned it where it prunes).
+
+    Batch norms first get the statistics of the final weights where the spec says so, and the checkpoint keeps
+    them, so that what is measured is what is saved."""
     generators = trial_generators(trial.seed, str(dataset.test_images.device))
     info = dataset.info
+    device = dataset.test_images.device
     # Whatever the training precision, the measures are of the weights in float32 (README: Precision, ...).
-    with numeric_precision(Precision.FLOAT32, dataset.test_images.device), \
-            tqdm(total=_evaluation_steps(spec), desc=f"{trial.trial_id} evaluation", unit="step", leave=False,
-                 disable=not show_progress) as bar:
+    with numeric_precision(Precision.FLOAT32, device), \
+            tqdm(total=_evaluation_steps(spec, trial), desc=f"{trial.trial_id} evaluation", unit="step",
+                 leave=False, disable=not show_progress) as bar:
+        if spec.recomputes_batch_norm(trial.architecture):
+            recompute_batch_norm_statistics(model, dataset.train_images, evaluation_batch_size(model, device),
+                                            memory_format(model, device))
+            bar.update(1)
         clean = evaluate(model, dataset.test_images, dataset.test_labels, info.num_classes)
         bar.update(1)
         adversarial = []

@@ -31,7 +31,7 @@ from sparsecap.sparsity.schedule_config import (
     Schedule,
     imp_round_targets,
 )
-from sparsecap.training import LearningRateSchedule, Precision, TrainingConfig
+from sparsecap.training import BatchNormStatistics, LearningRateSchedule, Precision, TrainingConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -75,6 +75,9 @@ class TrainingSpec(_Strict):
     """The arithmetic of training (`sparsecap.training.precision`); evaluation is always float32."""
     compile: bool = False
     """Train through torch.compile: the same numbers up to float rounding, faster on a GPU (slow to start)."""
+    batch_norm_statistics: BatchNormStatistics = BatchNormStatistics.RECOMPUTED
+    """What batch norms normalise with in evaluation: statistics recomputed over the training set with the
+    final weights, or the running averages of training (`sparsecap.training.batch_norm` says why the first)."""
 
     def config(self) -> TrainingConfig:
         return TrainingConfig(
@@ -348,6 +351,11 @@ class StudySpec(_Strict):
             if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}
         }
 
+    def recomputes_batch_norm(self, architecture: str) -> bool:
+        """Whether the study's `architecture` models have their batch-norm statistics recomputed after training."""
+        recomputed = self.training.batch_norm_statistics is BatchNormStatistics.RECOMPUTED
+        return recomputed and architecture_family(architecture).batch_norm
+
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain JSON data (saved beside the results)."""
         data = self.model_dump(mode="json")
@@ -374,6 +382,10 @@ class StudySpec(_Strict):
             del data["training"]["compile"]
         if not DYNAMIC_SCHEDULES & set(self.schedules):  # likewise: studies from before [dynamic]
             del data["dynamic"]
+        if not any(self.recomputes_batch_norm(architecture) for architecture in self.architectures):
+            # Likewise: studies from before recomputed statistics ran on the running ones, and MLPs have none.
+            # So a study.json without the key is read as "running" (`_read_study_json`).
+            del data["training"]["batch_norm_statistics"]
         # Resources say where and how trials run, not what they compute: a study started on one executor
         # (or with other resources) can be finished on another.
         del data["resources"]
@@ -461,6 +473,8 @@ def _read_study_json(text: str, source: str) -> dict[str, Any]:
         raise SpecError(f"study spec {source} must hold a JSON object, not {type(data).__name__}")
     if "fingerprint" in data and isinstance(data.get("spec"), dict):  # a study.json: the resolved spec in it
         data = {key: value for key, value in data["spec"].items() if key != "bases"}  # bases: derived
+        if isinstance(data.get("training"), dict):  # recorded only where recomputed (`StudySpec.resolved`)
+            data["training"].setdefault("batch_norm_statistics", BatchNormStatistics.RUNNING.value)
     return data
 
 

@@ -3,7 +3,8 @@
 from sparsecap.lazy_imports import lazy_package
 
 __getattr__, __all__ = lazy_package(__name__, {
-    "config": ["LearningRateSchedule", "Precision", "TrainingConfig"],
+    "batch_norm": ["recompute_batch_norm_statistics"],
+    "config": ["BatchNormStatistics", "LearningRateSchedule", "Precision", "TrainingConfig"],
     "precision": ["numeric_precision"],
     "trainer": ["TrainingResult", "to_pixels", "train"],
 })

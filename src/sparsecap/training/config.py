@@ -26,6 +26,15 @@ class Precision(str, Enum):
     stay float32."""
 
 
+class BatchNormStatistics(str, Enum):
+    """What a trained model's batch norms normalise with when it is evaluated (`[training] batch_norm_statistics`)."""
+
+    RECOMPUTED = "recomputed"
+    """Measured again over the training set (no augmentation) with the final weights, after any pruning."""
+    RUNNING = "running"
+    """The running averages kept during training (PyTorch's default; stale by a few steps, or by a pruning)."""
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     max_epochs: int = 300
