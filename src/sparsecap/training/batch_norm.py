@@ -7,8 +7,8 @@ only such channels) outputs a constant, its bias. In training it normalises to e
 whatever the constant; in eval mode it becomes β + γ·(constant − running mean)/√(running variance + ε),
 with a running variance that has decayed to ~0, so a lag of 0.01 in the mean is multiplied by ~300.
 Measured: VGG11 at width 128 masked to width 16's weight count (1.6% kept) reached training loss 0.046 on
-MNIST and 98.3% test accuracy with recomputed statistics, 15.9% with the running ones. The same holds,
-milder, after post-training pruning, which changes weights that the running averages were taken of.
+MNIST and 98.3% test accuracy with recomputed statistics, 15.9% with the running ones. Post-training
+pruning leaves them stale too: it changes the weights that the running averages were taken of.
 
 `recompute_batch_norm_statistics` therefore measures them again over the training set with the final
 weights, as an equal-weight average over batches (`torch.optim.swa_utils.update_bn`, made for exactly
