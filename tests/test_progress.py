@@ -10,6 +10,7 @@ from sparsecap.studies.progress import (
     StudyProgressView,
     format_duration,
     running_line,
+    seconds_left,
     trial_line,
 )
 from tests.test_report import _record
@@ -91,3 +92,16 @@ def test_durations_read_as_minutes_or_hours():
 def test_a_trial_line_names_the_trial_and_what_it_reached():
     line = trial_line(_record(schedule="posttrain", width=128, seed=2), 4, 9, 30.0)
     assert line.startswith("[4/9, ETA 0m30s] ") and "posttrain" in line and "epochs, final loss" in line
+
+
+def test_the_eta_counts_down_from_the_last_record_instead_of_growing_with_a_long_trial():
+    # 4 trials recorded in the first 100 s: 25 s each, 6 left; 10 s and then 40 s after the last record
+    assert seconds_left(100.0, 4, 6, 10.0) == 140.0
+    assert seconds_left(100.0, 4, 6, 40.0) == 110.0
+
+
+def test_no_eta_before_a_record_with_nothing_left_or_once_the_count_down_runs_out():
+    assert seconds_left(0.0, 0, 6, 5.0) is None
+    assert seconds_left(100.0, 4, 0, 0.0) is None
+    assert seconds_left(100.0, 4, 1, 25.0) is None
+    assert seconds_left(100.0, 4, 1, 300.0) is None

@@ -53,6 +53,20 @@ def trial_line(record: TrialRecord, done: int, total: int, eta_seconds: float | 
             f"final loss {loss}, accuracy {accuracy}, {record.train_seconds:.1f} s training")
 
 
+def seconds_left(seconds_to_last_record: float, recorded: int, remaining: int,
+                 since_last_record: float) -> float | None:
+    """The run's pace (seconds per trial recorded) times the trials left, counted down since the last record.
+
+    Counting down keeps a log's ETA from growing while one long trial runs, as pace × trials left alone
+    would. Once the count-down runs out the running trials are slower than the run so far, and there is no
+    estimate (None); likewise before the first record.
+    """
+    if not remaining or not recorded:
+        return None
+    left = seconds_to_last_record / recorded * remaining - since_last_record
+    return left if left > 0 else None
+
+
 @dataclass(frozen=True)
 class EpochReport:
     """A running group's latest epoch, from the process that trains it to the one that shows progress."""
@@ -114,6 +128,7 @@ class StudyProgressView:
         self.style = style
         self._stream = stream or sys.stderr
         self._started = time.monotonic()
+        self._last_record_at = self._started
         self._recorded_here = 0
         self._running_seconds = running_seconds
         self._latest: dict[str, EpochReport] = {}  # by group, until the records of the group arrive
@@ -142,6 +157,7 @@ class StudyProgressView:
             self._latest.pop(record.trial_id, None)  # a group's records arrive together, its first one first
         self.running = max(0, self.running - 1)
         self._recorded_here += 1
+        self._last_record_at = time.monotonic()
         if record.status == FAILED:
             self.failed += 1
         else:
@@ -165,10 +181,8 @@ class StudyProgressView:
                                          self.pending, reports))
 
     def _eta(self) -> float | None:
-        remaining = self.total - self.done - self.failed
-        if not remaining or not self._recorded_here:
-            return None
-        return (time.monotonic() - self._started) / self._recorded_here * remaining
+        return seconds_left(self._last_record_at - self._started, self._recorded_here,
+                            self.total - self.done - self.failed, time.monotonic() - self._last_record_at)
 
     def _refresh(self) -> None:
         postfix = {"pending": self.pending, "running": self.running, "done": self.done, "failed": self.failed}
