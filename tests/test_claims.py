@@ -12,7 +12,7 @@ import pytest
 
 from sparsecap.cli import main
 from sparsecap.errors import StudyDirectoryError
-from sparsecap.report import study_claims
+from sparsecap.report import analyse, study_claims
 from sparsecap.report.aggregate import load_study
 from sparsecap.report.claims import ClaimVerdict, Verdict
 from sparsecap.report.claims_format import claims_markdown, claims_text
@@ -239,3 +239,19 @@ def test_c5_compares_collapses_only_where_both_schedules_were_trained(tmp_path: 
     verdict = _only(directory, "c5")
     assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding  # static's collapse is where posttrain never ran
     assert "static never falls significantly below its base at the points both" in verdict.finding.evidence
+
+
+def test_few_seeds_far_apart_show_intervals_only_within_what_an_accuracy_can_be(tmp_path: Path) -> None:
+    """Two seeds at 10 % and 90 % make a t-interval of about ±500 pp; accuracies and their differences are
+    shown within [0, 100] and [−100, +100] pp."""
+    collapse = (0.95, 0.95, 0.95, 0.95, 0.95, 0.50)
+    directory = write_study(tmp_path, {"static": collapse, "posttrain": collapse}, seeds=2, jitter=(-0.4, 0.4))
+    curves = [curve for by_measure in analyse(load_study(directory)).curves.values() for curve in by_measure.values()
+              if curve.measure.percent]
+    for curve in curves:
+        for point in curve.points:
+            assert 0.0 <= point.interval.low <= point.interval.mean <= point.interval.high <= 1.0, point
+            if point.versus_base.testable:
+                assert -1.0 <= point.versus_base.low <= point.versus_base.high <= 1.0, point
+    widest = min(point.versus_base.low for curve in curves for point in curve.points if point.versus_base.testable)
+    assert widest == -1.0  # the cut applied, not merely never needed

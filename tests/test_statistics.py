@@ -7,7 +7,15 @@ import pytest
 from scipy import stats
 
 from sparsecap.report.aggregate import Stat
-from sparsecap.report.statistics import best_by_mean, holm, t_interval, welch_difference
+from sparsecap.report.statistics import (
+    Difference,
+    best_by_mean,
+    difference_within,
+    holm,
+    t_interval,
+    welch_difference,
+    within,
+)
 
 SAMPLE = [0.91, 0.93, 0.90, 0.94, 0.92]
 OTHER = [0.85, 0.89, 0.80, 0.88]
@@ -66,3 +74,24 @@ def test_the_best_point_by_mean_follows_the_measure_direction_and_a_tie_goes_to_
     assert best_by_mean(points, lambda point: point[1], higher_is_better=True) == ("half", 0.7)
     assert best_by_mean(points, lambda point: point[1], higher_is_better=False) == ("eighth", 0.2)
     assert best_by_mean([], lambda point: point[1], higher_is_better=True) is None
+
+
+def test_an_interval_is_cut_to_where_the_mean_can_lie_and_keeps_its_mean():
+    wide = t_interval([0.05, 0.95])  # two seeds: ±12.7 standard errors, far past [0, 1]
+    assert wide.low < 0 and wide.high > 1
+    cut = within(wide, 0.0, 1.0)
+    assert (cut.mean, cut.low, cut.high, cut.n) == (wide.mean, 0.0, 1.0, 2)
+    narrow = t_interval(SAMPLE)
+    assert within(narrow, 0.0, 1.0) == narrow
+    assert within(narrow, -math.inf, math.inf) == narrow
+    assert not within(t_interval([0.5]), 0.0, 1.0).defined  # one seed stays undefined, not [0, 1]
+
+
+def test_a_difference_of_two_fractions_is_cut_to_plus_minus_one():
+    wide = welch_difference([0.1, 0.9], [0.95, 0.97])
+    assert wide.low < -1 and wide.high > 1
+    cut = difference_within(wide, 0.0, 1.0)
+    assert (cut.low, cut.high) == (-1.0, 1.0)
+    assert (cut.estimate, cut.p_value, cut.n_a, cut.n_b) == (wide.estimate, wide.p_value, 2, 2)
+    one_sided = difference_within(Difference(0.5, 0.2, 1.4, 0.01, 3, 3), 0.0, 1.0)
+    assert (one_sided.low, one_sided.high) == (0.2, 1.0)

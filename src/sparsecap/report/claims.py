@@ -46,10 +46,12 @@ from sparsecap.report.statistics import (
     Difference,
     Interval,
     best_by_mean,
+    difference_within,
     finite,
     holm,
     t_interval,
     welch_difference,
+    within,
 )
 
 ACCURACY_MARGIN = 0.01
@@ -94,6 +96,19 @@ class Measure:
     def better(self, value: float) -> float:
         """The value with its sign made so that larger is better."""
         return value if self.higher_is_better else -value
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """Where a mean can lie: a fraction (shown in percentage points) in [0, 1], anything else anywhere."""
+        return (0.0, 1.0) if self.percent else (-math.inf, math.inf)
+
+    def interval(self, values: Iterable[float | None]) -> Interval:
+        """The seeds' t-interval, cut to the measure's range."""
+        return within(t_interval(values), *self.value_range)
+
+    def difference(self, values: Iterable[float | None], others: Iterable[float | None]) -> Difference:
+        """Welch's test of `values` against `others`, its interval cut to what a difference can be."""
+        return difference_within(welch_difference(values, others), *self.value_range)
 
 
 CLEAN_ACCURACY = Measure("clean_accuracy", "clean accuracy")
@@ -242,14 +257,14 @@ def build_curve(group: GroupKey, measure: Measure, points: Sequence[PointSummary
     """The curve of one measure from its per-point seed values (points already ordered dense to sparse)."""
     base = next((point for point in points if point.is_base), None)
     base_values = seed_values.get((base.width, base.depth), []) if base else []
-    differences = [welch_difference(seed_values.get((point.width, point.depth), []), base_values)
-                   if base and not point.is_base else welch_difference([], []) for point in points]
+    differences = [measure.difference(seed_values.get((point.width, point.depth), []), base_values)
+                   if base and not point.is_base else measure.difference([], []) for point in points]
     adjusted = holm([difference.p_value for difference in differences])
     return Curve(group, measure, tuple(
         PointEstimate(
             label=point.label, width=point.width, depth=point.depth, remaining_percent=point.remaining_percent,
             values=tuple(seed_values.get((point.width, point.depth), [])),
-            interval=t_interval(seed_values.get((point.width, point.depth), [])),
+            interval=measure.interval(seed_values.get((point.width, point.depth), [])),
             versus_base=difference, adjusted_p=adjusted_p,
             under_trained=under_trained_counts.get((point.width, point.depth), 0), diverged=point.n_diverged,
         )
@@ -322,7 +337,7 @@ def rises_then_falls(curve: Curve) -> Finding:
     if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
         return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", peak_text)
     sparser = [point for point in curve.sparse_points if point.remaining_percent < peak.remaining_percent]
-    drops = [welch_difference(point.values, peak.values) for point in sparser]
+    drops = [measure.difference(point.values, peak.values) for point in sparser]
     adjusted = holm([drop.p_value for drop in drops])
     falls = [(point, drop, p_value) for point, drop, p_value in zip(sparser, drops, adjusted)
              if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL and measure.better(drop.estimate) < 0]
@@ -424,7 +439,7 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
     measure, first, second = later.measure, sooner.group.schedule, later.group.schedule
     pairs = [(point, later.point_at(point.width, point.depth)) for point in sooner.sparse_points]
     pairs = [(point, other) for point, other in pairs if other is not None]
-    gaps = [welch_difference(point.values, other.values) for point, other in pairs]
+    gaps = [measure.difference(point.values, other.values) for point, other in pairs]
     adjusted = holm([gap.p_value for gap in gaps])
     significant = [(point, gap, p_value) for (point, _), gap, p_value in zip(pairs, gaps, adjusted)
                    if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL]
