@@ -22,6 +22,7 @@ from sparsecap.report.figures import (
     sweet_spot,
     write_figures,
 )
+from sparsecap.report.statistics import UNBOUNDED
 
 NO_VALUE = Stat.of([])
 
@@ -80,6 +81,24 @@ def test_shared_y_limits_cover_every_interval_and_every_panel_uses_them() -> Non
     first, second = figure.axes[:2]
     assert first.get_ylim() == pytest.approx((low, high)) and second.get_ylim() == pytest.approx((low, high))
     assert shared_y_limits([Curve("empty", [], lambda point: point.clean_accuracy)]) is None
+
+
+def test_bands_of_accuracies_stay_within_0_and_1_and_those_of_delta_loss_do_not() -> None:
+    scattered = [_point(GROUP, 64, 100.0, [0.10, 0.90]), _point(GROUP, 128, 50.0, [0.92, 0.94])]  # ±5 at the base
+    accuracy = Curve("static", scattered, lambda point: point.clean_accuracy)
+    assert shared_y_limits([accuracy]) == pytest.approx((-0.05, 1.05))  # [0, 1], padded by 5 %
+    axis = plot_against_remaining({GROUP: [accuracy]}, ylabel="acc", title="t").axes[0]
+    [band] = [collection for collection in axis.collections if isinstance(collection, PolyCollection)]
+    ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
+    assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(1.0)
+    unbounded = Curve("ΔL", scattered, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
+    low, high = shared_y_limits([unbounded])
+    assert (low, high) == pytest.approx(_widened(_t_interval([0.10, 0.90])))
+
+
+def _widened(limits: tuple[float, float]) -> tuple[float, float]:
+    padding = 0.05 * (limits[1] - limits[0])
+    return limits[0] - padding, limits[1] + padding
 
 
 def test_bands_are_95_percent_t_intervals_and_one_seed_shows_the_mean_alone() -> None:

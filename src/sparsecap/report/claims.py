@@ -42,7 +42,9 @@ from sparsecap.report.aggregate import (
     noise_per_sigma,
 )
 from sparsecap.report.statistics import (
+    FRACTION,
     SIGNIFICANCE_LEVEL,
+    UNBOUNDED,
     Difference,
     Interval,
     best_by_mean,
@@ -100,7 +102,7 @@ class Measure:
     @property
     def value_range(self) -> tuple[float, float]:
         """Where a mean can lie: a fraction (shown in percentage points) in [0, 1], anything else anywhere."""
-        return (0.0, 1.0) if self.percent else (-math.inf, math.inf)
+        return FRACTION if self.percent else UNBOUNDED
 
     def interval(self, values: Iterable[float | None]) -> Interval:
         """The seeds' t-interval, cut to the measure's range."""

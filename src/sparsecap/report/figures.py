@@ -9,11 +9,11 @@ the schedules to those axes would give σ × schedule lines with overlapping ban
 schedule (most) keeps one panel per setting. There the schedules of one setting stand side by side (panels
 in group order), and every panel of a figure shares one y-axis, so they compare by eye.
 
-Every line is the mean over seeds with its 95% Student-t interval (band and bars, `Stat.interval`); a point
-with one seed shows its mean alone. The dense base (100 %) is a square on a dotted vertical line; the sweet
-spot, the best mean among the sparser points (the lowest for ΔL), is a star. Captions say what the paper
-claims for the figure and, where the caller gives one (`write_figures(findings=...)`, keyed by `FigureKey`),
-what this study found.
+Every line is the mean over seeds with its 95% Student-t interval (band and bars, `Stat.interval`, cut to
+where the mean can lie: [0, 1] but for ΔL); a point with one seed shows its mean alone. The dense base
+(100 %) is a square on a dotted vertical line; the sweet spot, the best mean among the sparser points (the
+lowest for ΔL), is a star. Captions say what the paper claims for the figure and, where the caller gives one
+(`write_figures(findings=...)`, keyed by `FigureKey`), what this study found.
 
 All metric-versus-remaining-weights figures go through one function (`plot_against_remaining`), and the
 panel grid is shared with the class-recall heatmap, so a new architecture, family or schedule needs no code
@@ -49,7 +49,7 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     noise_sigmas,
 )
-from sparsecap.report.statistics import best_by_mean
+from sparsecap.report.statistics import FRACTION, UNBOUNDED, Interval, best_by_mean, within
 
 DPI = 110
 PANEL_SIZE = (5.6, 3.9)
@@ -105,6 +105,12 @@ class Curve:
     """A matplotlib colour; None picks one from the line's position."""
     higher_is_better: bool = True
     """Which end the sweet spot is: the highest mean, or the lowest (ΔL)."""
+    value_range: tuple[float, float] = FRACTION
+    """Where a mean can lie (accuracies, recalls; ΔL anywhere): bands and bars are cut to it, as a t-interval over
+    2 or 3 seeds reaches far past it."""
+
+    def interval(self, stat: Stat) -> Interval:
+        return within(stat.interval, *self.value_range)
 
 
 class FigureKey(str, enum.Enum):
@@ -273,7 +279,8 @@ def shared_y_limits(curves: Iterable[Curve]) -> tuple[float, float] | None:
         value
         for curve in curves
         for _, stat in _present(curve)
-        for value in (stat.interval.mean, stat.interval.low, stat.interval.high)
+        for interval in [curve.interval(stat)]
+        for value in (interval.mean, interval.low, interval.high)
         if math.isfinite(value)
     ]
     if not values:
@@ -294,7 +301,7 @@ def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
     if not present:
         return False
     x = np.array([point.remaining_percent for point, _ in present])
-    intervals = [stat.interval for _, stat in present]
+    intervals = [curve.interval(stat) for _, stat in present]
     mean, low, high = (np.array([getattr(interval, end) for interval in intervals]) for end in ("mean", "low", "high"))
     axis.plot(x, mean, marker="o", markersize=4, color=color, label=curve.label, linewidth=1.6)
     defined = np.isfinite(low) & np.isfinite(high)
@@ -654,10 +661,10 @@ def write_figures(
     sigma_colors = dict(zip(sigmas, _line_colors(len(sigmas)), strict=True))  # the same σ, the same colour
 
     def noise_panels(stat_of: Callable[[PointSummary, float], Stat | None], shown: Sequence[float],
-                     higher_is_better: bool) -> dict[Panel, list[Curve]]:
+                     higher_is_better: bool, value_range: tuple[float, float]) -> dict[Panel, list[Curve]]:
         return {
             group: [Curve(_sigma_label(sigma), points, lambda point, s=sigma: stat_of(point, s), sigma_colors[sigma],
-                          higher_is_better) for sigma in shown]
+                          higher_is_better, value_range) for sigma in shown]
             for group, points in points_by_group.items()
         }
 
@@ -667,7 +674,7 @@ def write_figures(
         "Test accuracy with Gaussian noise of standard deviation σ added to the weights, one panel per group, one "
         "line per σ. " + _reading(),
         (lambda: plot_against_remaining(
-            noise_panels(lambda point, sigma: point.noise_accuracy.get(sigma), sigmas, True),
+            noise_panels(lambda point, sigma: point.noise_accuracy.get(sigma), sigmas, True, FRACTION),
             ylabel="accuracy under noise", legend_title="weight noise",
             title="Accuracy under weight noise vs remaining weights",
         )) if sigmas else None,
@@ -680,7 +687,7 @@ def write_figures(
         "group, one line per σ > 0. Lower is better: a lower, flatter curve means a flatter minimum. "
         + _reading(higher_is_better=False),
         (lambda: plot_against_remaining(
-            noise_panels(lambda point, sigma: point.noise_delta_loss.get(sigma), positive_sigmas, False),
+            noise_panels(lambda point, sigma: point.noise_delta_loss.get(sigma), positive_sigmas, False, UNBOUNDED),
             ylabel="ΔL (loss increase)", legend_title="weight noise",
             title="Loss increase under weight noise vs remaining weights",
         )) if positive_sigmas else None,

@@ -20,6 +20,9 @@ from scipy import stats
 
 CONFIDENCE = 0.95
 SIGNIFICANCE_LEVEL = 1 - CONFIDENCE
+FRACTION = (0.0, 1.0)
+"""Where an accuracy or a recall lies."""
+UNBOUNDED = (-math.inf, math.inf)
 
 Point = TypeVar("Point")
 
