@@ -47,17 +47,17 @@ def _record(*, architecture: str = "mlp", family: str = "width", schedule: str =
 def write_study(directory: Path, curves: Mapping[str, Sequence[float]], *, seeds: int = 5,
                 delta_loss: Sequence[float] | None = None, min_recall: Sequence[float] | None = None,
                 final_loss: float = 0.005, jitter: Sequence[float] = JITTER, name: str = "planted",
-                stop_loss: float = 0.01) -> Path:
+                stop_loss: float = 0.01, architecture: str = "mlp", training: Mapping[str, str] | None = None) -> Path:
     """A study database whose clean accuracy (and accuracy under noise) per schedule follows `curves`."""
     directory.mkdir(parents=True, exist_ok=True)
     database = StudyDatabase.create(directory)
-    database.write_metadata({"spec": {"name": name, "training": {"stop_loss": stop_loss}}})
+    database.write_metadata({"spec": {"name": name, "training": {"stop_loss": stop_loss, **(training or {})}}})
     for schedule, curve in curves.items():
         for index, (width, remaining) in enumerate(REMAINING.items()):
             for seed in range(seeds):
                 offset = jitter[seed % len(jitter)]
                 database.record_trial(_record(
-                    schedule=schedule, width=width, remaining=remaining, seed=seed, accuracy=curve[index] + offset,
+                    architecture=architecture, schedule=schedule, width=width, remaining=remaining, seed=seed, accuracy=curve[index] + offset,
                     noise_accuracy=curve[index] - 0.1 + offset,
                     delta_loss=(delta_loss[index] if delta_loss else 0.5) + offset,
                     min_recall=(min_recall[index] if min_recall else 0.85) + offset, final_loss=final_loss))
@@ -129,6 +129,21 @@ def test_c5_across_two_studies_and_refusal_of_incompatible_ones(tmp_path: Path) 
         load_studies([static, other_rule])
     with pytest.raises(StudyDirectoryError, match="both hold trial"):
         load_studies([static, write_study(tmp_path / "copy", {"static": FLAT}, name="copy")])
+
+
+def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_together(tmp_path: Path) -> None:
+    def study(name: str, schedule: str, architecture: str, training: dict[str, str] | None) -> Path:
+        return write_study(tmp_path / name, {schedule: FLAT}, name=name, architecture=architecture, training=training)
+
+    recomputed = study("recomputed", "static", "vgg", {"batch_norm_statistics": "recomputed"})
+    running = study("running", "posttrain", "vgg", None)  # no key: the study ran before the setting, on running ones
+    with pytest.raises(StudyDirectoryError, match="different batch-norm statistics: recomputed evaluates its CNNs "
+                                                  "on recomputed ones, running on running ones"):
+        load_studies([recomputed, running])
+    also_recomputed = study("also-recomputed", "posttrain", "vgg", {"batch_norm_statistics": "recomputed"})
+    assert len(load_studies([recomputed, also_recomputed]).trials) == 2 * len(load_study(recomputed).trials)
+    mlp = study("mlp", "posttrain", "mlp", None)  # it shares no architecture with batch norms
+    assert len(load_studies([recomputed, mlp]).trials) == 2 * len(load_study(recomputed).trials)
 
 
 def test_under_trained_curves_are_flagged(tmp_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Several study directories read as one: static sparsity in one study, post-training pruning in another.
 
 Studies combine only when their results answer the same question: the same datasets and training and
-test subsets, the same base nonzero count for every (architecture, dataset) they share, and the same
-stopping rule (so "trained to the rule" means one thing). Anything else is refused with the difference
-named. A trial present in two studies (the same architecture, dataset, family, point, schedule and
+test subsets, the same base nonzero count for every (architecture, dataset) they share, the same
+stopping rule (so "trained to the rule" means one thing), and, where they share an architecture with
+batch norms, the same batch-norm statistics (a sparse VGG can score 0.10 on running statistics and 0.83
+on recomputed ones: mixed seeds would measure the setting, not sparsity). Anything else is refused with
+the difference named. A trial present in two studies (the same architecture, dataset, family, point, schedule and
 seed) would count one seed twice, so that is refused too.
 """
 
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from sparsecap.errors import StudyDirectoryError
+from sparsecap.models.architectures import architecture_family
 from sparsecap.report.aggregate import StudyResults, load_study
+from sparsecap.training.config import BatchNormStatistics
 
 COMPARED_SPEC_KEYS = ("train_examples", "test_examples")
 TRIAL_KEY = ("architecture", "dataset", "family", "width", "depth", "schedule", "seed")
@@ -45,7 +49,17 @@ def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
     stop_losses = (_spec_value(first, "training", "stop_loss"), _spec_value(other, "training", "stop_loss"))
     if stop_losses[0] != stop_losses[1]:
         return f"different stopping rules: {first.name} stops below {stop_losses[0]}, {other.name} below {stop_losses[1]}"
+    shared = {str(trial["architecture"]) for trial in first.trials} & {str(trial["architecture"]) for trial in other.trials}
+    statistics = [batch_norm_statistics(results) for results in (first, other)]
+    if statistics[0] != statistics[1] and any(architecture_family(name).batch_norm for name in sorted(shared)):
+        return (f"different batch-norm statistics: {first.name} evaluates its CNNs on {statistics[0]} ones, "
+                f"{other.name} on {statistics[1]} ones ([training] batch_norm_statistics)")
     return None
+
+
+def batch_norm_statistics(results: StudyResults) -> str:
+    """What the study's batch norms were evaluated on; a spec without the key ran on the running averages."""
+    return _spec_value(results, "training", "batch_norm_statistics") or BatchNormStatistics.RUNNING.value
 
 
 def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
