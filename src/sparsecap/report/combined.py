@@ -5,8 +5,8 @@ test subsets, the same base nonzero count for every (architecture, dataset) they
 stopping rule (so "trained to the rule" means one thing), and, where they share an architecture with
 batch norms, the same batch-norm statistics (a sparse VGG can score 0.10 on running statistics and 0.83
 on recomputed ones: mixed seeds would measure the setting, not sparsity). Anything else is refused with
-the difference named. A trial present in two studies (the same architecture, dataset, family, point, schedule and
-seed) would count one seed twice, so that is refused too.
+the difference named. A trial present in two studies (the same architecture, dataset, family, point,
+schedule and seed) would count one seed twice, so that is refused too.
 """
 
 from __future__ import annotations
@@ -50,16 +50,12 @@ def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
     if stop_losses[0] != stop_losses[1]:
         return f"different stopping rules: {first.name} stops below {stop_losses[0]}, {other.name} below {stop_losses[1]}"
     shared = {str(trial["architecture"]) for trial in first.trials} & {str(trial["architecture"]) for trial in other.trials}
-    statistics = [batch_norm_statistics(results) for results in (first, other)]
-    if statistics[0] != statistics[1] and any(architecture_family(name).batch_norm for name in sorted(shared)):
+    statistics = [BatchNormStatistics.recorded_in(_spec_value(results, "training") or {}).value
+                  for results in (first, other)]
+    if statistics[0] != statistics[1] and any(architecture_family(name).batch_norm for name in shared):
         return (f"different batch-norm statistics: {first.name} evaluates its CNNs on {statistics[0]} ones, "
                 f"{other.name} on {statistics[1]} ones ([training] batch_norm_statistics)")
     return None
-
-
-def batch_norm_statistics(results: StudyResults) -> str:
-    """What the study's batch norms were evaluated on; a spec without the key ran on the running averages."""
-    return _spec_value(results, "training", "batch_norm_statistics") or BatchNormStatistics.RUNNING.value
 
 
 def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:

@@ -69,7 +69,12 @@ def within(interval: Interval, low: float, high: float) -> Interval:
     """The interval cut to [low, high], where the mean must lie (an accuracy in [0, 1]). A t-interval over a few
     seeds can reach past it (±12.7 standard errors with 2 seeds); the cut one still holds the true mean
     whenever the whole one does, so its coverage is unchanged and it no longer shows impossible values."""
-    return dataclasses.replace(interval, low=min(max(interval.low, low), high), high=max(min(interval.high, high), low))
+    return dataclasses.replace(interval, low=_clamp(interval.low, low, high), high=_clamp(interval.high, low, high))
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """`value` within [low, high]; NaN (an undefined interval end) stays NaN."""
+    return min(max(value, low), high)
 
 
 def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Interval:
@@ -104,8 +109,8 @@ class Difference:
 def difference_within(difference: Difference, low: float, high: float) -> Difference:
     """The difference's interval cut to what a difference of two means in [low, high] can be (`within`)."""
     span = high - low
-    return dataclasses.replace(difference, low=min(max(difference.low, -span), span),
-                               high=max(min(difference.high, span), -span))
+    return dataclasses.replace(difference, low=_clamp(difference.low, -span, span),
+                               high=_clamp(difference.high, -span, span))
 
 
 def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confidence: float = CONFIDENCE) -> Difference:

@@ -474,7 +474,7 @@ def _read_study_json(text: str, source: str) -> dict[str, Any]:
     if "fingerprint" in data and isinstance(data.get("spec"), dict):  # a study.json: the resolved spec in it
         data = {key: value for key, value in data["spec"].items() if key != "bases"}  # bases: derived
         if isinstance(data.get("training"), dict):  # recorded only where recomputed (`StudySpec.resolved`)
-            data["training"].setdefault("batch_norm_statistics", BatchNormStatistics.RUNNING.value)
+            data["training"]["batch_norm_statistics"] = BatchNormStatistics.recorded_in(data["training"]).value
     return data
 
 

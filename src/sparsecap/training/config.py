@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 
 class LearningRateSchedule(str, Enum):
@@ -33,6 +35,12 @@ class BatchNormStatistics(str, Enum):
     """Measured again over the training set (no augmentation) with the final weights, after any pruning."""
     RUNNING = "running"
     """The running averages kept during training (PyTorch's default; stale by a few steps, or by a pruning)."""
+
+    @classmethod
+    def recorded_in(cls, training: Mapping[str, Any]) -> BatchNormStatistics:
+        """The setting a recorded (resolved) `[training]` table ran with: it names the key only where recomputed,
+        so its absence means running (the studies from before the setting, and those without batch norms)."""
+        return cls(training.get("batch_norm_statistics", cls.RUNNING.value))
 
 
 @dataclass(frozen=True)
