@@ -154,8 +154,15 @@ def _command(spec: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "sparsecap.cli", "run", str(spec), "--out", str(out), "--no-report", "--no-progress"]
 
 
+def _interruptible() -> None:
+    """Ctrl-C's default action back for the run: a shell starting the suite in the background (`cmd &`) makes it
+    ignore SIGINT, which its children inherit, and Python then installs no KeyboardInterrupt for it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(spec: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(_command(spec, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_command(spec, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
 
 
 def _wait_for_trials(process: subprocess.Popen, database: Path, count: int) -> None:
