@@ -19,6 +19,7 @@ from sparsecap.report.figures import (
     plot_against_remaining,
     schedule_colors,
     shared_y_limits,
+    symlog_threshold,
     sweet_spot,
     write_figures,
 )
@@ -94,6 +95,24 @@ def test_bands_of_accuracies_stay_within_0_and_1_and_those_of_delta_loss_do_not(
     unbounded = Curve("ΔL", scattered, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
     low, high = shared_y_limits([unbounded])
     assert (low, high) == pytest.approx(_widened(_t_interval([0.10, 0.90])))
+
+
+def test_a_delta_loss_that_dwarfs_the_rest_gets_a_symmetric_log_axis_and_ordinary_ones_a_linear_axis() -> None:
+    def delta_loss(means: list[float]) -> Curve:
+        points = [_point(GROUP, 64 * 2**index, 100.0 / 2**index, [mean]) for index, mean in enumerate(means)]
+        return Curve("σ = 0.2", points, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
+
+    broken = delta_loss([0.8, 1.4, -0.3, 3.0, 1e5])  # a VGG at 1/256 of its weights: 1e5 against about 1
+    assert symlog_threshold([broken]) == 1.0  # the median |mean|, 1.4, to its power of ten
+    axis = plot_against_remaining({GROUP: [broken]}, ylabel="ΔL", title="t").axes[0]
+    assert axis.get_yscale() == "symlog" and axis.get_ylabel() == "ΔL, log scale beyond ±1"
+    low, high = axis.get_ylim()
+    assert -0.3 > low > -1.0 and 1e5 < high < 3e5  # padded by 5 % of the drawn span (linearly: -5,000 below)
+    ordinary = delta_loss([0.01, 0.05, 0.2, 0.6, 1.9])
+    assert symlog_threshold([ordinary]) is None
+    assert plot_against_remaining({GROUP: [ordinary]}, ylabel="ΔL", title="t").axes[0].get_yscale() == "linear"
+    accuracy = Curve("static", broken.points, broken.stat_of)  # bounded to [0, 1]: never a log axis
+    assert symlog_threshold([accuracy]) is None
 
 
 def _widened(limits: tuple[float, float]) -> tuple[float, float]:

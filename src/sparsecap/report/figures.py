@@ -10,7 +10,8 @@ schedule (most) keeps one panel per setting. There the schedules of one setting 
 in group order), and every panel of a figure shares one y-axis, so they compare by eye.
 
 Every line is the mean over seeds with its 95% Student-t interval (band and bars, `Stat.interval`, cut to
-where the mean can lie: [0, 1] but for ΔL); a point with one seed shows its mean alone. The dense base
+where the mean can lie: [0, 1] but for ΔL, whose axis turns symmetric-log where a few points dwarf the rest,
+`symlog_threshold`); a point with one seed shows its mean alone. The dense base
 (100 %) is a square on a dotted vertical line; the sweet spot, the best mean among the sparser points (the
 lowest for ΔL), is a star. Captions say what the paper claims for the figure and, where the caller gives one
 (`write_figures(findings=...)`, keyed by `FigureKey`), what this study found.
@@ -39,7 +40,9 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.scale import SymmetricalLogTransform
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.transforms import IdentityTransform, Transform
 
 from sparsecap.report.aggregate import (
     GroupKey,
@@ -270,8 +273,35 @@ Y_PADDING = 0.05
 """Share of the data's span left free above and below it."""
 
 
-def shared_y_limits(curves: Iterable[Curve]) -> tuple[float, float] | None:
-    """One y range for every panel of a figure: every mean and every interval end, padded.
+DWARFING = 100.0
+"""How many times the median |mean| the largest must reach for an unbounded measure to get a log axis: the ΔL
+of a VGG at 1/256 of its weights reached 1e5 against about 1 for the other points, which a linear axis
+flattens onto zero."""
+
+
+def symlog_threshold(curves: Iterable[Curve]) -> float | None:
+    """Where the figure's y axis turns logarithmic (symmetric about 0, linear within ±threshold), or None for a
+    linear axis. Only an unbounded measure (ΔL, which can be negative too) gets one, when its largest |mean|
+    dwarfs the median |mean|; the threshold is the median's power of ten, so the bulk of points stays linear."""
+    curves = list(curves)
+    if any(curve.value_range != UNBOUNDED for curve in curves):
+        return None
+    magnitudes = sorted(abs(stat.mean) for curve in curves for _, stat in _present(curve)
+                        if math.isfinite(stat.mean) and stat.mean != 0)
+    if not magnitudes:
+        return None
+    median = magnitudes[len(magnitudes) // 2]
+    return 10.0 ** math.floor(math.log10(median)) if magnitudes[-1] >= DWARFING * median else None
+
+
+def y_transform(threshold: float | None) -> Transform:
+    """The y axis's scale as a transform (`symlog_threshold`'s), to pad limits by a share of what is drawn."""
+    return IdentityTransform() if threshold is None else SymmetricalLogTransform(10, threshold, 1)
+
+
+def shared_y_limits(curves: Iterable[Curve], transform: Transform | None = None) -> tuple[float, float] | None:
+    """One y range for every panel of a figure: every mean and every interval end, padded by a share of the
+    span as drawn on the axis's `transform` (None: linear).
 
     None when no curve has a value (each panel then keeps its own, empty, axis).
     """
@@ -285,9 +315,11 @@ def shared_y_limits(curves: Iterable[Curve]) -> tuple[float, float] | None:
     ]
     if not values:
         return None
-    low, high = min(values), max(values)
+    transform = transform or IdentityTransform()
+    low, high = transform.transform(np.array([min(values), max(values)], dtype=float))
     padding = (high - low) * Y_PADDING or max(abs(high) * Y_PADDING, 1e-3)
-    return low - padding, high + padding
+    padded_low, padded_high = transform.inverted().transform(np.array([low - padding, high + padding]))
+    return float(padded_low), float(padded_high)
 
 
 BASE_PERCENT = 100.0
@@ -361,7 +393,8 @@ def plot_against_remaining(
     figure, axes = _panel_grid(len(keys), panel_size, max_columns=max_columns)
     columns = min(max_columns, max(1, len(keys)))
     every_curve = [curve for curves in panels.values() for curve in curves]
-    limits = shared_y_limits(every_curve)
+    threshold = symlog_threshold(every_curve)
+    limits = shared_y_limits(every_curve, y_transform(threshold))
     legend_handles: dict[str, object] = {}
     for index, (axis, key) in enumerate(zip(axes, keys, strict=True)):
         curves = panels[key]
@@ -376,10 +409,12 @@ def plot_against_remaining(
         if any(point.is_base for curve in curves for point, _ in _present(curve)):
             axis.axvline(BASE_PERCENT, linestyle=":", color="0.35", linewidth=1.0, zorder=1)
         _format_remaining_axis(axis, _axis_points(curves))
+        if threshold is not None:
+            axis.set_yscale("symlog", linthresh=threshold)
         if limits is not None:
             axis.set_ylim(*limits)
         if index % columns == 0:
-            axis.set_ylabel(ylabel)
+            axis.set_ylabel(ylabel if threshold is None else f"{ylabel}, log scale beyond ±{threshold:g}")
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend_handles.setdefault(label, handle)
     figure.suptitle(title, fontsize=11)
