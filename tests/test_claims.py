@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,11 +49,14 @@ def _record(*, architecture: str = "mlp", family: str = "width", schedule: str =
 def write_study(directory: Path, curves: Mapping[str, Sequence[float]], *, seeds: int = 5,
                 delta_loss: Sequence[float] | None = None, min_recall: Sequence[float] | None = None,
                 final_loss: float = 0.005, jitter: Sequence[float] = JITTER, name: str = "planted",
-                stop_loss: float = 0.01, architecture: str = "mlp", training: Mapping[str, str] | None = None) -> Path:
-    """A study database whose clean accuracy (and accuracy under noise) per schedule follows `curves`."""
+                stop_loss: float = 0.01, architecture: str = "mlp", spec: Mapping[str, Any] | None = None) -> Path:
+    """A study database whose clean accuracy (and accuracy under noise) per schedule follows `curves`; its
+    recorded spec has `spec`'s keys besides the name and the stopping rule."""
     directory.mkdir(parents=True, exist_ok=True)
     database = StudyDatabase.create(directory)
-    database.write_metadata({"spec": {"name": name, "training": {"stop_loss": stop_loss, **(training or {})}}})
+    recorded = {**(spec or {}), "name": name}
+    recorded["training"] = {"stop_loss": stop_loss, **recorded.get("training", {})}
+    database.write_metadata({"spec": recorded})
     for schedule, curve in curves.items():
         for index, (width, remaining) in enumerate(REMAINING.items()):
             for seed in range(seeds):
@@ -125,7 +130,7 @@ def test_c5_across_two_studies_and_refusal_of_incompatible_ones(tmp_path: Path) 
     (verdict,) = [entry for entry in study_claims(load_studies([static, posttrain])) if entry.claim.key == "c5"]
     assert verdict.verdict is Verdict.HOLDS
     other_rule = write_study(tmp_path / "other", {"posttrain": FLAT}, name="other", stop_loss=0.1)
-    with pytest.raises(StudyDirectoryError, match="different stopping rules"):
+    with pytest.raises(StudyDirectoryError, match="different training.stop_loss: static-study has 0.01, other has 0.1"):
         load_studies([static, other_rule])
     with pytest.raises(StudyDirectoryError, match="both hold trial"):
         load_studies([static, write_study(tmp_path / "copy", {"static": FLAT}, name="copy")])
@@ -133,7 +138,8 @@ def test_c5_across_two_studies_and_refusal_of_incompatible_ones(tmp_path: Path) 
 
 def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_together(tmp_path: Path) -> None:
     def study(name: str, schedule: str, architecture: str, training: dict[str, str] | None) -> Path:
-        return write_study(tmp_path / name, {schedule: FLAT}, name=name, architecture=architecture, training=training)
+        return write_study(tmp_path / name, {schedule: FLAT}, name=name, architecture=architecture,
+                           spec={"training": training or {}})
 
     recomputed = study("recomputed", "static", "vgg", {"batch_norm_statistics": "recomputed"})
     running = study("running", "posttrain", "vgg", None)  # no key: the study ran before the setting, on running ones
@@ -144,6 +150,37 @@ def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_to
     assert len(load_studies([recomputed, also_recomputed]).trials) == 2 * len(load_study(recomputed).trials)
     mlp = study("mlp", "posttrain", "mlp", None)  # it shares no architecture with batch norms
     assert len(load_studies([recomputed, mlp]).trials) == 2 * len(load_study(recomputed).trials)
+
+
+def test_studies_that_trained_or_measured_otherwise_are_refused_together_and_how_they_ran_is_not_compared(
+        tmp_path: Path) -> None:
+    def study(name: str, schedule: str, **spec: Any) -> Path:
+        return write_study(tmp_path / name, {schedule: FLAT}, name=name, spec=spec)
+
+    static = study("static", "static", training={"learning_rate": 0.01}, weight_noise={"sigmas": [0.0, 0.1]})
+    refused = [
+        ("faster", {"training": {"learning_rate": 0.1}}, "different training.learning_rate: static has 0.01, faster has 0.1"),
+        ("bf16", {"training": {"precision": "bfloat16"}}, "different training.precision: static has float32, bf16 has bfloat16"),
+        ("wider", {"weight_noise": {"sigmas": [0.0, 0.2]}},
+         "different weight_noise.sigmas: static has [0.0, 0.1], wider has [0.0, 0.2]"),
+        ("erk", {"allocation": "erk"}, "different allocation: static has uniform, erk has erk"),
+    ]
+    for name, spec, reason in refused:
+        with pytest.raises(StudyDirectoryError, match=re.escape(reason)):
+            load_studies([static, study(name, "posttrain", **spec)])
+    cosine = {"learning_rate_schedule": "cosine", "max_epochs": 30}
+    with pytest.raises(StudyDirectoryError, match="different training.max_epochs: cosine has 30, longer has 60"):
+        load_studies([study("cosine", "static", training=cosine),
+                      study("longer", "posttrain", training={**cosine, "max_epochs": 60})])
+    # The engine, stacking and compiling change float rounding only; a measure in one study only is no conflict;
+    # under a constant rate max_epochs only caps training (capped trials are flagged under-trained).
+    alike = study("alike", "posttrain", training={"engine": "sparse", "seeds_together": True, "compile": True,
+                                                  "max_epochs": 7},
+                  weight_noise={"sigmas": [0.0, 0.1]}, adversarial={"enabled": True, "steps": 10})
+    assert len(load_studies([static, alike]).trials) == 2 * len(load_study(static).trials)
+    attacked = study("attacked", "static-again", adversarial={"enabled": True, "steps": 20})
+    with pytest.raises(StudyDirectoryError, match="different adversarial.steps: alike has 10, attacked has 20"):
+        load_studies([alike, attacked])
 
 
 def test_under_trained_curves_are_flagged(tmp_path: Path) -> None:

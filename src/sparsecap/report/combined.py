@@ -1,14 +1,14 @@
 """Several study directories read as one: static sparsity in one study, post-training pruning in another.
 
-Studies combine only when their results answer the same question: the same datasets and training and
-test subsets, the same base nonzero count for every (architecture, dataset) they share, the same
-stopping rule (so "trained to the rule" means one thing), and, where they share an architecture with
-batch norms, the same batch-norm statistics (a sparse VGG can score 0.10 on running statistics and 0.83
-on recomputed ones: mixed seeds would measure the setting, not sparsity). Anything else is refused with
-the difference named. A trial present in two studies (the same architecture, dataset, family, point,
-schedule and seed) would count one seed twice, so that is refused too.
+Studies combine only when their results answer the same question: the same datasets, the same base nonzero
+count for every (architecture, dataset) they share, the same settings for everything that decides a trial's
+numbers beyond its place in the grid (`compared_settings`: training and test subsets, learning rate, stopping
+rule, precision, masks' allocation, weight-noise draws, attack and corruption protocols where both measure
+them, ...), and, where they share an architecture with batch norms, the same batch-norm statistics (a sparse
+VGG can score 0.10 on running statistics and 0.83 on recomputed ones: mixed seeds would measure the setting,
+not sparsity). Anything else is refused with the difference named. A trial present in two studies (the same
+architecture, dataset, family, point, schedule and seed) would count one seed twice, so that is refused too.
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,17 +18,19 @@ from typing import Any
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.models.architectures import architecture_family
 from sparsecap.report.aggregate import StudyResults, load_study
+from sparsecap.studies.spec import compared_settings
 from sparsecap.training.config import BatchNormStatistics
 
-COMPARED_SPEC_KEYS = ("train_examples", "test_examples")
 TRIAL_KEY = ("architecture", "dataset", "family", "width", "depth", "schedule", "seed")
 
 
-def _spec_value(results: StudyResults, *path: str) -> Any:
-    value: Any = results.spec
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
+def _different_setting(first: StudyResults, other: StudyResults) -> str | None:
+    """The first setting both studies record with different values, as a reason; None if none."""
+    settings = [compared_settings(results.spec) for results in (first, other)]
+    for key in sorted(settings[0].keys() & settings[1].keys()):
+        if settings[0][key] != settings[1][key]:
+            return f"different {key}: {first.name} has {settings[0][key]}, {other.name} has {settings[1][key]}"
+    return None
 
 
 def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
@@ -36,21 +38,17 @@ def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
     datasets = [sorted({str(trial["dataset"]) for trial in results.trials}) for results in (first, other)]
     if datasets[0] != datasets[1]:
         return f"different datasets: {first.name} has {', '.join(datasets[0])}, {other.name} has {', '.join(datasets[1])}"
-    for key in COMPARED_SPEC_KEYS:
-        values = (_spec_value(first, key), _spec_value(other, key))
-        if values[0] != values[1]:
-            return f"different {key}: {first.name} has {values[0]}, {other.name} has {values[1]}"
     bases = [{(trial["architecture"], trial["dataset"]): trial["base_nonzero"] for trial in results.trials}
              for results in (first, other)]
     for key in sorted(bases[0].keys() & bases[1].keys()):
         if bases[0][key] != bases[1][key]:
             return (f"different bases for {key[0]} on {key[1]}: {first.name} keeps {bases[0][key]} nonzero weights, "
                     f"{other.name} keeps {bases[1][key]}")
-    stop_losses = (_spec_value(first, "training", "stop_loss"), _spec_value(other, "training", "stop_loss"))
-    if stop_losses[0] != stop_losses[1]:
-        return f"different stopping rules: {first.name} stops below {stop_losses[0]}, {other.name} below {stop_losses[1]}"
+    setting = _different_setting(first, other)
+    if setting is not None:
+        return setting
     shared = {str(trial["architecture"]) for trial in first.trials} & {str(trial["architecture"]) for trial in other.trials}
-    statistics = [BatchNormStatistics.recorded_in(_spec_value(results, "training") or {}).value
+    statistics = [BatchNormStatistics.recorded_in(results.spec.get("training") or {}).value
                   for results in (first, other)]
     if statistics[0] != statistics[1] and any(architecture_family(name).batch_norm for name in shared):
         return (f"different batch-norm statistics: {first.name} evaluates its CNNs on {statistics[0]} ones, "

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -394,6 +395,49 @@ class StudySpec(_Strict):
     def fingerprint(self) -> str:
         """Identifies the study: a different fingerprint in an output directory means a different study."""
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()
+
+
+GRID_AND_RUN_KEYS = frozenset({
+    "name", "architectures", "datasets", "widths", "depths", "base_width", "base_depth", "bases", "schedules",
+    "schedule_widths", "seeds", "resources", "training.engine", "training.seeds_together", "training.compile",
+    "training.batch_norm_statistics",
+})
+"""Recorded keys that place a trial in the grid or say how it runs, not what it computes: the engine, stacking
+and compiling give the same numbers up to float rounding. (Batch-norm statistics do change the numbers, but
+only for architectures with batch norms: `BatchNormStatistics.recorded_in` reads them.)"""
+OPTIONAL_TABLES = frozenset({"adversarial", "corruptions", "dynamic"})
+"""Tables a study records only when it measures them, or runs a schedule they configure."""
+
+
+def _flattened(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            flat.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _recorded_defaults() -> dict[str, Any]:
+    """Every always-recorded setting at its default, as a recorded spec writes it."""
+    minimal = StudySpec(name="defaults", architectures=["mlp"], datasets=[DatasetName.DIGITS], widths=[1])
+    return {key: value for key, value in _flattened(minimal.model_dump(mode="json")).items()
+            if key.partition(".")[0] not in OPTIONAL_TABLES}
+
+
+def compared_settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides the numbers of a recorded (resolved) spec's trials beyond their place in the grid, by dotted
+    key (`training.learning_rate`): keys `StudySpec.resolved` leaves out at their default get it back, and an
+    optional table (`OPTIONAL_TABLES`) is there only if recorded. Two studies whose settings differ where both
+    have a key ran different experiments, and their seeds cannot be pooled."""
+    settings = {**_recorded_defaults(), **_flattened(recorded)}
+    if settings["training.learning_rate_schedule"] == LearningRateSchedule.CONSTANT.value and "dynamic" not in recorded:
+        # Then max_epochs only caps training: a trial the stopping rule ended is the same under any cap, and one
+        # the cap ended is flagged under-trained. (A cosine rate or a dynamic schedule is timed by it.)
+        del settings["training.max_epochs"]
+    return {key: value for key, value in settings.items()
+            if key not in GRID_AND_RUN_KEYS and key.partition(".")[0] not in GRID_AND_RUN_KEYS}
 
 
 def _describe_errors(error: ValidationError) -> str:
