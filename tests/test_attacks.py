@@ -234,7 +234,7 @@ def test_a_sample_larger_than_the_test_set_fails_before_training(tmp_path) -> No
 def test_quick_adversarial_preset_runs_from_the_cli_and_reports_fig3(tmp_path, capsys) -> None:
     out = tmp_path / "study"
     code = main(["run", "quick-adversarial", "--out", str(out), "--no-progress",
-                 "--set", "widths=[16, 64]", "--set", "training.max_epochs=3", "--set", "adversarial.examples=100",
+                 "--set", "widths=[16, 64]", "--set", "seeds=[0, 1]", "--set", "training.max_epochs=3", "--set", "adversarial.examples=100",
                  "--set", "weight_noise.draws=1"])
     assert code == 0, capsys.readouterr().err
     database = StudyDatabase(out)
