@@ -16,7 +16,16 @@ from sparsecap.cli import main
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import analyse, study_claims
 from sparsecap.report.aggregate import load_study
-from sparsecap.report.claims import ClaimVerdict, Verdict
+from sparsecap.report.claims import (
+    CLEAN_ACCURACY,
+    NOISE_DELTA_LOSS,
+    ClaimVerdict,
+    ConvergenceCount,
+    Verdict,
+    improves_with_sparsity,
+    rises_then_falls,
+    vgg_fails_to_converge,
+)
 from sparsecap.report.claims_format import claims_markdown, claims_text
 from sparsecap.report.combined import load_studies
 from sparsecap.studies.database import StudyDatabase, TrialRecord
@@ -198,12 +207,12 @@ def test_min_recall_non_inferior_holds_and_a_drop_fails(tmp_path: Path) -> None:
     assert fails.verdict is Verdict.FAILS, fails.finding
 
 
-def _depth_study(directory: Path, architecture: str, diverged: bool) -> None:
+def _depth_study(directory: Path, architecture: str, diverged: bool, seeds: int = 3) -> None:
     directory.mkdir()
     database = StudyDatabase.create(directory)
     database.write_metadata({"spec": {"name": directory.name, "training": {"stop_loss": 0.01}}})
     for depth, remaining in ((11, 100.0), (16, 10.0)):
-        for seed in range(3):
+        for seed in range(seeds):
             failed = diverged and depth == 16
             database.record_trial(_record(
                 architecture=architecture, family="depth", width=64, depth=depth, remaining=remaining, seed=seed,
@@ -217,10 +226,60 @@ def test_c6_vgg_failing_to_converge_where_resnet_converges(tmp_path: Path) -> No
     (verdict,) = [entry for entry in study_claims(load_studies([tmp_path / "vgg", tmp_path / "resnet"]))
                   if entry.claim.key == "c6"]
     assert verdict.verdict is Verdict.HOLDS, verdict.finding
-    _depth_study(tmp_path / "vgg-ok", "vgg", diverged=False)
+    _depth_study(tmp_path / "vgg-ok", "vgg", diverged=False, seeds=5)
     (converged,) = [entry for entry in study_claims(load_studies([tmp_path / "vgg-ok", tmp_path / "resnet"]))
                     if entry.claim.key == "c6"]
-    assert converged.verdict is Verdict.FAILS
+    assert converged.verdict is Verdict.FAILS, converged.finding  # 0 of 5 failed: binomial p = 0.031
+    assert "VGG converges in most trials" in converged.finding.reason
+
+
+@pytest.mark.parametrize(("vgg", "others", "verdict"), [
+    (ConvergenceCount(2, 1), ConvergenceCount(2, 1), Verdict.INCONCLUSIVE),  # alike, but 2 trials show nothing
+    (ConvergenceCount(3, 0), ConvergenceCount(3, 0), Verdict.INCONCLUSIVE),  # 0 of 3: binomial p = 0.125
+    (ConvergenceCount(5, 0), ConvergenceCount(3, 0), Verdict.FAILS),         # 0 of 5: p = 0.031
+    (ConvergenceCount(3, 2), ConvergenceCount(5, 5), Verdict.FAILS),         # ResNet/MLP fail in most too
+    (ConvergenceCount(5, 5), ConvergenceCount(5, 0), Verdict.HOLDS),
+])
+def test_c6_does_not_hold_only_on_evidence_against(vgg: ConvergenceCount, others: ConvergenceCount,
+                                                   verdict: Verdict) -> None:
+    finding = vgg_fails_to_converge(vgg, others)
+    assert finding.verdict is verdict, finding
+
+
+def test_a_point_left_with_one_seed_is_not_the_sweet_spot(tmp_path: Path) -> None:
+    study = write_study(tmp_path, {"static": RISE_THEN_FALL})
+    with sqlite3.connect(study / "results.sqlite") as connection:  # w=256: 4 of 5 seeds failed, one lucky
+        connection.execute("UPDATE trials SET status = 'failed' WHERE width = 256 AND seed > 0")
+        connection.execute("UPDATE trials SET test_accuracy = 0.95 WHERE width = 256 AND seed = 0")
+    verdict = _only(study, "golubeva")
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    assert "sweet spot w=512" in verdict.finding.evidence  # not w=256's untestable 95 %
+
+
+def test_a_significant_gain_below_the_margin_does_not_hold_for_accuracy_or_delta_loss(tmp_path: Path) -> None:
+    small_rise = (0.900, 0.904, 0.905, 0.904, 0.90, 0.90)  # +0.5 pp at most: significant, under the 1 pp margin
+    small_drop = (0.50, 0.48, 0.47, 0.48, 0.49, 0.50)     # ΔL 6 % below the base's: under the 10 % margin
+    study = write_study(tmp_path, {"static": small_rise}, delta_loss=small_drop, jitter=(-0.0001, 0.0, 0.0001))
+    (curves,) = analyse(load_study(study)).curves.values()
+    assert all(finding.verdict is Verdict.FAILS for finding in (
+        rises_then_falls(curves[CLEAN_ACCURACY]), improves_with_sparsity(curves[NOISE_DELTA_LOSS])))
+    assert curves[CLEAN_ACCURACY].sweet_spot.significant and curves[NOISE_DELTA_LOSS].sweet_spot.significant
+
+
+def test_c4_is_judged_before_the_collapse_only(tmp_path: Path) -> None:
+    clean = (0.90, 0.90, 0.90, 0.60, 0.50, 0.40)  # collapses at w=1024 (12.5 %)
+    recall_after_collapse = (0.85, 0.85, 0.85, 0.50, 0.40, 0.30)
+    study = write_study(tmp_path / "collapse", {"static": clean}, min_recall=recall_after_collapse)
+    with sqlite3.connect(study / "results.sqlite") as connection:  # the sparsest point scatters: not significant
+        for seed, accuracy in enumerate((0.05, 0.95, 0.10, 0.90, 0.30)):
+            connection.execute("UPDATE trials SET test_accuracy = ? WHERE width = 4096 AND seed = ?", (accuracy, seed))
+    verdict = _only(study, "c4")
+    assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    dip = (0.90, 0.895, 0.895, 0.895, 0.895, 0.895)  # significant, but 0.5 pp: no collapse, every point judged
+    falling = (0.85, 0.80, 0.75, 0.70, 0.60, 0.50)
+    judged = _only(write_study(tmp_path / "dip", {"static": dip}, min_recall=falling, jitter=(-0.0001, 0.0, 0.0001)),
+                   "c4")
+    assert judged.verdict is Verdict.FAILS, judged.finding
 
 
 def test_one_seed_or_no_base_is_inconclusive_with_the_reason(tmp_path: Path) -> None:

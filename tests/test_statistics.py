@@ -53,6 +53,12 @@ def test_welch_difference_without_spread_or_seeds():
     assert not welch_difference([1.0], [0.5, 0.6]).testable
 
 
+def test_identical_seeds_in_unequal_numbers_do_not_differ():
+    """Seven models at MNIST's chance accuracy against five: their means differ in the last bit."""
+    difference = welch_difference([0.1135] * 7, [0.1135] * 5)
+    assert (difference.estimate, difference.p_value) == (0.0, 1.0)
+
+
 def test_holm_worked_example():
     # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 times 4, 3, 2, 1, made monotone.
     assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
