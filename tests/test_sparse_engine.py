@@ -224,6 +224,24 @@ def test_post_training_pruning_then_auto_evaluates_sparse_with_the_same_results(
     assert sparse.loss == pytest.approx(reference.loss, rel=1e-5)
 
 
+def test_masks_set_one_after_another_without_a_forward_pass_between_compute_the_last_one():
+    """The index structures follow the positions buffer even when a new buffer lands where a freed one was
+    (two `set_mask` calls in a row freed and reallocated it at the same address in 59 of 200 tries)."""
+    generator = torch.Generator().manual_seed(0)
+    dense = MaskedLinear(50, 40)
+    layer = SparseLinear.from_dense(dense.weight, dense.mask, dense.bias)
+    inputs = torch.randn(3, 50, generator=generator)
+    for _ in range(50):
+        layer(inputs)  # builds the structures of the current positions
+        for _ in range(2):
+            mask = torch.zeros(40 * 50)
+            mask[torch.randperm(2000, generator=generator)[:300]] = 1
+            layer.set_mask(mask.view(40, 50))
+            layer.values.data.normal_(generator=generator)
+        expected = functional.linear(inputs, layer.effective_weight(), layer.bias)
+        torch.testing.assert_close(layer(inputs), expected)
+
+
 def test_pruning_a_sparse_stored_model_keeps_the_largest_kept_weights():
     dense, sparse = _pair()
     target = CAPACITY // 2

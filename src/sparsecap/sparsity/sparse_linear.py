@@ -53,6 +53,10 @@ warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitl
 class SparseStructure:
     """The index structures of one set of kept positions, computed once."""
 
+    positions: torch.Tensor
+    """The positions buffer they were built from. Held, so a new buffer cannot take over its memory and pass
+    for it: a cache keyed on the address (and version) alone reused stale structures after two `set_mask`
+    calls without a forward pass between them."""
     key: tuple[Any, ...]
     shape: tuple[int, int]
     crow: torch.Tensor
@@ -132,7 +136,7 @@ def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, 
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
     folds = with_bias and bias_folds((out_features, in_features))
     bias_column = _bias_column(crow, rows, cols, in_features) if folds else None
-    return SparseStructure(key=key, shape=(out_features, in_features), crow=crow, col=cols, crow_t=crow_t,
+    return SparseStructure(positions=kept, key=key, shape=(out_features, in_features), crow=crow, col=cols, crow_t=crow_t,
                            col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
                            bias_column=bias_column, live_inputs=live_inputs)
 
@@ -307,9 +311,9 @@ class SparseLinear(nn.Module):
 
     def structure(self) -> SparseStructure:
         """The cached index structures, rebuilt when the positions buffer was written to or replaced."""
-        key = (self.kept.data_ptr(), self.kept._version, self.kept.device, self.kept.numel(), self.bias is not None)
+        key = (self.kept._version, self.kept.numel(), self.bias is not None)
         cached: SparseStructure | None = getattr(self, "_structure", None)
-        if cached is None or cached.key != key:
+        if cached is None or cached.positions is not self.kept or cached.key != key:
             cached = build_structure(self.kept, (self.out_features, self.in_features), key, self.bias is not None)
             self._structure = cached  # plain attribute: not a buffer, never saved
         return cached
