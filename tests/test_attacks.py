@@ -16,7 +16,8 @@ from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import Attack, adversarial_robustness, default_epsilons, parse_attack, run_attack
 from sparsecap.robustness.adversarial import CIFAR_EPSILONS, MNIST_LIKE_EPSILONS, sample_indices
-from sparsecap.robustness.attacks import apgd, apgd_checkpoints, fgsm, pgd
+from sparsecap.robustness import attacks as attacks_module
+from sparsecap.robustness.attacks import apgd, apgd_checkpoints, apgd_halves, fgsm, pgd
 from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init, weight_count
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.training import TrainingConfig, to_pixels, train
@@ -143,6 +144,41 @@ def test_apgd_checkpoints_follow_croce_and_hein() -> None:
     assert apgd_checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
     assert apgd_checkpoints(10) == [3, 5, 6, 7, 8, 9]
     assert apgd_checkpoints(1) == []
+
+
+def test_apgd_halves_when_oscillating_or_when_stalled_without_a_halving_at_the_last_checkpoint() -> None:
+    """Croce & Hein's two conditions, per example: (steps that raised the loss of 4, halved at the last
+    checkpoint, best loss now, best loss then) -> halve."""
+    cases = {(2, False, 1.0, 0.5): True,   # 2 of 4 < 75 %: oscillating
+             (3, False, 1.0, 0.5): False,  # rising, and the best loss improved
+             (3, False, 0.5, 0.5): True,   # rising but the best loss stalled, at an unchanged step size
+             (3, True, 0.5, 0.5): False}   # stalled, but the step was halved last time: η changed
+    increases, halved_last, best, then = (torch.tensor(column) for column in zip(*cases))
+    assert apgd_halves(increases, 4, halved_last, best, then).tolist() == list(cases.values())
+
+
+def test_every_model_gets_the_same_random_start_for_the_same_example(
+        trained: Trained, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starts do not depend on which examples a model classifies correctly (paired comparisons of models)."""
+    starts: dict[bytes, torch.Tensor] = {}
+    drawn = []
+    original = attacks_module._random_start
+
+    def recorded(clean: torch.Tensor, epsilon: float, generator: torch.Generator | None) -> torch.Tensor:
+        start = original(clean, epsilon, generator)
+        drawn.append({example.numpy().tobytes(): noisy for example, noisy in zip(clean, start)})
+        return start
+
+    monkeypatch.setattr(attacks_module, "_random_start", recorded)
+    other = copy.deepcopy(trained.model)
+    with torch.no_grad():
+        other.get_submodule(masked_layers(other)[-1][0]).bias[0] += 3.0  # now it calls many more examples 0
+    for model in (trained.model, other):
+        drawn.clear()
+        adversarial_robustness(model, trained.images, trained.labels, ["pgd"], [0.1], examples=200)
+        for example, start in (pair for batch in drawn for pair in batch.items()):
+            assert torch.equal(starts.setdefault(example, start), start)
+    assert len(starts) == 200
 
 
 @pytest.mark.parametrize("attack", list(Attack))

@@ -2,11 +2,14 @@
 
 Every model of a study is attacked on the same seeded sample of test examples (drawn from a fixed
 study-level seed, not the trial's), and every random start is drawn from a generator seeded by the
-attack and the budget only, so models are compared on exactly the same inputs and starts.
+attack and the budget only, so models are compared on exactly the same inputs and starts: every example
+of the sample is attacked, in the same batches, so the generator gives each example the same start
+whichever examples a model gets right.
 
 An example counts as robust when the model classifies it correctly both clean and under the attack
-(the clean input lies inside every budget), so robust accuracy never exceeds clean accuracy; only
-correctly classified examples are attacked. The success rate is the share of those the attack fools.
+(the clean input lies inside every budget), so robust accuracy never exceeds clean accuracy; the attack
+on a misclassified example counts for nothing (it costs what a model classifying it correctly would).
+The success rate is the share of the correctly classified examples the attack fools.
 """
 
 from __future__ import annotations
@@ -107,16 +110,16 @@ def adversarial_robustness(
     indices = sample_indices(len(labels), examples, seed).to(labels.device)
     pixels, targets = to_pixels(images[indices], memory_format(model, images.device)), labels[indices]
     correct = _predict(model, pixels, batch_size) == targets
-    attacked = correct.nonzero().flatten()
-    n_correct = len(attacked)
+    n_correct = int(correct.sum())
     results = []
     for attack in parsed:
         for epsilon in epsilons:
             generator = attack_generator(attack, float(epsilon), seed)
             fooled = 0
-            for batch in attacked.split(batch_size):
+            for start in range(0, examples, batch_size):
+                batch = slice(start, start + batch_size)
                 adversarial = run_attack(model, attack, pixels[batch], targets[batch], float(epsilon), steps, generator)
-                fooled += int((_predict(model, adversarial, batch_size) != targets[batch]).sum())
+                fooled += int(((_predict(model, adversarial, batch_size) != targets[batch]) & correct[batch]).sum())
             results.append(
                 AdversarialResult(
                     attack=attack,

@@ -13,7 +13,7 @@ untargeted and maximise the cross-entropy of the true label.
 - APGD (Croce & Hein 2020, cross-entropy loss): step size 2·eps halved at checkpoints
   w_j = ceil(p_j·steps) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)) when
   fewer than 75 % of the steps since the last checkpoint raised the loss, or when neither the step size
-  nor the best loss changed since then; on a halving the example restarts from its best point (with no
+  nor the best loss changed since then (`apgd_halves`); on a halving the example restarts from its best point (with no
   momentum). Each step moves 0.75 of the way to the projected signed-gradient step plus 0.25 of the
   previous move (the first step is a plain one). `steps` counts gradient evaluations. An example's
   result is the first iterate the model misclassifies, otherwise the iterate of highest loss.
@@ -177,6 +177,17 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return [point for point in points if 0 < point < steps]
 
 
+def apgd_halves(increases: torch.Tensor, steps_since: int, halved_last: torch.Tensor, best_loss: torch.Tensor,
+                checkpoint_best: torch.Tensor) -> torch.Tensor:
+    """Per example, whether APGD halves its step at a checkpoint: fewer than `APGD_RHO` of the `steps_since`
+    steps since the last checkpoint raised the loss, or the step size was not halved there (`halved_last`
+    false: the step the paper's η^(w_{j-1}) is, the one before that checkpoint's halving, is unchanged) and
+    the best loss has not risen since."""
+    oscillating = increases < APGD_RHO * steps_since
+    stalled = ~halved_last & (best_loss <= checkpoint_best)
+    return oscillating | stalled
+
+
 def apgd(
     model: nn.Module,
     pixels: torch.Tensor,
@@ -203,7 +214,8 @@ def apgd(
         result = current
         last_loss = torch.full((n,), -math.inf, device=device)
         increases = torch.zeros(n, dtype=torch.long, device=device)
-        last_checkpoint, checkpoint_step, checkpoint_best = 0, step.clone(), best_loss.clone()
+        last_checkpoint, checkpoint_best = 0, best_loss.clone()
+        halved_last = torch.zeros(n, dtype=torch.bool, device=device)
 
         def record(point: torch.Tensor, losses: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
             """Keep the first misclassified iterate and the best-loss one; True where `point` is the new best."""
@@ -226,9 +238,7 @@ def apgd(
             if iteration == 0:
                 checkpoint_best = best_loss.clone()  # f_max at w_0 = 0 is the loss of the start
             if iteration in checkpoints:
-                oscillating = increases < APGD_RHO * (iteration - last_checkpoint)
-                stalled = (step.view(n) == checkpoint_step.view(n)) & (best_loss == checkpoint_best)
-                halve = oscillating | stalled
+                halve = apgd_halves(increases, iteration - last_checkpoint, halved_last, best_loss, checkpoint_best)
                 step = torch.where(halve.view(shape), step / 2, step)
                 restart = halve.view(shape)
                 current = torch.where(restart, best, current)
@@ -236,7 +246,7 @@ def apgd(
                 gradient = torch.where(restart, best_gradient, gradient)
                 last_loss = torch.where(halve, best_loss, last_loss)
                 increases.zero_()
-                last_checkpoint, checkpoint_step, checkpoint_best = iteration, step.clone(), best_loss.clone()
+                last_checkpoint, checkpoint_best, halved_last = iteration, best_loss.clone(), halve
             target = _project(current + step * gradient.sign(), pixels, epsilon)
             momentum = 1.0 if iteration == 0 else APGD_MOMENTUM
             moved = _project(
