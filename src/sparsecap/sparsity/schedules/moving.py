@@ -6,8 +6,10 @@ every layer keeps exactly its count under the study's allocation. They differ in
 set at random among the positions that were masked before the update, rigl where the dense gradient of
 the step's batch is largest among all positions not kept after the drop (a dropped weight may return).
 rigl's fraction decays as ζ/2·(1 + cos(π t / T_end)) and its updates stop at T_end = stop_fraction of
-max_epochs' steps; set updates with the constant ζ until training ends. Regrown weights and their
-momentum start at zero (RigL's rule; its code base does the same for SET).
+max_epochs' steps; set updates with the constant ζ until training ends. A weight grown where none was
+kept before the update starts at zero, with its momentum (RigL's rule; its code base does the same for
+SET); a dropped weight rigl regrows at once never left, and keeps its value and momentum (`net_moves`, as
+RigL's reference code does by default).
 
 The update is a hook after the optimiser's step (`sparsecap.training.step_hook`): positions move in
 place in each layer's storage (`move_kept_`: a sparse layer's positions and values, a dense one's mask)
@@ -42,6 +44,11 @@ def masked_position(kept: torch.Tensor, ranks: torch.Tensor) -> torch.Tensor:
     kept[i] - i not-kept positions precede kept[i]."""
     before = kept - torch.arange(kept.numel(), device=kept.device)
     return ranks + torch.searchsorted(before, ranks, right=True)
+
+
+def net_moves(dropped: torch.Tensor, grown: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positions that leave and those that arrive: a position both dropped and grown stays as it is."""
+    return dropped[~torch.isin(dropped, grown)], grown[~torch.isin(grown, dropped)]
 
 
 def _companions(layer: MaskedLayer, optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -96,7 +103,7 @@ class MovingMask(SparsitySchedule):
         survivors[dropped_slots] = False
         grown = self.grown_positions(layer, kept, kept[survivors], count,
                                      None if gradients is None else gradients[name], generator)
-        layer.move_kept_(kept[dropped_slots], grown, _companions(layer, step.optimizer))
+        layer.move_kept_(*net_moves(kept[dropped_slots], grown), _companions(layer, step.optimizer))
 
     def update(self, model: nn.Module, generator: torch.Generator, step: Step) -> None:
         """The step hook: move each layer's smallest kept weights (see the module docstring)."""
