@@ -121,10 +121,10 @@ them forward and a zero fill backward, which pays only when it spares a product 
 
 
 def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, ...] = (),
-                    with_bias: bool = False) -> SparseStructure:
+                    with_bias: bool = False, fold_bias: bool | None = None) -> SparseStructure:
     """The CSR structures of W and Wᵀ for ascending flat positions `kept` in a row-major `shape`, and of
-    ``[W | b]`` for a layer `with_bias` whose bias folds into W (`bias_folds`); over the live inputs only
-    where W reads few (`COMPACT_INPUTS_UP_TO`)."""
+    ``[W | b]`` for a layer `with_bias` whose bias folds into W (`fold_bias`; None: where `bias_folds`);
+    over the live inputs only where W reads few (`COMPACT_INPUTS_UP_TO`)."""
     out_features, in_features = shape
     rows, cols = kept // in_features, kept % in_features
     live, live_cols = torch.unique(cols, sorted=True, return_inverse=True)
@@ -134,7 +134,7 @@ def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, 
     crow = torch._convert_indices_from_coo_to_csr(rows, out_features)
     permutation_t = torch.argsort(cols * out_features + rows)
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
-    folds = with_bias and bias_folds((out_features, in_features))
+    folds = with_bias and (bias_folds((out_features, in_features)) if fold_bias is None else fold_bias)
     bias_column = _bias_column(crow, rows, cols, in_features) if folds else None
     return SparseStructure(positions=kept, key=key, shape=(out_features, in_features), crow=crow, col=cols, crow_t=crow_t,
                            col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
@@ -217,12 +217,16 @@ class SparseLinear(nn.Module):
     kept: torch.Tensor
 
     def __init__(self, in_features: int, out_features: int, kept: torch.Tensor, values: torch.Tensor,
-                 bias: torch.Tensor | None) -> None:
+                 bias: torch.Tensor | None, fold_bias: bool | None = None) -> None:
         super().__init__()
         if kept.dim() != 1 or kept.shape != values.shape:
             raise ValueError(f"kept positions {tuple(kept.shape)} and values {tuple(values.shape)} must be "
                              "vectors of one length")
         self.in_features, self.out_features = in_features, out_features
+        self.fold_bias = fold_bias
+        """Whether the bias is computed as a column of W; None: where the shape makes that cheaper
+        (`bias_folds`). A narrowed layer keeps its full layer's choice (`unread_units`), so it sums the bias
+        gradient in the same order and training it is the full layer's run bit for bit."""
         self.register_buffer("kept", kept.to(torch.int64))
         self.values = nn.Parameter(values)
         self.bias = nn.Parameter(bias) if bias is not None else None
@@ -311,10 +315,11 @@ class SparseLinear(nn.Module):
 
     def structure(self) -> SparseStructure:
         """The cached index structures, rebuilt when the positions buffer was written to or replaced."""
-        key = (self.kept._version, self.kept.numel(), self.bias is not None)
+        key = (self.kept._version, self.kept.numel(), self.bias is not None, self.fold_bias)
         cached: SparseStructure | None = getattr(self, "_structure", None)
         if cached is None or cached.positions is not self.kept or cached.key != key:
-            cached = build_structure(self.kept, (self.out_features, self.in_features), key, self.bias is not None)
+            cached = build_structure(self.kept, (self.out_features, self.in_features), key, self.bias is not None,
+                                     self.fold_bias)
             self._structure = cached  # plain attribute: not a buffer, never saved
         return cached
 

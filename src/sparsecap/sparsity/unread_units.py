@@ -68,7 +68,7 @@ class Narrowing:
             in_columns, in_features = torch.searchsorted(self.columns, in_columns), self.columns.numel()
         bias = None if layer.bias is None else layer.bias.detach()[self.row_index].clone()
         return type(layer)(in_features, out_features, out_rows * in_features + in_columns,
-                           layer.values.detach()[self.inside], bias)
+                           layer.values.detach()[self.inside], bias, layer.structure().bias_column is not None)
 
     @property
     def row_index(self) -> torch.Tensor | slice:
