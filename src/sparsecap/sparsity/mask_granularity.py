@@ -6,7 +6,8 @@ import enum
 
 
 class MaskGranularity(str, enum.Enum):
-    """What a random mask keeps or removes."""
+    """What a random mask keeps or removes. Magnitude pruning (posttrain, posttrain-finetune, imp) ranks and
+    removes single weights whatever the granularity; set and rigl refuse "kernel"."""
 
     WEIGHT = "weight"
     """Single weights: unstructured over (out, in, kernel height, kernel width); exact total."""
