@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -84,6 +86,16 @@ def test_output_shapes_for_both_input_shapes(architecture, depth, dataset):
     info = dataset_info(dataset)
     model = create_model(ModelConfig(architecture, 8, depth), info).eval()
     assert model(torch.rand(2, *info.input_shape)).shape == (2, info.num_classes)
+
+
+@pytest.mark.parametrize(("architecture", "depth"), MEMBERS)
+def test_images_larger_than_cifars_pass_as_validation_promises(architecture, depth):
+    """Any image of at least 8×8 pixels: VGG's five pools leave 2×2 of a 48×48 image, which its global
+    average pool takes (as ResNet's does)."""
+    info = dataclasses.replace(dataset_info("cifar10"), input_shape=(3, 48, 48))
+    validate_input(architecture_family(architecture), info.input_shape)
+    model = create_model(ModelConfig(architecture, 8, depth), info).eval()
+    assert model(torch.rand(2, 3, 48, 48)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("allocation", list(Allocation))

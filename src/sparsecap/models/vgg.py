@@ -2,7 +2,8 @@
 
 The width knob is the first layer's channel count; every later layer keeps vanilla VGG's ratio to it
 (64 → 128 → 256 → 512), so width 64 is the vanilla network. Pools round up (ceil mode), so the five
-stages reduce 32×32 and 28×28 inputs alike to 1×1.
+stages reduce 32×32 and 28×28 inputs alike to 1×1; a global average pool before the classifier (the
+identity on 1×1) lets larger images through too, as ResNet's does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def build_vgg(input_shape: tuple[int, int, int], num_classes: int, width: int, d
         layers[f"norm{convolution}"] = nn.BatchNorm2d(out_channels)
         layers[f"relu{convolution}"] = nn.ReLU()
         channels = out_channels
+    layers["pool"] = nn.AdaptiveAvgPool2d(1)
     layers["flatten"] = nn.Flatten()
     layers["classifier"] = MaskedLinear(channels, num_classes)
     return nn.Sequential(layers)

@@ -46,6 +46,7 @@ from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
 from sparsecap.sparsity.side_by_side import block_diagonal
 from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
+from sparsecap.training.batches import epoch_batches, smallest_batch
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.graphed_steps import steps_for
@@ -209,7 +210,7 @@ def train_together(
     if len(models) != len(generators) or not models:
         raise ValueError("one data-order generator per model, and at least one model")
     stacked, links = stack_models(models)
-    count = len(models)
+    count, smallest = len(models), smallest_batch(models[0])
     optimizer = torch.optim.SGD(stacked.parameters(), lr=config.learning_rate, momentum=config.momentum)
     scheduler = None
     if config.schedule is LearningRateSchedule.COSINE:
@@ -249,8 +250,8 @@ def train_together(
         for epoch in range(config.max_epochs):
             active = [index for index in range(count) if final[index] is None]
             # Drawn on the CPU as in `train`, then moved once per epoch: a copy per step would wait for the device.
-            orders = {index: torch.randperm(len(labels), generator=generators[index]).to(labels.device)
-                      .split(config.batch_size) for index in active}
+            orders = {index: epoch_batches(torch.randperm(len(labels), generator=generators[index]).to(labels.device),
+                                           config.batch_size, smallest) for index in active}
             sums.zero_()
             for position in range(len(orders[active[0]])):
                 # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.

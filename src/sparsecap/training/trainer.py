@@ -7,7 +7,6 @@ generator fixes the data order, so the same seed gives the same run.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from torch import nn
 
 from sparsecap.devices import memory_format
 from sparsecap.training.augmentation import random_crop_and_flip
+from sparsecap.training.batches import batches_per_epoch, epoch_batches, smallest_batch
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.graphed_steps import steps_for
@@ -88,7 +88,8 @@ def train(
     result = TrainingResult()
     started = time.perf_counter()
     model.train()
-    steps, planned = 0, config.max_epochs * math.ceil(len(labels) / config.batch_size)
+    smallest = smallest_batch(model)
+    steps, planned = 0, config.max_epochs * batches_per_epoch(len(labels), config.batch_size, smallest)
     forward, layout = forward_of(model, config), memory_format(model, labels.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
 
@@ -114,7 +115,8 @@ def train(
         for epoch in range(config.max_epochs):
             loss_sum.zero_()
             # The order is drawn on the CPU from the trial's generator: the same on every device.
-            for batch in torch.randperm(len(labels), generator=generator).to(labels.device).split(config.batch_size):
+            order = torch.randperm(len(labels), generator=generator).to(labels.device)
+            for batch in epoch_batches(order, config.batch_size, smallest):
                 logits = run_step(batch)
             result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
             if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
