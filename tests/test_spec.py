@@ -57,6 +57,9 @@ def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
         ({"adversarial": {"examples": 0}}, "adversarial.examples"),
         ({"adversarial": {"attacks": ["pgd", "pgd"]}}, "must not repeat, got ['pgd', 'pgd']"),
         ({"adversarial": {"budget": 0.1}}, "adversarial.budget: unknown key"),
+        ({"weight_noise": {"sigmas": [0.1, 0.1]}}, "must not repeat, got [0.1, 0.1]"),
+        ({"seeds": [2**63]}, "seeds.0: Input should be less than or equal to 9223372036854775807"),
+        ({"architectures": ["vgg"], "depths": [13], "base_depth": 12}, "vgg has no depth 12 (base_depth); valid: 11, 13, 16"),
     ],
 )
 def test_bad_specs_name_the_problem_and_the_valid_keys(change, message):
@@ -119,6 +122,13 @@ def test_a_study_json_is_a_spec_of_the_same_study(tmp_path, preset):
     path.write_text("{")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_spec(str(path))
+
+
+def test_a_spec_file_that_is_not_text_is_refused_by_name(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(SpecError, match=f"spec file {re.escape(str(binary))} is not UTF-8 text"):
+        load_spec(str(binary))
 
 
 def test_a_directory_given_as_the_spec_is_named_as_such(tmp_path):
@@ -195,6 +205,7 @@ def test_widths_per_schedule_leave_points_out_of_one_schedule_only():
         ({"posttrain": [32, 64]}, "schedule_widths.posttrain must hold the base width 16"),
         ({"static": [16], "imp": [16]}, "schedule_widths names imp, which is not in schedules"),
         ({"posttrain": [16, 16]}, "must not repeat"),
+        ({"posttrain": []}, "schedule_widths.posttrain: List should have at least 1 item"),
     ],
 )
 def test_bad_widths_per_schedule_are_refused(schedule_widths, message):

@@ -35,6 +35,8 @@ from sparsecap.sparsity.schedule_config import (
 from sparsecap.training import BatchNormStatistics, LearningRateSchedule, Precision, TrainingConfig
 
 PositiveInt = Annotated[int, Field(gt=0)]
+SQLITE_LARGEST_INTEGER = 2**63 - 1
+"""The largest seed: the results database stores seeds as SQLite integers."""
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
 
@@ -98,6 +100,11 @@ class WeightNoiseSpec(_Strict):
     sigmas: list[NonNegativeFloat] = Field(default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], min_length=1)
     draws: PositiveInt = 5
     mean: float = 0.0
+
+    @field_validator("sigmas")
+    @classmethod
+    def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
+        return reject_repeats(values)
 
 
 class AdversarialSpec(_Strict):
@@ -228,7 +235,7 @@ class StudySpec(_Strict):
     base_width: PositiveInt | None = None
     base_depth: PositiveInt | None = None
     schedules: list[Schedule] = Field(default=[Schedule.STATIC], min_length=1)
-    schedule_widths: dict[Schedule, list[PositiveInt]] | None = None
+    schedule_widths: dict[Schedule, Annotated[list[PositiveInt], Field(min_length=1)]] | None = None
     """Widths per schedule, each a subset of `widths` holding the base width (None, or a schedule left out:
     all of `widths`): an expensive post-training width can be left out without splitting the study."""
     allocation: Allocation = Allocation.UNIFORM
@@ -238,7 +245,7 @@ class StudySpec(_Strict):
     """Train on a fixed, seeded subset of this many examples (None: the whole training set)."""
     test_examples: PositiveInt | None = None
     """Evaluate on a fixed, seeded subset of this many test examples (None: the whole test set)."""
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2, 3, 4], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SQLITE_LARGEST_INTEGER)]] = Field(default=[0, 1, 2, 3, 4], min_length=1)
     training: TrainingSpec = TrainingSpec()
     weight_noise: WeightNoiseSpec = WeightNoiseSpec()
     adversarial: AdversarialSpec = AdversarialSpec()
@@ -271,6 +278,9 @@ class StudySpec(_Strict):
             for dataset in self.datasets:
                 validate_input(family, dataset_info(dataset).input_shape)
             base = self.base_for(architecture)
+            if family.depths is not None and base.depth not in family.depths:
+                valid = ", ".join(map(str, family.depths))
+                raise ValueError(f"{architecture} has no depth {base.depth} (base_depth); valid: {valid}")
             if base.width > min(self.widths) or base.depth > min(depths):
                 raise ValueError(
                     f"the {architecture} base (width {base.width}, depth {base.depth}) must not be larger "
@@ -535,7 +545,11 @@ def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
                             f"{STUDY_FILE} (e.g. {path / STUDY_FILE}) or a preset")
         if not path.is_file():
             raise SpecError(f"spec file {path} does not exist")
-        source, text = str(path), path.read_text()
+        try:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise SpecError(f"spec file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                            f"give a TOML spec, a study directory's {STUDY_FILE} or a preset") from None
     else:
         raise SpecError(f"{spec!r} is neither a preset nor a spec file; presets: {', '.join(list_presets())}")
     data = _read_study_json(text, source) if path.suffix == ".json" else _read_toml(text, source)
