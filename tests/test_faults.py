@@ -3,7 +3,9 @@ damaged, empty or unreadable database and an unwritable directory are refused wi
 (exit 2, no traceback) and left exactly as they were."""
 
 import hashlib
+import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from sparsecap.cli import main
+from sparsecap.errors import StudyDirectoryError
 from sparsecap.studies import StudyDatabase, load_spec, run_study
-from tests.study_helpers import comparable_results, write_spec
+from sparsecap.studies import runner as runner_module
+from tests.study_helpers import TINY_SPEC, comparable_results, write_spec
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,61 @@ def test_a_damaged_database_is_refused_and_left_as_it_was(finished_study, tmp_pa
         assert code == 2, command
         assert f"{database} is not a usable sparsecap results database" in err and "Traceback" not in err
         assert _tree(out) == before
+
+
+def test_a_study_json_deleted_or_damaged_comes_back_on_resume(finished_study, tmp_path, capsys):
+    spec, out = _copy(finished_study, tmp_path)
+    expected = json.loads((out / "study.json").read_text())
+    for damage in ("deleted", "damaged"):
+        if damage == "deleted":
+            (out / "study.json").unlink()
+        else:
+            (out / "study.json").write_text("{broken")
+        code, out_text, err = _run(capsys, "run", str(spec), "--out", str(out), "--no-report")
+        assert code == 0 and "0 trials run, 8 already finished" in out_text, err
+        assert json.loads((out / "study.json").read_text()) == expected, damage
+
+
+def test_a_value_in_the_study_table_that_is_not_json_is_refused_and_left_as_it_was(finished_study, tmp_path, capsys):
+    spec, out = _copy(finished_study, tmp_path)
+    database = out / "results.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE study SET value = '{oops' WHERE key = 'fingerprint'")
+    before = _tree(out)
+    for command in (["claims", str(out)], ["run", str(spec), "--out", str(out)]):
+        code, _, err = _run(capsys, *command)
+        assert code == 2 and "Traceback" not in err, command
+        assert f"{database} is not a usable sparsecap results database (its study table holds a value that is not " \
+               "JSON" in err
+        assert _tree(out) == before
+
+
+def test_a_database_a_stopped_run_left_without_its_study_is_taken_by_the_next(tmp_path, capsys):
+    spec = write_spec(tmp_path)
+    (tmp_path / "out").mkdir()
+    StudyDatabase.create(tmp_path / "out")  # stopped between creating the database and recording the study
+    code, out_text, err = _run(capsys, "run", str(spec), "--out", str(tmp_path / "out"), "--no-report")
+    assert code == 0 and "8 trials run, 0 already finished" in out_text, err
+    assert StudyDatabase(tmp_path / "out").metadata()["fingerprint"] == load_spec(str(spec)).fingerprint()
+
+
+def test_another_spec_that_made_the_directory_while_this_run_loaded_its_data_is_refused(tmp_path, monkeypatch):
+    """The directory is checked again once locked: a run that checked it before loading its data must not
+    write into a study another spec created meanwhile."""
+    out = tmp_path / "out"
+    other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1"), "other.toml")))
+    loading, other_ran = runner_module.load_dataset, []
+
+    def load_while_the_other_runs(*arguments, **options):
+        if not other_ran:
+            other_ran.append(True)
+            run_study(other, out)
+        return loading(*arguments, **options)
+
+    monkeypatch.setattr(runner_module, "load_dataset", load_while_the_other_runs)
+    with pytest.raises(StudyDirectoryError, match="holds results of a different study"):
+        run_study(load_spec(str(write_spec(tmp_path))), out)
+    assert {row["epochs"] for row in StudyDatabase(out).rows("trials")} == {1}
 
 
 @pytest.mark.parametrize("where", ["under a file", "in /proc"])

@@ -247,7 +247,10 @@ class StudyDatabase:
         """The study-level facts (spec, spec hash, versions), decoded from JSON."""
         with self._connection() as connection:
             rows = connection.execute("SELECT key, value FROM study").fetchall()
-        return {row["key"]: json.loads(row["value"]) for row in rows}
+        try:
+            return {row["key"]: json.loads(row["value"]) for row in rows}
+        except json.JSONDecodeError as error:
+            raise _unusable(self.path, f"its study table holds a value that is not JSON: {error}") from None
 
     def write_metadata(self, metadata: Mapping[str, Any]) -> None:
         with self._connection() as connection, connection:

@@ -48,13 +48,18 @@ class StudyProgress:
 
 
 def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
-    """Raise, touching nothing, if `directory` is not a directory or holds a different study."""
+    """Raise, touching nothing, if `directory` is not a directory or holds a different study. A database
+    with no study recorded and no trial (a run stopped between creating it and recording its spec) is
+    this study's to take."""
     if directory.exists() and not directory.is_dir():
         raise StudyDirectoryError(f"output path {directory} exists and is not a directory")
     if (directory / DATABASE_FILE).exists():
-        recorded = StudyDatabase(directory).metadata()
-        if recorded.get("fingerprint") != spec.fingerprint():
-            name = recorded.get("spec", {}).get("name", "unknown")
+        database = StudyDatabase(directory)
+        recorded = database.metadata()
+        unfinished_creation = "fingerprint" not in recorded and not database.rows("trials")
+        if recorded.get("fingerprint") != spec.fingerprint() and not unfinished_creation:
+            recorded_spec = recorded.get("spec")
+            name = recorded_spec.get("name", "unknown") if isinstance(recorded_spec, dict) else "unknown"
             raise StudyDirectoryError(
                 f"{directory} holds results of a different study ({name!r}, another spec); "
                 f"nothing was changed. Use a new --out directory for {spec.name!r}, or rerun the spec "
@@ -75,19 +80,22 @@ def _exclusive(directory: Path) -> Iterator[None]:
         yield
 
 
+STUDY_FILE_KEYS = ("spec", "fingerprint", "seeds", "versions", "created")
+"""What study.json repeats of the database's study table (with `devices`, from the trials)."""
+
+
 def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
-    """The directory's database, recording the spec and versions the first time."""
+    """The directory's database, recording the spec and versions the first time, and its study.json."""
     database = StudyDatabase.create(directory)
-    if not database.metadata():
-        metadata = {
+    if "fingerprint" not in database.metadata():
+        database.write_metadata({
             "spec": spec.resolved(),
             "fingerprint": spec.fingerprint(),
             "seeds": spec.seeds,
             "versions": versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        database.write_metadata(metadata)
-        (directory / STUDY_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        })
+    _write_study_file(directory, database)
     return database
 
 
@@ -150,26 +158,28 @@ def run_study(
         with _writable(directory):
             directory.mkdir(parents=True, exist_ok=True)
             held.enter_context(_exclusive(directory))
+            _refuse_other_study(directory, spec)  # again, locked: another spec's run may have made it meanwhile
             database = _open_study(directory, spec)
             # Where this run writes checkpoints, for the report's check of them (None: the study directory).
             database.write_metadata({STORAGE_KEY: str(Path(storage).resolve()) if storage is not None else None})
         ran = _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
                            Path(storage) if storage is not None else directory, runtime, workers, context)
         with _writable(directory):
-            _record_devices(directory, database)
+            _write_study_file(directory, database)
         return ran
 
 
-def _record_devices(directory: Path, database: StudyDatabase) -> None:
-    """Say in study.json where the study's trials ran, and how many on each: a study can be resumed on
-    another machine, so this is a list, rewritten after every run from the trials' own records."""
+def _write_study_file(directory: Path, database: StudyDatabase) -> None:
+    """study.json, written anew from the database at the start and end of every run (so a deleted or damaged
+    one comes back): the recorded study, and where its trials ran and how many on each (a study can be
+    resumed on another machine, so this is a list, from the trials' own records)."""
     keys = ("device", "device_name", "torch_version", "cuda_version")
     counts = Counter(tuple(row[key] for key in keys) for row in database.rows("trials") if row["device"])
-    path = directory / STUDY_FILE
-    metadata = json.loads(path.read_text())
+    recorded = database.metadata()
+    metadata = {key: recorded[key] for key in STUDY_FILE_KEYS if key in recorded}
     metadata["devices"] = [dict(zip(keys, placement, strict=True)) | {"trials": count}
                            for placement, count in sorted(counts.items(), key=lambda item: -item[1])]
-    path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    (directory / STUDY_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
 def _run_pending(
