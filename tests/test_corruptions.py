@@ -556,6 +556,9 @@ def test_readers_refuse_missing_and_mismatched_files(tmp_path):
     np.save(folder / "test_images.npy", np.zeros((4, 28, 28, 1), np.uint8))
     with pytest.raises(DatasetNotFoundError, match="test_labels.npy is missing"):
         read_mnist_c(tmp_path, "fog")
+    (folder / "test_labels.npy").write_bytes(b"")
+    with pytest.raises(DatasetFormatError, match="test_labels.npy is not a readable .npy array"):
+        read_mnist_c(tmp_path, "fog")
     np.save(folder / "test_labels.npy", np.zeros(3, np.uint8))
     with pytest.raises(DatasetFormatError, match="expected 4 labels"):
         read_mnist_c(tmp_path, "fog")

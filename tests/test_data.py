@@ -187,6 +187,13 @@ def test_idx_truncated_gzip_stream_is_a_format_error(tmp_path: Path) -> None:
         load_dataset("mnist", data_root=tmp_path)
 
 
+def test_idx_split_declaring_no_items_is_refused(tmp_path: Path) -> None:
+    write_idx_dataset(tmp_path / "mnist", gz=False)
+    empty = write_file(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(0, dtype=np.uint8), 2049))
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{empty}: header declares no items")):
+        load_dataset("mnist", data_root=tmp_path)
+
+
 def test_idx_image_and_label_counts_must_agree(tmp_path: Path) -> None:
     write_idx_dataset(tmp_path / "mnist", gz=False)
     write_file(tmp_path / "mnist" / "train-labels-idx1-ubyte", idx_bytes(np.zeros(5, dtype=np.uint8), 2049))
@@ -211,6 +218,19 @@ def test_cifar10_read_straight_from_the_tarball(tmp_path: Path) -> None:
     dataset = load_dataset("cifar10", data_root=tmp_path / "root")
     assert_cifar10_matches(dataset, batches)
     assert dataset.source.endswith("cifar-10-python.tar.gz")
+
+
+def test_a_cifar_tarball_whose_gzip_checksum_fails_is_refused(tmp_path: Path) -> None:
+    """The CRC sits after the tar's end marker: a damaged byte that still inflates is caught only there."""
+    write_cifar10(tmp_path / "staging" / "cifar-10-batches-py")
+    (tmp_path / "root").mkdir()
+    tarball = tmp_path / "root" / "cifar-10-python.tar.gz"
+    write_tarball(tarball, tmp_path / "staging" / "cifar-10-batches-py")
+    content = bytearray(tarball.read_bytes())
+    content[-8] ^= 0xFF  # the gzip trailer's CRC-32 of the data: no longer the data's
+    tarball.write_bytes(bytes(content))
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{tarball}: unreadable tarball (CRC check failed")):
+        load_dataset("cifar10", data_root=tmp_path / "root")
 
 
 def test_cifar100_round_trip_uses_fine_labels(tmp_path: Path) -> None:

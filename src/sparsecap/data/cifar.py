@@ -6,6 +6,7 @@ Pickle can run arbitrary code, so batches are read with an unpickler that only r
 (`sparsecap.data.safe_pickle`); batches re-pickled with protocol 2 are accepted too.
 """
 
+import gzip
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from sparsecap.data.safe_pickle import load_numpy_pickle
 from sparsecap.errors import DatasetFormatError
 
 _PIXELS_PER_IMAGE = 3 * 32 * 32
+CRC_CHECK_CHUNK = 2**20
 
 
 @dataclass(frozen=True)
@@ -83,11 +85,13 @@ def _read_directory_batches(directory: Path, layout: CifarLayout) -> dict[str, t
 
 
 def _read_tarball_batches(tarball: Path, layout: CifarLayout) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Read the batches straight from the tarball in one streaming pass (no extraction, no seeking back)."""
+    """Read the batches straight from the tarball in one streaming pass (no extraction, no seeking back),
+    then read the gzip stream to its end, where gzip checks its CRC: tarfile stops at the archive's end
+    marker, before the CRC, and a damaged byte that still inflates would pass as a pixel."""
     wanted = {f"{layout.directory}/{batch_name}": batch_name for batch_name in layout.batch_names()}
     batches = {}
     try:
-        with tarfile.open(tarball, "r|gz") as archive:
+        with gzip.open(tarball, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 batch_name = wanted.get(member.name)
                 if batch_name is None:
@@ -95,6 +99,8 @@ def _read_tarball_batches(tarball: Path, layout: CifarLayout) -> dict[str, tuple
                 file = archive.extractfile(member)  # None when the member is not a regular file
                 if file is not None:
                     batches[batch_name] = read_batch(file, f"{tarball}:{member.name}", layout.label_key)
+            while stream.read(CRC_CHECK_CHUNK):
+                pass
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DatasetFormatError(f"{tarball}: unreadable tarball ({error})") from error
     missing = [member_name for member_name, batch_name in wanted.items() if batch_name not in batches]

@@ -109,7 +109,7 @@ def _load_array(path: Path, what: str) -> np.ndarray:
         raise DatasetNotFoundError(f"{what}: {path} is missing")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
         raise DatasetFormatError(f"{what}: {path} is not a readable .npy array ({error})") from error
 
 

@@ -63,6 +63,8 @@ def parse_idx(content: bytes, expected_magic: int, source: Path) -> np.ndarray:
     if len(content) < header_bytes:
         raise DatasetFormatError(f"{source}: truncated IDX header, expected {header_bytes} bytes, found {len(content)}")
     dims = tuple(int(dim) for dim in np.frombuffer(content, dtype=">u4", count=ndim, offset=4))
+    if not dims or dims[0] == 0:
+        raise DatasetFormatError(f"{source}: header declares no items (shape {dims}); expected a non-empty split")
     expected_bytes = header_bytes + int(np.prod(dims))
     if len(content) != expected_bytes:
         raise DatasetFormatError(
