@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from scipy import stats
 from sparsecap.report.aggregate import GroupKey, PointSummary, Stat
 from sparsecap.report.figures import (
     PAPER_CLAIMS,
+    DIVERGED_HEIGHT,
     Curve,
     FigureKey,
     curves_by_schedule,
@@ -113,6 +115,18 @@ def test_a_delta_loss_that_dwarfs_the_rest_gets_a_symmetric_log_axis_and_ordinar
     assert plot_against_remaining({GROUP: [ordinary]}, ylabel="ΔL", title="t").axes[0].get_yscale() == "linear"
     accuracy = Curve("static", broken.points, broken.stat_of)  # bounded to [0, 1]: never a log axis
     assert symlog_threshold([accuracy]) is None
+
+
+def test_a_point_whose_every_seed_diverged_is_marked_on_the_bottom_edge() -> None:
+    collapsed = dataclasses.replace(_point(GROUP, 128, 40.0, []), n_diverged=2)
+    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.9, 0.92]), collapsed, _point(GROUP, 256, 15.0, [0.5, 0.6])],
+                  lambda point: point.clean_accuracy)
+    figure = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t")
+    [marker] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "x"]
+    assert list(marker.get_xdata()) == [40.0] and list(marker.get_ydata()) == [DIVERGED_HEIGHT]
+    [mean_line] = [line for line in figure.axes[0].get_lines() if line.get_label() == "static"]
+    assert list(mean_line.get_xdata()) == [15.0, 100.0]  # no value at 40 %: the line passes it by
+    assert "every seed diverged" in [text.get_text() for text in figure.legends[0].get_texts()]
 
 
 def _widened(limits: tuple[float, float]) -> tuple[float, float]:

@@ -325,13 +325,27 @@ def shared_y_limits(curves: Iterable[Curve], transform: Transform | None = None)
 BASE_PERCENT = 100.0
 BASE_MARKER = dict(marker="s", markersize=7, markerfacecolor="white", markeredgewidth=1.6, linestyle="none")
 SWEET_SPOT_MARKER = dict(marker="*", markersize=14, markeredgecolor="black", markeredgewidth=0.6, linestyle="none")
+DIVERGED_MARKER = dict(marker="x", markersize=8, markeredgewidth=1.8, linestyle="none")
+DIVERGED_HEIGHT = 0.03
+"""Where a point whose every seed diverged is marked: this share of the axis's height above its bottom."""
+
+
+def diverged_points(curve: Curve) -> list[PointSummary]:
+    """The curve's points where every trial diverged: no value to draw, yet what claim c6 is about, so they are
+    marked on the axis's bottom edge rather than left out of the line without a trace."""
+    return [point for point in curve.points
+            if point.n_diverged and not point.n_finished and point.remaining_percent > 0]
 
 
 def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
     """Mean line with its 95% CI as a band and bars, the base and the sweet spot marked; False if empty."""
+    diverged = [point.remaining_percent for point in diverged_points(curve)]
+    if diverged:
+        axis.plot(diverged, [DIVERGED_HEIGHT] * len(diverged), transform=axis.get_xaxis_transform(), color=color,
+                  clip_on=False, zorder=4, **DIVERGED_MARKER)
     present = sorted(_present(curve), key=lambda item: item[0].remaining_percent)
     if not present:
-        return False
+        return bool(diverged)
     x = np.array([point.remaining_percent for point, _ in present])
     intervals = [curve.interval(stat) for _, stat in present]
     mean, low, high = (np.array([getattr(interval, end) for interval in intervals]) for end in ("mean", "low", "high"))
@@ -358,6 +372,8 @@ def _marker_legend(curves: Sequence[Curve]) -> list[Line2D]:
         handles.append(Line2D([], [], markeredgecolor="0.2", label="dense base (100 %)", **BASE_MARKER))
     if any(sweet_spot(curve) is not None for curve in curves):
         handles.append(Line2D([], [], color="0.5", label="sweet spot", **SWEET_SPOT_MARKER))
+    if any(diverged_points(curve) for curve in curves):
+        handles.append(Line2D([], [], color="0.2", label="every seed diverged", **DIVERGED_MARKER))
     return handles
 
 
@@ -638,7 +654,8 @@ def _reading(*, higher_is_better: bool = True) -> str:
         "Remaining weights on a log scale, dense base on the left, wider and sparser models to the right; the top "
         "axis names each point's width or depth. Lines: means over seeds; bands and bars: 95% CI over seeds "
         "(Student t; a point with one finished seed shows its mean alone). Square on the dotted line at 100 %: "
-        f"the dense base; star: the sweet spot, the {best} mean among the sparser points. Panels share one y-axis."
+        f"the dense base; star: the sweet spot, the {best} mean among the sparser points; ✕ on the bottom edge: a "
+        "point whose every seed diverged (no value). Panels share one y-axis."
     )
 
 
