@@ -153,6 +153,9 @@ def test_an_output_directory_that_cannot_be_made_is_refused(tmp_path, capsys, wh
     code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(out))
     assert code == 2 and f"cannot write the study to {out}" in err and "choose a writable --out" in err
     assert not out.exists()
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "study"), "--storage", str(out))
+    assert code == 2 and f"cannot write the study to {out}" in err and "choose a writable --storage" in err
+    assert not (tmp_path / "study").exists()  # refused before any training, and before the study's directory
 
 
 def _read_only_view_works() -> bool:

@@ -15,6 +15,7 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
+from sparsecap.studies.trials import expand
 from tests.study_helpers import (
     SEEDS_TOGETHER_SPEC,
     TINY_SPEC,
@@ -183,16 +184,19 @@ def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_i
 
 
 def test_a_raising_trial_is_recorded_failed_on_ray_and_retried_by_a_rerun(tmp_path, ray_instance):
-    """Storage that is a file: every trial raises when saving its checkpoint, on the worker."""
+    """A directory where each checkpoint file should go: every trial raises when saving it, on the worker."""
     spec = load_spec(str(write_spec(tmp_path)))
-    (tmp_path / "not-a-directory").write_text("")
-    progress = run_study(spec, tmp_path / "out", executor=Executor.RAY,
-                         storage=tmp_path / "not-a-directory")
+    in_the_way = [tmp_path / "out" / "checkpoints" / f"{trial.trial_id}.safetensors" for trial in expand(spec)]
+    for path in in_the_way:
+        path.mkdir(parents=True)
+    progress = run_study(spec, tmp_path / "out", executor=Executor.RAY)
     assert progress.ran == 8 and len(progress.failed) == 8
     rows = StudyDatabase(tmp_path / "out").rows("trials")
     assert {row["status"] for row in rows} == {"failed"}
     assert all("Error" in row["error"] and "save_checkpoint" in row["error"] for row in rows)
 
+    for path in in_the_way:
+        path.rmdir()
     progress = _ray(spec, tmp_path / "out")
     assert (progress.ran, progress.already_finished, progress.failed) == (8, 0, ())
     rows = StudyDatabase(tmp_path / "out").rows("trials")

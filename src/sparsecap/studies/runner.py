@@ -111,14 +111,15 @@ def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, st
 
 
 @contextmanager
-def _writable(directory: Path) -> Iterator[None]:
-    """Turn an unwritable output directory (read-only, under a file, in /proc) into a plain message."""
+def _writable(directory: Path, option: str = "--out") -> Iterator[None]:
+    """Turn an unwritable output directory (read-only, under a file, in /proc) into a plain message naming the
+    `option` that chose it."""
     try:
         yield
     except OSError as error:
         raise StudyDirectoryError(
             f"cannot write the study to {directory}: {error.strerror or error} ({error.filename or directory}); "
-            f"choose a writable --out directory"
+            f"choose a writable {option} directory"
         ) from None
 
 
@@ -154,6 +155,9 @@ def run_study(
     if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
         for name, dataset in datasets.items():
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
+    if storage is not None:  # before any training: every trial would train, then fail to save its checkpoint
+        with _writable(Path(storage), "--storage"):
+            (Path(storage) / "checkpoints").mkdir(parents=True, exist_ok=True)
     with ExitStack() as held:
         with _writable(directory):
             directory.mkdir(parents=True, exist_ok=True)
