@@ -8,7 +8,7 @@ import torch
 from sparsecap.data import dataset_info, load_dataset
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.training import TrainingConfig, train
-from sparsecap.training.batches import batches_per_epoch, epoch_batches, smallest_batch
+from sparsecap.training.batches import epoch_batches, smallest_batch
 from sparsecap.training.multiseed import train_together
 
 
@@ -24,7 +24,6 @@ def test_a_last_batch_below_the_smallest_joins_the_one_before(examples, batch_si
     batches = epoch_batches(order, batch_size, smallest)
     assert [len(batch) for batch in batches] == sizes
     assert torch.equal(torch.cat(batches), order)
-    assert batches_per_epoch(examples, batch_size, smallest) == len(sizes)
 
 
 def test_models_with_batch_norms_need_two_examples_a_batch():

@@ -9,6 +9,7 @@ VGG can score 0.10 on running statistics and 0.83 on recomputed ones: mixed seed
 not sparsity). Anything else is refused with the difference named. A trial present in two studies (the same
 architecture, dataset, family, point, schedule and seed) would count one seed twice, so that is refused too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -338,7 +338,8 @@ def diverged_points(curve: Curve) -> list[PointSummary]:
 
 
 def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
-    """Mean line with its 95% CI as a band and bars, the base and the sweet spot marked; False if empty."""
+    """Mean line with its 95% CI as a band and bars, the base, the sweet spot and the points whose every seed
+    diverged marked; False if there was nothing to draw."""
     diverged = [point.remaining_percent for point in diverged_points(curve)]
     if diverged:
         axis.plot(diverged, [DIVERGED_HEIGHT] * len(diverged), transform=axis.get_xaxis_transform(), color=color,

@@ -12,11 +12,12 @@ untargeted and maximise the cross-entropy of the true label.
   BIM and PGD default to a step size of 2.5·eps/steps.
 - APGD (Croce & Hein 2020, cross-entropy loss): step size 2·eps halved at checkpoints
   w_j = ceil(p_j·steps) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)) when
-  fewer than 75 % of the steps since the last checkpoint raised the loss, or when neither the step size
-  nor the best loss changed since then (`apgd_halves`); on a halving the example restarts from its best point (with no
-  momentum). Each step moves 0.75 of the way to the projected signed-gradient step plus 0.25 of the
-  previous move (the first step is a plain one). `steps` counts gradient evaluations. An example's
-  result is the first iterate the model misclassifies, otherwise the iterate of highest loss.
+  fewer than 75 % of the steps since the last checkpoint raised the loss, or when the step was not halved
+  at the last checkpoint and the best loss has not risen since (`apgd_halves`); on a halving the example
+  restarts from its best point (with no momentum). Each step moves 0.75 of the way to the projected
+  signed-gradient step plus 0.25 of the previous move (the first step is a plain one). `steps` counts
+  gradient evaluations. An example's result is the first iterate the model misclassifies, otherwise the
+  iterate of highest loss.
 
 Attacks never change a model: parameters are frozen for the attack (gradients flow to the inputs
 only, so no parameter `.grad` is written), the model runs in eval mode, and both are restored after.

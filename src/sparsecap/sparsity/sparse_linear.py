@@ -136,8 +136,8 @@ def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, 
     crow_t = torch._convert_indices_from_coo_to_csr(cols[permutation_t], in_features)
     folds = with_bias and (bias_folds((out_features, in_features)) if fold_bias is None else fold_bias)
     bias_column = _bias_column(crow, rows, cols, in_features) if folds else None
-    return SparseStructure(positions=kept, key=key, shape=(out_features, in_features), crow=crow, col=cols, crow_t=crow_t,
-                           col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
+    return SparseStructure(positions=kept, key=key, shape=(out_features, in_features), crow=crow, col=cols,
+                           crow_t=crow_t, col_t=rows[permutation_t].contiguous(), permutation_t=permutation_t,
                            bias_column=bias_column, live_inputs=live_inputs)
 
 

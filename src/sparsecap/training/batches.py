@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -22,9 +20,3 @@ def epoch_batches(order: torch.Tensor, batch_size: int, smallest: int = 1) -> tu
         return (*batches[:-2], torch.cat(batches[-2:]))
     return batches
 
-
-def batches_per_epoch(examples: int, batch_size: int, smallest: int = 1) -> int:
-    """How many batches `epoch_batches` cuts `examples` into."""
-    batches = math.ceil(examples / batch_size)
-    remainder = examples - (batches - 1) * batch_size
-    return batches - 1 if batches > 1 and remainder < smallest else batches

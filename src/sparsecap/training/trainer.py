@@ -17,7 +17,7 @@ from torch import nn
 
 from sparsecap.devices import memory_format
 from sparsecap.training.augmentation import random_crop_and_flip
-from sparsecap.training.batches import batches_per_epoch, epoch_batches, smallest_batch
+from sparsecap.training.batches import epoch_batches, smallest_batch
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.graphed_steps import steps_for
@@ -89,7 +89,7 @@ def train(
     started = time.perf_counter()
     model.train()
     smallest = smallest_batch(model)
-    steps, planned = 0, config.max_epochs * batches_per_epoch(len(labels), config.batch_size, smallest)
+    steps, planned = 0, config.max_epochs * len(epoch_batches(torch.arange(len(labels)), config.batch_size, smallest))
     forward, layout = forward_of(model, config), memory_format(model, labels.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
 
