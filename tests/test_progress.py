@@ -37,6 +37,27 @@ def test_a_log_gets_a_first_line_then_one_plain_line_per_trial_with_the_count_an
     assert lines[2].startswith("[3/3] ") and " failed: " in lines[2] and "accuracy —" in lines[2]
 
 
+class _ClosedAfter(io.StringIO):
+    """A log whose reader goes away after `lines` lines (`sparsecap run ... 2>&1 | head -1`)."""
+
+    def __init__(self, lines: int) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def write(self, text: str) -> int:
+        if self.getvalue().count("\n") >= self.lines:
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_a_log_whose_reader_has_gone_stops_the_lines_not_the_study():
+    log = _ClosedAfter(1)
+    with StudyProgressView("tiny", 3, 0, ProgressStyle.LINES, log, running_seconds=3600) as view:
+        for seed in range(3):
+            view.record(_record(schedule="static", width=64, seed=seed))
+    assert view.done == 3 and log.getvalue().count("\n") == 1
+
+
 class _Lines(io.StringIO):
     """A log that says when it has been written `wanted` lines."""
 

@@ -19,6 +19,7 @@ EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 class Terminated(KeyboardInterrupt):
@@ -346,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_fork_server()  # `sparsecap run`'s early server: no worker will start now
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # Whoever read the output has gone (`sparsecap ... | head -1`): what was computed is saved; say nothing
+        # more, and let the exit's flush write to nowhere rather than raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as interruption:
         stop_fork_server()
         how = "terminated" if isinstance(interruption, Terminated) else "interrupted"

@@ -44,7 +44,8 @@ class SparsitySummary:
     @property
     def disconnected_units(self) -> int:
         """Hidden connections broken: outputs without input (bar the logits) plus inputs unread (bar the
-        image). In a plain chain (the MLPs) these are the hidden units cut off from either side."""
+        image). In a plain chain (the MLPs) a hidden unit cut off on one side counts once and one cut off on
+        both sides twice; `connectivity`'s ineffective units count each unit on no input-output path once."""
         return sum(layer.outputs_without_input for layer in self.layers[:-1]) + sum(
             layer.inputs_unread for layer in self.layers[1:]
         )

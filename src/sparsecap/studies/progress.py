@@ -126,7 +126,7 @@ class StudyProgressView:
         self.running = 0
         self.accuracy: float | None = None
         self.style = style
-        self._stream = stream or sys.stderr
+        self._stream: TextIO | None = stream or sys.stderr
         self._started = time.monotonic()
         self._last_record_at = self._started
         self._recorded_here = 0
@@ -169,8 +169,14 @@ class StudyProgressView:
             self._write(trial_line(record, self.done + self.failed, self.total, self._eta()))
 
     def _write(self, line: str) -> None:
+        """One log line; once its reader has gone (`| head`), the study goes on without the log."""
         with self._lock:
-            print(line, file=self._stream, flush=True)
+            if self._stream is None:
+                return
+            try:
+                print(line, file=self._stream, flush=True)
+            except BrokenPipeError:
+                self._stream = None
 
     def _tick(self) -> None:
         while not self._stopped.wait(self._running_seconds):
