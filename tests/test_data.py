@@ -529,3 +529,19 @@ def test_real_fashion_mnist_from_the_system_directory() -> None:
     pixels = dataset.train_images.double() / 255
     assert pixels.mean().item() == pytest.approx(dataset.info.mean[0], abs=1e-3)
     assert pixels.std().item() == pytest.approx(dataset.info.std[0], abs=1e-3)
+
+
+@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_files_given_as_mnist_are_refused_by_name() -> None:
+    """MNIST also looks in <ROOT> itself, where Fashion-MNIST's files carry the same names."""
+    with pytest.raises(DatasetFormatError) as error:
+        load_dataset("mnist", data_root=FASHION_SYSTEM_DIR)
+    assert str(error.value) == (f"{FASHION_SYSTEM_DIR} holds fashion-mnist's files, not mnist's (its test labels "
+                                f"are fashion-mnist's); give the directory with mnist's files, or run on fashion-mnist")
+
+
+@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason=f"real MNIST not present at {REAL_MNIST}")
+def test_mnist_files_given_as_fashion_mnist_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "fashion-mnist").symlink_to(REAL_MNIST)
+    with pytest.raises(DatasetFormatError, match="holds mnist's files, not fashion-mnist's"):
+        load_dataset("fashion-mnist", data_root=tmp_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sparsecap.data import dataset_info, load_dataset
-from sparsecap.devices import Availability, devices_of, memory_format, placement, resolve
+from sparsecap.devices import Availability, auto_workers_phrase, devices_of, memory_format, placement, resolve
 from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import initialize_
@@ -34,12 +34,19 @@ def test_named_devices_that_exist_are_taken():
                        "available: cpu (or auto)"),
     ("cuda:2", TWO_GPUS, "--device cuda:2: no such device here; available: cpu, cuda:0, cuda:1 (or auto)"),
     ("mps", TWO_GPUS, "--device mps: no such device here; available: cpu, cuda:0, cuda:1"),
+    ("mps", CPU_ONLY, "--device mps: no such device here; available: cpu (or auto)"),
     ("gpu", TWO_GPUS, "--device 'gpu' is not a device; expected auto, cpu, cuda, cuda:N or mps"),
 ])
 def test_a_device_that_is_not_there_is_refused_naming_those_that_are(requested, available, message):
     with pytest.raises(SparsecapError) as error:
         resolve(requested, available)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("available", "phrase"), [(CPU_ONLY, "one per physical core"), (TWO_GPUS, "one per GPU"),
+                                                   (APPLE, "one (MPS is a single device)")])
+def test_doctor_says_what_workers_auto_starts_on_the_auto_device(available, phrase):
+    assert auto_workers_phrase(resolve("auto", available)) == phrase
 
 
 def test_plain_cuda_stands_for_every_gpu():

@@ -201,7 +201,7 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
 
 
 def _command_doctor(arguments: argparse.Namespace) -> int:
-    from sparsecap.devices import cpu_name, detect, resolve
+    from sparsecap.devices import auto_workers_phrase, cpu_name, detect, resolve
     from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, available_cores, physical_cores
 
     available = detect()
@@ -211,8 +211,9 @@ def _command_doctor(arguments: argparse.Namespace) -> int:
         print(f"cuda:{index:<5}{name}")
     if available.mps:
         print("mps       Apple MPS")
-    print(f"--device auto runs on: {resolve('auto', available)}; --workers auto: one per "
-          f"{'GPU' if available.cuda else 'physical core'}; torch threads per trial: 1 below "
+    auto_device = resolve("auto", available)
+    print(f"--device auto runs on: {auto_device}; --workers auto: {auto_workers_phrase(auto_device)}; "
+          f"torch threads per trial: 1 below "
           f"{THREADED_FROM_MULTIPLY_ACCUMULATES:,} multiply-accumulates per example, else every core of its worker")
     return 0
 

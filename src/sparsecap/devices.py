@@ -58,11 +58,16 @@ def resolve(requested: str, available: Availability) -> str:
     if match is not None and available.cuda and (match[1] is None or int(match[1]) < len(available.cuda)):
         return requested
     if requested == "mps" or match is not None:
-        build = "" if available.cuda_version or not available.torch_version else \
+        build = "" if requested == "mps" or available.cuda_version or not available.torch_version else \
             f" (this PyTorch, {available.torch_version}, is built without CUDA)"
         raise SparsecapError(f"--device {requested}: no such device here{build}; available: "
                              f"{', '.join(available.names)} (or auto)")
     raise SparsecapError(f"--device {requested!r} is not a device; expected {DEVICE_CHOICES}")
+
+
+def auto_workers_phrase(device: str) -> str:
+    """What `--workers auto` starts for a resolved `device`, in words (`Runtime.workers_for`)."""
+    return {"cuda": "one per GPU", "mps": "one (MPS is a single device)"}.get(device, "one per physical core")
 
 
 def devices_of(device: str, available: Availability) -> list[str]:

@@ -6,13 +6,14 @@ uint32 per dimension, then the values. Both datasets use unsigned bytes: magic 2
 """
 
 import gzip
+import hashlib
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from sparsecap.data.registry import DatasetInfo, ImageDataset
+from sparsecap.data.registry import DatasetInfo, DatasetName, ImageDataset
 from sparsecap.errors import DatasetFormatError
 
 IMAGES_MAGIC = 2051
@@ -22,6 +23,13 @@ LABELS_MAGIC = 2049
 TRAIN_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
 TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IDX_FILE_NAMES = TRAIN_FILES + TEST_FILES
+
+# SHA-256 of each published dataset's decoded test labels. The two datasets share file names, so MNIST's
+# search of <ROOT> itself can meet Fashion-MNIST's files; these tell them apart at the cost of 10,000 bytes.
+TEST_LABELS_SHA256: dict[DatasetName, str] = {
+    DatasetName.MNIST: "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+    DatasetName.FASHION_MNIST: "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
 
 
 def find_idx_file(directory: Path, file_name: str) -> Path | None:
@@ -105,4 +113,17 @@ def load_idx_dataset(info: DatasetInfo, directory: Path) -> ImageDataset:
     """Load MNIST-style train and test splits from a directory holding the four IDX files."""
     train_images, train_labels = _load_split(directory, TRAIN_FILES, info)
     test_images, test_labels = _load_split(directory, TEST_FILES, info)
+    _refuse_the_other_dataset(info, directory, test_labels)
     return ImageDataset(info, train_images, train_labels, test_images, test_labels, source=str(directory))
+
+
+def _refuse_the_other_dataset(info: DatasetInfo, directory: Path, test_labels: torch.Tensor) -> None:
+    """Refuse files that are recognisably another IDX dataset's, which would run the study on the wrong data
+    under the right name; files of neither published dataset (a user's own) pass."""
+    digest = hashlib.sha256(test_labels.to(torch.uint8).numpy().tobytes()).hexdigest()
+    other = next((name for name, known in TEST_LABELS_SHA256.items() if known == digest), info.name)
+    if other is not info.name:
+        raise DatasetFormatError(
+            f"{directory} holds {other.value}'s files, not {info.name.value}'s (its test labels are "
+            f"{other.value}'s); give the directory with {info.name.value}'s files, or run on {other.value}"
+        )
