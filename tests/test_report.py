@@ -195,6 +195,13 @@ def test_class_recall_change_is_na_with_one_seed() -> None:
     assert changes[0].label == "n/a"
 
 
+@pytest.mark.parametrize("recall", [0.1135, 0.7, 0.1])
+def test_class_recall_of_seeds_that_all_agree_is_no_change(recall: float) -> None:
+    """7 and 5 identical seeds: their means differ in the last bit, which is no evidence of anything."""
+    change = normalised_recall_changes([[recall]] * 7, [0.0] * 7, [[recall]] * 5, [0.0] * 5)[0]
+    assert change.p_value == 1.0 and change.significant is False and change.label == "no"
+
+
 def test_empty_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(StudyDirectoryError, match="results database"):
         write_report(tmp_path)

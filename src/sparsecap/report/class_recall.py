@@ -5,8 +5,8 @@ per class c:
 
 * normalised recall change = (mean recall_c - mean base recall_c) - (mean accuracy - mean base accuracy),
   i.e. how much more (negative) or less (positive) class c moved than the model's overall accuracy did;
-* significance: a two-sided Welch t-test (unequal variances) between the seeds' (recall_c - accuracy)
-  of the model and those of the base; significant when p < ``alpha``. With fewer than two seeds on
+* significance: a two-sided Welch t-test (unequal variances, `welch_difference`) between the seeds'
+  (recall_c - accuracy) of the model and those of the base; significant when p < ``alpha``. With fewer than two seeds on
   either side the test is undefined and the class is reported as "n/a" (``significant is None``).
 
 This module is pure: numbers in, numbers out, no database or plotting.
@@ -14,13 +14,12 @@ This module is pure: numbers in, numbers out, no database or plotting.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from sparsecap.report.statistics import welch_difference
 
 SIGNIFICANCE_LEVEL = 0.05
 GAP_DECIMALS = 10
@@ -34,7 +33,7 @@ class ClassRecallChange:
     change: float
     """(mean recall - mean base recall) - (mean accuracy - mean base accuracy); NaN if a side has no data."""
     p_value: float | None
-    """Welch t-test p-value; None when a side has fewer than two seeds (n/a), NaN when undefined."""
+    """Welch t-test p-value; None when a side has fewer than two seeds (n/a); 1 for seeds that all agree."""
     significant: bool | None
     """p < alpha; None when the test could not be run (n/a)."""
     n_model: int
@@ -92,24 +91,15 @@ def normalised_recall_changes(
         # would make the t-test "significant" on rounding error alone.
         model_gap = np.round(model_gap[np.isfinite(model_gap)], GAP_DECIMALS)
         base_gap = np.round(base_gap[np.isfinite(base_gap)], GAP_DECIMALS)
-        if model_gap.size and base_gap.size:
-            # mean(recall - acc) - mean(base recall - base acc) equals the formula in the module doc
-            # whenever the same seeds enter both means, which is what dropping incomplete seeds ensures.
-            change = float(model_gap.mean() - base_gap.mean())
-        else:
-            change = math.nan
-        if model_gap.size >= 2 and base_gap.size >= 2:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # identical samples: scipy warns, p is NaN
-                p_value = float(stats.ttest_ind(model_gap, base_gap, equal_var=False).pvalue)
-            significant: bool | None = bool(p_value < alpha) if math.isfinite(p_value) else False
-        else:
-            p_value = None
-            significant = None
+        difference = welch_difference(model_gap, base_gap)
+        # The estimate, mean(recall - acc) - mean(base recall - base acc), equals the formula in the module
+        # doc whenever the same seeds enter both means, which is what dropping incomplete seeds ensures.
+        p_value = difference.p_value if difference.testable else None
+        significant = bool(difference.p_value < alpha) if difference.testable else None
         changes.append(
             ClassRecallChange(
                 class_index=class_index,
-                change=change,
+                change=difference.estimate,
                 p_value=p_value,
                 significant=significant,
                 n_model=int(model_gap.size),
