@@ -82,6 +82,28 @@ def test_seeds_trained_one_by_one_report_their_group_and_which_seed_trains(tmp_p
         (group, record.trial_id, 1, epoch) for record in records for epoch in (1, 2)]
 
 
+def test_a_worker_killed_between_groups_loses_no_record_and_its_next_group_runs(tmp_path):
+    """Killed after sending its records, before it is handed the next group: the records are written and
+    the next group runs on a new worker, once, without counting as a death of that group."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=1", 'schedules=["static"]'])
+    trials = expand(spec)
+    records = []
+
+    def record_and_kill_its_worker(record) -> None:
+        records.append(record)
+        if len(records) == 1:
+            (worker,) = [child for child in multiprocessing.active_children() if child.name == "sparsecap-worker"]
+            worker.kill()
+            worker.join()
+
+    with StudyProgressView("killed", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, record_and_kill_its_worker, view, Runtime(threads=1, workers=1), workers=1,
+                       max_retries=0)
+    assert sorted(record.trial_id for record in records) == sorted(trial.trial_id for trial in trials)
+    assert {record.status for record in records} == {"finished"}
+
+
 LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")
                .replace("widths = [16, 32]", "widths = [128, 256]")
                .replace('schedules = ["static", "posttrain"]', 'schedules = ["static"]'))

@@ -84,8 +84,28 @@ class _Worker:
             return None
 
     def stop(self) -> None:
-        self.connection.send(None)
+        try:
+            self.connection.send(None)
+        except OSError:  # BrokenPipeError: it has died since sending its records, which is its stopping anyway
+            pass
         self.process.join()
+
+
+def _hand_on(worker: _Worker, waiting: deque[Group], busy: list[_Worker]) -> None:
+    """Give a worker whose group is recorded the next waiting group, or stop it if none waits. One that has died
+    since sending its records (killed between groups) never ran the group: it goes back to the head of the
+    queue, for the new worker its free slot starts, without counting as a death of that group."""
+    if not waiting:
+        worker.stop()
+        return
+    group = waiting.popleft()
+    try:
+        worker.give(group)
+    except OSError:  # BrokenPipeError: nobody reads its end any more
+        waiting.appendleft(group)
+        worker.process.join()
+        return
+    busy.append(worker)
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
@@ -135,7 +155,8 @@ def run_on_workers(
                     view.epoch_done(records)
                     continue
                 busy.remove(worker)
-                if records is None:  # died mid-group: run it again on a new worker, or record it failed
+                alive = records is not None
+                if not alive:  # died mid-group: run it again on a new worker, or record it failed
                     key = tuple(trial.trial_id for trial in worker.group)
                     deaths[key] += 1
                     if deaths[key] <= max_retries:
@@ -145,14 +166,11 @@ def run_on_workers(
                         spec, trial, datasets[trial.dataset],
                         f"the worker process running it died {deaths[key]} times (last exit code "
                         f"{worker.process.exitcode}: killed, or out of memory?)", 0.0) for trial in worker.group]
-                elif waiting:
-                    worker.give(waiting.popleft())
-                    busy.append(worker)
-                else:
-                    worker.stop()
-                for record in records:
+                for record in records:  # written before anything else can go wrong with this worker
                     on_record(record)
                     view.record(record)
+                if alive:
+                    _hand_on(worker, waiting, busy)
     finally:  # interrupted: stop the workers (their groups are not recorded, so a rerun runs them)
         for worker in busy:
             worker.process.kill()
