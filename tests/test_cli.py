@@ -164,6 +164,14 @@ def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(cap
     assert code == 0 and "0 trials run, 8 already finished" in stdout
 
 
+def test_a_run_whose_every_trial_diverged_ends_without_a_report_and_not_as_a_refusal(capsys, tmp_path):
+    """Diverged trials are results, not failures (exit 0); the missing report is said, not a refusal (exit 2)."""
+    code, stdout, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"),
+                             "--set", "training.learning_rate=1000", "--set", "widths=[32]")
+    assert code == 0 and "4 trials run, 0 already finished" in stdout and "report:" not in stdout
+    assert "no report: all 4 trial(s) in" in err and "diverged" in err
+
+
 def test_a_study_whose_models_are_all_their_own_base_warns_and_names_base_width(capsys, tmp_path):
     code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--no-report",
                         "--set", "widths=[32]", "--set", "seeds=[0]", "--set", "schedules=['static']")
@@ -176,6 +184,15 @@ def test_bad_thread_counts_are_refused(capsys, tmp_path, arguments):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "quick", "--out", str(tmp_path / "out"), *arguments])
     assert exit_.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("option", "valid"), [("--workers", "or auto"), ("--threads", "")])
+def test_more_workers_or_threads_than_cpus_are_refused_naming_the_range(capsys, tmp_path, option, valid):
+    cores = len(os.sched_getaffinity(0))
+    code, _, err = _run(capsys, "run", "quick", "--out", str(tmp_path / "out"), option, "100000000000")
+    message = f"{option} 100000000000: this run may use {cores} CPUs here; expected 1 to {cores} {valid}".strip()
+    assert code == 2 and message in err
     assert not (tmp_path / "out").exists()
 
 

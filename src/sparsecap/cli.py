@@ -13,7 +13,7 @@ from types import FrameType
 from typing import NoReturn
 from pathlib import Path
 
-from sparsecap.errors import SparsecapError
+from sparsecap.errors import SparsecapError, StudyDirectoryError
 
 EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
@@ -60,6 +60,18 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
                         help="directory holding datasets (default: $SPARSECAP_DATA, then ~/.cache/sparsecap/data)")
 
 
+def _refuse_more_than_the_cpus(arguments: argparse.Namespace) -> None:
+    """Local workers and threads beyond this machine's usable CPUs only wait for one another (and a huge count
+    exhausts memory or overflows torch), so they are refused up front, naming what is valid."""
+    from sparsecap.runtime import available_cores
+
+    cores = available_cores()
+    for option, value in (("--workers", arguments.workers), ("--threads", arguments.threads)):
+        if value is not None and value > cores:
+            raise SparsecapError(f"{option} {value}: this run may use {cores} CPUs here; expected 1 to {cores}"
+                                 f"{' or auto' if option == '--workers' else ''}")
+
+
 def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.runtime import physical_cores
     from sparsecap.studies.executor_choice import Executor
@@ -71,6 +83,8 @@ def _command_run(arguments: argparse.Namespace) -> int:
     if executor is Executor.RAY and arguments.workers is not None:
         raise SparsecapError("--workers goes with the local executor; with --executor ray, Ray runs as many trials "
                              "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
+    if executor is Executor.LOCAL:
+        _refuse_more_than_the_cpus(arguments)
     if executor is Executor.LOCAL and arguments.workers != 1 and physical_cores() > 1:
         start_fork_server()  # its imports run beside this process's, should the study use workers
     from sparsecap.studies import load_spec
@@ -107,11 +121,23 @@ def _command_run(arguments: argparse.Namespace) -> int:
             last_line = ((errors.get(trial_id) or "").strip().splitlines() or ["(no error recorded)"])[-1]
             print(f"  {trial_id}: {last_line}", file=sys.stderr)
     if not arguments.no_report:
-        from sparsecap.report import write_report  # matplotlib and SciPy's statistics: only when drawing
-
-        print(f"report: {write_report(directory)}")
-        _print_claims([directory], "text")
+        _report_after_run(directory)
     return EXIT_TRIALS_FAILED if progress.failed else 0
+
+
+def _report_after_run(directory: Path) -> None:
+    """The report and claims of the study just run. A study with nothing to summarise (every trial failed or
+    diverged) says so instead: the run itself went as its exit status says (1 with failures, else 0), which a
+    refusal's status 2 would misstate."""
+    from sparsecap.report import write_report  # matplotlib and SciPy's statistics: only when drawing
+
+    try:
+        report = write_report(directory)
+    except StudyDirectoryError as error:
+        print(f"no report: {error}", file=sys.stderr)
+        return
+    print(f"report: {report}")
+    _print_claims([directory], "text")
 
 
 def _command_report(arguments: argparse.Namespace) -> int:
