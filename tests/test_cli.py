@@ -13,7 +13,7 @@ import pytest
 from sparsecap.cli import main
 from sparsecap.runtime import physical_cores
 from sparsecap.studies import StudyDatabase
-from tests.study_helpers import TINY_SPEC, write_spec
+from tests.study_helpers import TINY_SPEC, finished_trial_count, write_spec
 
 
 def _run(capsys, *arguments: str) -> tuple[int, str, str]:
@@ -177,6 +177,18 @@ def test_a_study_whose_models_are_all_their_own_base_warns_and_names_base_width(
                         "--set", "widths=[32]", "--set", "seeds=[0]", "--set", "schedules=['static']")
     assert code == 0
     assert "every mlp model of 'tiny' is its own dense base" in err and "base_width" in err
+
+
+def test_output_whose_reader_is_gone_before_the_first_line_stops_no_trial(tmp_path):
+    """The unmasked-base warning is the run's first line; a reader already gone must not stop the study."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    out = tmp_path / "out"
+    with contextlib.closing(os.fdopen(writer, "w")) as gone:
+        code = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out", str(out),
+                               "--no-report", "--workers", "1", "--set", "widths=[32]", "--set", "seeds=[0]"],
+                              stdout=gone, stderr=gone, check=False).returncode
+    assert code == 141 and finished_trial_count(out / "results.sqlite") == 2
 
 
 @pytest.mark.parametrize("arguments", [["--threads", "0"], ["--threads", "two"]])

@@ -93,13 +93,13 @@ def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.runtime import Runtime
     from sparsecap.studies import run_study
-    from sparsecap.studies.progress import ProgressStyle
+    from sparsecap.studies.progress import ProgressStyle, write_line
     from sparsecap.studies.ray_executor import RayOptions
 
     for architecture, base in spec.unmasked_bases().items():
-        print(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so nothing "
-              f"is masked and no model is sparse; hold them to a smaller model's weight count with base_width "
-              f"(e.g. --set base_width=128)", file=sys.stderr)
+        write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so "
+                   f"nothing is masked and no model is sparse; hold them to a smaller model's weight count with "
+                   f"base_width (e.g. --set base_width=128)", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     runtime = Runtime(arguments.threads, workers=arguments.workers, device=device,

@@ -37,6 +37,16 @@ class ProgressStyle(str, enum.Enum):
         return cls.BARS if bars_wanted and stream.isatty() else cls.LINES
 
 
+def write_line(line: str, stream: TextIO) -> bool:
+    """Print one line of a study's log; False once its reader has gone (`| head`), which must stop the
+    lines, never the study."""
+    try:
+        print(line, file=stream, flush=True)
+    except BrokenPipeError:
+        return False
+    return True
+
+
 def format_duration(seconds: float) -> str:
     seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
@@ -173,9 +183,7 @@ class StudyProgressView:
         with self._lock:
             if self._stream is None:
                 return
-            try:
-                print(line, file=self._stream, flush=True)
-            except BrokenPipeError:
+            if not write_line(line, self._stream):
                 self._stream = None
 
     def _tick(self) -> None:

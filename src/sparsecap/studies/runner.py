@@ -201,7 +201,7 @@ def _run_pending(
     trials = expand(spec)
     redo = _checkpoints_to_redo(database, storage)
     for trial_id, problem in redo.items():
-        print(f"checkpoint of {trial_id} is {problem}: running the trial again", file=sys.stderr)
+        write_line(f"checkpoint of {trial_id} is {problem}: running the trial again", sys.stderr)
     kept = {row["trial_id"] for row in database.rows("trials") if row["status"] != FAILED} - set(redo)
     pending = [trial for trial in trials if trial.trial_id not in kept]
     failed: list[str] = []
