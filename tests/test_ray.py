@@ -38,6 +38,17 @@ LONGER_SPEC = (
 TRIAL_PROCESS_TITLE = "ray::sparsecap-trial"  # Ray names a worker's process after the task it runs
 
 
+def test_an_address_with_no_cluster_is_refused_in_one_line(tmp_path):
+    """First in the module: `--address auto` finds the instance `ray_instance` starts, while it runs."""
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
+                             str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
+                            capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error: --address auto: no Ray cluster to connect to (" in result.stderr
+    assert "start one (ray start --head) or leave out --address" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     """One private local Ray instance for the module (starting one takes seconds)."""
@@ -143,7 +154,10 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
     assert {row["epochs"] for row in rows} == {60}
 
 
-def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
+@pytest.mark.parametrize(("stop", "status"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
+def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, stop, status):
+    """SIGKILL runs nothing in the driver; SIGTERM (a scheduler's limit) must still be the command's, not
+    Ray's: the run says it was terminated and exits 143."""
     spec_path = write_spec(tmp_path, LONGER_SPEC)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "sparsecap.cli", "run", str(spec_path), "--out", str(out), "--executor", "ray",
@@ -156,8 +170,8 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
             ray_processes |= descendants(driver.pid)
             time.sleep(0.05)
         ray_processes |= descendants(driver.pid)
-        driver.kill()
-        driver.wait()
+        driver.send_signal(stop)
+        _, err = driver.communicate()
     finally:
         driver.kill()
         for pid in ray_processes:  # the driver's own Ray instance: some of its helpers outlive a SIGKILL
@@ -165,6 +179,8 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    assert driver.returncode == status
+    assert stop == signal.SIGKILL or "terminated: finished trials are saved" in err
     survivors = StudyDatabase(out).rows("trials")
     assert 1 <= len(survivors) < 4
 
@@ -175,11 +191,16 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance):
     assert rows[: len(survivors)] == survivors  # earlier trials untouched, not recomputed
 
 
-def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_instance):
+@pytest.mark.parametrize(("setting", "message"), [
+    ("resources.num_gpus=1", r"each trial asks for 1 GPU \(\[resources\]\) but the Ray cluster has 0 GPU: lower"),
+    ("resources.memory_gib=100000", r"each trial asks for 100000 GiB of memory \(\[resources\]\) but the Ray cluster "
+                                    r"has [0-9.]+ GiB of memory: lower \[resources\]$"),
+])
+def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_instance, setting, message):
     from sparsecap.errors import SparsecapError
 
-    spec = load_spec(str(write_spec(tmp_path)), ["resources.num_gpus=1"])
-    with pytest.raises(SparsecapError, match="1 GPU"):
+    spec = load_spec(str(write_spec(tmp_path)), [setting])
+    with pytest.raises(SparsecapError, match=message):
         _ray(spec, tmp_path / "out")
 
 

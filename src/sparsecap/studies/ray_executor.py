@@ -20,7 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
-from sparsecap.studies.progress import StudyProgressView, TrialProgress
+from sparsecap.studies.progress import StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
 
@@ -83,18 +85,42 @@ def _slots(ray: Any, spec: StudySpec) -> int:
     return max(slots, 0)
 
 
+def _start_or_connect(ray: Any, options: RayOptions) -> None:
+    """Start the run's private instance or connect to `options.address`, keeping the command's SIGTERM
+    handler: Ray's own exits with status 1 and no word, where a stopped run must say so and exit 143."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        if options.address is None:  # "local": a private instance, even if another one runs on this machine
+            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
+                     logging_level=logging.WARNING)
+        else:
+            ray.init(address=options.address, logging_level=logging.WARNING)
+    except ConnectionError as error:
+        raise SparsecapError(f"--address {options.address}: no Ray cluster to connect to ({error}); start one "
+                             f"(ray start --head) or leave out --address for a private local instance") from None
+    if threading.current_thread() is threading.main_thread() and handler is not None:
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _amount(resource: str, amount: float) -> str:
+    """A Ray resource as [resources] states it: memory in GiB."""
+    return f"{amount / GIB:g} GiB of memory" if resource == "memory" else f"{amount:g} {resource}"
+
+
 def _check_fits(ray: Any, spec: StudySpec, local: bool) -> None:
     """Refuse (local instance) or warn (a cluster may grow) when no node offers what one trial asks for."""
     total = ray.cluster_resources()
-    wanted = {"CPU": spec.resources.num_cpus, "GPU": spec.resources.num_gpus}
-    short = {name: amount for name, amount in wanted.items() if amount > total.get(name, 0.0)}
+    wanted = {"CPU": spec.resources.num_cpus, "GPU": spec.resources.num_gpus,
+              "memory": (spec.resources.memory_gib or 0) * GIB}  # Ray counts memory in bytes
+    short = [name for name, amount in wanted.items() if amount > total.get(name, 0.0)]
     if not short:
         return
-    message = (f"each trial asks for {', '.join(f'{amount:g} {name}' for name, amount in short.items())} "
-               f"([resources]) but the Ray cluster has {', '.join(f'{total.get(name, 0.0):g}' for name in short)}")
+    message = (f"each trial asks for {', '.join(_amount(name, wanted[name]) for name in short)} ([resources]) "
+               f"but the Ray cluster has {', '.join(_amount(name, total.get(name, 0.0)) for name in short)}")
     if local:
-        raise SparsecapError(f"{message}: lower [resources] or give the local instance more (--num-cpus)")
-    print(f"warning: {message}; trials wait until such a node joins", file=sys.stderr)
+        more = " or give the local instance more (--num-cpus)" if "CPU" in short else ""
+        raise SparsecapError(f"{message}: lower [resources]{more}")
+    write_line(f"warning: {message}; trials wait until such a node joins", sys.stderr)
 
 
 def run_on_ray(
@@ -112,14 +138,9 @@ def run_on_ray(
     ray = import_ray()
     if not pending:  # nothing to run: no need for a Ray instance
         return
-    started_here = False
-    if not ray.is_initialized():
-        if options.address is None:  # "local": a private instance, even if another one runs on this machine
-            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
-                     logging_level=logging.WARNING)
-        else:
-            ray.init(address=options.address, logging_level=logging.WARNING)
-        started_here = True
+    started_here = not ray.is_initialized()
+    if started_here:
+        _start_or_connect(ray, options)
     in_flight: dict[Any, list[Trial]] = {}
     try:
         _check_fits(ray, spec, local=options.address is None)
@@ -143,7 +164,7 @@ def run_on_ray(
             in_flight[task.remote(spec, group, references[group[0].dataset], shared, runtime)] = group
         slots, checked = _slots(ray, spec), time.monotonic()
         while in_flight:
-            view.set_running(min(len(in_flight), slots))
+            view.set_running(sum(len(group) for group in list(in_flight.values())[:slots]))  # trials, not tasks
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
             for reference in ready:
                 group = in_flight.pop(reference)
