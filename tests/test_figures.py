@@ -1,9 +1,11 @@
-"""The report's figures: sweet spot, shared y range, schedules as lines of one panel, 95% CI bands, captions."""
+"""The report's figures: sweet spot, shared y range, schedules as lines of one panel, 95% CI bands, captions,
+axis labels, the class-recall heatmap's layout."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,10 @@ import pytest
 from matplotlib.collections import PolyCollection
 from scipy import stats
 
-from sparsecap.report.aggregate import GroupKey, PointSummary, Stat
+from sparsecap.report import analyse
+from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, load_study
+from sparsecap.report.claims import CLEAN_ACCURACY
+from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.report.figures import (
     PAPER_CLAIMS,
     DIVERGED_HEIGHT,
@@ -19,6 +24,7 @@ from sparsecap.report.figures import (
     FigureKey,
     curves_by_schedule,
     plot_against_remaining,
+    plot_class_recall_heatmap,
     schedule_colors,
     shared_y_limits,
     symlog_threshold,
@@ -26,6 +32,7 @@ from sparsecap.report.figures import (
     write_figures,
 )
 from sparsecap.report.statistics import UNBOUNDED
+from tests.test_claims import RISE_THEN_FALL, write_study
 
 NO_VALUE = Stat.of([])
 
@@ -38,10 +45,11 @@ def _point(group: GroupKey, width: int, remaining: float, accuracies: list[float
     )
 
 
-def _curve(means: dict[float, float], *, higher_is_better: bool = True) -> Curve:
-    """One seed per point: remaining % -> mean, listed dense to sparse as the report lists them."""
+def _curve(means: dict[float, float], *, higher_is_better: bool = True, seeds: int = 2) -> Curve:
+    """`seeds` equal seeds per point: remaining % -> mean, listed dense to sparse as the report lists them."""
     group = GroupKey("mlp", "mnist", "width", "static")
-    points = [_point(group, 64 * 2**index, remaining, [mean]) for index, (remaining, mean) in enumerate(means.items())]
+    points = [_point(group, 64 * 2**index, remaining, [mean] * seeds)
+              for index, (remaining, mean) in enumerate(means.items())]
     return Curve("static", points, lambda point: point.clean_accuracy, higher_is_better=higher_is_better)
 
 
@@ -57,6 +65,36 @@ def test_the_sweet_spot_is_the_best_sparser_point_never_the_base() -> None:
     assert _spot(_curve({100.0: 0.9, 40.0: 0.8, 15.0: 0.8})) == 40.0  # a tie goes to the densest
     assert _spot(_curve({100.0: 0.9})) is None
     assert _spot(_curve({100.0: 0.9, 40.0: math.nan, 15.0: 0.7})) == 15.0  # a point without a value is skipped
+
+
+def test_the_star_needs_two_finished_seeds_at_the_point_and_at_the_base() -> None:
+    group = GroupKey("mlp", "mnist", "width", "static")
+    lucky = [_point(group, 64, 100.0, [0.90, 0.91]), _point(group, 128, 40.0, [0.99]),
+             _point(group, 256, 15.0, [0.80, 0.82])]
+    assert _spot(Curve("static", lucky, lambda point: point.clean_accuracy)) == 15.0  # not 40 %'s lone 0.99
+    for untestable in (_curve({100.0: 0.9, 40.0: 0.95}, seeds=1), _curve({100.0: 0.9, 40.0: 0.95, 15.0: 0.7}, seeds=1)):
+        assert sweet_spot(untestable) is None
+        figure = plot_against_remaining({group: [untestable]}, ylabel="acc", title="t")
+        assert "*" not in [line.get_marker() for line in figure.axes[0].get_lines()]
+        assert "sweet spot" not in [text.get_text() for text in figure.legends[0].get_texts()]
+    one_seed_base = Curve("static", [_point(group, 64, 100.0, [0.9]), *lucky[1:]], lambda point: point.clean_accuracy)
+    assert sweet_spot(one_seed_base) is None  # nothing can be tested against a base of one seed
+
+
+def test_the_star_marks_the_sweet_spot_of_the_claims_and_the_statistics_table(tmp_path: Path) -> None:
+    study = write_study(tmp_path, {"static": RISE_THEN_FALL})
+    with sqlite3.connect(study / "results.sqlite") as connection:  # w=256: 4 of 5 seeds failed, one lucky
+        connection.execute("UPDATE trials SET status = 'failed' WHERE width = 256 AND seed > 0")
+        connection.execute("UPDATE trials SET test_accuracy = 0.95 WHERE width = 256 AND seed = 0")
+    analysis = analyse(load_study(study))
+    [curve] = [curve for curves in curves_by_schedule(analysis.points_by_group, lambda point: point.clean_accuracy)
+               .values() for curve in curves]
+    [claimed] = [curves[CLEAN_ACCURACY].sweet_spot for curves in analysis.curves.values()]
+    starred, _ = sweet_spot(curve)
+    assert (starred.label, claimed.label) == ("w=512", "w=512")
+    figure = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t")
+    [star] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "*"]
+    assert list(star.get_xdata()) == [claimed.remaining_percent]
 
 
 GROUP = GroupKey("mlp", "mnist", "width", "static")
@@ -188,3 +226,31 @@ def test_captions_state_the_claim_the_finding_and_the_interval(tmp_path: Path) -
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clean_accuracy.png", "min_class_recall.png"]
     with pytest.raises(ValueError, match=r"unknown figure\(s\) \['clean'\]; the figures are \[.*'clean_accuracy'"):
         write_figures(points_by_group, {}, tmp_path, findings={"clean": "x"})
+
+
+def test_each_row_labels_its_y_axis_on_its_first_panel_with_data() -> None:
+    empty = Curve("static", [], lambda point: point.clean_accuracy)
+    panels = {GroupKey("mlp", "mnist", "width", schedule): [curve]
+              for schedule, curve in zip("abcd", [empty, _seeded_curve(), _seeded_curve(), _seeded_curve()])}
+    figure = plot_against_remaining(panels, ylabel="acc", title="t")  # two columns: rows (a, b) and (c, d)
+    assert [axis.get_ylabel() for axis in figure.axes[:4]] == ["", "acc", "acc", ""]
+
+
+def _recall_analysis(n_classes: int) -> dict[GroupKey, list[PointRecallAnalysis]]:
+    """Two compressed points of one group, each with `n_classes` classes' recall changes over 2 seeds."""
+    base = _point(GROUP, 64, 100.0, [0.9, 0.91])
+    recalls = [[0.9] * n_classes, [0.92] * n_classes]
+    return {GROUP: [PointRecallAnalysis(_point(GROUP, width, remaining, [0.8, 0.82]), base,
+                                        normalised_recall_changes(recalls, [0.8, 0.82], recalls, [0.9, 0.91]))
+                    for width, remaining in ((128, 40.0), (256, 15.0))]}
+
+
+@pytest.mark.parametrize("n_classes", [10, 21])
+def test_the_heatmap_caption_names_the_rows_and_columns_drawn(tmp_path: Path, n_classes: int) -> None:
+    analysis = _recall_analysis(n_classes)
+    axis = plot_class_recall_heatmap(analysis).axes[0]
+    drawn = {(n_classes, 2): ("Per class (rows) and compressed point (columns)", axis.get_ylabel()),
+             (2, n_classes): ("Per compressed point (rows) and class (columns)", axis.get_xlabel())}
+    layout, class_axis_label = drawn[axis.get_images()[0].get_array().shape]
+    [info] = [info for info in write_figures({}, analysis, tmp_path) if info.key is FigureKey.CLASS_RECALL_CHANGES]
+    assert info.caption.startswith(f"{layout}:") and class_axis_label == "class"

@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from scipy import stats
 
@@ -187,6 +187,24 @@ def under_trained(trial: dict[str, Any], stop_loss: float) -> bool:
     return trial["status"] == FINISHED and loss is not None and float(loss) >= stop_loss
 
 
+MIN_SEEDS = 2
+"""Finished seeds a point and its base each need for Welch's test of one against the other."""
+
+Point = TypeVar("Point")
+
+
+def sweet_spot_of(points: Sequence[Point], is_base: Callable[[Point], bool], seeds: Callable[[Point], int],
+                  mean: Callable[[Point], float], *, higher_is_better: bool) -> Point | None:
+    """The sweet spot, one rule for the verdicts, the statistics table and the figures' star: the best mean among
+    the non-base points testable against the base (`MIN_SEEDS` finished seeds each). A point left with one seed
+    (its others failed) has a mean no test can back, and would otherwise stand in for a testable one. None when
+    no point qualifies."""
+    if not any(is_base(point) and seeds(point) >= MIN_SEEDS for point in points):
+        return None
+    testable = [point for point in points if not is_base(point) and seeds(point) >= MIN_SEEDS]
+    return best_by_mean(testable, mean, higher_is_better)
+
+
 @dataclass(frozen=True)
 class PointEstimate:
     """One point of a curve over seeds, against the dense base of its group."""
@@ -235,10 +253,9 @@ class Curve:
 
     @property
     def sweet_spot(self) -> PointEstimate | None:
-        """The best mean among the non-base points that can be tested against the base: a point left with one
-        seed (its others failed) has a mean no test can back, and would otherwise stand in for a testable one."""
-        testable = [point for point in self.sparse_points if point.versus_base.testable]
-        return best_by_mean(testable, lambda point: point.interval.mean, self.measure.higher_is_better)
+        """`sweet_spot_of` this curve: the rule the figures' star follows too."""
+        return sweet_spot_of(self.points, lambda point: point.is_base, lambda point: point.interval.n,
+                             lambda point: point.interval.mean, higher_is_better=self.measure.higher_is_better)
 
     @property
     def margin(self) -> float:

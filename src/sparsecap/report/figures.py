@@ -11,10 +11,11 @@ in group order), and every panel of a figure shares one y-axis, so they compare 
 
 Every line is the mean over seeds with its 95% Student-t interval (band and bars, `Stat.interval`, cut to
 where the mean can lie: [0, 1] but for ΔL, whose axis turns symmetric-log where a few points dwarf the rest,
-`symlog_threshold`); a point with one seed shows its mean alone. The dense base
-(100 %) is a square on a dotted vertical line; the sweet spot, the best mean among the sparser points (the
-lowest for ΔL), is a star. Captions say what the paper claims for the figure and, where the caller gives one
-(`write_figures(findings=...)`, keyed by `FigureKey`), what this study found.
+`symlog_threshold`); a point with one seed shows its mean alone. The dense base (100 %) is a square on a
+dotted vertical line; the sweet spot is a star, chosen by the claims' rule (`claims.sweet_spot_of`: the best
+mean, the lowest for ΔL, among the sparser points with at least 2 finished seeds), so the figures, the
+statistics table and the verdicts name one point. Captions say what the paper claims for the figure and, where
+the caller gives one (`write_figures(findings=...)`, keyed by `FigureKey`), what this study found.
 
 All metric-versus-remaining-weights figures go through one function (`plot_against_remaining`), and the
 panel grid is shared with the class-recall heatmap, so a new architecture, family or schedule needs no code
@@ -52,7 +53,8 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     noise_sigmas,
 )
-from sparsecap.report.statistics import FRACTION, UNBOUNDED, Interval, best_by_mean, within
+from sparsecap.report.claims import MIN_SEEDS, sweet_spot_of
+from sparsecap.report.statistics import FRACTION, UNBOUNDED, Interval, within
 
 DPI = 110
 PANEL_SIZE = (5.6, 3.9)
@@ -263,10 +265,10 @@ def _present(curve: Curve) -> list[tuple[PointSummary, Stat]]:
 
 
 def sweet_spot(curve: Curve) -> tuple[PointSummary, Stat] | None:
-    """The non-base point with the best mean (the lowest where lower is better), with its statistic; ties go
-    to the densest, as points come dense to sparse. None when no sparser point has a value."""
-    candidates = [(point, stat) for point, stat in _present(curve) if not point.is_base]
-    return best_by_mean(candidates, lambda candidate: candidate[1].mean, curve.higher_is_better)
+    """The point starred, with its statistic: the claims' sweet spot (`sweet_spot_of`) among the points drawn, so
+    the star, the statistics table and the verdicts name the same point."""
+    return sweet_spot_of(_present(curve), lambda item: item[0].is_base, lambda item: item[1].n,
+                         lambda item: item[1].mean, higher_is_better=curve.higher_is_better)
 
 
 Y_PADDING = 0.05
@@ -413,6 +415,7 @@ def plot_against_remaining(
     threshold = symlog_threshold(every_curve)
     limits = shared_y_limits(every_curve, y_transform(threshold))
     legend_handles: dict[str, object] = {}
+    labelled_rows: set[int] = set()
     for index, (axis, key) in enumerate(zip(axes, keys, strict=True)):
         curves = panels[key]
         axis.set_title(key.label, fontsize=9)
@@ -430,7 +433,8 @@ def plot_against_remaining(
             axis.set_yscale("symlog", linthresh=threshold)
         if limits is not None:
             axis.set_ylim(*limits)
-        if index % columns == 0:
+        if index // columns not in labelled_rows:  # the row's first panel with data: an empty one has no y axis
+            labelled_rows.add(index // columns)
             axis.set_ylabel(ylabel if threshold is None else f"{ylabel}, log scale beyond ±{threshold:g}")
         for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
             legend_handles.setdefault(label, handle)
@@ -453,12 +457,29 @@ MANY_CLASSES = 20
 """Above this many classes the heatmap is transposed (points as rows, classes as columns), one panel a row."""
 
 
+def _class_count(analysis: Mapping[GroupKey, Sequence[PointRecallAnalysis]]) -> int:
+    """The most classes any point has (0 for none): every panel's class axis spans them all."""
+    return max((len(entry.changes) for entries in analysis.values() for entry in entries), default=0)
+
+
+def heatmap_transposed(analysis: Mapping[GroupKey, Sequence[PointRecallAnalysis]]) -> bool:
+    """Whether the heatmap puts points on rows and classes on columns: the one layout decision that both the
+    drawing and its caption read, so the caption names the axes drawn."""
+    return _class_count(analysis) > MANY_CLASSES
+
+
+def heatmap_layout(transposed: bool) -> str:
+    """What the heatmap's rows and columns are, for its caption."""
+    return ("Per compressed point (rows) and class (columns)" if transposed
+            else "Per class (rows) and compressed point (columns)")
+
+
 def plot_class_recall_heatmap(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> Figure:
     """One heatmap panel per group of classes × compressed points; significant cells boxed and starred."""
     groups = list(analysis)
-    n_classes = max(len(entry.changes) for entries in analysis.values() for entry in entries)
+    n_classes = _class_count(analysis)
     n_points = max(len(entries) for entries in analysis.values())
-    transposed = n_classes > MANY_CLASSES
+    transposed = heatmap_transposed(analysis)
     if transposed:  # classes along x: a wide panel per group, stacked
         panel_size = (min(16.0, 3.0 + 0.12 * n_classes), max(2.2, 1.6 + 0.32 * n_points))
         figure, axes = _panel_grid(len(groups), panel_size, max_columns=1)
@@ -477,7 +498,7 @@ def plot_class_recall_heatmap(analysis: dict[GroupKey, list[PointRecallAnalysis]
     cmap = colormaps["RdBu"].with_extremes(bad="0.85")
     image = None
     annotate = not transposed and n_points <= 10
-    class_step = 1 if n_classes <= MANY_CLASSES else max(1, round(n_classes / 25))
+    class_step = max(1, round(n_classes / 25)) if transposed else 1
     class_ticks = list(range(0, n_classes, class_step))
 
     def cell(class_index: int, point_index: int) -> tuple[int, int]:
@@ -655,8 +676,9 @@ def _reading(*, higher_is_better: bool = True) -> str:
         "Remaining weights on a log scale, dense base on the left, wider and sparser models to the right; the top "
         "axis names each point's width or depth. Lines: means over seeds; bands and bars: 95% CI over seeds "
         "(Student t; a point with one finished seed shows its mean alone). Square on the dotted line at 100 %: "
-        f"the dense base; star: the sweet spot, the {best} mean among the sparser points; ✕ on the bottom edge: a "
-        "point whose every seed diverged (no value). Panels share one y-axis."
+        f"the dense base; star: the sweet spot, the {best} mean among the sparser points with at least {MIN_SEEDS} "
+        "finished seeds (none where no point has them, or the base lacks them); ✕ on the bottom edge: a point "
+        "whose every seed diverged (no value). Panels share one y-axis."
     )
 
 
@@ -789,10 +811,10 @@ def write_figures(
     emit(
         FigureKey.CLASS_RECALL_CHANGES,
         "Class-recall changes against the dense base",
-        "Per class (rows) and compressed point (columns): change of the class's recall against the "
-        "dense base of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: "
-        "the class lost more than the model did on average; blue: less. Boxed cells marked * differ "
-        "significantly (Welch t-test over seeds, p < 0.05). Grey: no data.",
+        f"{heatmap_layout(heatmap_transposed(analysis))}: change of the class's recall against the dense base "
+        "of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: the class lost more "
+        "than the model did on average; blue: less. Boxed cells marked * differ significantly (Welch t-test "
+        "over seeds, p < 0.05). Grey: no data.",
         (lambda: plot_class_recall_heatmap(analysis)) if analysis else None,
     )
     return written
