@@ -6,6 +6,8 @@ import colorsys
 import hashlib
 import json
 import pickle
+import re
+import shutil
 
 import cv2
 import numpy as np
@@ -15,7 +17,8 @@ from scipy import ndimage
 
 from sparsecap.corruptions import Suite, corrupt, get_corruption, list_corruptions, to_channels_last
 from sparsecap.corruptions import blur as cifar_blur
-from sparsecap.corruptions import ops
+from sparsecap.corruptions import frost as frost_pictures
+from sparsecap.corruptions import mnist_c, ops
 from sparsecap.corruptions.pessimal import load_matrix
 from sparsecap.corruptions.protocol import ProtocolConfig, prepare_inputs, sample_indices
 from sparsecap.data import dataset_info
@@ -310,6 +313,22 @@ def test_zoom_blur_operator_equals_scipy_clipped_zooms():
     assert [len(factors) for factors in cifar_blur.CIFAR_ZOOMS] == [7, 12, 16, 21, 26]
 
 
+@pytest.mark.parametrize(("images", "zooms"), [(_digits(24), mnist_c.ZOOMS), (_colour(24), cifar_blur.CIFAR_ZOOMS)],
+                         ids=["mnist-c", "cifar-c"])
+def test_zoom_blur_is_the_exact_mean_of_zooms_whatever_the_batch(images, zooms):
+    flat = np.arange(256, dtype=np.uint8)[:, None, None, None] * np.ones((1, *images.shape[1:]), np.uint8)
+    for factors in zooms:
+        whole = cifar_blur.zoom_blurred(images, factors)
+        alone = np.concatenate([cifar_blur.zoom_blurred(images[index : index + 1], factors)
+                                for index in range(len(images))])
+        assert np.array_equal(whole, alone)  # bit for bit: no summation order depends on the batch
+        assert np.array_equal(whole[::-1], cifar_blur.zoom_blurred(images[::-1], factors))
+        values = images / 255.0
+        mean = (values + sum(ops.clipped_zoom(values, factor) for factor in factors)) / (len(factors) + 1)
+        assert np.abs(whole - mean).max() < 1e-9  # the spec's formula, without float32 rounding
+        assert np.array_equal(ops.truncate_up(cifar_blur.zoom_blurred(flat, factors)), flat)
+
+
 def test_warps_follow_the_inverse_map():
     images = IMAGES[Suite.MNIST_C]
     translated = _run(Suite.MNIST_C, "translate", images, 1, 0, None)  # 1 px, signs drawn per image
@@ -376,6 +395,21 @@ def test_frost_without_usable_pictures(tmp_path, monkeypatch):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=small)
     with pytest.raises(FrostUnavailableError, match="does not exist"):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path / "nowhere")
+
+
+def test_frost_pictures_replaced_in_place_are_decoded_afresh(tmp_path, frost_dir):
+    """The pixels used must match `pictures_digest`, which labels manifests and the protocol's cache."""
+    replaced = shutil.copytree(frost_dir, tmp_path / "replaced")
+    images = IMAGES[Suite.CIFAR_C]
+    before = _run(Suite.CIFAR_C, "frost", images, 3, 0, replaced)
+    old_digest = frost_pictures.pictures_digest(replaced)
+    for path in frost_pictures.picture_files(replaced):
+        cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    fresh = shutil.copytree(replaced, tmp_path / "fresh")  # the new pictures where none was loaded before
+    assert frost_pictures.pictures_digest(replaced) == frost_pictures.pictures_digest(fresh) != old_digest
+    after = _run(Suite.CIFAR_C, "frost", images, 3, 0, replaced)
+    assert not np.array_equal(after, before)
+    assert np.array_equal(after, _run(Suite.CIFAR_C, "frost", images, 3, 0, fresh))
 
 
 def test_pessimal_noise_adds_one_tile_of_norm_2_6575_repeated_2x2(pessimal_matrix):
@@ -575,6 +609,22 @@ def test_readers_refuse_missing_and_mismatched_files(tmp_path):
     np.save(tmp_path / "labels.npy", np.arange(10, dtype=np.uint8))
     with pytest.raises(DatasetFormatError, match="do not repeat the same labels"):
         read_cifar_c(tmp_path, "snow")
+
+
+def test_readers_refuse_a_file_of_zero_images_naming_it(tmp_path):
+    np.save(tmp_path / "snow.npy", np.zeros((0, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.zeros(0, np.uint8))
+    message = re.escape(f"{tmp_path / 'snow.npy'}: holds 0 images")
+    with pytest.raises(DatasetFormatError, match=message):
+        read_cifar_c(tmp_path, "snow")
+    with pytest.raises(DatasetFormatError, match=message):
+        check_complete(tmp_path, CorruptedLayout.CIFAR10_C)
+    images, labels = tmp_path / "fog" / "test_images.npy", tmp_path / "fog" / "test_labels.npy"
+    images.parent.mkdir()
+    np.save(images, np.zeros((0, 28, 28, 1), np.uint8))
+    np.save(labels, np.zeros(0, np.uint8))
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{images}: holds 0 images")):
+        read_mnist_c(tmp_path, "fog")
 
 
 def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+from scipy import sparse
 
 from sparsecap.corruptions.ops import (
     correlate_reflect101,
@@ -20,6 +23,7 @@ CIFAR_DEFOCUS = ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))  # ra
 CIFAR_MOTION = ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))  # radius, sigma
 # What numpy's float range yields (the spec's "extra end values"): 7, 12, 16, 21 and 26 factors.
 CIFAR_ZOOMS = tuple(np.arange(1, stop, 0.01) for stop in (1.06, 1.11, 1.16, 1.21, 1.26))
+OPERATOR_BITS = 40  # 8-bit pixels × 40-bit weights, summed: 48 bits, within float64's 53
 
 
 def gaussian_blurred(images: np.ndarray, sigma: float, *, vertical_only: bool = False) -> np.ndarray:
@@ -30,17 +34,33 @@ def defocused(images: np.ndarray, radius: float, alias_blur: float) -> np.ndarra
     return np.clip(correlate_reflect101(scale_down(images), disk_kernel(radius, alias_blur)), 0, 1)
 
 
-def zoom_blurred(images: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Mean of the image and its clipped zooms by every factor (spec §2.2 zoom_blur).
+@functools.cache
+def exact_zoom_operator(side: int, factors: tuple[float, ...]) -> sparse.csr_array:
+    """`zoom_blur_operator` with its weights on a grid of 2⁻⁴⁰, each row still summing to exactly 1.
 
-    The sum of zooms is linear, so it is applied as one precomputed (H·W)×(H·W) matrix to the whole
-    batch; the result equals the references' float32 loop up to rounding.
+    Times 8-bit integer pixels, every product and partial sum is then a multiple of 2⁻⁴⁰ below 256:
+    exact in float64, so no summation order (batch size, kernel, threads) can change a result. Rows
+    summing to 1 keep flat areas exactly flat. Sparse: a row has about ten non-zero weights.
+    """
+    grid = 2.0**OPERATOR_BITS
+    steps = np.rint(zoom_blur_operator(side, factors) * grid)
+    steps[np.arange(len(steps)), steps.argmax(axis=1)] += grid - steps.sum(axis=1)
+    return sparse.csr_array(steps / grid)
+
+
+def zoom_blurred(images: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Mean of the image and its clipped zooms by every factor (spec §2.2 zoom_blur), in [0, 1].
+
+    The sum of zooms is linear, so it is one (H·W)×(H·W) matrix applied to the whole batch. The sums
+    are exact (see `exact_zoom_operator`) and rounded once by the division by 255, so each image's
+    result is the same in any batch; it equals the references' float32 loop up to that loop's rounding.
+    The weights are non-negative and sum to 1, so the result needs no clipping.
     """
     count, height, width, channels = images.shape
-    operator = zoom_blur_operator(height, tuple(float(factor) for factor in factors))
-    pixels = scale_down(images, np.float32).transpose(1, 2, 0, 3).reshape(height * width, count * channels)
-    blurred = operator.astype(np.float32) @ pixels  # one matrix product (BLAS) for the whole batch
-    return np.clip(blurred.reshape(height, width, count, channels).transpose(2, 0, 1, 3), 0, 1)
+    operator = exact_zoom_operator(height, tuple(float(factor) for factor in factors))
+    pixels = images.astype(np.float64).transpose(1, 2, 0, 3).reshape(height * width, count * channels)
+    blurred = (operator @ pixels) / 255.0
+    return blurred.reshape(height, width, count, channels).transpose(2, 0, 1, 3)
 
 
 def motion_angles(count: int, rng: np.random.Generator, low: float = -45.0, high: float = 45.0) -> np.ndarray:

@@ -83,6 +83,8 @@ def write_corrupted_dataset(
         get_corruption(name, suite)
     if severity is not None and (suite is Suite.CIFAR_C or severity not in SEVERITIES):
         raise CorruptionError("a single --severity (1-5) applies to MNIST-C only; CIFAR-C files hold all five")
+    if limit is not None and limit < 1:  # 0 would write files no reader takes; negative would mean "all but"
+        raise CorruptionError(f"limit must be a positive number of images (or None for all), got {limit}")
     splits = {"test": (dataset.test_images, dataset.test_labels)}
     if include_train:
         if suite is Suite.CIFAR_C:

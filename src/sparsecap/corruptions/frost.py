@@ -1,4 +1,4 @@
-"""The frost pictures: found in a user directory (the project cannot ship them), checked, loaded once.
+"""The frost pictures: found in a user directory (the project cannot ship them), checked, decoded once.
 
 The directory comes from the caller (`--frost-dir` on the command line) or, failing that, from the
 environment variable ``SPARSECAP_FROST``. Without one, frost is **skipped** with a message (suite-wide
@@ -13,7 +13,6 @@ whole: every .png/.jpg/.jpeg in it, sorted by name, the index then being drawn a
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from pathlib import Path
 
@@ -57,24 +56,45 @@ def picture_files(directory: Path) -> list[Path]:
     return found
 
 
-@functools.cache
-def _load(directory: str, grey: bool, minimum_side: int) -> tuple[np.ndarray, ...]:
-    pictures = []
-    for path in picture_files(Path(directory)):
-        picture = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
-        if picture is None:
-            raise FrostUnavailableError(f"frost picture {path} cannot be read as an image")
-        if not grey:
-            picture = cv2.resize(picture, (0, 0), fx=CIFAR_RESIZE, fy=CIFAR_RESIZE)[..., ::-1]  # BGR -> RGB
-        if min(picture.shape[:2]) <= minimum_side:
-            raise FrostUnavailableError(
-                f"frost picture {path} is too small ({picture.shape[1]}×{picture.shape[0]} after "
-                f"{'no' if grey else f'the {CIFAR_RESIZE}'} resize; a crop of {minimum_side}×{minimum_side} needs more)"
-            )
-        picture = np.ascontiguousarray(picture)
-        picture.setflags(write=False)
-        pictures.append(picture)
-    return tuple(pictures)
+def _read(directory: Path) -> tuple[tuple[Path, bytes], ...]:
+    """Each picture's bytes, read once so that the digest and the decoded pixels come from the same data."""
+    files = []
+    for path in picture_files(directory):
+        try:
+            files.append((path, path.read_bytes()))
+        except OSError as error:
+            raise FrostUnavailableError(f"frost picture {path} cannot be read ({error})") from error
+    return tuple(files)
+
+
+def _digest(files: tuple[tuple[Path, bytes], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, content in files:
+        digest.update(path.name.encode())
+        digest.update(hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def _decode(path: Path, content: bytes, grey: bool, minimum_side: int) -> np.ndarray:
+    flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
+    picture = cv2.imdecode(np.frombuffer(content, np.uint8), flag) if content else None  # b"" fails an assert
+    if picture is None:
+        raise FrostUnavailableError(f"frost picture {path} cannot be read as an image")
+    if not grey:
+        picture = cv2.resize(picture, (0, 0), fx=CIFAR_RESIZE, fy=CIFAR_RESIZE)[..., ::-1]  # BGR -> RGB
+    if min(picture.shape[:2]) <= minimum_side:
+        raise FrostUnavailableError(
+            f"frost picture {path} is too small ({picture.shape[1]}×{picture.shape[0]} after "
+            f"{'no' if grey else f'the {CIFAR_RESIZE}'} resize; a crop of {minimum_side}×{minimum_side} needs more)"
+        )
+    picture = np.ascontiguousarray(picture)
+    picture.setflags(write=False)
+    return picture
+
+
+# Decoded pictures by (content digest, grey, side): keyed on content, not on the folder, so pictures
+# replaced in place are decoded afresh and the pixels used always match `pictures_digest`.
+_DECODED: dict[tuple[str, bool, int], tuple[np.ndarray, ...]] = {}
 
 
 def load_pictures(directory: Path | str | None, *, grey: bool, side: int) -> tuple[np.ndarray, ...]:
@@ -82,19 +102,17 @@ def load_pictures(directory: Path | str | None, *, grey: bool, side: int) -> tup
     resolved = frost_directory(directory)
     if resolved is None:
         raise FrostUnavailableError(unavailable_message())
-    return _load(str(resolved.absolute()), grey, side)
+    files = _read(resolved)
+    key = (_digest(files), grey, side)
+    if key not in _DECODED:
+        _DECODED[key] = tuple(_decode(path, content, grey, side) for path, content in files)
+    return _DECODED[key]
 
 
 def pictures_digest(directory: Path | str | None) -> str | None:
     """A checksum of the pictures used (for manifests and cache keys), or None without a directory."""
     resolved = frost_directory(directory)
-    if resolved is None:
-        return None
-    digest = hashlib.sha256()
-    for path in picture_files(resolved):
-        digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
+    return None if resolved is None else _digest(_read(resolved))
 
 
 def crops(pictures: tuple[np.ndarray, ...], count: int, side: int, rng: np.random.Generator) -> np.ndarray:

@@ -24,7 +24,7 @@ from sparsecap.errors import CorruptionError
 SEVERITIES = (1, 2, 3, 4, 5)
 # Version of the corruption specification this implements, with this implementation's revision:
 # a change to either changes every manifest and cache key.
-SPEC_VERSION = "corruptions.md@0d14f068efe4/1"
+SPEC_VERSION = "corruptions.md@0d14f068efe4/2"
 
 
 class Suite(str, enum.Enum):

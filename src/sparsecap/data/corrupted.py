@@ -119,6 +119,8 @@ def _check_images(images: np.ndarray, shape: tuple[int, int, int], path: Path) -
             f"{path}: expected uint8 images of shape (N, {', '.join(map(str, shape))}), "
             f"got {images.dtype} {images.shape}"
         )
+    if not len(images):
+        raise DatasetFormatError(f"{path}: holds 0 images; a corrupted set needs at least one")
 
 
 def _labels(labels: np.ndarray, count: int, path: Path, images_path: Path) -> np.ndarray:

@@ -28,7 +28,7 @@ from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, Study
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.executor_choice import Executor
-from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress
+from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
