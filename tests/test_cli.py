@@ -185,8 +185,9 @@ def test_output_whose_reader_is_gone_before_the_first_line_stops_no_trial(tmp_pa
     os.close(reader)
     out = tmp_path / "out"
     with contextlib.closing(os.fdopen(writer, "w")) as gone:
-        code = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out", str(out),
-                               "--no-report", "--workers", "1", "--set", "widths=[32]", "--set", "seeds=[0]"],
+        code = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)),
+                               "--out", str(out), "--no-report", "--workers", "1",
+                               "--set", "widths=[32]", "--set", "seeds=[0]"],
                               stdout=gone, stderr=gone, check=False).returncode
     assert code == 141 and finished_trial_count(out / "results.sqlite") == 2
 

@@ -6,8 +6,9 @@ per class c:
 * normalised recall change = (mean recall_c - mean base recall_c) - (mean accuracy - mean base accuracy),
   i.e. how much more (negative) or less (positive) class c moved than the model's overall accuracy did;
 * significance: a two-sided Welch t-test (unequal variances, `welch_difference`) between the seeds'
-  (recall_c - accuracy) of the model and those of the base; significant when p < ``alpha``. With fewer than two seeds on
-  either side the test is undefined and the class is reported as "n/a" (``significant is None``).
+  (recall_c - accuracy) of the model and those of the base; significant when p < ``alpha``. With fewer
+  than two seeds on either side the test is undefined and the class is reported as "n/a"
+  (``significant is None``).
 
 This module is pure: numbers in, numbers out, no database or plotting.
 """
