@@ -21,16 +21,18 @@
 (d) graphs: training with its steps replayed as CUDA graphs (`sparsecap.training.graphed_steps`) against
     eager training: the weights after three epochs of a cosine schedule, and the epoch times.
 (e) options: what might meet the targets graphs left missed, timed as in (b) with cuDNN's default choice of
-    convolution algorithms and with its autotuner: strict-float32 ResNet18 w64; five VGG11 w16 (and ResNet18
-    w16) seeds stacked (channels-last and NCHW) and trained concurrently, each by `train` in a thread and on a
-    CUDA stream of its own, so that small models' graphed steps run side by side.
+    convolution algorithms and, in a process of its own, with its autotuner: strict-float32 ResNet18 w64; five
+    VGG11 w16 (and ResNet18 w16) seeds stacked (channels-last and NCHW) and trained concurrently, each by
+    `train` in a thread and on a CUDA stream of its own, so that small models' graphed steps run side by side.
 (f) stopping: every CNN paper preset trained to its stopping rule, one seed, in bfloat16, on the datasets at
-    hand (`--data-root`): the epochs each model needs and its seconds per epoch, and from them what the grid's
-    CNN trials on those datasets cost; part (b)'s bound covers the datasets not at hand.
+    hand (`--data-root`), each as `sparsecap run` in a process of its own within a share of
+    `--stopping-budget`: the epochs each model needs and its seconds per epoch, the trials that did not stop
+    in time, and what the grid's CNN trials on those datasets cost; part (b)'s bound covers the datasets not
+    at hand.
 
     python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
-    python benchmarks/gpu.py --part stopping --data-root ~/data
+    python benchmarks/gpu.py --part stopping --data-root ~/data --stopping-budget 600
 
 Without CUDA it says so and exits with status 2.
 """
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import subprocess
 import sys
 import tempfile
 import time
@@ -95,9 +98,19 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="where parts (a) and (f) write their studies (default: a temporary directory)")
     parser.add_argument("--data-root", type=Path,
                         help="where part (f) finds MNIST and CIFAR (default: sparsecap's usual places)")
+    parser.add_argument("--stopping-budget", type=float, default=1800, metavar="SECONDS",
+                        help="part (f)'s time in all; a preset past its share is stopped, and its trials still "
+                             "training are reported as not stopped in time (default 1800)")
+    parser.add_argument("--cudnn-benchmark", action="store_true",
+                        help="with --part options only: time part (e) with cuDNN's autotuner alone (part (e) runs "
+                             "this in a process of its own after its default table)")
     arguments = parser.parse_args(argv)
     if arguments.steps < 1:
         parser.error(f"--steps must be at least 1, got {arguments.steps}")
+    if arguments.stopping_budget <= 0:
+        parser.error(f"--stopping-budget must be a positive number of seconds, got {arguments.stopping_budget:g}")
+    if arguments.cudnn_benchmark and arguments.part != "options":
+        parser.error(f"--cudnn-benchmark goes with --part options only, got --part {arguments.part}")
     return arguments
 
 
@@ -519,31 +532,36 @@ def option_ways(case: Case) -> list[tuple[str, int, Callable[[], contextlib.Abst
     return ways
 
 
-def compare_options(steps: int, device: str) -> dict[tuple[str, str, bool], float | None]:
-    """Part (e): what might meet the targets graphs left missed. cuDNN's autotuner for the strict-float32
-    ResNet18; for five VGG11 seeds, their stacked convolutions in NCHW, or the seeds trained concurrently rather
-    than stacked. Epoch seconds (K seeds: the epoch of all K), and each way's gain over training the K one
-    by one; keyed by (model, way, autotuned)."""
-    print(f"\n(e) options for the missed targets: epoch seconds, {steps} timed steps, default cuDNN and autotuned "
-          "(cudnn.benchmark); gain = K × t(alone) / t")
-    print(f"{'model':<22}{'precision':<10}{'way':<20}{'K':>3}{'default s':>11}{'gain':>7}{'autotuned s':>13}{'gain':>7}")
-    times: dict[tuple[str, str, bool], float | None] = {}
+def compare_options(steps: int, device: str, autotuned: bool) -> dict[tuple[str, str], float | None]:
+    """Part (e): what might meet the targets graphs left missed. cuDNN's autotuner (`autotuned`) for the
+    strict-float32 ResNet18; for five VGG11 seeds, their stacked convolutions in NCHW, or the seeds trained
+    concurrently rather than stacked. Epoch seconds (K seeds: the epoch of all K), and each way's gain over
+    training the K one by one; keyed by (model, way). cuDNN keeps the algorithms it chose per process and
+    shape whatever `benchmark` says, so `main` times the autotuned table in a process of its own."""
+    cudnn = "autotuned (cudnn.benchmark, a process of its own)" if autotuned else "cuDNN's default algorithms"
+    print(f"\n(e) options for the missed targets, {cudnn}: epoch seconds, {steps} timed steps; "
+          "gain = K × t(alone) / t")
+    print(f"{'model':<22}{'precision':<10}{'way':<20}{'K':>3}{'seconds':>9}{'gain':>7}")
+    times: dict[tuple[str, str], float | None] = {}
     for case in OPTION_CASES:
         for way, seeds, context, training in option_ways(case):
-            row = f"{case.label:<22}{case.precision:<10}{way:<20}{seeds:>3}"
-            for autotuned, column in ((False, 11), (True, 13)):
-                try:
-                    with context(), cudnn_flag("benchmark") if autotuned else contextlib.nullcontext():
-                        seconds = epoch_seconds(case, seeds, steps, device, training=training)
-                except Exception as error:  # noqa: BLE001 - one failing way must not hide the others
-                    print(f"    {case.label} {way}: {type(error).__name__}: {error}")
-                    seconds = None
-                times[case.label, way, autotuned] = seconds
-                alone = times.get((case.label, "alone", autotuned))
-                gain = f"{seeds * alone / seconds:.1f}x" if alone and seconds else "-"
-                row += f"{_cell(seconds):>{column}}{gain:>7}"
-            print(row)
+            try:
+                with context(), cudnn_flag("benchmark") if autotuned else contextlib.nullcontext():
+                    seconds = epoch_seconds(case, seeds, steps, device, training=training)
+            except Exception as error:  # noqa: BLE001 - one failing way must not hide the others
+                print(f"    {case.label} {way}: {type(error).__name__}: {error}")
+                seconds = None
+            times[case.label, way] = seconds
+            alone = times.get((case.label, "alone"))
+            gain = f"{seeds * alone / seconds:.1f}x" if alone and seconds else "-"
+            print(f"{case.label:<22}{case.precision:<10}{way:<20}{seeds:>3}{_cell(seconds):>9}{gain:>7}", flush=True)
     return times
+
+
+def autotuned_options_command(steps: int) -> list[str]:
+    """This script timing part (e) with cuDNN's autotuner, for a process of its own."""
+    return [sys.executable, str(Path(__file__).resolve()), "--part", "options", "--cudnn-benchmark",
+            "--steps", str(steps)]
 
 
 @functools.cache
@@ -710,12 +728,44 @@ def cnn_presets() -> list[str]:
     return [name for name in list_presets() if name.startswith("paper-") and "mlp" not in load_spec(name).architectures]
 
 
+def stopping_overrides(datasets: Sequence[str]) -> list[str]:
+    """The `--set` overrides part (f) runs a preset with, on `datasets` (those of its own at hand)."""
+    listed = ", ".join(f'"{dataset}"' for dataset in datasets)
+    return [f"datasets=[{listed}]", *STOPPING_OVERRIDES]
+
+
 def stopping_spec(preset: str, datasets: Sequence[str]):
-    """`preset` as part (f) runs it, on `datasets` (those of its own at hand)."""
+    """`preset` as part (f) runs it, on `datasets`."""
     from sparsecap.studies import load_spec
 
-    listed = ", ".join(f'"{dataset}"' for dataset in datasets)
-    return load_spec(preset, [f"datasets=[{listed}]", *STOPPING_OVERRIDES])
+    return load_spec(preset, stopping_overrides(datasets))
+
+
+def stopping_command(preset: str, datasets: Sequence[str], out: Path, data_root: Path | None, device: str) -> list[str]:
+    """`sparsecap run` of `preset` as part (f) runs it: in a process of its own, so that a budget can stop it
+    with SIGTERM, which keeps every finished trial; one worker, so trials do not share the device's time."""
+    command = [sys.executable, "-c", "import sys; from sparsecap.cli import main; sys.exit(main())", "run", preset,
+               "--out", str(out), "--device", device, "--workers", "1", "--no-report", "--no-progress"]
+    for override in stopping_overrides(datasets):
+        command += ["--set", override]
+    return command + (["--data-root", str(data_root)] if data_root is not None else [])
+
+
+def run_within(command: Sequence[str], seconds: float) -> bool:
+    """Run `command`; past `seconds`, stop it with SIGTERM (and kill it if it has not gone a minute later).
+    Whether it ended by itself."""
+    process = subprocess.Popen(command)
+    try:
+        process.wait(timeout=seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        return False
 
 
 def stopped_models(preset: str, rows: Sequence[dict]) -> list[Stopped]:
@@ -742,31 +792,46 @@ def stopped_grid_hours(grid: Sequence[GridPoint], stopped: Sequence[Stopped]) ->
     return hours
 
 
-def measure_stopping(root: Path, data_root: Path | None, device: str) -> list[Stopped]:
+def unstopped_trials(preset: str, datasets: Sequence[str], rows: Sequence[dict]) -> list[str]:
+    """The trials of `preset` on `datasets` that have no record: those a budget stopped."""
+    from sparsecap.studies import expand
+
+    recorded = {row["trial_id"] for row in rows}
+    return [trial.trial_id for trial in expand(stopping_spec(preset, datasets)) if trial.trial_id not in recorded]
+
+
+def measure_stopping(root: Path, data_root: Path | None, device: str, budget_seconds: float) -> list[Stopped]:
     """Part (f): every CNN paper preset trained to its stopping rule (`STOPPING_OVERRIDES`) on the datasets at
-    hand under `data_root`: epochs and seconds per model, and what the grid's trials on those datasets cost."""
+    hand under `data_root`, within `budget_seconds` in all (each preset gets an equal share of what is left):
+    epochs and seconds per model, the trials that did not stop in time, and what the grid's trials on those
+    datasets cost."""
     from sparsecap.data import list_availability
-    from sparsecap.runtime import Runtime
-    from sparsecap.studies import StudyDatabase, load_spec, run_study
-    from sparsecap.studies.progress import ProgressStyle
+    from sparsecap.studies import StudyDatabase, load_spec
+    from sparsecap.studies.database import DATABASE_FILE
 
     at_hand = {availability.name.value for availability in list_availability(data_root) if availability.available}
     wanted = {preset: [dataset.value for dataset in load_spec(preset).datasets] for preset in cnn_presets()}
     presets = {preset: [dataset for dataset in datasets if dataset in at_hand] for preset, datasets in wanted.items()}
+    presets = {preset: datasets for preset, datasets in presets.items() if datasets}
     used = sorted({dataset for datasets in presets.values() for dataset in datasets})
     missing = sorted({dataset for datasets in wanted.values() for dataset in datasets} - set(used))
     print(f"\n(f) epochs to the stopping rule: the CNN presets, one seed, {', '.join(STOPPING_OVERRIDES[1:])}; "
-          f"datasets at hand: {', '.join(used) or 'none'}; missing: {', '.join(missing) or 'none'} (--data-root)")
+          f"datasets at hand: {', '.join(used) or 'none'}; missing: {', '.join(missing) or 'none'} (--data-root); "
+          f"budget {budget_seconds:.0f} s", flush=True)
     stopped: list[Stopped] = []
-    for preset, datasets in presets.items():
-        if not datasets:
-            continue
-        run_study(stopping_spec(preset, datasets), root / preset, data_root=data_root, progress=ProgressStyle.LINES,
-                  runtime=Runtime(device=device, devices=(device,)))  # a line per trial: a long part shows progress
-        rows = StudyDatabase(root / preset).rows("trials")
+    deadline = time.monotonic() + budget_seconds
+    for index, (preset, datasets) in enumerate(presets.items()):
+        share = max(deadline - time.monotonic(), 0.0) / (len(presets) - index)
+        out = root / preset
+        in_time = run_within(stopping_command(preset, datasets, out, data_root, device), share)
+        rows = StudyDatabase(out).rows("trials") if (out / DATABASE_FILE).exists() else []
         for row in rows:
             if row["status"] != "finished":
                 print(f"    {row['trial_id']}: {row['status']}: {(row['error'] or '').strip().splitlines()[-1:]}")
+        unstopped = unstopped_trials(preset, datasets, rows)
+        if unstopped:
+            why = f"did not stop within {share:.0f} s" if not in_time else "not run (see the errors above)"
+            print(f"    {preset}: {len(unstopped)} trial(s) {why}: {', '.join(unstopped)}")
         stopped += stopped_models(preset, rows)
     print(f"{'preset':<22}{'model':<16}{'data':<10}{'epochs':>7}{'s/epoch':>9}")
     for model in stopped:
@@ -798,10 +863,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.part in ("all", "graphs"):
         passed &= compare_graphs(arguments.steps, "cuda:0")
     if arguments.part in ("all", "options"):
-        compare_options(arguments.steps, "cuda:0")
+        compare_options(arguments.steps, "cuda:0", autotuned=arguments.cudnn_benchmark)
+        if not arguments.cudnn_benchmark:
+            passed &= subprocess.run(autotuned_options_command(arguments.steps), check=False).returncode == 0
     if arguments.part in ("all", "stopping"):
         with tempfile.TemporaryDirectory() as temporary:
-            measure_stopping(arguments.out or Path(temporary), arguments.data_root, "cuda:0")
+            measure_stopping(arguments.out or Path(temporary), arguments.data_root, "cuda:0",
+                             arguments.stopping_budget)
     return 0 if passed else 1
 
 

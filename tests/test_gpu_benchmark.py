@@ -42,11 +42,21 @@ def test_the_message_tells_a_cpu_build_from_a_machine_without_a_gpu(gpu):
 
 def test_arguments(gpu, capsys):
     defaults = gpu.parse_arguments([])
-    assert (defaults.part, defaults.steps, defaults.out) == ("all", 20, None)
+    assert (defaults.part, defaults.steps, defaults.out, defaults.cudnn_benchmark) == ("all", 20, None, False)
     assert gpu.parse_arguments(["--part", "timing", "--steps", "5"]).steps == 5
-    with pytest.raises(SystemExit) as exited:
-        gpu.parse_arguments(["--steps", "0"])
-    assert exited.value.code == 2 and "--steps must be at least 1, got 0" in capsys.readouterr().err
+    for wrong, message in ((["--steps", "0"], "--steps must be at least 1, got 0"),
+                           (["--stopping-budget", "0"], "--stopping-budget must be a positive number of seconds, got 0"),
+                           (["--cudnn-benchmark"], "--cudnn-benchmark goes with --part options only, got --part all")):
+        with pytest.raises(SystemExit) as exited:
+            gpu.parse_arguments(wrong)
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_autotuned_options_are_timed_by_this_script_in_a_process_of_its_own(gpu):
+    command = gpu.autotuned_options_command(7)
+    assert command[:2] == [sys.executable, str(SCRIPT)]
+    arguments = gpu.parse_arguments(command[2:])
+    assert (arguments.part, arguments.cudnn_benchmark, arguments.steps) == ("options", True, 7)
 
 
 def test_time_per_image_is_interpolated_floored_below_and_proportional_above(gpu):
@@ -151,11 +161,12 @@ def test_the_options_part_times_every_way_with_and_without_the_autotuner(gpu, mo
     assert [way for way, *_ in gpu.option_ways(case)] == ["alone", "stacked", "stacked, NCHW", "concurrent streams"]
     assert [way for way, *_ in gpu.option_ways(gpu.Case("resnet", 64, 18, "cifar10", "dense", "float32"))] == ["alone"]
     monkeypatch.setattr(gpu, "OPTION_CASES", (gpu.Case("mlp", 128, 1, "mnist", "auto", "float32"),))
-    times = gpu.compare_options(1, "cpu")
-    assert len(times) == 8 and all(seconds > 0 for seconds in times.values())
-    printed = capsys.readouterr().out
-    assert printed.count("MLP w128") == 4 and "concurrent streams" in printed
-    assert torch.backends.cudnn.benchmark is False  # put back
+    for autotuned, title in ((False, "cuDNN's default algorithms"), (True, "autotuned (cudnn.benchmark")):
+        times = gpu.compare_options(1, "cpu", autotuned=autotuned)
+        assert len(times) == 4 and all(seconds > 0 for seconds in times.values())
+        printed = capsys.readouterr().out
+        assert title in printed and printed.count("MLP w128") == 4 and "concurrent streams" in printed
+        assert torch.backends.cudnn.benchmark is False  # put back
 
 
 def test_the_stopping_part_runs_each_cnn_preset_with_one_seed_in_bfloat16_on_the_datasets_given(gpu):
@@ -189,11 +200,23 @@ def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any
     gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
     monkeypatch.setattr(gpu, "cnn_presets", lambda: ["paper-vgg-width"])
     monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16]", "training.max_epochs=2"))
-    stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu")
+    stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", budget_seconds=3600)
     assert [(model.architecture, model.dataset, model.width) for model in stopped] == [("vgg", "mnist", 16)]
     assert 1 <= stopped[0].epochs <= 2 and stopped[0].seconds_per_epoch > 0
     printed = capsys.readouterr().out
     assert "datasets at hand: mnist" in printed and "missing: cifar10, cifar100" in printed and "VGG11 w16" in printed
+    assert "did not stop" not in printed
+
+
+def test_a_preset_past_its_budget_is_stopped_and_its_trials_named_as_not_stopped_in_time(gpu, tmp_path, monkeypatch,
+                                                                                        capsys):
+    gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
+    monkeypatch.setattr(gpu, "cnn_presets", lambda: ["paper-vgg-width"])
+    monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16, 32]"))
+    assert gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", budget_seconds=0.01) == []
+    printed = capsys.readouterr().out
+    expected = "paper-vgg-width: 2 trial(s) did not stop within 0 s: vgg-mnist-w16-d11-static-s0, vgg-mnist-w32-d11"
+    assert expected in printed
 
 
 def _trials(**accuracies):

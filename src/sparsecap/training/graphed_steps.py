@@ -89,6 +89,20 @@ def _on_a_side_stream(device: torch.device) -> Iterator[None]:
     torch.cuda.current_stream(device).wait_stream(side)
 
 
+@contextmanager
+def _own_capture_stream(device: torch.device) -> Iterator[torch.cuda.Stream]:
+    """A capture stream of this recording's own, and the thread's stream put back however the recording ends:
+    `torch.cuda.graph` otherwise shares one capture stream among threads, and when ending a capture raises it
+    leaves the thread on that stream, where the eager steps that follow would race with the thread's own."""
+    previous = torch.cuda.current_stream(device)
+    capture = torch.cuda.Stream(device)
+    capture.wait_stream(previous)
+    try:
+        yield capture
+    finally:
+        torch.cuda.set_stream(previous)
+
+
 class GraphedSteps:
     """`step` for every batch of one size, recorded as a CUDA graph at the first such batch (again when the
     learning rate changes) and replayed; batches of other sizes run `step` eagerly."""
@@ -113,7 +127,8 @@ class GraphedSteps:
             graph = torch.cuda.CUDAGraph()
             # Only this thread is barred from what capture forbids, so models trained in threads of their own,
             # each on its own stream, go on while one records (benchmarks/gpu.py, part (e)).
-            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            with (_own_capture_stream(indices.device) as capture,
+                  torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local")):
                 self.logits = self.step(self.indices)
             self.graph = graph
         self.rates = self._rates()
