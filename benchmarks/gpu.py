@@ -865,8 +865,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.part in ("all", "options"):
         compare_options(arguments.steps, "cuda:0", autotuned=arguments.cudnn_benchmark)
         if not arguments.cudnn_benchmark:
+            torch.cuda.empty_cache()  # the memory this process's allocator keeps is the child's to use
             passed &= subprocess.run(autotuned_options_command(arguments.steps), check=False).returncode == 0
     if arguments.part in ("all", "stopping"):
+        torch.cuda.empty_cache()  # as above, for part (f)'s `sparsecap run`
         with tempfile.TemporaryDirectory() as temporary:
             measure_stopping(arguments.out or Path(temporary), arguments.data_root, "cuda:0",
                              arguments.stopping_budget)
