@@ -107,8 +107,9 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.steps < 1:
         parser.error(f"--steps must be at least 1, got {arguments.steps}")
-    if arguments.stopping_budget <= 0:
-        parser.error(f"--stopping-budget must be a positive number of seconds, got {arguments.stopping_budget:g}")
+    if arguments.stopping_budget <= STOPPING_GRACE_SECONDS:
+        parser.error(f"--stopping-budget must be more than {STOPPING_GRACE_SECONDS} seconds (what a stopped run "
+                     f"has to save and exit), got {arguments.stopping_budget:g}")
     if arguments.cudnn_benchmark and arguments.part != "options":
         parser.error(f"--cudnn-benchmark goes with --part options only, got --part {arguments.part}")
     return arguments
@@ -434,13 +435,18 @@ def eager_steps() -> contextlib.AbstractContextManager:
     return mock.patch.object(graphed_steps, "graphs_apply", lambda *arguments, **keywords: False)
 
 
-def stacked_in_nchw() -> contextlib.AbstractContextManager:
-    """Stacked CNN seeds (`sparsecap.training.stacked_cnn`) in NCHW, where on CUDA they are channels-last."""
+@contextlib.contextmanager
+def stacked_in_nchw():
+    """Stacked CNN seeds (`sparsecap.training.stacked_cnn`) in NCHW, where on CUDA they are channels-last: the
+    stacked network and the batches `multiseed` feeds it, so that no step converts one layout to the other."""
     import torch
 
-    from sparsecap.training import stacked_cnn
+    from sparsecap.training import multiseed, stacked_cnn
 
-    return mock.patch.object(stacked_cnn, "memory_format", lambda *arguments: torch.contiguous_format)
+    with contextlib.ExitStack() as patches:
+        for module in (stacked_cnn, multiseed):
+            patches.enter_context(mock.patch.object(module, "memory_format", lambda *arguments: torch.contiguous_format))
+        yield
 
 
 @contextlib.contextmanager
@@ -751,9 +757,15 @@ def stopping_command(preset: str, datasets: Sequence[str], out: Path, data_root:
     return command + (["--data-root", str(data_root)] if data_root is not None else [])
 
 
+STOPPING_GRACE_SECONDS = 20
+"""How long a run stopped by SIGTERM has to save and exit (it stops at its current step's end) before it is
+killed; part (f) keeps it out of the presets' shares, so the part ends within its budget."""
+
+
 def run_within(command: Sequence[str], seconds: float) -> bool:
-    """Run `command`; past `seconds`, stop it with SIGTERM (and kill it if it has not gone a minute later).
-    Whether it ended by itself."""
+    """Run `command`; past `seconds`, stop it with SIGTERM (and kill it if it has not gone
+    `STOPPING_GRACE_SECONDS` later). Whether it ended by itself."""
+    sys.stdout.flush()  # what this process printed comes before what the child prints
     process = subprocess.Popen(command)
     try:
         process.wait(timeout=seconds)
@@ -761,7 +773,7 @@ def run_within(command: Sequence[str], seconds: float) -> bool:
     except subprocess.TimeoutExpired:
         process.terminate()
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=STOPPING_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -819,7 +831,7 @@ def measure_stopping(root: Path, data_root: Path | None, device: str, budget_sec
           f"datasets at hand: {', '.join(used) or 'none'}; missing: {', '.join(missing) or 'none'} (--data-root); "
           f"budget {budget_seconds:.0f} s", flush=True)
     stopped: list[Stopped] = []
-    deadline = time.monotonic() + budget_seconds
+    deadline = time.monotonic() + budget_seconds - STOPPING_GRACE_SECONDS
     for index, (preset, datasets) in enumerate(presets.items()):
         share = max(deadline - time.monotonic(), 0.0) / (len(presets) - index)
         out = root / preset
@@ -844,6 +856,7 @@ def measure_stopping(root: Path, data_root: Path | None, device: str, budget_sec
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = parse_arguments(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # children print to the same output; a timeout loses no line
     import torch
 
     if not torch.cuda.is_available():

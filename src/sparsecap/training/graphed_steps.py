@@ -80,25 +80,22 @@ def rehearse(step: Step, indices: torch.Tensor, model: nn.Module, optimizer: tor
 
 
 @contextmanager
-def _on_a_side_stream(device: torch.device) -> Iterator[None]:
+def _on_a_side_stream(side: torch.cuda.Stream) -> Iterator[None]:
     """Rehearse on a side stream, as CUDA graph capture requires of the work that precedes it."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
+    current = torch.cuda.current_stream(side.device)
+    side.wait_stream(current)
     with torch.cuda.stream(side):
         yield
-    torch.cuda.current_stream(device).wait_stream(side)
+    current.wait_stream(side)
 
 
 @contextmanager
-def _own_capture_stream(device: torch.device) -> Iterator[torch.cuda.Stream]:
-    """A capture stream of this recording's own, and the thread's stream put back however the recording ends:
-    `torch.cuda.graph` otherwise shares one capture stream among threads, and when ending a capture raises it
-    leaves the thread on that stream, where the eager steps that follow would race with the thread's own."""
+def _stream_put_back(device: torch.device) -> Iterator[None]:
+    """The thread's stream put back however a recording ends: when ending a capture raises, `torch.cuda.graph`
+    leaves the thread on the capture stream, where the eager steps that follow would race with its own."""
     previous = torch.cuda.current_stream(device)
-    capture = torch.cuda.Stream(device)
-    capture.wait_stream(previous)
     try:
-        yield capture
+        yield
     finally:
         torch.cuda.set_stream(previous)
 
@@ -115,11 +112,18 @@ class GraphedSteps:
         self.logits: torch.Tensor | None = None
         self.rates: tuple[float, ...] = ()
         self.failed = False
+        self.side: torch.cuda.Stream | None = None
+        """Where this model's steps are rehearsed and recorded, one stream for its whole run: a capture stream
+        shared with a model training in another thread (`torch.cuda.graph`'s default) would record that model's
+        kernels too, and streams come from a pool of 32 per device handed out in turn, so a new one per
+        recording would soon come round to another thread's."""
 
     def _record(self, indices: torch.Tensor) -> None:
+        if self.side is None:
+            self.side = torch.cuda.Stream(indices.device)
         with _RECORDING:
             if self.graph is None:
-                with _on_a_side_stream(indices.device):
+                with _on_a_side_stream(self.side):
                     rehearse(self.step, indices, self.model, self.optimizer, self.accumulators)
             self.graph = None  # its memory goes back to the pool before the next recording
             self.indices = indices.clone()
@@ -127,8 +131,8 @@ class GraphedSteps:
             graph = torch.cuda.CUDAGraph()
             # Only this thread is barred from what capture forbids, so models trained in threads of their own,
             # each on its own stream, go on while one records (benchmarks/gpu.py, part (e)).
-            with (_own_capture_stream(indices.device) as capture,
-                  torch.cuda.graph(graph, stream=capture, capture_error_mode="thread_local")):
+            with (_stream_put_back(indices.device),
+                  torch.cuda.graph(graph, stream=self.side, capture_error_mode="thread_local")):
                 self.logits = self.step(self.indices)
             self.graph = graph
         self.rates = self._rates()
