@@ -33,6 +33,7 @@
     python benchmarks/gpu.py                    # every part
     python benchmarks/gpu.py --part timing --steps 20
     python benchmarks/gpu.py --part stopping --data-root ~/data --stopping-budget 600
+    python benchmarks/gpu.py --part stopping --stopping-presets paper-vgg-width,paper-resnet-width
 
 Without CUDA it says so and exits with status 2.
 """
@@ -101,6 +102,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stopping-budget", type=float, default=1800, metavar="SECONDS",
                         help="part (f)'s time in all; a preset past its share is stopped, and its trials still "
                              "training are reported as not stopped in time (default 1800)")
+    parser.add_argument("--stopping-presets", type=lambda text: text.split(","), default=None, metavar="NAME,NAME",
+                        help="the CNN paper presets part (f) trains (default: every one)")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="with --part options only: time part (e) with cuDNN's autotuner alone (part (e) runs "
                              "this in a process of its own after its default table)")
@@ -110,6 +113,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if arguments.stopping_budget <= STOPPING_GRACE_SECONDS:
         parser.error(f"--stopping-budget must be more than {STOPPING_GRACE_SECONDS} seconds (what a stopped run "
                      f"has to save and exit), got {arguments.stopping_budget:g}")
+    valid = cnn_presets()
+    unknown = [name for name in arguments.stopping_presets or () if name not in valid]
+    if unknown:
+        parser.error(f"--stopping-presets: no CNN paper preset {', '.join(unknown)}; valid: {', '.join(valid)}")
+    arguments.stopping_presets = arguments.stopping_presets or valid
     if arguments.cudnn_benchmark and arguments.part != "options":
         parser.error(f"--cudnn-benchmark goes with --part options only, got --part {arguments.part}")
     return arguments
@@ -812,9 +820,10 @@ def unstopped_trials(preset: str, datasets: Sequence[str], rows: Sequence[dict])
     return [trial.trial_id for trial in expand(stopping_spec(preset, datasets)) if trial.trial_id not in recorded]
 
 
-def measure_stopping(root: Path, data_root: Path | None, device: str, budget_seconds: float) -> list[Stopped]:
-    """Part (f): every CNN paper preset trained to its stopping rule (`STOPPING_OVERRIDES`) on the datasets at
-    hand under `data_root`, within `budget_seconds` in all (each preset gets an equal share of what is left):
+def measure_stopping(root: Path, data_root: Path | None, device: str, budget_seconds: float,
+                     chosen: Sequence[str]) -> list[Stopped]:
+    """Part (f): the `chosen` CNN paper presets trained to their stopping rule (`STOPPING_OVERRIDES`) on the
+    datasets at hand under `data_root`, within `budget_seconds` in all (each an equal share of what is left):
     epochs and seconds per model, the trials that did not stop in time, and what the grid's trials on those
     datasets cost."""
     from sparsecap.data import list_availability
@@ -822,7 +831,7 @@ def measure_stopping(root: Path, data_root: Path | None, device: str, budget_sec
     from sparsecap.studies.database import DATABASE_FILE
 
     at_hand = {availability.name.value for availability in list_availability(data_root) if availability.available}
-    wanted = {preset: [dataset.value for dataset in load_spec(preset).datasets] for preset in cnn_presets()}
+    wanted = {preset: [dataset.value for dataset in load_spec(preset).datasets] for preset in chosen}
     presets = {preset: [dataset for dataset in datasets if dataset in at_hand] for preset, datasets in wanted.items()}
     presets = {preset: datasets for preset, datasets in presets.items() if datasets}
     used = sorted({dataset for datasets in presets.values() for dataset in datasets})
@@ -884,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.cuda.empty_cache()  # as above, for part (f)'s `sparsecap run`
         with tempfile.TemporaryDirectory() as temporary:
             measure_stopping(arguments.out or Path(temporary), arguments.data_root, "cuda:0",
-                             arguments.stopping_budget)
+                             arguments.stopping_budget, arguments.stopping_presets)
     return 0 if passed else 1
 
 

@@ -43,10 +43,15 @@ def test_the_message_tells_a_cpu_build_from_a_machine_without_a_gpu(gpu):
 def test_arguments(gpu, capsys):
     defaults = gpu.parse_arguments([])
     assert (defaults.part, defaults.steps, defaults.out, defaults.cudnn_benchmark) == ("all", 20, None, False)
+    assert defaults.stopping_presets == gpu.cnn_presets()
+    chosen = gpu.parse_arguments(["--stopping-presets", "paper-vgg-width,paper-resnet-depth"]).stopping_presets
+    assert chosen == ["paper-vgg-width", "paper-resnet-depth"]
     assert gpu.parse_arguments(["--part", "timing", "--steps", "5"]).steps == 5
     for wrong, message in ((["--steps", "0"], "--steps must be at least 1, got 0"),
                            (["--stopping-budget", "20"], "--stopping-budget must be more than 20 seconds (what a stopped run"),
-                           (["--cudnn-benchmark"], "--cudnn-benchmark goes with --part options only, got --part all")):
+                           (["--cudnn-benchmark"], "--cudnn-benchmark goes with --part options only, got --part all"),
+                           (["--stopping-presets", "paper-vgg-width,paper-mlp-mnist"],
+                            "--stopping-presets: no CNN paper preset paper-mlp-mnist; valid: paper-resnet-depth, ")):
         with pytest.raises(SystemExit) as exited:
             gpu.parse_arguments(wrong)
         assert exited.value.code == 2 and message in capsys.readouterr().err
@@ -198,9 +203,8 @@ def test_the_grids_trials_on_a_dataset_cost_their_measured_epochs_once_every_mod
 def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any_device(gpu, tmp_path, monkeypatch,
                                                                                      capsys):
     gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
-    monkeypatch.setattr(gpu, "cnn_presets", lambda: ["paper-vgg-width"])
     monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16]", "training.max_epochs=2"))
-    stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", budget_seconds=3600)
+    stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", 3600, ["paper-vgg-width"])
     assert [(model.architecture, model.dataset, model.width) for model in stopped] == [("vgg", "mnist", 16)]
     assert 1 <= stopped[0].epochs <= 2 and stopped[0].seconds_per_epoch > 0
     printed = capsys.readouterr().out
@@ -211,9 +215,8 @@ def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any
 def test_a_preset_past_its_budget_is_stopped_and_its_trials_named_as_not_stopped_in_time(gpu, tmp_path, monkeypatch,
                                                                                         capsys):
     gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
-    monkeypatch.setattr(gpu, "cnn_presets", lambda: ["paper-vgg-width"])
     monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16, 32]"))
-    assert gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", budget_seconds=0.01) == []
+    assert gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", 0.01, ["paper-vgg-width"]) == []
     printed = capsys.readouterr().out
     expected = "paper-vgg-width: 2 trial(s) did not stop within 0 s: vgg-mnist-w16-d11-static-s0, vgg-mnist-w32-d11"
     assert expected in printed
