@@ -451,9 +451,12 @@ def stacked_in_nchw():
 
     from sparsecap.training import multiseed, stacked_cnn
 
+    def in_nchw(*arguments) -> torch.memory_format:
+        return torch.contiguous_format
+
     with contextlib.ExitStack() as patches:
         for module in (stacked_cnn, multiseed):
-            patches.enter_context(mock.patch.object(module, "memory_format", lambda *arguments: torch.contiguous_format))
+            patches.enter_context(mock.patch.object(module, "memory_format", in_nchw))
         yield
 
 
@@ -758,8 +761,8 @@ def stopping_spec(preset: str, datasets: Sequence[str]):
 def stopping_command(preset: str, datasets: Sequence[str], out: Path, data_root: Path | None, device: str) -> list[str]:
     """`sparsecap run` of `preset` as part (f) runs it: in a process of its own, so that a budget can stop it
     with SIGTERM, which keeps every finished trial; one worker, so trials do not share the device's time."""
-    command = [sys.executable, "-c", "import sys; from sparsecap.cli import main; sys.exit(main())", "run", preset,
-               "--out", str(out), "--device", device, "--workers", "1", "--no-report", "--no-progress"]
+    command = [sys.executable, "-m", "sparsecap.cli", "run", preset, "--out", str(out), "--device", device,
+               "--workers", "1", "--no-report", "--no-progress"]
     for override in stopping_overrides(datasets):
         command += ["--set", override]
     return command + (["--data-root", str(data_root)] if data_root is not None else [])

@@ -48,7 +48,8 @@ def test_arguments(gpu, capsys):
     assert chosen == ["paper-vgg-width", "paper-resnet-depth"]
     assert gpu.parse_arguments(["--part", "timing", "--steps", "5"]).steps == 5
     for wrong, message in ((["--steps", "0"], "--steps must be at least 1, got 0"),
-                           (["--stopping-budget", "20"], "--stopping-budget must be more than 20 seconds (what a stopped run"),
+                           (["--stopping-budget", "20"],
+                            "--stopping-budget must be more than 20 seconds (what a stopped run"),
                            (["--cudnn-benchmark"], "--cudnn-benchmark goes with --part options only, got --part all"),
                            (["--stopping-presets", "paper-vgg-width,paper-mlp-mnist"],
                             "--stopping-presets: no CNN paper preset paper-mlp-mnist; valid: paper-resnet-depth, ")):
