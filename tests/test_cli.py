@@ -2,6 +2,7 @@ import contextlib
 import gzip
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -130,6 +131,25 @@ def test_presets_lists_the_shipped_presets(capsys):
     assert code == 0
     for name in ("quick", "paper-mlp-mnist", "paper-mlp-mnist-depth", "paper-mlp-mnist-posttrain"):
         assert name in out
+
+
+def _sigterm_seen_through_a_library_check(arguments) -> int:
+    """What Ray's `ray.wait` does with a signal: runs its handler, catches the KeyboardInterrupt it raised
+    and raises a plain one in its place."""
+    try:
+        signal.raise_signal(signal.SIGTERM)  # the handler runs before this returns
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None
+    return 0
+
+
+def test_sigterm_ends_a_run_as_terminated_even_when_a_library_replaces_the_exception(capsys, monkeypatch):
+    monkeypatch.setattr("sparsecap.cli._command_presets", _sigterm_seen_through_a_library_check)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = _run(capsys, "presets")
+    assert code == 143
+    assert "terminated: finished trials are saved" in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is gone once it returns
 
 
 _WITHOUT_TRAINING = """

@@ -154,6 +154,27 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
     assert {row["epochs"] for row in rows} == {60}
 
 
+def test_a_run_interrupted_on_the_callers_instance_stops_its_trials(tmp_path, monkeypatch, ray_instance):
+    """The caller's Ray instance outlives the run, so the run must cancel what it started: its trials, which
+    would train for a million epochs, give their CPUs back."""
+    from sparsecap.studies.progress import StudyProgressView
+
+    endless = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0")
+    spec = load_spec(str(write_spec(tmp_path, endless)))
+    cpus = ray.cluster_resources()["CPU"]
+
+    def interrupt_once_every_cpu_is_busy(view, running: int) -> None:
+        if ray.available_resources().get("CPU", 0.0) == 0.0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StudyProgressView, "set_running", interrupt_once_every_cpu_is_busy)
+    with pytest.raises(KeyboardInterrupt):
+        _ray(spec, tmp_path / "out")
+    while ray.available_resources().get("CPU", 0.0) < cpus:  # bounded by the suite's per-test timeout
+        time.sleep(0.05)
+    assert StudyDatabase(tmp_path / "out").rows("trials") == []
+
+
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
 def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, stop, status):
     """SIGKILL runs nothing in the driver; SIGTERM (a scheduler's limit) must still be the command's, not

@@ -27,8 +27,17 @@ class Terminated(KeyboardInterrupt):
     `finally` that stops workers and Ray tasks runs, and no trial's error handling takes it for a failure."""
 
 
-def _raise_terminated(signal_number: int, frame: FrameType | None) -> None:
-    raise Terminated
+class TerminationHandler:
+    """The SIGTERM handler: raises `Terminated` and remembers that SIGTERM came. Ray's `ray.wait` runs
+    signal handlers inside its own check, catches any KeyboardInterrupt there and raises a plain one, so
+    the exception's type alone cannot say whether a run was terminated or interrupted."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signal_number: int, frame: FrameType | None) -> None:
+        self.received = True
+        raise Terminated
 
 
 def _integer_at_least(minimum: int, description: str) -> Callable[[str], int]:
@@ -367,7 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     prefer_passive_waiting(os.environ)  # before anything imports torch
     arguments = build_parser().parse_args(argv)
-    before = signal.signal(signal.SIGTERM, _raise_terminated)
+    termination = TerminationHandler()
+    before = signal.signal(signal.SIGTERM, termination)
     try:
         return arguments.handler(arguments)
     except SparsecapError as error:
@@ -379,11 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # more, and let the exit's flush write to nowhere rather than raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except KeyboardInterrupt as interruption:
+    except KeyboardInterrupt:
         stop_fork_server()
-        how = "terminated" if isinstance(interruption, Terminated) else "interrupted"
+        how = "terminated" if termination.received else "interrupted"
         print(f"\n{how}: finished trials are saved; rerun the same command to resume", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(interruption, Terminated) else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if termination.received else EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, before)
 

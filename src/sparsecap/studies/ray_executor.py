@@ -6,6 +6,10 @@ loaded once by the driver and put in Ray's object store, so workers never read d
 write checkpoints under a storage directory every node sees and return the trial's record; the driver
 alone writes the database, one transaction per trial, in the order results arrive (`ray.wait`).
 
+An interrupted run started here only shuts Ray down, which ends its tasks: cancelling them first raced
+with a task that was just finishing, and Ray 2.60 then aborted the driver ("Tried to complete task that
+was not pending") before it could say the run was stopped.
+
 Faults: a worker process that dies (killed, node lost) has its task rerun by Ray up to `max_retries`
 times; after that the trial is recorded as failed. An exception raised by the trial itself is never
 retried: the task catches it and returns a failed record (`run_group_or_failures`). Either way the
@@ -181,7 +185,8 @@ def run_on_ray(
             if time.monotonic() - checked > 10:  # a cluster may grow or shrink
                 slots, checked = _slots(ray, spec), time.monotonic()
     finally:
-        for reference in in_flight:  # interrupted: do not leave trials running on a shared cluster
-            ray.cancel(reference, force=True)
         if started_here:
-            ray.shutdown()
+            ray.shutdown()  # also ends the run's tasks: its private instance stops, or its job on a cluster ends
+        else:
+            for reference in in_flight:  # interrupted on the caller's instance, which goes on: stop our trials
+                ray.cancel(reference, force=True)
