@@ -3,6 +3,7 @@ faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,7 +14,8 @@ import pytest
 
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
-from sparsecap.studies.ray_executor import RayOptions
+from sparsecap.errors import SparsecapError
+from sparsecap.studies.ray_executor import RayOptions, cluster_endpoint
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -47,6 +49,42 @@ def test_an_address_with_no_cluster_is_refused_in_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: --address auto: no Ray cluster to connect to (" in result.stderr
     assert "start one (ray start --head) or leave out --address" in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("127.0.0.1:{port}", "no Ray cluster answers there ("),  # Ray alone would retry it for minutes
+    ("localhost", "not a Ray address; valid: auto, or HOST:PORT"),
+    ("10.0.0.5:http", "not a Ray address; valid: auto, or HOST:PORT"),
+])
+def test_an_address_no_cluster_can_answer_is_refused_in_one_line(tmp_path, address, reason):
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
+                             str(out), "--executor", "ray", "--address", address.format(port=_closed_port()),
+                             "--no-progress"], capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert reason in result.stderr
+    if "valid" in reason:
+        assert not out.exists()  # refused before anything is written
+
+
+@pytest.mark.parametrize(("address", "endpoint"), [
+    ("auto", None), ("10.0.0.5:6379", ("10.0.0.5", 6379)), ("ray://head.cluster:10001", ("head.cluster", 10001)),
+    ("[::1]:6379", ("::1", 6379)),
+])
+def test_cluster_endpoint_reads_the_host_and_port_to_check(address, endpoint):
+    assert cluster_endpoint(address) == endpoint
+
+
+@pytest.mark.parametrize("address", ["", ":6379", "head", "head:0", "head:65536", "head:-1"])
+def test_cluster_endpoint_refuses_what_is_no_address(address):
+    with pytest.raises(SparsecapError, match="valid: auto, or HOST:PORT"):
+        cluster_endpoint(address)
 
 
 @pytest.fixture(scope="module")

@@ -94,6 +94,10 @@ def _command_run(arguments: argparse.Namespace) -> int:
                              "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
     if executor is Executor.LOCAL:
         _refuse_more_than_the_cpus(arguments)
+    if arguments.address is not None:
+        from sparsecap.studies.ray_executor import cluster_endpoint
+
+        cluster_endpoint(arguments.address)  # a malformed address is refused before anything is written
     if executor is Executor.LOCAL and arguments.workers != 1 and physical_cores() > 1:
         start_fork_server()  # its imports run beside this process's, should the study use workers
     from sparsecap.studies import load_spec

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -45,6 +46,9 @@ from sparsecap.studies.trials import Trial
 
 GIB = 1024**3
 POLL_SECONDS = 1.0
+CONNECT_SECONDS = 5.0
+"""How long a cluster's address may take to accept a connection before the run is refused: Ray itself retries
+an unreachable address for minutes, printing warnings, and never gives up."""
 """How often the progress view is refreshed while no result arrives."""
 
 
@@ -89,6 +93,26 @@ def _slots(ray: Any, spec: StudySpec) -> int:
     return max(slots, 0)
 
 
+def cluster_endpoint(address: str) -> tuple[str, int] | None:
+    """The host and port an explicit `--address` names (None for "auto", which Ray resolves itself); a Ray
+    Client address (ray://HOST:PORT) is let through as Ray takes it."""
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SparsecapError(f"--address {address}: not a Ray address; valid: auto, or HOST:PORT as 'ray start "
+                             f"--head' prints it (e.g. 10.0.0.5:6379)")
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, endpoint: tuple[str, int]) -> None:
+    try:
+        socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
+    except OSError as error:
+        raise SparsecapError(f"--address {address}: no Ray cluster answers there ({error}); check the address "
+                             f"'ray start --head' printed, or leave out --address for a private local instance") from None
+
+
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
     """Start the run's private instance or connect to `options.address`, keeping the command's SIGTERM
     handler: Ray's own exits with status 1 and no word, where a stopped run must say so and exit 143."""
@@ -98,6 +122,9 @@ def _start_or_connect(ray: Any, options: RayOptions) -> None:
             ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
                      logging_level=logging.WARNING)
         else:
+            endpoint = cluster_endpoint(options.address)
+            if endpoint is not None:
+                _check_reachable(options.address, endpoint)
             ray.init(address=options.address, logging_level=logging.WARNING)
     except ConnectionError as error:
         raise SparsecapError(f"--address {options.address}: no Ray cluster to connect to ({error}); start one "
