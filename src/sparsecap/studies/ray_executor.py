@@ -46,10 +46,10 @@ from sparsecap.studies.trials import Trial
 
 GIB = 1024**3
 POLL_SECONDS = 1.0
+"""How often the progress view is refreshed while no result arrives."""
 CONNECT_SECONDS = 5.0
 """How long a cluster's address may take to accept a connection before the run is refused: Ray itself retries
 an unreachable address for minutes, printing warnings, and never gives up."""
-"""How often the progress view is refreshed while no result arrives."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def _check_reachable(address: str, endpoint: tuple[str, int]) -> None:
         socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
     except OSError as error:
         raise SparsecapError(f"--address {address}: no Ray cluster answers there ({error}); check the address "
-                             f"'ray start --head' printed, or leave out --address for a private local instance") from None
+                             f"'ray start --head' printed, or leave out --address for a private local "
+                             f"instance") from None
 
 
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
