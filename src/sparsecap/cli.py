@@ -97,7 +97,8 @@ def _command_run(arguments: argparse.Namespace) -> int:
     if arguments.address is not None:
         from sparsecap.studies.ray_executor import cluster_endpoint
 
-        cluster_endpoint(arguments.address)  # a malformed address is refused before anything is written
+        # a malformed address is refused before anything is written
+        cluster_endpoint(arguments.address, f"--address {arguments.address}")
     if executor is Executor.LOCAL and arguments.workers != 1 and physical_cores() > 1:
         start_fork_server()  # its imports run beside this process's, should the study use workers
     from sparsecap.studies import load_spec

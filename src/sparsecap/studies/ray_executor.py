@@ -93,25 +93,36 @@ def _slots(ray: Any, spec: StudySpec) -> int:
     return max(slots, 0)
 
 
-def cluster_endpoint(address: str) -> tuple[str, int] | None:
-    """The host and port an explicit `--address` names (None for "auto", which Ray resolves itself); a Ray
-    Client address (ray://HOST:PORT) is let through as Ray takes it."""
+def cluster_endpoint(address: str, named: str) -> tuple[str, int] | None:
+    """The host and port `address` names (None for "auto", which Ray resolves itself); a Ray Client address
+    (ray://HOST:PORT) is let through as Ray takes it. `named` says where the address came from, for errors."""
     if address == "auto":
         return None
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SparsecapError(f"--address {address}: not a Ray address; valid: auto, or HOST:PORT as 'ray start "
-                             f"--head' prints it (e.g. 10.0.0.5:6379)")
+        raise SparsecapError(f"{named}: not a Ray address; valid: auto, or HOST:PORT as 'ray start --head' "
+                             f"prints it (e.g. 10.0.0.5:6379)")
     return host.strip("[]"), int(port)
 
 
-def _check_reachable(address: str, endpoint: tuple[str, int]) -> None:
+def _connection_target(address: str) -> tuple[str, str]:
+    """The address Ray will connect to for `address`, and its name in an error: "auto" means $RAY_ADDRESS
+    where that is set (else Ray's record of a cluster started on this machine)."""
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})"
+    return address, f"--address {address}"
+
+
+def _check_reachable(address: str) -> None:
+    target, named = _connection_target(address)
+    endpoint = cluster_endpoint(target, named)
+    if endpoint is None:
+        return
     try:
         socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
     except OSError as error:
-        raise SparsecapError(f"--address {address}: no Ray cluster answers there ({error}); check the address "
-                             f"'ray start --head' printed, or leave out --address for a private local "
-                             f"instance") from None
+        raise SparsecapError(f"{named}: no Ray cluster answers there ({error}); check the address 'ray start "
+                             f"--head' printed, or leave out --address for a private local instance") from None
 
 
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
@@ -123,9 +134,7 @@ def _start_or_connect(ray: Any, options: RayOptions) -> None:
             ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
                      logging_level=logging.WARNING)
         else:
-            endpoint = cluster_endpoint(options.address)
-            if endpoint is not None:
-                _check_reachable(options.address, endpoint)
+            _check_reachable(options.address)
             ray.init(address=options.address, logging_level=logging.WARNING)
     except ConnectionError as error:
         raise SparsecapError(f"--address {options.address}: no Ray cluster to connect to ({error}); start one "
