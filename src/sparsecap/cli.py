@@ -22,22 +22,18 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a scheduler's time limit or preemption), which stops a run as Ctrl-C does: every
-    `finally` that stops workers and Ray tasks runs, and no trial's error handling takes it for a failure."""
-
-
 class TerminationHandler:
-    """The SIGTERM handler: raises `Terminated` and remembers that SIGTERM came. Ray's `ray.wait` runs
-    signal handlers inside its own check, catches any KeyboardInterrupt there and raises a plain one, so
-    the exception's type alone cannot say whether a run was terminated or interrupted."""
+    """The SIGTERM handler (`kill`, a scheduler's time limit or preemption): stops a run as Ctrl-C does, by
+    raising KeyboardInterrupt, so every `finally` that stops workers and Ray tasks runs and no trial's error
+    handling takes it for a failure; and remembers that SIGTERM came, which the exception cannot carry:
+    Ray's `ray.wait` runs signal handlers inside its own check and raises a fresh KeyboardInterrupt."""
 
     def __init__(self) -> None:
         self.received = False
 
     def __call__(self, signal_number: int, frame: FrameType | None) -> None:
         self.received = True
-        raise Terminated
+        raise KeyboardInterrupt
 
 
 def _integer_at_least(minimum: int, description: str) -> Callable[[str], int]:
