@@ -17,7 +17,7 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
 from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
 from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
-from sparsecap.studies.workers import run_on_workers, worker_context
+from sparsecap.studies.workers import _work, run_on_workers, worker_context
 from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, descendants, finished_trial_count, write_spec
 
 
@@ -135,6 +135,21 @@ def test_a_worker_killed_mid_trial_loses_no_finished_trial(tmp_path):
         f"mlp-digits-w{width}-d1-static-s{seed}" for width in (128, 256) for seed in (0, 1, 2))
     assert {row["status"] for row in rows} == {"finished"} and {row["epochs"] for row in rows} == {60}
     assert rows[: len(finished_before)] == finished_before  # what was written before the kill stays as it was
+
+
+
+def test_a_worker_whose_run_closed_its_pipe_between_groups_ends_without_a_traceback(tmp_path):
+    """A stop that finds a worker waiting for its next group kills only the busy ones; that worker then sees
+    the run's end of the pipe close, and must end as cleanly as when sent None."""
+    spec = load_spec(str(write_spec(tmp_path)))
+    context = worker_context()  # as the run's workers start: holding no copy of the run's end of the pipe
+    ours, theirs = context.Pipe()
+    worker = context.Process(target=_work, args=(spec, {}, tmp_path, Runtime(threads=1), theirs))
+    worker.start()
+    theirs.close()
+    ours.close()
+    worker.join()
+    assert worker.exitcode == 0  # an uncaught EOFError ends it with 1, and its traceback on the run's stderr
 
 
 def _alive(pid: int) -> bool:

@@ -15,6 +15,7 @@ arrived.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -48,14 +49,17 @@ def _exit_with_the_parent() -> None:
 
 def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoints: Path, runtime: Runtime,
           connection: Connection) -> None:
-    """A worker's life: run each group it is sent, send back its records, stop on None. The datasets go to
-    the worker's device once."""
+    """A worker's life: run each group it is sent, send back its records, stop on None or once the run has
+    closed its end (a stop that found this worker idle, so not among the busy ones it kills). The datasets
+    go to the worker's device once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
     progress = TrialProgress(on_epoch=connection.send)
-    while (group := connection.recv()) is not None:
-        connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime, progress))
+    with contextlib.suppress(EOFError):  # the run is gone (stopped while this worker waited between groups)
+        while (group := connection.recv()) is not None:
+            connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime,
+                                                  progress))
 
 
 class _Worker:
