@@ -26,7 +26,7 @@ from sparsecap.report.claims import (
     rises_then_falls,
     vgg_fails_to_converge,
 )
-from sparsecap.report.claims_format import claims_markdown, claims_text
+from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text
 from sparsecap.report.combined import load_studies
 from sparsecap.studies.database import StudyDatabase, TrialRecord
 
@@ -291,6 +291,49 @@ def test_one_seed_or_no_base_is_inconclusive_with_the_reason(tmp_path: Path) -> 
         connection.execute("DELETE FROM trials WHERE width = 128")
     verdict = _only(no_base, "golubeva")
     assert verdict.verdict is Verdict.INCONCLUSIVE and "no dense base point" in verdict.finding.reason
+
+
+def _overflow(directory: Path, widths: Sequence[int], seed: int = 0) -> Path:
+    """Seed `seed`'s noisy loss overflowed at `widths`, as a study records it: ΔL +inf."""
+    with sqlite3.connect(directory / "results.sqlite") as connection:
+        connection.executemany("UPDATE weight_noise SET loss = ?, delta_loss = ? WHERE sigma > 0 AND trial_id = ?",
+                               [(math.inf, math.inf, f"mlp-mnist-w{width}-d1-static-s{seed}") for width in widths])
+    return directory
+
+
+def test_an_overflow_recorded_as_null_by_earlier_versions_reads_as_infinite(tmp_path: Path) -> None:
+    study = write_study(tmp_path, {"static": RISE_THEN_FALL})
+    with sqlite3.connect(study / "results.sqlite") as connection:
+        connection.execute("UPDATE weight_noise SET loss = NULL, delta_loss = NULL "
+                           "WHERE sigma > 0 AND trial_id = 'mlp-mnist-w512-d1-static-s0'")
+    (curves,) = analyse(load_study(study)).curves.values()
+    assert curves[NOISE_DELTA_LOSS].point_at(512, 1).interval.mean == math.inf
+
+
+def test_a_point_whose_loss_overflowed_under_noise_is_worse_not_missing_a_seed(tmp_path: Path) -> None:
+    """One overflowed seed per improving point: dropping it as a missing seed would leave c1's ΔL part holding."""
+    lower = (0.5, 0.45, 0.40, 0.42, 0.5, 0.6)
+    study = _overflow(write_study(tmp_path / "sparse", {"static": RISE_THEN_FALL}, delta_loss=lower), [256, 512, 1024])
+    (curves,) = analyse(load_study(study)).curves.values()
+    delta_loss = curves[NOISE_DELTA_LOSS]
+    overflowed = delta_loss.point_at(512, 1)
+    assert (overflowed.interval.mean, overflowed.interval.n, overflowed.versus_base.estimate) == (math.inf, 5, math.inf)
+    assert overflowed.significant and not overflowed.interval.defined
+    finding = improves_with_sparsity(delta_loss)
+    assert finding.verdict is Verdict.FAILS and "no sparse point improves" in finding.reason, finding
+    assert NOISE_DELTA_LOSS.show(overflowed.versus_base.estimate, signed=True) == "+∞"
+    (written,) = [curve for curve in claims_json(analyse(load_study(study)))["measures"]
+                  if curve["measure"] == NOISE_DELTA_LOSS.label]
+    row = json.loads(json.dumps(written, allow_nan=False))["points"][2]
+    assert (row["point"], row["mean"], row["ci_low"], row["p_value"]) == ("w=512", "Infinity", None, 0.0)
+    higher = (0.5, 0.55, 0.6, 0.65, 0.7, 0.8)  # ΔL grows with sparsity, but the dense base's loss overflowed
+    base = _overflow(write_study(tmp_path / "base", {"static": RISE_THEN_FALL}, delta_loss=higher), [128], seed=3)
+    (curves,) = analyse(load_study(base)).curves.values()
+    assert improves_with_sparsity(curves[NOISE_DELTA_LOSS]).verdict is Verdict.HOLDS
+    everywhere = _overflow(write_study(tmp_path / "all", {"static": RISE_THEN_FALL}, delta_loss=lower), REMAINING)
+    (curves,) = analyse(load_study(everywhere)).curves.values()
+    finding = improves_with_sparsity(curves[NOISE_DELTA_LOSS])
+    assert finding.verdict is Verdict.INCONCLUSIVE and "overflowed" in finding.reason, finding
 
 
 def test_claims_command_prints_the_table_json_and_markdown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

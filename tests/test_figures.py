@@ -20,6 +20,7 @@ from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.report.figures import (
     PAPER_CLAIMS,
     DIVERGED_HEIGHT,
+    OVERFLOW_HEIGHT,
     Curve,
     FigureKey,
     curves_by_schedule,
@@ -165,6 +166,19 @@ def test_a_point_whose_every_seed_diverged_is_marked_on_the_bottom_edge() -> Non
     [mean_line] = [line for line in figure.axes[0].get_lines() if line.get_label() == "static"]
     assert list(mean_line.get_xdata()) == [15.0, 100.0]  # no value at 40 %: the line passes it by
     assert "every seed diverged" in [text.get_text() for text in figure.legends[0].get_texts()]
+
+
+def test_a_point_whose_loss_overflowed_is_marked_on_the_top_edge_and_keeps_the_axis_finite() -> None:
+    overflowed = _point(GROUP, 128, 40.0, [0.4, math.inf])
+    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.5, 0.6]), overflowed, _point(GROUP, 256, 15.0, [0.3, 0.35])],
+                  lambda point: point.clean_accuracy, higher_is_better=False, value_range=UNBOUNDED)
+    figure = plot_against_remaining({GROUP: [curve]}, ylabel="ΔL", title="t")
+    [marker] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "^"]
+    assert list(marker.get_xdata()) == [40.0] and list(marker.get_ydata()) == [OVERFLOW_HEIGHT]
+    [mean_line] = [line for line in figure.axes[0].get_lines() if line.get_label() == "static"]
+    assert list(mean_line.get_xdata()) == [15.0, 100.0]
+    assert all(map(math.isfinite, figure.axes[0].get_ylim()))
+    assert "infinite: a loss overflowed under noise" in [text.get_text() for text in figure.legends[0].get_texts()]
 
 
 def _widened(limits: tuple[float, float]) -> tuple[float, float]:

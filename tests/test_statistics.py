@@ -101,3 +101,23 @@ def test_a_difference_of_two_fractions_is_cut_to_plus_minus_one():
     assert (cut.estimate, cut.p_value, cut.n_a, cut.n_b) == (wide.estimate, wide.p_value, 2, 2)
     one_sided = difference_within(Difference(0.5, 0.2, 1.4, 0.01, 3, 3), 0.0, 1.0)
     assert (one_sided.low, one_sided.high) == (0.2, 1.0)
+
+
+def test_an_infinite_seed_is_a_value_not_a_missing_seed():
+    """A loss that overflowed under weight noise: dropping it as missing would make the point look robust."""
+    overflowed = t_interval([0.4, math.inf, None, 0.5])
+    assert (overflowed.mean, overflowed.n, overflowed.defined) == (math.inf, 3, False)
+    stat = Stat.of([0.4, math.inf, math.nan])
+    assert (stat.mean, stat.n, stat.format()) == (math.inf, 2, "∞")
+    assert not stat.present  # nothing to draw, but the table says ∞
+    assert Stat.of([0.4, 0.6]).format() == "0.500 ± 0.141"
+
+
+def test_an_infinite_mean_differs_from_a_finite_one_for_certain_and_two_cannot_be_told_apart():
+    worse = welch_difference([0.4, math.inf, 0.5], [0.5, 0.6])
+    assert (worse.estimate, worse.low, worse.high, worse.p_value, worse.n_a) == (math.inf, math.inf, math.inf, 0.0, 3)
+    assert welch_difference([0.5, 0.6], [math.inf, 0.4]).estimate == -math.inf
+    both = welch_difference([math.inf, 0.4], [0.5, math.inf])
+    assert math.isnan(both.estimate) and not both.testable
+    assert not welch_difference([math.inf], [0.5, 0.6]).testable  # one seed is still too few
+    assert difference_within(worse, -math.inf, math.inf) == worse

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from sparsecap.errors import DatasetNotFoundError, StudyDirectoryError
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
+from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import masked_layers, measure_connectivity
@@ -60,6 +62,16 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     kept_paths = {(row["width"], row["schedule"]): row["path_fraction_log10"] for row in trials}
     assert kept_paths[(16, "static")] == kept_paths[(16, "posttrain")] == 0.0  # the dense base
     assert kept_paths[(32, "static")] < 0 and kept_paths[(32, "posttrain")] < 0
+
+
+def test_a_weight_noise_loss_that_overflows_is_recorded_and_reported_as_infinite(tmp_path):
+    """A shift by 1e30 overflows every noisy model: its ΔL is the worst there is, not a missing seed."""
+    overflowing = TINY_SPEC.replace('"static", "posttrain"', '"static"').replace("draws = 2", "draws = 2\nmean = 1e30")
+    run_study(load_spec(str(write_spec(tmp_path, overflowing))), tmp_path / "out")
+    rows = StudyDatabase(tmp_path / "out").rows("weight_noise")
+    assert len(rows) == 4 * 3 and {(row["loss"], row["delta_loss"]) for row in rows} == {(math.inf, math.inf)}
+    (points,) = summarise_points(load_study(tmp_path / "out")).values()
+    assert [(point.noise_delta_loss[0.5].n, point.noise_delta_loss[0.5].format()) for point in points] == [(2, "∞")] * 2
 
 
 def test_same_spec_and_seed_give_identical_metrics(tmp_path):

@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from sparsecap.data import dataset_info
@@ -44,6 +46,17 @@ def test_noise_is_zero_on_masked_weights_and_the_model_is_restored():
     assert any(draw.delta_loss != 0 for draw in draws)
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, before[name])
+
+
+def test_a_draw_whose_loss_overflows_records_an_infinite_loss_increase():
+    """A shift by 1e30 overflows the activations (NaN logits): the draw is the worst there is, not a missing one."""
+    model, images, labels = _model_and_data()
+    clean = evaluate(model, images, labels, 10)
+    draws = weight_noise_robustness(model, images, labels, 10, [0.0, 0.1], 2, 1e30, torch.Generator().manual_seed(0),
+                                    clean)
+    assert [(draw.loss, draw.delta_loss) for draw in draws] == [(math.inf, math.inf)] * 3
+    assert all(0.0 <= draw.accuracy <= 1.0 for draw in draws)
+    assert math.isfinite(clean.loss)
 
 
 def test_noise_is_multiplicative_with_the_requested_spread():

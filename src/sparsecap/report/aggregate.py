@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.statistics import Interval, finite, interval_of
+from sparsecap.report.statistics import Interval, interval_of, mean_of, observed
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
@@ -36,7 +36,8 @@ def _number(value: Any) -> float:
 
 @dataclass(frozen=True)
 class Stat:
-    """Mean and spread of one quantity over seeds (NaN-valued entries are left out)."""
+    """Mean and spread of one quantity over seeds (missing entries, None or NaN, are left out; an infinite one,
+    a loss that overflowed, makes the mean infinite and the spread NaN)."""
 
     mean: float
     std: float
@@ -44,9 +45,11 @@ class Stat:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Stat:
-        array = finite(values)
+        array = observed(values)
         if array.size == 0:
             return cls(math.nan, math.nan, 0)
+        if not np.isfinite(array).all():
+            return cls(mean_of(array), math.nan, int(array.size))
         std = float(array.std(ddof=1)) if array.size > 1 else 0.0
         return cls(float(array.mean()), std, int(array.size))
 
@@ -60,11 +63,20 @@ class Stat:
         return interval_of(self.mean, self.std, self.n)
 
     def format(self, digits: int = 3) -> str:
+        if self.n and math.isinf(self.mean):
+            return "∞" if self.mean > 0 else "−∞"
         if not self.present:
             return "—"
         if self.n == 1:
             return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+def surviving_path_fraction(trial: dict[str, Any]) -> float | None:
+    """A trial's log10 path fraction where any path survives; None for a severed mask (-inf), which is counted
+    apart (`n_severed`): one severed seed would otherwise turn the point's mean into -inf."""
+    value = trial.get("path_fraction_log10")
+    return None if value == -math.inf else value
 
 
 def is_dense(remaining_percent: float) -> bool:
@@ -243,15 +255,14 @@ def group_key(trial: dict[str, Any]) -> GroupKey:
 
 
 def noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, float]:
-    """One trial's weight-noise column averaged over draws, per sigma."""
+    """One trial's weight-noise column averaged over draws, per sigma (+inf where a draw's loss overflowed).
+
+    A row is written only for an evaluated draw, so a NULL in it is an overflowed loss: studies recorded before
+    sparsecap wrote +inf for one hold NULL there, and read the same."""
     by_sigma: dict[float, list[float]] = defaultdict(list)
     for row in rows:
-        by_sigma[float(row["sigma"])].append(_number(row[column]))
-    result = {}
-    for sigma, values in by_sigma.items():
-        finite = [value for value in values if math.isfinite(value)]
-        result[sigma] = float(np.mean(finite)) if finite else math.nan
-    return result
+        by_sigma[float(row["sigma"])].append(math.inf if row[column] is None else row[column])
+    return {sigma: mean_of(observed(values)) for sigma, values in by_sigma.items()}
 
 
 CLEAN_CORRUPTION = "identity"
@@ -322,7 +333,7 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
                 n_diverged=sum(1 for trial in trials if trial["status"] == DIVERGED),
                 clean_accuracy=Stat.of(trial["test_accuracy"] for trial in finished),
                 min_class_recall=Stat.of(trial["min_class_recall"] for trial in finished),
-                path_fraction_log10=Stat.of(trial.get("path_fraction_log10") for trial in finished),
+                path_fraction_log10=Stat.of(surviving_path_fraction(trial) for trial in finished),
                 n_severed=sum(1 for trial in finished if trial.get("path_fraction_log10") == -math.inf),
                 min_effective_width_fraction=Stat.of(trial.get("min_effective_width_fraction") for trial in finished),
                 noise_accuracy={

@@ -40,6 +40,7 @@ from sparsecap.report.aggregate import (
     group_key,
     is_dense,
     noise_per_sigma,
+    surviving_path_fraction,
 )
 from sparsecap.report.statistics import (
     FRACTION,
@@ -49,8 +50,9 @@ from sparsecap.report.statistics import (
     Interval,
     best_by_mean,
     difference_within,
-    finite,
     holm,
+    mean_of,
+    observed,
     t_interval,
     welch_difference,
     within,
@@ -89,8 +91,10 @@ class Measure:
         return self.margin * abs(base_mean) if self.relative_margin else self.margin
 
     def show(self, value: float, signed: bool = False) -> str:
-        if not math.isfinite(value):
+        if math.isnan(value):
             return "—"
+        if math.isinf(value):  # a loss that overflowed under weight noise, or a difference from one
+            return "−∞" if value < 0 else "+∞" if signed else "∞"
         scaled = value * 100 if self.percent else value
         text = f"{scaled:+.2f}" if signed else f"{scaled:.2f}"
         return text + (" pp" if self.percent and signed else "")
@@ -147,23 +151,20 @@ def robust_accuracy_at(attack: str, epsilon: float) -> Measure:
     return Measure(f"robust_accuracy@{attack}/{epsilon:g}", f"{attack.upper()} robust accuracy ε={epsilon:.4g}")
 
 
-def _mean_or_nan(values: Iterable[float]) -> float:
-    sample = finite(values)
-    return float(sample.mean()) if sample.size else math.nan
-
-
 def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, float]:
     """Every measure one finished trial has, weight noise and corruptions averaged over their draws."""
     trial_id = trial["trial_id"]
     values = {CLEAN_ACCURACY: trial["test_accuracy"], MIN_CLASS_RECALL: trial["min_class_recall"]}
-    values |= {measure: trial.get(measure.key) for measure in CONNECTIVITY_MEASURES if trial.get(measure.key) is not None}
+    connectivity = {measure: trial.get(measure.key) for measure in CONNECTIVITY_MEASURES} | {
+        PATH_FRACTION: surviving_path_fraction(trial)}
+    values |= {measure: value for measure, value in connectivity.items() if value is not None}
     noise_rows = results.weight_noise.get(trial_id, [])
     accuracy, delta_loss = noise_per_sigma(noise_rows, "accuracy"), noise_per_sigma(noise_rows, "delta_loss")
     values |= {noise_accuracy_at(sigma): value for sigma, value in accuracy.items()}
     values |= {noise_delta_loss_at(sigma): value for sigma, value in delta_loss.items()}
     if any(sigma > 0 for sigma in accuracy):
-        values[NOISE_ACCURACY] = _mean_or_nan(value for sigma, value in accuracy.items() if sigma > 0)
-        values[NOISE_DELTA_LOSS] = _mean_or_nan(value for sigma, value in delta_loss.items() if sigma > 0)
+        values[NOISE_ACCURACY] = mean_of(observed(value for sigma, value in accuracy.items() if sigma > 0))
+        values[NOISE_DELTA_LOSS] = mean_of(observed(value for sigma, value in delta_loss.items() if sigma > 0))
     per_corruption, means = corruption_per_trial(results.corruption.get(trial_id, []))
     values |= {corrupted_accuracy_at(*key): value for key, value in per_corruption.items()}
     if None in means:
@@ -172,7 +173,7 @@ def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, 
               for row in results.adversarial.get(trial_id, [])}
     values |= {robust_accuracy_at(*key): value for key, value in robust.items()}
     if any(epsilon > 0 for _, epsilon in robust):
-        values[ROBUST_ACCURACY] = _mean_or_nan(value for (_, epsilon), value in robust.items() if epsilon > 0)
+        values[ROBUST_ACCURACY] = mean_of(observed(value for (_, epsilon), value in robust.items() if epsilon > 0))
     return {measure: math.nan if value is None else float(value) for measure, value in values.items()}
 
 
@@ -328,6 +329,9 @@ def _shortage(curve: Curve) -> str | None:
     if curve.base.interval.n < 2:
         return f"too few seeds: the base has {curve.base.interval.n} finished seed(s), at least 2 are needed"
     if sum(point.versus_base.testable for point in curve.sparse_points) < 1:
+        if any(point.interval.n >= MIN_SEEDS for point in curve.sparse_points):  # `welch_difference`: inf - inf
+            return (f"{curve.measure.label} is infinite (a loss overflowed under weight noise) at the base and at "
+                    "every sparse point with 2 seeds, so none can be told apart from the base")
         return "too few seeds: no sparse point has 2 finished seeds"
     return None
 

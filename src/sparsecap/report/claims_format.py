@@ -73,7 +73,12 @@ def claims_markdown(verdicts: Sequence[ClaimVerdict]) -> str:
 
 
 def _json_number(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    """Standard JSON has no NaN or infinity: NaN (nothing measured) becomes null, an infinity (a loss that
+    overflowed under weight noise) the string "Infinity" or "-Infinity", which float() and JavaScript's
+    Number() read back."""
+    if not isinstance(value, float) or math.isfinite(value):
+        return value
+    return None if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def curve_rows(curve: Curve) -> list[dict[str, Any]]:
@@ -111,7 +116,7 @@ def collapses_text(collapses: Sequence[Collapse], width: int = 100) -> str:
 
 def claims_json(analysis: Analysis) -> dict[str, Any]:
     """The claims table with its deciding curves, every group's curve of every measure, and where each group
-    collapses, JSON-ready (NaN becomes null)."""
+    collapses, JSON-ready (`_json_number`)."""
     verdicts = analysis.claims
     return {
         "method": METHOD,

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from matplotlib import colormaps
@@ -330,6 +330,9 @@ SWEET_SPOT_MARKER = dict(marker="*", markersize=14, markeredgecolor="black", mar
 DIVERGED_MARKER = dict(marker="x", markersize=8, markeredgewidth=1.8, linestyle="none")
 DIVERGED_HEIGHT = 0.03
 """Where a point whose every seed diverged is marked: this share of the axis's height above its bottom."""
+OVERFLOW_MARKER = dict(marker="^", markersize=8, linestyle="none")
+OVERFLOW_HEIGHT = 1 - DIVERGED_HEIGHT
+"""Where a point whose mean is +inf is marked: as high below the axis's top."""
 
 
 def diverged_points(curve: Curve) -> list[PointSummary]:
@@ -339,16 +342,30 @@ def diverged_points(curve: Curve) -> list[PointSummary]:
             if point.n_diverged and not point.n_finished and point.remaining_percent > 0]
 
 
+def overflowed_points(curve: Curve) -> list[PointSummary]:
+    """The curve's points whose mean is +inf (a seed's loss overflowed under weight noise): beyond every axis,
+    yet the worst a point can be, so they are marked on the axis's top edge rather than left out."""
+    return [point for point in curve.points for stat in [curve.stat_of(point)]
+            if stat is not None and stat.n and stat.mean == math.inf and point.remaining_percent > 0]
+
+
+def _mark_on_edge(axis: Axes, points: Sequence[PointSummary], height: float, color: object,
+                  marker: Mapping[str, Any]) -> bool:
+    """Markers at the points' positions, `height` up the axis whatever its y range; False for no points."""
+    if points:
+        axis.plot([point.remaining_percent for point in points], [height] * len(points),
+                  transform=axis.get_xaxis_transform(), color=color, clip_on=False, zorder=4, **marker)
+    return bool(points)
+
+
 def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
-    """Mean line with its 95% CI as a band and bars, the base, the sweet spot and the points whose every seed
-    diverged marked; False if there was nothing to draw."""
-    diverged = [point.remaining_percent for point in diverged_points(curve)]
-    if diverged:
-        axis.plot(diverged, [DIVERGED_HEIGHT] * len(diverged), transform=axis.get_xaxis_transform(), color=color,
-                  clip_on=False, zorder=4, **DIVERGED_MARKER)
+    """Mean line with its 95% CI as a band and bars, the base, the sweet spot, and the points whose every seed
+    diverged or whose mean is infinite marked on an edge; False if there was nothing to draw."""
+    marked = [_mark_on_edge(axis, diverged_points(curve), DIVERGED_HEIGHT, color, DIVERGED_MARKER),
+              _mark_on_edge(axis, overflowed_points(curve), OVERFLOW_HEIGHT, color, OVERFLOW_MARKER)]
     present = sorted(_present(curve), key=lambda item: item[0].remaining_percent)
     if not present:
-        return bool(diverged)
+        return any(marked)
     x = np.array([point.remaining_percent for point, _ in present])
     intervals = [curve.interval(stat) for _, stat in present]
     mean, low, high = (np.array([getattr(interval, end) for interval in intervals]) for end in ("mean", "low", "high"))
@@ -377,6 +394,8 @@ def _marker_legend(curves: Sequence[Curve]) -> list[Line2D]:
         handles.append(Line2D([], [], color="0.5", label="sweet spot", **SWEET_SPOT_MARKER))
     if any(diverged_points(curve) for curve in curves):
         handles.append(Line2D([], [], color="0.2", label="every seed diverged", **DIVERGED_MARKER))
+    if any(overflowed_points(curve) for curve in curves):
+        handles.append(Line2D([], [], color="0.2", label="infinite: a loss overflowed under noise", **OVERFLOW_MARKER))
     return handles
 
 

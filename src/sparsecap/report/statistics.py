@@ -35,10 +35,18 @@ def best_by_mean(points: Sequence[Point], mean: Callable[[Point], float], higher
     return max(points, key=lambda point: sign * mean(point), default=None)
 
 
-def finite(values: Iterable[float | None]) -> np.ndarray:
-    """The finite values (None and NaN are missing seeds, not zeros)."""
+def observed(values: Iterable[float | None]) -> np.ndarray:
+    """The seeds that have a value: None and NaN are missing seeds, not zeros. An infinity is kept: it is a
+    measurement (a loss that overflowed under weight noise), and leaving it out as missing would make the
+    point look more robust than it is."""
     array = np.array([math.nan if value is None else float(value) for value in values], dtype=float)
-    return array[np.isfinite(array)]
+    return array[~np.isnan(array)]
+
+
+def mean_of(sample: np.ndarray) -> float:
+    """The mean, NaN for no values; infinite when a value is, and NaN when both infinities are."""
+    with np.errstate(invalid="ignore"):
+        return float(sample.mean()) if sample.size else math.nan
 
 
 @dataclass(frozen=True)
@@ -78,12 +86,13 @@ def _clamp(value: float, low: float, high: float) -> float:
 
 
 def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Interval:
-    """Mean and two-sided Student-t confidence interval over seeds."""
-    sample = finite(values)
+    """Mean and two-sided Student-t confidence interval over seeds; an infinite value makes the mean infinite
+    and leaves the interval undefined."""
+    sample = observed(values)
     if sample.size == 0:
         return interval_of(math.nan, math.nan, 0, confidence)
-    std = float(sample.std(ddof=1)) if sample.size > 1 else math.nan
-    return interval_of(float(sample.mean()), std, int(sample.size), confidence)
+    std = float(sample.std(ddof=1)) if sample.size > 1 and np.isfinite(sample).all() else math.nan
+    return interval_of(mean_of(sample), std, int(sample.size), confidence)
 
 
 @dataclass(frozen=True)
@@ -114,13 +123,19 @@ def difference_within(difference: Difference, low: float, high: float) -> Differ
 
 
 def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confidence: float = CONFIDENCE) -> Difference:
-    """Welch's unequal-variance t-test of a against b, with the interval of the difference of means."""
-    first, second = finite(a), finite(b)
+    """Welch's unequal-variance t-test of a against b, with the interval of the difference of means.
+
+    A side with an infinite value has an infinite mean whatever its other seeds. Against a finite side the
+    difference is that infinity, decided as a difference without spread is (p = 0): a loss that overflowed
+    under weight noise is worse than any finite one. Two infinite sides cannot be told apart (NaN)."""
+    first, second = observed(a), observed(b)
     if first.size == 0 or second.size == 0:
         return Difference(math.nan, math.nan, math.nan, math.nan, int(first.size), int(second.size))
-    estimate = float(first.mean() - second.mean())
-    if first.size < 2 or second.size < 2:
+    estimate = mean_of(first) - mean_of(second)
+    if first.size < 2 or second.size < 2 or math.isnan(estimate):
         return Difference(estimate, math.nan, math.nan, math.nan, int(first.size), int(second.size))
+    if math.isinf(estimate):
+        return Difference(estimate, estimate, estimate, 0.0, int(first.size), int(second.size))
     if np.ptp(first) == 0 and np.ptp(second) == 0:
         # No spread: the t statistic is 0/0 or ±inf, so decide directly. Tested on the values themselves, as the
         # mean of 7 copies of 0.1135 is not 0.1135 to the last bit: variance and difference then come out at

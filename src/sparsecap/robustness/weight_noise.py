@@ -8,6 +8,7 @@ generator's device and are used on the weights'.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ class NoiseDraw:
     accuracy: float
     loss: float
     delta_loss: float
-    """L(w + z) - L(w) on the test set."""
+    """L(w + z) - L(w) on the test set; +inf where the noisy loss overflowed."""
 
 
 @torch.no_grad()
@@ -48,6 +49,12 @@ def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: to
 def evaluations_at(sigma: float, draws: int) -> int:
     """Draws evaluated at `sigma`: one at 0, which is deterministic (every draw adds the same mean)."""
     return draws if sigma else 1
+
+
+def overflowed_as_infinite(loss: float) -> float:
+    """A noisy model's mean loss, +inf where it is not finite. Weights and inputs are finite, so a NaN loss
+    means activations overflowed (inf - inf in the softmax): the worst outcome of a draw, not a missing one."""
+    return loss if math.isfinite(loss) else math.inf
 
 
 Restore = Callable[[], None]
@@ -134,7 +141,8 @@ def weight_noise_robustness(
             evaluations = _draws_in_turn(model, sigma, mean, count, generator, restore,
                                          lambda noisy: evaluate(noisy, images, labels, num_classes))
         for draw, noisy in enumerate(evaluations):
-            results.append(NoiseDraw(sigma, draw, noisy.accuracy, noisy.loss, noisy.loss - clean.loss))
+            loss = overflowed_as_infinite(noisy.loss)
+            results.append(NoiseDraw(sigma, draw, noisy.accuracy, loss, loss - clean.loss))
             if on_draw is not None:
                 on_draw()
     return results

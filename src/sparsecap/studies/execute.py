@@ -218,7 +218,7 @@ def evaluate_trial(
         class_recall=clean.class_recall,
         weight_noise=[
             {"sigma": draw.sigma, "draw": draw.draw, "accuracy": draw.accuracy,
-             "loss": _finite_or_none(draw.loss), "delta_loss": _finite_or_none(draw.delta_loss)}
+             "loss": draw.loss, "delta_loss": draw.delta_loss}  # +inf, an overflow, is a result
             for draw in noise
         ],
         adversarial=[
