@@ -81,20 +81,33 @@ def test_cluster_endpoint_reads_the_host_and_port_to_check(address, endpoint):
     assert cluster_endpoint(address, "--address") == endpoint
 
 
-@pytest.mark.parametrize("address", ["", ":6379", "head", "head:0", "head:65536", "head:-1"])
+@pytest.mark.parametrize("address", ["", ":6379", "head", "head:0", "head:65536", "head:-1", "tcp://head:6379"])
 def test_cluster_endpoint_refuses_what_is_no_address(address):
     with pytest.raises(SparsecapError, match="^RAY_ADDRESS: not a Ray address; valid: auto, or HOST:PORT"):
         cluster_endpoint(address, "RAY_ADDRESS")
 
 
-def test_auto_with_a_ray_address_nothing_answers_at_is_refused_in_one_line(tmp_path):
-    """`--address auto` connects where $RAY_ADDRESS says (as a cluster's job environment sets it)."""
-    address = f"127.0.0.1:{_closed_port()}"
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8265", "https://ray.example.org"])
+def test_a_dashboard_address_is_refused_as_the_wrong_kind(address):
+    """What 'ray job submit' takes, and $RAY_ADDRESS often holds for it: saying "unreachable" would mislead."""
+    with pytest.raises(SparsecapError, match="^RAY_ADDRESS: a web address, as the Ray dashboard and 'ray job "
+                                             "submit' take, not a cluster's; valid: auto, or HOST:PORT"):
+        cluster_endpoint(address, "RAY_ADDRESS")
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("127.0.0.1:{port}", "no Ray cluster answers there ("),
+    ("http://127.0.0.1:8265", "a web address, as the Ray dashboard and 'ray job submit' take, not a cluster's"),
+])
+def test_auto_with_a_ray_address_no_cluster_answers_at_is_refused_in_one_line(tmp_path, address, reason):
+    """`--address auto` connects where $RAY_ADDRESS says (as a cluster's job environment sets it, or a shell set
+    up for 'ray job submit')."""
+    address = address.format(port=_closed_port())
     result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
                              str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
                             capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": address}, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: --address auto (RAY_ADDRESS={address}): no Ray cluster answers there (" in result.stderr
+    assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -93,15 +93,25 @@ def _slots(ray: Any, spec: StudySpec) -> int:
     return max(slots, 0)
 
 
+VALID_ADDRESSES = ("valid: auto, or HOST:PORT as 'ray start --head' prints it (e.g. 10.0.0.5:6379), or "
+                   "ray://HOST:PORT for Ray Client")
+WEB_SCHEMES = ("http", "https")
+"""What the Ray dashboard and its Jobs API answer on (port 8265): the address 'ray job submit' takes and
+$RAY_ADDRESS often holds for it, but not one a driver can join."""
+
+
 def cluster_endpoint(address: str, named: str) -> tuple[str, int] | None:
     """The host and port `address` names (None for "auto", which Ray resolves itself); a Ray Client address
     (ray://HOST:PORT) is let through as Ray takes it. `named` says where the address came from, for errors."""
     if address == "auto":
         return None
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SparsecapError(f"{named}: not a Ray address; valid: auto, or HOST:PORT as 'ray start --head' "
-                             f"prints it (e.g. 10.0.0.5:6379)")
+    scheme, separator, rest = address.partition("://")
+    if separator and scheme in WEB_SCHEMES:
+        raise SparsecapError(f"{named}: a web address, as the Ray dashboard and 'ray job submit' take, not a "
+                             f"cluster's; {VALID_ADDRESSES}")
+    host, _, port = (rest if scheme == "ray" else address).rpartition(":")
+    if (separator and scheme != "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SparsecapError(f"{named}: not a Ray address; {VALID_ADDRESSES}")
     return host.strip("[]"), int(port)
 
 
