@@ -2,12 +2,15 @@
 faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,9 @@ import pytest
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
-from sparsecap.studies.ray_executor import RayOptions, cluster_endpoint
+from sparsecap.studies import ray_address
+from sparsecap.studies.ray_address import check_reachable, cluster_endpoint
+from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -110,6 +115,37 @@ def test_auto_with_a_ray_address_no_cluster_answers_at_is_refused_in_one_line(tm
     assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in result.stderr
 
 
+@pytest.fixture
+def web_server() -> Iterator[str]:
+    """A real HTTP server on a free local port, as the dashboard or any other service there would be."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+NOT_RAY = re.escape("something answers there, but not a Ray cluster (no gRPC, which Ray's GCS speaks); check")
+
+
+def test_a_server_that_is_not_rays_is_refused_where_ray_would_wait_for_minutes(web_server, monkeypatch):
+    with pytest.raises(SparsecapError, match=f"^--address {web_server}: {NOT_RAY}"):
+        check_reachable(web_server)
+    monkeypatch.setenv("RAY_USE_TLS", "1")  # a TLS server stays silent to HTTP/2 in the clear: connecting suffices
+    check_reachable(web_server)
+
+
+def test_a_server_that_accepts_and_stays_silent_is_refused_once_the_wait_is_over(monkeypatch):
+    monkeypatch.setattr(ray_address, "CONNECT_SECONDS", 0.2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel accepts the connection; nothing ever answers on it
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(SparsecapError, match=f"^--address {address}: {NOT_RAY}"):
+            check_reachable(address)
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     """One private local Ray instance for the module (starting one takes seconds)."""
@@ -128,6 +164,10 @@ def local_reference(tmp_path_factory):
 
 def _ray(spec, directory: Path, **options) -> object:
     return run_study(spec, directory, executor=Executor.RAY, ray_options=RayOptions(**options))
+
+
+def test_a_ray_clusters_own_address_passes_the_check(ray_instance):
+    check_reachable(ray.get_runtime_context().gcs_address)  # a real GCS answers HTTP/2's opening
 
 
 def test_ray_gives_the_local_executors_database(tmp_path, ray_instance, local_reference):

@@ -14,6 +14,7 @@ from typing import NoReturn
 from pathlib import Path
 
 from sparsecap.errors import SparsecapError, StudyDirectoryError
+from sparsecap.studies.ray_address import cluster_endpoint
 
 EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
@@ -90,10 +91,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
                              "at once as the cluster's CPUs allow ([resources] num_cpus per trial)")
     if executor is Executor.LOCAL:
         _refuse_more_than_the_cpus(arguments)
-    if arguments.address is not None:
-        from sparsecap.studies.ray_executor import cluster_endpoint
-
-        # a malformed address is refused before anything is written
+    if arguments.address is not None:  # a malformed address is refused before anything is written
         cluster_endpoint(arguments.address, f"--address {arguments.address}")
     if executor is Executor.LOCAL and arguments.workers != 1 and physical_cores() > 1:
         start_fork_server()  # its imports run beside this process's, should the study use workers

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -40,6 +39,7 @@ from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
+from sparsecap.studies.ray_address import check_reachable
 from sparsecap.studies.progress import StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
@@ -47,9 +47,6 @@ from sparsecap.studies.trials import Trial
 GIB = 1024**3
 POLL_SECONDS = 1.0
 """How often the progress view is refreshed while no result arrives."""
-CONNECT_SECONDS = 5.0
-"""How long a cluster's address may take to accept a connection before the run is refused: Ray itself retries
-an unreachable address for minutes, printing warnings, and never gives up."""
 
 
 @dataclass(frozen=True)
@@ -93,48 +90,6 @@ def _slots(ray: Any, spec: StudySpec) -> int:
     return max(slots, 0)
 
 
-VALID_ADDRESSES = ("valid: auto, or HOST:PORT as 'ray start --head' prints it (e.g. 10.0.0.5:6379), or "
-                   "ray://HOST:PORT for Ray Client")
-WEB_SCHEMES = ("http", "https")
-"""What the Ray dashboard and its Jobs API answer on (port 8265): the address 'ray job submit' takes and
-$RAY_ADDRESS often holds for it, but not one a driver can join."""
-
-
-def cluster_endpoint(address: str, named: str) -> tuple[str, int] | None:
-    """The host and port `address` names (None for "auto", which Ray resolves itself); a Ray Client address
-    (ray://HOST:PORT) is let through as Ray takes it. `named` says where the address came from, for errors."""
-    if address == "auto":
-        return None
-    scheme, separator, rest = address.partition("://")
-    if separator and scheme in WEB_SCHEMES:
-        raise SparsecapError(f"{named}: a web address, as the Ray dashboard and 'ray job submit' take, not a "
-                             f"cluster's; {VALID_ADDRESSES}")
-    host, _, port = (rest if scheme == "ray" else address).rpartition(":")
-    if (separator and scheme != "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SparsecapError(f"{named}: not a Ray address; {VALID_ADDRESSES}")
-    return host.strip("[]"), int(port)
-
-
-def _connection_target(address: str) -> tuple[str, str]:
-    """The address Ray will connect to for `address`, and its name in an error: "auto" means $RAY_ADDRESS
-    where that is set (else Ray's record of a cluster started on this machine)."""
-    if address == "auto" and os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})"
-    return address, f"--address {address}"
-
-
-def _check_reachable(address: str) -> None:
-    target, named = _connection_target(address)
-    endpoint = cluster_endpoint(target, named)
-    if endpoint is None:
-        return
-    try:
-        socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
-    except OSError as error:
-        raise SparsecapError(f"{named}: no Ray cluster answers there ({error}); check the address 'ray start "
-                             f"--head' printed, or leave out --address for a private local instance") from None
-
-
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
     """Start the run's private instance or connect to `options.address`, keeping the command's SIGTERM
     handler: Ray's own exits with status 1 and no word, where a stopped run must say so and exit 143."""
@@ -144,7 +99,7 @@ def _start_or_connect(ray: Any, options: RayOptions) -> None:
             ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
                      logging_level=logging.WARNING)
         else:
-            _check_reachable(options.address)
+            check_reachable(options.address)
             ray.init(address=options.address, logging_level=logging.WARNING)
     except ConnectionError as error:
         raise SparsecapError(f"--address {options.address}: no Ray cluster to connect to ({error}); start one "

@@ -1,0 +1,88 @@
+"""Checking a Ray cluster's address before Ray connects to it.
+
+Ray retries an address without a cluster for minutes, printing warnings, and never gives up: one where
+nothing listens, one of a web server, one of a process that accepts and stays silent. A run is refused
+instead, in one line that says what was found there and what a valid address looks like. Ray's GCS and
+its Ray Client server speak gRPC, so an address passes when its server answers HTTP/2's opening.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+from sparsecap.errors import SparsecapError
+
+CONNECT_SECONDS = 5.0
+"""How long a cluster's address may take to accept a connection, and then to answer, before the run is
+refused."""
+VALID_ADDRESSES = ("valid: auto, or HOST:PORT as 'ray start --head' prints it (e.g. 10.0.0.5:6379), or "
+                   "ray://HOST:PORT for Ray Client")
+WEB_SCHEMES = ("http", "https")
+"""What the Ray dashboard and its Jobs API answer on (port 8265): the address 'ray job submit' takes and
+$RAY_ADDRESS often holds for it, but not one a driver can join."""
+HTTP2_OPENING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))
+"""HTTP/2's client preface and an empty SETTINGS frame (RFC 9113, 3.4): a gRPC server answers with a
+SETTINGS frame of its own."""
+FRAME_HEADER_BYTES = 9
+SETTINGS_FRAME = 4
+"""A frame's type, the fourth byte of its header."""
+
+
+def cluster_endpoint(address: str, named: str) -> tuple[str, int] | None:
+    """The host and port `address` names (None for "auto", which Ray resolves itself); a Ray Client address
+    (ray://HOST:PORT) is let through as Ray takes it. `named` says where the address came from, for errors."""
+    if address == "auto":
+        return None
+    scheme, separator, rest = address.partition("://")
+    if separator and scheme in WEB_SCHEMES:
+        raise SparsecapError(f"{named}: a web address, as the Ray dashboard and 'ray job submit' take, not a "
+                             f"cluster's; {VALID_ADDRESSES}")
+    host, _, port = (rest if scheme == "ray" else address).rpartition(":")
+    if (separator and scheme != "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SparsecapError(f"{named}: not a Ray address; {VALID_ADDRESSES}")
+    return host.strip("[]"), int(port)
+
+
+def connection_target(address: str) -> tuple[str, str]:
+    """The address Ray will connect to for `address`, and its name in an error: "auto" means $RAY_ADDRESS
+    where that is set (else Ray's record of a cluster started on this machine)."""
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})"
+    return address, f"--address {address}"
+
+
+def uses_tls() -> bool:
+    """Whether Ray connects over TLS ($RAY_USE_TLS, as Ray reads it): a TLS server does not answer HTTP/2's
+    opening in the clear, so only the connection is checked."""
+    return os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+
+
+def answers_http2(connection: socket.socket) -> bool:
+    """Whether the server at the other end of `connection` answers HTTP/2's opening with a SETTINGS frame
+    within the connection's timeout (gRPC does; a web server answers HTTP/1.1, a silent one nothing)."""
+    connection.sendall(HTTP2_OPENING)
+    header = b""
+    with contextlib.suppress(OSError):  # reset, or timed out
+        while len(header) < FRAME_HEADER_BYTES and (chunk := connection.recv(FRAME_HEADER_BYTES - len(header))):
+            header += chunk
+    return len(header) == FRAME_HEADER_BYTES and header[3] == SETTINGS_FRAME
+
+
+def check_reachable(address: str) -> None:
+    """Refuse, in one line, an address where no Ray cluster answers within `CONNECT_SECONDS`."""
+    target, named = connection_target(address)
+    endpoint = cluster_endpoint(target, named)
+    if endpoint is None:
+        return
+    try:
+        connection = socket.create_connection(endpoint, timeout=CONNECT_SECONDS)
+    except OSError as error:
+        raise SparsecapError(f"{named}: no Ray cluster answers there ({error}); check the address 'ray start "
+                             f"--head' printed, or leave out --address for a private local instance") from None
+    with connection:
+        if not uses_tls() and not answers_http2(connection):
+            raise SparsecapError(f"{named}: something answers there, but not a Ray cluster (no gRPC, which Ray's "
+                                 f"GCS speaks); check the address 'ray start --head' printed (its port is 6379 "
+                                 f"unless --port said otherwise)")
