@@ -4,6 +4,9 @@ import io
 import os
 import threading
 
+import pytest
+
+from sparsecap.studies import progress
 from sparsecap.studies.progress import (
     EpochReport,
     ProgressStyle,
@@ -28,13 +31,38 @@ def test_bars_only_where_wanted_and_on_a_terminal():
 def test_a_log_gets_a_first_line_then_one_plain_line_per_trial_with_the_count_and_an_eta():
     log = io.StringIO()
     with StudyProgressView("tiny", 3, 1, ProgressStyle.LINES, log, running_seconds=3600) as view:
-        view.record(_record(schedule="static", width=64, seed=0))
-        view.record(_record(schedule="static", width=64, seed=1, status="failed", test_accuracy=None))
+        view.recorded([_record(schedule="static", width=64, seed=0)])
+        view.recorded([_record(schedule="static", width=64, seed=1, status="failed", test_accuracy=None)])
     lines = log.getvalue().splitlines()
     assert len(lines) == 3 and "\x1b" not in log.getvalue() and "\r" not in log.getvalue()
     assert lines[0] == "tiny: 2 trials to run, 1 already finished; a line per finished trial, and every 3600 s what is running"
     assert lines[1].startswith("[2/3, ETA ") and " finished: " in lines[1] and "accuracy 0." in lines[1]
     assert lines[2].startswith("[3/3] ") and " failed: " in lines[2] and "accuracy —" in lines[2]
+
+
+class _Clock:
+    """`time` as the progress view reads it, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_seeds_recorded_together_are_counted_together_before_the_eta_is_told(monkeypatch: pytest.MonkeyPatch):
+    """Counted one by one, the first of 3 seeds trained together in 100 s would say ETA 8m20s (100 s per trial)."""
+    clock = _Clock()
+    monkeypatch.setattr(progress, "time", clock)
+    log = io.StringIO()
+    with StudyProgressView("tiny", 6, 0, ProgressStyle.LINES, log, running_seconds=3600) as view:
+        view.set_running(3)
+        clock.now = 100.0
+        view.recorded([_record(schedule="static", width=64, seed=seed, status=status, test_accuracy=accuracy)
+                       for seed, status, accuracy in ((0, "finished", 0.9), (1, "failed", None), (2, "finished", 0.8))])
+    lines = log.getvalue().splitlines()[1:]
+    assert [line.split("]")[0] for line in lines] == ["[1/6, ETA 1m40s", "[2/6, ETA 1m40s", "[3/6, ETA 1m40s"]
+    assert (view.done, view.failed, view.running, view.accuracy) == (2, 1, 0, 0.8)
 
 
 class _ClosedAfter(io.StringIO):
@@ -54,7 +82,7 @@ def test_a_log_whose_reader_has_gone_stops_the_lines_not_the_study():
     log = _ClosedAfter(1)
     with StudyProgressView("tiny", 3, 0, ProgressStyle.LINES, log, running_seconds=3600) as view:
         for seed in range(3):
-            view.record(_record(schedule="static", width=64, seed=seed))
+            view.recorded([_record(schedule="static", width=64, seed=seed)])
     assert view.done == 3 and log.getvalue().count("\n") == 1
 
 
@@ -82,7 +110,7 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
         view.epoch_done(EpochReport(w128, w128, 1, 300, 300, 0.01))
         view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5))  # its next seed
         assert log.enough.wait(timeout=60)
-        view.record(_record(schedule="static", width=128, seed=0))  # its group is no longer running
+        view.recorded([_record(schedule="static", width=128, seed=0)])  # its group is no longer running
         later = len(log.getvalue())
         log.wanted = log.getvalue().count("\n") + 2
         log.enough.clear()
@@ -98,7 +126,7 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
 def test_nothing_running_writes_no_running_line():
     log = io.StringIO()
     with StudyProgressView("tiny", 2, 0, ProgressStyle.LINES, log, running_seconds=0.001) as view:
-        view.record(_record(schedule="static", width=64, seed=0))
+        view.recorded([_record(schedule="static", width=64, seed=0)])
     assert not [line for line in log.getvalue().splitlines() if " running " in line]
 
 

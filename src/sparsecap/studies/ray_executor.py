@@ -183,7 +183,7 @@ def run_on_ray(
                     ) for trial in group]
                 for record in records:
                     on_record(record)
-                    view.record(record)
+                view.recorded(records)
             if time.monotonic() - checked > 10:  # a cluster may grow or shrink
                 slots, checked = _slots(ray, spec), time.monotonic()
     finally:

@@ -227,9 +227,10 @@ def _run_pending(
             shown = TrialProgress(bars, view.epoch_done)
             for group in groups:
                 view.set_running(len(group))
-                for result in run_group_or_failures(spec, group, on_device[group[0].dataset],
-                                                    storage / "checkpoints", here, shown):
+                results = run_group_or_failures(spec, group, on_device[group[0].dataset], storage / "checkpoints",
+                                                here, shown)
+                for result in results:
                     write(result)
-                    view.record(result)
+                view.recorded(results)
     return StudyProgress(total=len(trials), already_finished=len(trials) - len(pending), ran=len(pending),
                          failed=tuple(failed))

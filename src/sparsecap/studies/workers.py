@@ -172,7 +172,7 @@ def run_on_workers(
                         f"{worker.process.exitcode}: killed, or out of memory?)", 0.0) for trial in worker.group]
                 for record in records:  # written before anything else can go wrong with this worker
                     on_record(record)
-                    view.record(record)
+                view.recorded(records)
                 if alive:
                     _hand_on(worker, waiting, busy)
     finally:  # interrupted: stop the workers (their groups are not recorded, so a rerun runs them)
