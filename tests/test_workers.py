@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sparsecap.data import load_dataset
+from sparsecap.devices import cpu_name
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
 from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
@@ -102,6 +103,30 @@ def test_a_worker_killed_between_groups_loses_no_record_and_its_next_group_runs(
                        max_retries=0)
     assert sorted(record.trial_id for record in records) == sorted(trial.trial_id for trial in trials)
     assert {record.status for record in records} == {"finished"}
+
+
+class _KillAtFirstEpoch(StudyProgressView):
+    """A progress view that kills the worker whose epoch it is first told of: that worker dies mid-group."""
+
+    def epoch_done(self, report: EpochReport) -> None:
+        if not getattr(self, "killed", None):
+            (self.killed,) = [child for child in multiprocessing.active_children() if child.name == "sparsecap-worker"]
+            self.killed.kill()
+        super().epoch_done(report)
+
+
+def test_the_group_of_a_worker_that_died_is_recorded_failed_with_where_it_ran(tmp_path):
+    """Where and on how many threads, as the worker said once started: the parent initialises no device."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]"])
+    trials = expand(spec)
+    records = []
+    with _KillAtFirstEpoch("killed", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1, max_retries=0)
+    failed = [record for record in records if record.status == "failed"]
+    assert len(failed) == 1 and "died 1 times" in failed[0].error
+    assert (failed[0].device, failed[0].device_name, failed[0].threads) == ("cpu", cpu_name(), 1)
+    assert [record.status for record in records if record is not failed[0]] == ["finished"]
 
 
 LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")

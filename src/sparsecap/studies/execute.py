@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
-from sparsecap.devices import memory_format, placement
+from sparsecap.devices import Placement, memory_format, placement
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
 from sparsecap.robustness.evaluation import evaluation_batch_size
@@ -324,7 +324,10 @@ def run_group_or_failures(
                   f"failed ({type(error).__name__}: {error}); running them one by one", file=sys.stderr)
     if records is None:
         records = [run_trial_or_failure(spec, trial, dataset, checkpoint_directory, progress) for trial in trials]
-    where = placement(runtime.device)
-    return [dataclasses.replace(record, threads=threads, device=where.device, device_name=where.device_name,
-                                torch_version=where.torch_version, cuda_version=where.cuda_version)
-            for record in records]
+    return [placed(record, placement(runtime.device), threads) for record in records]
+
+
+def placed(record: TrialRecord, where: Placement, threads: int) -> TrialRecord:
+    """The record with where it ran and on how many threads."""
+    return dataclasses.replace(record, threads=threads, device=where.device, device_name=where.device_name,
+                               torch_version=where.torch_version, cuda_version=where.cuda_version)

@@ -26,10 +26,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from sparsecap.data import DatasetName, ImageDataset
+from sparsecap.devices import Placement, placement
 from sparsecap.runtime import Runtime
 from sparsecap.studies.database import TrialRecord
 from sparsecap.sparsity.flops import dense_multiply_accumulates
-from sparsecap.studies.execute import failed_record, meta_model, run_group_or_failures
+from sparsecap.studies.execute import failed_record, meta_model, placed, run_group_or_failures
 from sparsecap.studies.fork_server import start_fork_server
 from sparsecap.studies.progress import EpochReport, StudyProgressView, TrialProgress
 from sparsecap.studies.spec import StudySpec
@@ -56,7 +57,9 @@ def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoint
     threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
     progress = TrialProgress(on_epoch=connection.send)
-    with contextlib.suppress(EOFError):  # the run is gone (stopped while this worker waited between groups)
+    # EOFError, BrokenPipeError: the run is gone (stopped while this worker waited between groups)
+    with contextlib.suppress(EOFError, BrokenPipeError):
+        connection.send(placement(runtime.device))  # for the records of its group, should this worker die
         while (group := connection.recv()) is not None:
             connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime,
                                                   progress))
@@ -68,6 +71,9 @@ class _Worker:
     def __init__(self, context: multiprocessing.context.BaseContext, arguments: tuple, runtime: Runtime,
                  slot: int, group: Group) -> None:
         self.slot = slot
+        self.runtime = runtime
+        self.placement: Placement | None = None
+        """Where it runs, as it said once started: the parent initialises no CUDA to find out."""
         self.connection, theirs = context.Pipe()
         self.process = context.Process(target=_work, args=(*arguments, runtime, theirs), name="sparsecap-worker",
                                        daemon=True)
@@ -79,8 +85,8 @@ class _Worker:
         self.group = group
         self.connection.send(group)
 
-    def receive(self) -> list[TrialRecord] | EpochReport | None:
-        """Its group's records or an epoch of it, or None if it died before sending its records."""
+    def receive(self) -> list[TrialRecord] | EpochReport | Placement | None:
+        """Its group's records, an epoch of it or where it runs, or None if it died before sending its records."""
         try:
             return self.connection.recv()
         except (EOFError, ConnectionResetError):
@@ -120,10 +126,25 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return start_fork_server()
 
 
+def _multiply_accumulates(group: Group, dataset: ImageDataset) -> int:
+    return dense_multiply_accumulates(meta_model(group[0], dataset), dataset.info.input_shape)
+
+
 def _cost(group: Group, dataset: ImageDataset) -> int:
     """A group's relative cost, to start the longest first (the study then ends with short ones, not one long)."""
-    model = meta_model(group[0], dataset)
-    return len(group) * dense_multiply_accumulates(model, dataset.info.input_shape)
+    return len(group) * _multiply_accumulates(group, dataset)
+
+
+def _died_records(spec: StudySpec, worker: _Worker, dataset: ImageDataset, deaths: int) -> list[TrialRecord]:
+    """The failed records of the group of a worker that died `deaths` times: where it ran (if it said so before
+    dying) and on the threads it had, as a finished record says."""
+    records = [failed_record(spec, trial, dataset, f"the worker process running it died {deaths} times (last "
+                             f"exit code {worker.process.exitcode}: killed, or out of memory?)", 0.0)
+               for trial in worker.group]
+    if worker.placement is None:
+        return records
+    threads = worker.runtime.threads_for(_multiply_accumulates(worker.group, dataset))
+    return [placed(record, worker.placement, threads) for record in records]
 
 
 def run_on_workers(
@@ -158,6 +179,9 @@ def run_on_workers(
                 if isinstance(records, EpochReport):
                     view.epoch_done(records)
                     continue
+                if isinstance(records, Placement):
+                    worker.placement = records
+                    continue
                 busy.remove(worker)
                 alive = records is not None
                 if not alive:  # died mid-group: run it again on a new worker, or record it failed
@@ -166,10 +190,7 @@ def run_on_workers(
                     if deaths[key] <= max_retries:
                         waiting.appendleft(worker.group)
                         continue
-                    records = [failed_record(
-                        spec, trial, datasets[trial.dataset],
-                        f"the worker process running it died {deaths[key]} times (last exit code "
-                        f"{worker.process.exitcode}: killed, or out of memory?)", 0.0) for trial in worker.group]
+                    records = _died_records(spec, worker, datasets[worker.group[0].dataset], deaths[key])
                 for record in records:  # written before anything else can go wrong with this worker
                     on_record(record)
                 view.recorded(records)
