@@ -3,6 +3,7 @@ faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -144,6 +145,51 @@ def test_a_server_that_accepts_and_stays_silent_is_refused_once_the_wait_is_over
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(SparsecapError, match=f"^--address {address}: {NOT_RAY}"):
             check_reachable(address)
+
+
+@pytest.fixture
+def token_cluster(tmp_path) -> Iterator[tuple[str, Path]]:
+    """A real Ray head with token authentication ('ray start --head --block'), with a token file of its own;
+    its address and that file."""
+    token = tmp_path / "token"
+    token.write_text(secrets.token_hex(32))
+    port = _closed_port()
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while head.poll() is None:  # until its GCS listens (a dead head ends the wait, and the test fails)
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", token
+    finally:
+        head.terminate()  # it stops the processes it started
+        head.wait()
+
+
+@pytest.mark.slow
+def test_a_cluster_with_token_authentication_is_joined_with_its_token_and_without_it_says_why(tmp_path, token_cluster):
+    """Ray sends no token to an address given explicitly, and such a cluster's refusal says only "Failed to
+    connect": the error names the likely cause and the fix, which then works."""
+    address, token = token_cluster
+    spec = write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"))
+    without = {name: value for name, value in os.environ.items() if not name.startswith("RAY_AUTH")}
+
+    def run(out: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(spec), "--out", str(tmp_path / out),
+                               "--executor", "ray", "--address", address, "--no-progress"],
+                              capture_output=True, text=True, env=environment, check=False)
+    refused = run("refused", without)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"error: --address {address}: a Ray server answers there, but this driver could not join its cluster (" \
+           in refused.stderr and "set RAY_AUTH_MODE=token here too" in refused.stderr
+    joined = run("joined", {**without, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)})
+    assert joined.returncode == 0, joined.stderr
+    assert finished_trial_count(tmp_path / "joined" / "results.sqlite") == 4
 
 
 @pytest.fixture(scope="module")

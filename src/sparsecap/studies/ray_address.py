@@ -70,6 +70,26 @@ def answers_http2(connection: socket.socket) -> bool:
     return len(header) == FRAME_HEADER_BYTES and header[3] == SETTINGS_FRAME
 
 
+def sends_token() -> bool:
+    """Whether Ray authenticates this driver with a token ($RAY_AUTH_MODE=token, as Ray reads it)."""
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def join_refused(address: str, error: Exception) -> str:
+    """Why Ray could not join the cluster at `address` after `check_reachable` passed, and what to do. Ray 2.59+
+    sends its token (~/.ray/auth_token) only to a cluster it finds on this machine, never to an address given
+    explicitly, while 'ray start --head' turns token authentication on wherever that file exists: such a
+    cluster refuses a driver told its address, after 20 s, in words that say only that it could not connect."""
+    target, named = connection_target(address)
+    if target == "auto":
+        return (f"{named}: no Ray cluster to connect to ({error}); start one (ray start --head) or leave out "
+                f"--address for a private local instance")
+    hint = "" if sends_token() else (
+        "; if it uses token authentication, as 'ray start --head' does wherever ~/.ray/auth_token exists, set "
+        "RAY_AUTH_MODE=token here too: Ray sends no token to an address given explicitly")
+    return f"{named}: a Ray server answers there, but this driver could not join its cluster ({error}){hint}"
+
+
 def check_reachable(address: str) -> None:
     """Refuse, in one line, an address where no Ray cluster answers within `CONNECT_SECONDS`."""
     target, named = connection_target(address)

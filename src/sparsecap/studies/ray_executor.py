@@ -39,7 +39,7 @@ from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
-from sparsecap.studies.ray_address import check_reachable
+from sparsecap.studies.ray_address import check_reachable, join_refused
 from sparsecap.studies.progress import StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
@@ -94,16 +94,14 @@ def _start_or_connect(ray: Any, options: RayOptions) -> None:
     """Start the run's private instance or connect to `options.address`, keeping the command's SIGTERM
     handler: Ray's own exits with status 1 and no word, where a stopped run must say so and exit 143."""
     handler = signal.getsignal(signal.SIGTERM)
-    try:
-        if options.address is None:  # "local": a private instance, even if another one runs on this machine
-            ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False,
-                     logging_level=logging.WARNING)
-        else:
-            check_reachable(options.address)
+    if options.address is None:  # "local": a private instance, even if another one runs on this machine
+        ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    else:
+        check_reachable(options.address)
+        try:
             ray.init(address=options.address, logging_level=logging.WARNING)
-    except ConnectionError as error:
-        raise SparsecapError(f"--address {options.address}: no Ray cluster to connect to ({error}); start one "
-                             f"(ray start --head) or leave out --address for a private local instance") from None
+        except ConnectionError as error:
+            raise SparsecapError(join_refused(options.address, error)) from None
     if threading.current_thread() is threading.main_thread() and handler is not None:
         signal.signal(signal.SIGTERM, handler)
 
