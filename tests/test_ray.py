@@ -4,10 +4,12 @@ faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -154,9 +156,12 @@ def token_cluster(tmp_path) -> Iterator[tuple[str, Path]]:
     token = tmp_path / "token"
     token.write_text(secrets.token_hex(32))
     port = _closed_port()
+    # Its own temporary directory (short: Ray's socket paths must fit 107 bytes): a head records its address
+    # in ray_current_cluster there, and one left in /tmp/ray would send every later `--address auto` to it.
+    temporary = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block", f"--port={port}", "--num-cpus=1",
-         "--include-dashboard=false", "--disable-usage-stats"],
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temporary}"],
         env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -169,6 +174,7 @@ def token_cluster(tmp_path) -> Iterator[tuple[str, Path]]:
     finally:
         head.terminate()  # it stops the processes it started
         head.wait()
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 @pytest.mark.slow
