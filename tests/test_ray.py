@@ -49,8 +49,10 @@ TRIAL_PROCESS_TITLE = "ray::sparsecap-trial"  # Ray names a worker's process aft
 
 
 def test_an_address_with_no_cluster_is_refused_in_one_line(tmp_path):
-    """First in the module: `--address auto` finds the instance `ray_instance` starts, while it runs."""
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    """First in the module: `--address auto` finds the instance `ray_instance` starts, while it runs. Ray's
+    temporary directory is the test's own, which records no cluster."""
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"} | {
+        "RAY_TMPDIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
                              str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
                             capture_output=True, text=True, env=environment, check=False)
@@ -116,6 +118,23 @@ def test_auto_with_a_ray_address_no_cluster_answers_at_is_refused_in_one_line(tm
                             capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": address}, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in result.stderr
+
+
+def test_auto_with_a_recorded_cluster_that_has_stopped_is_refused_in_one_line(tmp_path):
+    """'ray start' records its cluster for `--address auto`; one stopped without 'ray stop' (killed, or its
+    '--block' process ended) leaves the record, and Ray retried that address for minutes."""
+    recorded = f"127.0.0.1:{_closed_port()}"
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(recorded)
+    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"} | {
+        "RAY_TMPDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
+                             str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
+                            capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    record = tmp_path / "ray" / "ray_current_cluster"
+    assert (f"error: --address auto (the cluster recorded in {record}: {recorded}): no Ray cluster answers there ("
+            in result.stderr and "'ray stop' clears it" in result.stderr)
 
 
 @pytest.fixture

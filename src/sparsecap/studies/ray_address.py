@@ -11,6 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 from sparsecap.errors import SparsecapError
 
@@ -45,12 +49,42 @@ def cluster_endpoint(address: str, named: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def connection_target(address: str) -> tuple[str, str]:
-    """The address Ray will connect to for `address`, and its name in an error: "auto" means $RAY_ADDRESS
-    where that is set (else Ray's record of a cluster started on this machine)."""
-    if address == "auto" and os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})"
-    return address, f"--address {address}"
+@dataclass(frozen=True)
+class Target:
+    """The address Ray will connect to for an `--address`, and how an error names it and advises."""
+
+    address: str
+    named: str
+    """Where the address came from."""
+    advice: str = ("check the address 'ray start --head' printed, or leave out --address for a private local "
+                   "instance")
+    """What to do where nothing answers there."""
+
+
+def recorded_cluster_file() -> Path:
+    """Where 'ray start' records the cluster that `--address auto` joins (ray_current_cluster in Ray's
+    temporary directory: $RAY_TMPDIR, else $TMPDIR on Linux, else /tmp)."""
+    linux = sys.platform.startswith("linux")
+    directory = (os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if linux else None)
+                 or ("/tmp" if linux or sys.platform == "darwin" else tempfile.gettempdir()))
+    return Path(directory) / "ray" / "ray_current_cluster"
+
+
+def connection_target(address: str) -> Target:
+    """The address Ray will connect to for `address`: "auto" means $RAY_ADDRESS where that is set, else the
+    cluster 'ray start' recorded on this machine (a cluster that stopped without 'ray stop' leaves its record,
+    and Ray then retries that address for minutes), else whatever Ray finds running here."""
+    if address != "auto":
+        return Target(address, f"--address {address}")
+    if os.environ.get("RAY_ADDRESS"):
+        return Target(os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})")
+    record = recorded_cluster_file()
+    recorded = record.read_text().strip() if record.is_file() else ""
+    if not recorded:
+        return Target("auto", "--address auto")
+    return Target(recorded, f"--address auto (the cluster recorded in {record}: {recorded})",
+                  f"a cluster stopped without 'ray stop' leaves that record behind: 'ray stop' clears it; start a "
+                  f"cluster (ray start --head), or leave out --address for a private local instance")
 
 
 def uses_tls() -> bool:
@@ -80,29 +114,28 @@ def join_refused(address: str, error: Exception) -> str:
     sends its token (~/.ray/auth_token) only to a cluster it finds on this machine, never to an address given
     explicitly, while 'ray start --head' turns token authentication on wherever that file exists: such a
     cluster refuses a driver told its address, after 20 s, in words that say only that it could not connect."""
-    target, named = connection_target(address)
-    if target == "auto":
-        return (f"{named}: no Ray cluster to connect to ({error}); start one (ray start --head) or leave out "
-                f"--address for a private local instance")
-    hint = "" if sends_token() else (
+    target = connection_target(address)
+    if target.address == "auto":
+        return (f"{target.named}: no Ray cluster to connect to ({error}); start one (ray start --head) or leave "
+                f"out --address for a private local instance")
+    hint = "" if address == "auto" or sends_token() else (
         "; if it uses token authentication, as 'ray start --head' does wherever ~/.ray/auth_token exists, set "
         "RAY_AUTH_MODE=token here too: Ray sends no token to an address given explicitly")
-    return f"{named}: a Ray server answers there, but this driver could not join its cluster ({error}){hint}"
+    return f"{target.named}: a Ray server answers there, but this driver could not join its cluster ({error}){hint}"
 
 
 def check_reachable(address: str) -> None:
     """Refuse, in one line, an address where no Ray cluster answers within `CONNECT_SECONDS`."""
-    target, named = connection_target(address)
-    endpoint = cluster_endpoint(target, named)
+    target = connection_target(address)
+    endpoint = cluster_endpoint(target.address, target.named)
     if endpoint is None:
         return
     try:
         connection = socket.create_connection(endpoint, timeout=CONNECT_SECONDS)
     except OSError as error:
-        raise SparsecapError(f"{named}: no Ray cluster answers there ({error}); check the address 'ray start "
-                             f"--head' printed, or leave out --address for a private local instance") from None
+        raise SparsecapError(f"{target.named}: no Ray cluster answers there ({error}); {target.advice}") from None
     with connection:
         if not uses_tls() and not answers_http2(connection):
-            raise SparsecapError(f"{named}: something answers there, but not a Ray cluster (no gRPC, which Ray's "
+            raise SparsecapError(f"{target.named}: something answers there, but not a Ray cluster (no gRPC, which Ray's "
                                  f"GCS speaks); check the address 'ray start --head' printed (its port is 6379 "
                                  f"unless --port said otherwise)")
