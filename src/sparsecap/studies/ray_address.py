@@ -1,9 +1,11 @@
 """Checking a Ray cluster's address before Ray connects to it.
 
 Ray retries an address without a cluster for minutes, printing warnings, and never gives up: one where
-nothing listens, one of a web server, one of a process that accepts and stays silent. A run is refused
-instead, in one line that says what was found there and what a valid address looks like. Ray's GCS and
-its Ray Client server speak gRPC, so an address passes when its server answers HTTP/2's opening.
+nothing listens (a stopped cluster that `--address auto` still finds recorded included), one of a web
+server, one of a process that accepts and stays silent. A run is refused instead, in one line that says
+what was found there and what a valid address looks like. Ray's GCS and its Ray Client server speak gRPC,
+so an address passes when its server answers HTTP/2's opening; a cluster that then refuses the driver is
+named as such, with the likely cause (`join_refused`).
 """
 
 from __future__ import annotations

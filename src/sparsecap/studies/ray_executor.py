@@ -39,8 +39,8 @@ from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
-from sparsecap.studies.ray_address import check_reachable, join_refused
 from sparsecap.studies.progress import StudyProgressView, TrialProgress, write_line
+from sparsecap.studies.ray_address import check_reachable, join_refused
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
 
