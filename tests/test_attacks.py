@@ -117,6 +117,24 @@ def test_fgsm_is_the_hand_computed_signed_gradient_step() -> None:
     assert {0.0, 1.0} <= {value for row in expected for value in row}
 
 
+def test_a_confident_model_is_still_attacked_along_the_cross_entropy_gradient() -> None:
+    """Logit margins of about 300: float32's softmax rounds the true class to 1 and the cross-entropy's gradient
+    to exactly 0, which left the pixels unchanged and the examples counted robust. With two classes the
+    gradient's direction is W[other] - W[true] whatever the margin."""
+    model = nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.copy_(300 * torch.tensor([[1.0, -2.0, 0.5], [-1.0, 1.0, 2.0]]))
+        model.bias.zero_()
+    pixels = torch.tensor([[0.9, 0.1, 0.3], [0.1, 0.9, 0.6]])
+    labels = model(pixels).argmax(dim=1)
+    assert labels.tolist() == [0, 1] and (model(pixels).diff(dim=1).abs() > 200).all()
+    direction = (model.weight[1 - labels] - model.weight[labels]).sign()
+    assert torch.equal(fgsm(model, pixels, labels, 0.1), (pixels + 0.1 * direction).clamp(0, 1))
+    for attack in Attack:  # every attack now takes the first example, margin 315, across the boundary
+        adversarial = run_attack(model, attack, pixels, labels, 0.3, generator=torch.Generator().manual_seed(0))
+        assert model(adversarial).argmax(dim=1)[0] != labels[0], attack
+
+
 def test_pgd_robust_accuracy_is_below_clean_and_falls_with_the_budget(trained: Trained) -> None:
     results = adversarial_robustness(trained.model, trained.images, trained.labels, ["pgd"], [0.0, *BUDGETS],
                                      examples=360)

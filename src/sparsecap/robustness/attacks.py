@@ -2,7 +2,8 @@
 
 Models take pixels in [0, 1] (normalisation is their first layer), so a budget `epsilon` bounds each
 pixel's change in [0, 1] units, and every adversarial example is clamped to [0, 1]. All attacks are
-untargeted and maximise the cross-entropy of the true label.
+untargeted and maximise the cross-entropy of the true label, along its gradient's direction taken so that
+it survives a confident model (`cross_entropy_direction`).
 
 - FGSM (Goodfellow et al. 2015): one signed-gradient step of size epsilon.
 - FFGSM (Wong et al. 2020, "fast is better than free"): a uniform random start in [-eps, eps], then one
@@ -35,6 +36,7 @@ from torch import nn
 
 from sparsecap.errors import SparsecapError
 from sparsecap.robustness.attack_names import Attack, parse_attack
+from sparsecap.training.trainer import loss_accumulator
 
 ITERATIVE_STEP_FACTOR = 2.5
 """BIM and PGD step size = ITERATIVE_STEP_FACTOR · epsilon / steps."""
@@ -74,16 +76,35 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def _losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy in float64 where the device has it: float32's saturates at 0 beyond a logit
+    margin of about 104, float64's only beyond about 745, so APGD can still tell a better iterate."""
+    return functional.cross_entropy(logits.detach().to(loss_accumulator(logits.device)), labels, reduction="none")
+
+
+def cross_entropy_direction(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The cross-entropy's gradient with respect to the logits, softmax(z) - onehot(y), divided by its positive
+    per-example scale 1 - p_y: the softmax over the other classes, and -1 at the true one.
+
+    Computed so, it never vanishes. In float32 the softmax rounds p_y to 1 beyond a logit margin of about 104,
+    where the gradient itself is exactly 0: a signed-gradient attack would stall there and count a confidently
+    classified example as robust (Torchattacks and ART do). Every attack here steps along the sign of the
+    pixels' gradient, which a positive factor per example leaves unchanged (examples do not interact in eval
+    mode), so where the gradient does not vanish the step is the cross-entropy's own."""
+    others = logits.detach().scatter(1, labels[:, None], -math.inf)
+    return torch.softmax(others, dim=1).scatter_(1, labels[:, None], -1.0)
+
+
 def _loss_gradient(
     model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-example cross-entropy, its gradient with respect to the pixels, and the predicted classes."""
+    """Per-example cross-entropy (`_losses`), the direction of its gradient with respect to the pixels
+    (`cross_entropy_direction`), and the predicted classes."""
     inputs = pixels.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(inputs)
-        losses = functional.cross_entropy(logits, labels, reduction="none")
-        (gradient,) = torch.autograd.grad(losses.sum(), inputs)
-    return losses.detach(), gradient, logits.detach().argmax(dim=1)
+        (gradient,) = torch.autograd.grad(logits, inputs, grad_outputs=cross_entropy_direction(logits, labels))
+    return _losses(logits, labels), gradient, logits.detach().argmax(dim=1)
 
 
 def _project(candidate: torch.Tensor, clean: torch.Tensor, epsilon: float | torch.Tensor) -> torch.Tensor:
@@ -210,10 +231,10 @@ def apgd(
         device = pixels.device  # every per-example tensor where the pixels are (a GPU's: no copy per step)
         step = torch.full(shape, 2.0 * epsilon, dtype=pixels.dtype, device=device)
         best, best_gradient = current, torch.zeros_like(pixels)
-        best_loss = torch.full((n,), -math.inf, device=device)
+        best_loss = torch.full((n,), -math.inf, dtype=loss_accumulator(device), device=device)
         found = torch.zeros(n, dtype=torch.bool, device=device)
         result = current
-        last_loss = torch.full((n,), -math.inf, device=device)
+        last_loss = torch.full((n,), -math.inf, dtype=loss_accumulator(device), device=device)
         increases = torch.zeros(n, dtype=torch.long, device=device)
         last_checkpoint, checkpoint_best = 0, best_loss.clone()
         halved_last = torch.zeros(n, dtype=torch.bool, device=device)
@@ -256,7 +277,7 @@ def apgd(
             previous, current = current, moved
         with torch.no_grad():
             logits = model(current)
-        record(current, functional.cross_entropy(logits, labels, reduction="none"), logits.argmax(dim=1))
+        record(current, _losses(logits, labels), logits.argmax(dim=1))
         return torch.where(found.view(shape), result, best)
 
 
