@@ -205,11 +205,13 @@ def test_attacks_leave_weights_masks_gradients_and_mode_unchanged(trained_sparse
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     gradients = [parameter.grad.clone() for parameter in model.parameters()]  # left over from training
     model.train()
+    list(model.modules())[-1].eval()  # a module held in eval mode while the model trains keeps its own mode
+    modes = [module.training for module in model.modules()]
     try:
         run_attack(model, attack, trained_sparse.pixels, trained_sparse.labels, 0.2,
                    generator=torch.Generator().manual_seed(0))
         adversarial_robustness(model, trained_sparse.images, trained_sparse.labels, [attack], [0.1], examples=50)
-        assert model.training
+        assert [module.training for module in model.modules()] == modes and model.training and not modes[-1]
     finally:
         model.eval()
     for name, tensor in model.state_dict().items():

@@ -62,8 +62,9 @@ def check_steps(steps: int) -> None:
 
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode with every parameter's requires_grad off; both restored on exit."""
-    was_training = model.training
+    """Eval mode with every parameter's requires_grad off; both restored on exit, each module's mode its own
+    (a model may hold some modules in eval mode while it trains, as frozen batch norms are)."""
+    modes = [(module, module.training) for module in model.modules()]
     requires_grad = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     model.eval()
     for parameter, _ in requires_grad:
@@ -73,7 +74,8 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for parameter, flag in requires_grad:
             parameter.requires_grad_(flag)
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
 
 
 def _losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
