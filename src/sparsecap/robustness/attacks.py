@@ -35,6 +35,7 @@ import torch.nn.functional as functional
 from torch import nn
 
 from sparsecap.errors import SparsecapError
+from sparsecap.models.modes import in_eval_mode
 from sparsecap.robustness.attack_names import Attack, parse_attack
 from sparsecap.training.trainer import loss_accumulator
 
@@ -62,20 +63,16 @@ def check_steps(steps: int) -> None:
 
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode with every parameter's requires_grad off; both restored on exit, each module's mode its own
-    (a model may hold some modules in eval mode while it trains, as frozen batch norms are)."""
-    modes = [(module, module.training) for module in model.modules()]
+    """Eval mode (`in_eval_mode`) with every parameter's requires_grad off; both restored on exit."""
     requires_grad = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.eval()
     for parameter, _ in requires_grad:
         parameter.requires_grad_(False)
     try:
-        yield model
+        with in_eval_mode(model):
+            yield model
     finally:
         for parameter, flag in requires_grad:
             parameter.requires_grad_(flag)
-        for module, training in modes:
-            module.training = training
 
 
 def _losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

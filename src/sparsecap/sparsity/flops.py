@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sparsecap.models.modes import in_eval_mode
 from sparsecap.sparsity.masked import masked_layers
 
 
@@ -39,12 +40,10 @@ def _positions(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str,
         return hook
 
     handles = [layer.register_forward_hook(record(name)) for name, layer in layers]
-    was_training = model.training
     try:
-        model.eval()
-        model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
+        with in_eval_mode(model):
+            model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return positions
