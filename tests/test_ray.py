@@ -48,23 +48,34 @@ LONGER_SPEC = (
 TRIAL_PROCESS_TITLE = "ray::sparsecap-trial"  # Ray names a worker's process after the task it runs
 
 
-def test_an_address_with_no_cluster_is_refused_in_one_line(tmp_path):
-    """First in the module: `--address auto` finds the instance `ray_instance` starts, while it runs. Ray's
-    temporary directory is the test's own, which records no cluster."""
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"} | {
-        "RAY_TMPDIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
-                             str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
-                            capture_output=True, text=True, env=environment, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "error: --address auto: no Ray cluster to connect to (" in result.stderr
-    assert "start one (ray start --head) or leave out --address" in result.stderr
-
-
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _refused(tmp_path: Path, address: str, environment: dict[str, str] | None = None) -> str:
+    """The error of `sparsecap run --executor ray --address ADDRESS`, which must refuse in one line (exit 2)."""
+    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
+                             str(tmp_path / "out"), "--executor", "ray", "--address", address, "--no-progress"],
+                            capture_output=True, text=True, env=environment, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    return result.stderr
+
+
+def _without_ray_address(ray_temporary: Path) -> dict[str, str]:
+    """This environment without $RAY_ADDRESS, with Ray's temporary directory (where 'ray start' records its
+    cluster for `--address auto`) the test's own."""
+    return {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"} | {
+        "RAY_TMPDIR": str(ray_temporary)}
+
+
+def test_an_address_with_no_cluster_is_refused_in_one_line(tmp_path):
+    """First in the module: `--address auto` finds the instance `ray_instance` starts, while it runs. Ray's
+    temporary directory is the test's own, which records no cluster."""
+    error = _refused(tmp_path, "auto", _without_ray_address(tmp_path))
+    assert "error: --address auto: no Ray cluster to connect to (" in error
+    assert "start one (ray start --head) or leave out --address" in error
 
 
 @pytest.mark.parametrize(("address", "reason"), [
@@ -73,14 +84,9 @@ def _closed_port() -> int:
     ("10.0.0.5:http", "not a Ray address; valid: auto, or HOST:PORT"),
 ])
 def test_an_address_no_cluster_can_answer_is_refused_in_one_line(tmp_path, address, reason):
-    out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
-                             str(out), "--executor", "ray", "--address", address.format(port=_closed_port()),
-                             "--no-progress"], capture_output=True, text=True, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert reason in result.stderr
+    assert reason in _refused(tmp_path, address.format(port=_closed_port()))
     if "valid" in reason:
-        assert not out.exists()  # refused before anything is written
+        assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 @pytest.mark.parametrize(("address", "endpoint"), [
@@ -113,11 +119,8 @@ def test_auto_with_a_ray_address_no_cluster_answers_at_is_refused_in_one_line(tm
     """`--address auto` connects where $RAY_ADDRESS says (as a cluster's job environment sets it, or a shell set
     up for 'ray job submit')."""
     address = address.format(port=_closed_port())
-    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
-                             str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
-                            capture_output=True, text=True, env={**os.environ, "RAY_ADDRESS": address}, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in result.stderr
+    error = _refused(tmp_path, "auto", {**os.environ, "RAY_ADDRESS": address})
+    assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in error
 
 
 def test_auto_with_a_recorded_cluster_that_has_stopped_is_refused_in_one_line(tmp_path):
@@ -126,15 +129,10 @@ def test_auto_with_a_recorded_cluster_that_has_stopped_is_refused_in_one_line(tm
     recorded = f"127.0.0.1:{_closed_port()}"
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text(recorded)
-    environment = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"} | {
-        "RAY_TMPDIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "sparsecap.cli", "run", str(write_spec(tmp_path)), "--out",
-                             str(tmp_path / "out"), "--executor", "ray", "--address", "auto", "--no-progress"],
-                            capture_output=True, text=True, env=environment, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = _refused(tmp_path, "auto", _without_ray_address(tmp_path))
     record = tmp_path / "ray" / "ray_current_cluster"
     assert (f"error: --address auto (the cluster recorded in {record}: {recorded}): no Ray cluster answers there ("
-            in result.stderr and "'ray stop' clears it" in result.stderr)
+            in error and "'ray stop' clears it" in error)
 
 
 @pytest.fixture
