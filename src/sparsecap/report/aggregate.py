@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.statistics import Interval, interval_of, mean_of, observed
+from sparsecap.report.statistics import Interval, interval_of, mean_of, observed, observed_mean
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
@@ -262,7 +262,7 @@ def noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, floa
     by_sigma: dict[float, list[float]] = defaultdict(list)
     for row in rows:
         by_sigma[float(row["sigma"])].append(math.inf if row[column] is None else row[column])
-    return {sigma: mean_of(observed(values)) for sigma, values in by_sigma.items()}
+    return {sigma: observed_mean(values) for sigma, values in by_sigma.items()}
 
 
 CLEAN_CORRUPTION = "identity"

@@ -51,8 +51,7 @@ from sparsecap.report.statistics import (
     best_by_mean,
     difference_within,
     holm,
-    mean_of,
-    observed,
+    observed_mean,
     t_interval,
     welch_difference,
     within,
@@ -163,8 +162,8 @@ def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, 
     values |= {noise_accuracy_at(sigma): value for sigma, value in accuracy.items()}
     values |= {noise_delta_loss_at(sigma): value for sigma, value in delta_loss.items()}
     if any(sigma > 0 for sigma in accuracy):
-        values[NOISE_ACCURACY] = mean_of(observed(value for sigma, value in accuracy.items() if sigma > 0))
-        values[NOISE_DELTA_LOSS] = mean_of(observed(value for sigma, value in delta_loss.items() if sigma > 0))
+        values[NOISE_ACCURACY] = observed_mean(value for sigma, value in accuracy.items() if sigma > 0)
+        values[NOISE_DELTA_LOSS] = observed_mean(value for sigma, value in delta_loss.items() if sigma > 0)
     per_corruption, means = corruption_per_trial(results.corruption.get(trial_id, []))
     values |= {corrupted_accuracy_at(*key): value for key, value in per_corruption.items()}
     if None in means:
@@ -173,7 +172,7 @@ def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, 
               for row in results.adversarial.get(trial_id, [])}
     values |= {robust_accuracy_at(*key): value for key, value in robust.items()}
     if any(epsilon > 0 for _, epsilon in robust):
-        values[ROBUST_ACCURACY] = mean_of(observed(value for (_, epsilon), value in robust.items() if epsilon > 0))
+        values[ROBUST_ACCURACY] = observed_mean(value for (_, epsilon), value in robust.items() if epsilon > 0)
     return {measure: math.nan if value is None else float(value) for measure, value in values.items()}
 
 

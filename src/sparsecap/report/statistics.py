@@ -49,6 +49,11 @@ def mean_of(sample: np.ndarray) -> float:
         return float(sample.mean()) if sample.size else math.nan
 
 
+def observed_mean(values: Iterable[float | None]) -> float:
+    """The mean over the seeds that have a value (`observed`, `mean_of`)."""
+    return mean_of(observed(values))
+
+
 @dataclass(frozen=True)
 class Interval:
     """A mean over seeds with its t-interval; low/high are NaN with fewer than two seeds."""
