@@ -123,7 +123,8 @@ def test_compile_trains_the_model_itself_through_torch_compile_to_the_same_numbe
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(plain, compiled, strict=True))
 
 
-def test_the_step_hook_sees_every_step_and_can_recompute_its_batch_loss():
+def test_the_step_hook_sees_every_step_but_the_last_and_can_recompute_its_batch_loss():
+    """No hook after the last step: a mask moved then would be evaluated with its regrown weights untrained."""
     digits = load_dataset("digits")
     config = TrainingConfig(max_epochs=2, learning_rate=0.05, batch_size=500, stop_loss=0.0)
     steps = []
@@ -136,4 +137,14 @@ def test_the_step_hook_sees_every_step_and_can_recompute_its_batch_loss():
     result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0),
                    on_step=hook)
     per_epoch = math.ceil(len(digits.train_labels) / 500)
-    assert result.epochs == 2 and steps == [(number, 2 * per_epoch, 1) for number in range(1, 2 * per_epoch + 1)]
+    assert result.epochs == 2 and steps == [(number, 2 * per_epoch, 1) for number in range(1, 2 * per_epoch)]
+
+
+def test_no_step_hook_runs_after_the_step_that_ends_training_by_the_stopping_rule():
+    digits = load_dataset("digits")
+    config = TrainingConfig(max_epochs=5, learning_rate=0.05, batch_size=500, stop_loss=100.0)
+    numbers = []
+    result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0),
+                   on_step=lambda step: numbers.append(step.number))
+    per_epoch = math.ceil(len(digits.train_labels) / 500)
+    assert result.epochs == 1 and numbers == list(range(1, per_epoch))

@@ -11,7 +11,7 @@ import torch
 
 @dataclass(frozen=True)
 class Step:
-    """One optimiser step just taken."""
+    """One optimiser step taken, with another about to be: training does not end on a hook's change."""
 
     number: int
     """Steps taken so far, this one included (1, 2, ...)."""

@@ -73,7 +73,8 @@ def train(
     on_step: StepHook | None = None,
 ) -> TrainingResult:
     """Train in place with SGD + momentum until max_epochs or the loss threshold; `on_step` is called
-    after every optimiser step (`sparsecap.training.step_hook`).
+    between two optimiser steps with the first (`sparsecap.training.step_hook`), never after the last: a mask
+    moved then would leave its regrown weights untrained in the model that is evaluated.
 
     The epoch's loss is summed where the model is and read once per epoch: no step waits for the device.
     On CUDA the steps are replayed as CUDA graphs where nothing in them is decided on the host
@@ -92,6 +93,7 @@ def train(
     steps, planned = 0, config.max_epochs * len(epoch_batches(torch.arange(len(labels)), config.batch_size, smallest))
     forward, layout = forward_of(model, config), memory_format(model, labels.device)
     loss_sum = torch.zeros((), dtype=loss_accumulator(labels.device), device=labels.device)
+    taken: list[Step] = []  # the step whose hook waits for the next step to come
 
     def step(batch: torch.Tensor) -> torch.Tensor:
         nonlocal steps
@@ -99,6 +101,8 @@ def train(
         if config.augmentation:
             batch_images = random_crop_and_flip(batch_images, generator)
         pixels, targets = to_pixels(batch_images, layout), labels.index_select(0, batch)
+        if taken:
+            on_step(taken.pop())
         logits = forward(pixels)
         loss = functional.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -106,7 +110,7 @@ def train(
         optimizer.step()
         if on_step is not None:
             steps += 1
-            on_step(Step(steps, planned, optimizer, functools.partial(_batch_loss, model, pixels, targets)))
+            taken.append(Step(steps, planned, optimizer, functools.partial(_batch_loss, model, pixels, targets)))
         loss_sum.add_(loss.detach().to(loss_sum.dtype) * len(batch))
         return logits.detach()  # holding its autograd graph would keep the step's nodes alive
 

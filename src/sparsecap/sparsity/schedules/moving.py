@@ -6,12 +6,14 @@ every layer keeps exactly its count under the study's allocation. They differ in
 set at random among the positions that were masked before the update, rigl where the dense gradient of
 the step's batch is largest among all positions not kept after the drop (a dropped weight may return).
 rigl's fraction decays as ζ/2·(1 + cos(π t / T_end)) and its updates stop at T_end = stop_fraction of
-max_epochs' steps; set updates with the constant ζ until training ends. A weight grown where none was
+max_epochs' steps; set updates with the constant ζ until training ends. Neither moves the mask after the
+last step (the stopping rule's or max_epochs'; Mocanu et al.'s code skips the last epoch's evolution too):
+the weights it regrew would be evaluated untrained, at zero, a fraction ζ of the count lost. A weight grown where none was
 kept before the update starts at zero, with its momentum (RigL's rule; its code base does the same for
 SET); a dropped weight rigl regrows at once never left, and keeps its value and momentum (`net_moves`, as
 RigL's reference code does by default).
 
-The update is a hook after the optimiser's step (`sparsecap.training.step_hook`): positions move in
+The update is a hook between two optimiser steps (`sparsecap.training.step_hook`): positions move in
 place in each layer's storage (`move_kept_`: a sparse layer's positions and values, a dense one's mask)
 and the optimiser's momentum moves with them, so the trainer knows nothing of it. The model is updated
 between steps, so seeds train one at a time (a stacked program holds the seeds' weights until it ends).
