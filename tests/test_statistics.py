@@ -113,11 +113,16 @@ def test_an_infinite_seed_is_a_value_not_a_missing_seed():
     assert Stat.of([0.4, 0.6]).format() == "0.500 ± 0.141"
 
 
-def test_an_infinite_mean_differs_from_a_finite_one_for_certain_and_two_cannot_be_told_apart():
-    worse = welch_difference([0.4, math.inf, 0.5], [0.5, 0.6])
-    assert (worse.estimate, worse.low, worse.high, worse.p_value, worse.n_a) == (math.inf, math.inf, math.inf, 0.0, 3)
-    assert welch_difference([0.5, 0.6], [math.inf, 0.4]).estimate == -math.inf
+def test_seeds_with_an_infinite_value_are_compared_by_rank_not_decided_by_one_overflow():
+    """An overflowed loss is above every finite one, but one such seed is no evidence on its own."""
+    one = welch_difference([0.55, 0.6, 0.7, 0.8, 0.65], [0.5, 0.5, math.inf, 0.5, 0.5])
+    assert one.estimate == -math.inf and math.isnan(one.low) and math.isnan(one.high)
+    assert one.p_value == pytest.approx(stats.mannwhitneyu([0.55, 0.6, 0.7, 0.8, 0.65], [0.5, 0.5, math.inf, 0.5, 0.5],
+                                                           alternative="two-sided").pvalue) and one.p_value > 0.05
+    every = welch_difference([math.inf] * 5, [0.5, 0.6, 0.7, 0.55, 0.65])
+    assert every.estimate == math.inf and 0 < every.p_value < 0.01
+    assert welch_difference([math.inf] * 2, [0.5, 0.6]).p_value > 0.05  # two seeds each cannot show it
     both = welch_difference([math.inf, 0.4], [0.5, math.inf])
-    assert math.isnan(both.estimate) and not both.testable
+    assert math.isnan(both.estimate) and both.p_value == 1.0
     assert not welch_difference([math.inf], [0.5, 0.6]).testable  # one seed is still too few
-    assert difference_within(worse, -math.inf, math.inf) == worse
+    assert math.isnan(difference_within(every, -1.0, 1.0).low)  # no interval to cut

@@ -2,17 +2,20 @@
 
 Every group (architecture · dataset · family · schedule) becomes one `Curve` per measure: per point,
 the mean over seeds with its 95% t-interval and the difference from the group's dense base with
-Welch's test, Holm-corrected over the curve's points. Each claim is then a small rule over curves:
+Welch's test (by rank where a seed's loss overflowed), Holm-corrected over the curve's points. Each claim
+is then a small rule over curves, with the measure's margin (the smallest change that matters, stated
+beside every verdict) on both sides:
 
-- a claim is `holds` only when the intervals separate in its favour;
+- a claim is `holds` only when the effect is significant in its favour and its estimate exceeds the margin;
 - `does not hold` needs evidence against it: intervals that exclude the claimed effect by more than
-  the measure's margin (the smallest change that matters, stated beside every verdict), or that
-  separate against it;
-- anything else, and too few seeds, is `inconclusive`.
+  the margin at every point tested, or that separate against it;
+- anything else, too few seeds, and a point the claim is about that could not be tested is `inconclusive`.
+  So more noise can only make a verdict inconclusive, never turn one into the other.
 
 Each verdict also counts the trials that were not trained to the stopping rule (they stopped at
-`max_epochs` with the training loss still above `stop_loss`): a curve of under-trained models says
-how far training got, not what sparsity does, so such verdicts are flagged.
+`max_epochs` with the training loss still above `stop_loss`, or diverged and are left out of the
+statistics): a curve of under-trained models says how far training got, not what sparsity does, and one
+whose diverged seeds are left out shows the survivors, so such verdicts are flagged.
 
 Pure functions over `StudyResults` (the database rows) and the per-point summaries; no I/O.
 """
@@ -112,7 +115,8 @@ class Measure:
         return within(t_interval(values), *self.value_range)
 
     def difference(self, values: Iterable[float | None], others: Iterable[float | None]) -> Difference:
-        """Welch's test of `values` against `others`, its interval cut to what a difference can be."""
+        """Welch's test of `values` against `others` (`welch_difference`), its interval cut to what a difference
+        can be."""
         return difference_within(welch_difference(values, others), *self.value_range)
 
 
@@ -266,6 +270,16 @@ class Curve:
         return sum(point.under_trained for point in self.points)
 
     @property
+    def diverged(self) -> int:
+        return sum(point.diverged for point in self.points)
+
+    @property
+    def untested(self) -> list[PointEstimate]:
+        """Sparse points with finished seeds that cannot be tested against the base (one seed): a claim about
+        every point cannot pass over them."""
+        return [point for point in self.sparse_points if not point.versus_base.testable]
+
+    @property
     def trials(self) -> int:
         return sum(point.interval.n for point in self.points)
 
@@ -328,9 +342,6 @@ def _shortage(curve: Curve) -> str | None:
     if curve.base.interval.n < 2:
         return f"too few seeds: the base has {curve.base.interval.n} finished seed(s), at least 2 are needed"
     if sum(point.versus_base.testable for point in curve.sparse_points) < 1:
-        if any(point.interval.n >= MIN_SEEDS for point in curve.sparse_points):  # `welch_difference`: inf - inf
-            return (f"{curve.measure.label} is infinite (a loss overflowed under weight noise) at the base and at "
-                    "every sparse point with 2 seeds, so none can be told apart from the base")
         return "too few seeds: no sparse point has 2 finished seeds"
     return None
 
@@ -341,10 +352,24 @@ def _gain_upper(measure: Measure, difference: Difference) -> float:
 
 
 def _versus(measure: Measure, difference: Difference, adjusted_p: float | None = None) -> str:
+    """The difference, its 95% interval (per point: Holm adjusts the p-value, not the interval) and its p-value; a
+    seed with an infinite value has no interval and was compared by rank."""
     p_value = difference.p_value if adjusted_p is None else adjusted_p
     p_text = f"Holm p = {p_value:.2g}" if adjusted_p is not None else f"p = {p_value:.2g}"
-    return (f"{measure.show(difference.estimate, signed=True)} "
-            f"[{measure.show(difference.low, signed=True)}, {measure.show(difference.high, signed=True)}], {p_text}")
+    if math.isnan(difference.low):
+        return f"{measure.show(difference.estimate, signed=True)} (by rank: a loss overflowed), {p_text}"
+    interval = f"[{measure.show(difference.low, signed=True)}, {measure.show(difference.high, signed=True)}]"
+    return f"{measure.show(difference.estimate, signed=True)} {interval}{' unadjusted' if adjusted_p is not None else ''}, {p_text}"
+
+
+def _exceeds(gain: float, margin: float) -> bool:
+    """A gain beyond the margin; an infinite one (a finite loss against an overflowed one) is beyond any, also the
+    infinite margin a relative margin becomes at an overflowed base."""
+    return gain == math.inf or gain > margin
+
+
+def _untested_text(points: Sequence[PointEstimate]) -> str:
+    return ", ".join(point.label for point in points) + " could not be tested (1 finished seed)"
 
 
 def rises_then_falls(curve: Curve) -> Finding:
@@ -356,19 +381,31 @@ def rises_then_falls(curve: Curve) -> Finding:
     peak_text = f"{measure.label}: sweet spot {peak.where}: {_versus(measure, peak.versus_base, peak.adjusted_p)} against the base"
     testable = [point for point in curve.sparse_points if point.versus_base.testable]
     if all(_gain_upper(measure, point.versus_base) < margin for point in testable):
+        if curve.untested:
+            return Finding(Verdict.INCONCLUSIVE, "no tested sparse point beats the base by the margin, but "
+                           + _untested_text(curve.untested), peak_text)
         return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show(margin)}"
                        f"{' pp' if measure.percent else ''}): there is no rise", peak_text)
     if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
         return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", peak_text)
+    if not _exceeds(measure.better(peak.versus_base.estimate), margin):
+        return Finding(Verdict.INCONCLUSIVE, "the best sparse point beats the base significantly, but by no more "
+                       "than the margin", peak_text)
     sparser = [point for point in curve.sparse_points if point.remaining_percent < peak.remaining_percent]
     drops = [measure.difference(point.values, peak.values) for point in sparser]
     adjusted = holm([drop.p_value for drop in drops])
     falls = [(point, drop, p_value) for point, drop, p_value in zip(sparser, drops, adjusted)
              if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL and measure.better(drop.estimate) < 0]
-    if falls:
-        point, drop, p_value = falls[0]
+    large = [(point, drop, p_value) for point, drop, p_value in falls if _exceeds(-measure.better(drop.estimate), margin)]
+    if large:
+        point, drop, p_value = large[0]
         return Finding(Verdict.HOLDS, "rises above the base, then falls",
                        f"{peak_text}; then {point.where}: {_versus(measure, drop, p_value)} against the sweet spot")
+    if falls:
+        point, drop, p_value = falls[0]
+        return Finding(Verdict.INCONCLUSIVE, "rises above the base, then falls significantly, but by no more than "
+                       "the margin", f"{peak_text}; then {point.where}: {_versus(measure, drop, p_value)} against "
+                       "the sweet spot")
     return Finding(Verdict.INCONCLUSIVE, "rises above the base, but no significant fall beyond the sweet spot "
                    "within the sparsities studied", peak_text)
 
@@ -383,13 +420,18 @@ def improves_with_sparsity(curve: Curve) -> Finding:
     measure, best = curve.measure, curve.sweet_spot
     evidence = f"{measure.label}: best {best.where}: {_versus(measure, best.versus_base, best.adjusted_p)} against the base"
     testable = [point for point in curve.sparse_points if point.versus_base.testable]
+    margin_text = f" ({DELTA_LOSS_MARGIN:.0%} of the base's value)" if measure.relative_margin else ""
     if all(_gain_upper(measure, point.versus_base) < curve.margin for point in testable):
-        return Finding(Verdict.FAILS, f"no sparse point improves on the base by the margin "
-                       f"({DELTA_LOSS_MARGIN:.0%} of the base's value)" if measure.relative_margin else
-                       "no sparse point improves on the base by the margin", evidence)
-    if best.significant and measure.better(best.versus_base.estimate) > 0:
-        return Finding(Verdict.HOLDS, f"{measure.label} is better than the base's at a sparser point", evidence)
-    return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", evidence)
+        if curve.untested:
+            return Finding(Verdict.INCONCLUSIVE, f"no tested sparse point improves on the base by the margin"
+                           f"{margin_text}, but {_untested_text(curve.untested)}", evidence)
+        return Finding(Verdict.FAILS, f"no sparse point improves on the base by the margin{margin_text}", evidence)
+    if not (best.significant and measure.better(best.versus_base.estimate) > 0):
+        return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", evidence)
+    if not _exceeds(measure.better(best.versus_base.estimate), curve.margin):
+        return Finding(Verdict.INCONCLUSIVE, f"the best sparse point improves on the base significantly, but by no "
+                       f"more than the margin{margin_text}", evidence)
+    return Finding(Verdict.HOLDS, f"{measure.label} is better than the base's at a sparser point", evidence)
 
 
 def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
@@ -440,6 +482,10 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
         return Finding(Verdict.FAILS, f"class {change.class_index} is disproportionately hurt at {entry.point.label}",
                        evidence)
     if all(point.versus_base.low > -margin for point in regime):
+        untested = [point for point in _in_regime(curve, clean) if not point.versus_base.testable]
+        if untested:
+            return Finding(Verdict.INCONCLUSIVE, "minimum class recall is non-inferior to the base at every tested "
+                           f"point before the collapse, but {_untested_text(untested)}", evidence)
         return Finding(Verdict.HOLDS, "minimum class recall is non-inferior to the base at every point before "
                        "the collapse", evidence)
     return Finding(Verdict.INCONCLUSIVE, "the intervals are too wide to show non-inferiority", evidence)
@@ -494,6 +540,9 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
                        evidence)
     if later_at > sooner_at and not worse:
         return Finding(Verdict.FAILS, f"{second} falls below its base at a denser point than {first}", evidence)
+    if worse and better:
+        return Finding(Verdict.INCONCLUSIVE, f"mixed: {first} is significantly worse than {second} at one point "
+                       "and better at another", evidence)
     if worse and later_at > sooner_at:
         return Finding(Verdict.INCONCLUSIVE, f"mixed: {first} is significantly worse than {second} somewhere, but "
                        f"{second} is the first to fall significantly below its base", evidence)
@@ -506,9 +555,12 @@ class ConvergenceCount:
 
     trials: int = 0
     failed: int = 0
+    under_trained: int = 0
+    """Of the failed, those that ran out of max_epochs rather than diverged."""
 
     def __add__(self, other: ConvergenceCount) -> ConvergenceCount:
-        return ConvergenceCount(self.trials + other.trials, self.failed + other.failed)
+        return ConvergenceCount(self.trials + other.trials, self.failed + other.failed,
+                                self.under_trained + other.under_trained)
 
     @property
     def fraction(self) -> float:
@@ -527,8 +579,8 @@ def convergence_near_ten_percent(results: StudyResults, group: GroupKey, points:
     trials = [trial for trial in results.trials
               if group_key(trial) == group and (int(trial["width"]), int(trial["depth"])) == (point.width, point.depth)
               and trial["status"] in (FINISHED, DIVERGED)]
-    failed = sum(trial["status"] == DIVERGED or under_trained(trial, stop_loss) for trial in trials)
-    return ConvergenceCount(len(trials), failed)
+    under = sum(under_trained(trial, stop_loss) for trial in trials)
+    return ConvergenceCount(len(trials), under + sum(trial["status"] == DIVERGED for trial in trials), under)
 
 
 def vgg_fails_to_converge(vgg: ConvergenceCount, others: ConvergenceCount) -> Finding:
@@ -634,7 +686,10 @@ class ClaimVerdict:
     scope: str
     finding: Finding
     trials: int
+    """Finished trials (c6: the trials its test counted)."""
     under_trained: int
+    diverged: int = 0
+    """Diverged trials left out of the statistics (c6 counts them as its outcome, so none are left out)."""
     curves: tuple[Curve, ...] = field(default=(), compare=False)
     """The curves that decided it (drawn and tabulated beside it)."""
 
@@ -644,15 +699,27 @@ class ClaimVerdict:
 
     @property
     def trained_to_rule(self) -> bool:
-        return self.under_trained == 0
+        return self.under_trained == 0 and self.diverged == 0
+
+    @property
+    def flags(self) -> list[str]:
+        """What the verdict's trials fall short of: trained to the stopping rule, every seed counted."""
+        return [flag for flag, count in (("under-trained", self.under_trained),
+                                         ("diverged seeds left out", self.diverged)) if count]
 
     @property
     def training_text(self) -> str:
-        if self.trials == 0:
+        if self.trials == 0 and self.diverged == 0:
             return "—"
         if self.trained_to_rule:
             return "yes"
-        return f"under-trained: {self.under_trained} of {self.trials} trial(s) stopped at max_epochs above stop_loss"
+        parts = {
+            f"under-trained: {self.under_trained} of {self.trials} trial(s) stopped at max_epochs above stop_loss":
+                self.under_trained,
+            f"diverged: {self.diverged} trial(s), left out of the statistics (the verdict rests on the seeds that "
+            "survived)": self.diverged,
+        }
+        return "; ".join(text for text, count in parts.items() if count)
 
 
 def _verdict(claim: Claim, scope: str, finding: Finding, curves: Sequence[Curve]) -> ClaimVerdict:
@@ -661,7 +728,8 @@ def _verdict(claim: Claim, scope: str, finding: Finding, curves: Sequence[Curve]
         by_group[curve.group].append(curve)
     trials = sum(max(curve.trials for curve in group_curves) for group_curves in by_group.values())
     under = sum(max(curve.under_trained for curve in group_curves) for group_curves in by_group.values())
-    return ClaimVerdict(claim, scope, finding, trials, under, tuple(curves))
+    diverged = sum(max(curve.diverged for curve in group_curves) for group_curves in by_group.values())
+    return ClaimVerdict(claim, scope, finding, trials, under, diverged, tuple(curves))
 
 
 CurveClaim = tuple[Claim, tuple[Measure, ...], Callable[[Sequence[Curve]], Finding]]
@@ -740,10 +808,9 @@ def _convergence_claim(results: StudyResults, points_by_group: dict[GroupKey, li
             vgg += count
         else:
             others += count
-    stop_loss = stop_loss_of(results)
-    depth_trials = [trial for trial in results.trials if trial["family"] == "depth" and trial["status"] == FINISHED]
+    counted = vgg + others
     return ClaimVerdict(CLAIM_BY_KEY["c6"], "depth family, static", vgg_fails_to_converge(vgg, others),
-                        len(depth_trials), sum(under_trained(trial, stop_loss) for trial in depth_trials))
+                        counted.trials, counted.under_trained)
 
 
 StudyCurves = dict[GroupKey, dict[Measure, Curve]]

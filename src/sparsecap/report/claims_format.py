@@ -20,24 +20,27 @@ from sparsecap.report.claims import (
 from sparsecap.report.statistics import CONFIDENCE
 
 METHOD = (
-    f"{CONFIDENCE:.0%} t-intervals over seeds; differences from the dense base by Welch's test, Holm-corrected "
-    f"over the points of a curve; margins: accuracy {ACCURACY_MARGIN * 100:g} pp, minimum class recall "
-    f"{RECALL_MARGIN * 100:g} pp (non-inferiority), ΔL {DELTA_LOSS_MARGIN:.0%} of the base's."
+    f"{CONFIDENCE:.0%} t-intervals over seeds; differences from the dense base by Welch's test (by rank where a "
+    f"loss overflowed), p-values Holm-corrected over the points of a curve (the intervals are per point); margins, "
+    f"which an effect must exceed to hold and intervals must exclude not to: accuracy {ACCURACY_MARGIN * 100:g} pp, "
+    f"minimum class recall {RECALL_MARGIN * 100:g} pp (non-inferiority), ΔL {DELTA_LOSS_MARGIN:.0%} of the base's."
 )
 
 
 def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
     counts = verdict_counts(verdicts)
-    under = sum(not entry.trained_to_rule for entry in verdicts)
+    under = sum(bool(entry.under_trained) for entry in verdicts)
+    diverged = sum(bool(entry.diverged) for entry in verdicts)
     return (", ".join(f"{count} {verdict.value}" for verdict, count in counts.items())
-            + (f"; {under} verdict(s) on under-trained models" if under else ""))
+            + (f"; {under} verdict(s) on under-trained models" if under else "")
+            + (f"; {diverged} verdict(s) with diverged seeds left out" if diverged else ""))
 
 
 def claims_text(verdicts: Sequence[ClaimVerdict], width: int = 100) -> str:
     """One block per verdict, wrapped for a terminal."""
     lines = ["Claims: " + summary_line(verdicts), textwrap.fill(METHOD, width), ""]
     for entry in verdicts:
-        flag = "" if entry.trained_to_rule else "  [UNDER-TRAINED]"
+        flag = "".join(f"  [{flag.upper()}]" for flag in entry.flags)
         lines.append(f"{entry.claim.key:<9}{entry.verdict.value.upper()}{flag}   {entry.scope}")
         for label, text in (("claim", entry.claim.statement), ("why", entry.finding.reason),
                             ("numbers", entry.finding.evidence), ("trained to the stopping rule", entry.training_text)):
@@ -52,7 +55,7 @@ def findings_by_claim(verdicts: Sequence[ClaimVerdict]) -> dict[str, str]:
     """Per claim key, one sentence of its verdicts: 'c1 holds for mlp · mnist · width family · static; ...'."""
     sentences: dict[str, list[str]] = {}
     for entry in verdicts:
-        flag = " (under-trained)" if not entry.trained_to_rule else ""
+        flag = "".join(f" ({flag})" for flag in entry.flags)
         sentences.setdefault(entry.claim.key, []).append(f"{entry.verdict.value}{flag} for {entry.scope}")
     return {key: f"{key} " + "; ".join(parts) + "." for key, parts in sentences.items()}
 
@@ -133,7 +136,8 @@ def claims_json(analysis: Analysis) -> dict[str, Any]:
             {
                 "claim": entry.claim.key, "statement": entry.claim.statement, "scope": entry.scope,
                 "verdict": entry.verdict.value, "reason": entry.finding.reason, "evidence": entry.finding.evidence,
-                "trials": entry.trials, "under_trained": entry.under_trained, "trained_to_rule": entry.trained_to_rule,
+                "trials": entry.trials, "under_trained": entry.under_trained, "diverged": entry.diverged,
+                "trained_to_rule": entry.trained_to_rule,
                 "curves": [_curve_json(curve) for curve in entry.curves],
             }
             for entry in verdicts

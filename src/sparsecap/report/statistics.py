@@ -106,6 +106,7 @@ class Difference:
 
     NaN interval and p-value when either side has fewer than two seeds; p is 1 when both sides have
     no spread and equal means, 0 when they have no spread and differ (a deterministic difference).
+    A side with an infinite value is tested by rank, without an interval (`welch_difference`).
     """
 
     estimate: float
@@ -130,17 +131,20 @@ def difference_within(difference: Difference, low: float, high: float) -> Differ
 def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confidence: float = CONFIDENCE) -> Difference:
     """Welch's unequal-variance t-test of a against b, with the interval of the difference of means.
 
-    A side with an infinite value has an infinite mean whatever its other seeds. Against a finite side the
-    difference is that infinity, decided as a difference without spread is (p = 0): a loss that overflowed
-    under weight noise is worse than any finite one. Two infinite sides cannot be told apart (NaN)."""
+    A side with an infinite value (a loss that overflowed under weight noise) has an infinite mean whatever
+    its other seeds, and no t-interval. The seeds are then compared by rank (Mann-Whitney, two-sided), an
+    infinity above every finite value: one overflowed seed among five is no evidence on its own, all five
+    against five finite ones is (p = 0.0075). The interval stays undefined (NaN); the estimate is the
+    difference of the means, infinite or (both sides infinite) NaN."""
     first, second = observed(a), observed(b)
     if first.size == 0 or second.size == 0:
         return Difference(math.nan, math.nan, math.nan, math.nan, int(first.size), int(second.size))
     estimate = mean_of(first) - mean_of(second)
-    if first.size < 2 or second.size < 2 or math.isnan(estimate):
+    if first.size < 2 or second.size < 2:
         return Difference(estimate, math.nan, math.nan, math.nan, int(first.size), int(second.size))
-    if math.isinf(estimate):
-        return Difference(estimate, estimate, estimate, 0.0, int(first.size), int(second.size))
+    if not (np.isfinite(first).all() and np.isfinite(second).all()):
+        p_value = float(stats.mannwhitneyu(first, second, alternative="two-sided").pvalue)
+        return Difference(estimate, math.nan, math.nan, p_value, int(first.size), int(second.size))
     if np.ptp(first) == 0 and np.ptp(second) == 0:
         # No spread: the t statistic is 0/0 or ±inf, so decide directly. Tested on the values themselves, as the
         # mean of 7 copies of 0.1135 is not 0.1135 to the last bit: variance and difference then come out at
