@@ -145,6 +145,18 @@ def test_c5_across_two_studies_and_refusal_of_incompatible_ones(tmp_path: Path) 
         load_studies([static, write_study(tmp_path / "copy", {"static": FLAT}, name="copy")])
 
 
+def test_two_runs_of_one_spec_are_told_apart_by_their_directories(tmp_path: Path) -> None:
+    static = write_study(tmp_path / "static", {"static": (0.90, 0.90, 0.90, 0.90, 0.80, 0.60)}, name="quick")
+    posttrain = write_study(tmp_path / "posttrain", {"posttrain": (0.90, 0.90, 0.80, 0.60, 0.40, 0.20)}, name="quick")
+    combined = load_studies([static, posttrain])
+    assert combined.name == "static + posttrain"
+    assert {trial["trial_id"].split("/")[0] for trial in combined.trials} == {"static", "posttrain"}
+    again = write_study(tmp_path / "again" / "static", {"posttrain": FLAT}, name="quick")
+    with pytest.raises(StudyDirectoryError, match="must differ in name or in directory name to be combined .*got "
+                                                  "names quick, quick in"):
+        load_studies([static, again])
+
+
 def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_together(tmp_path: Path) -> None:
     def study(name: str, schedule: str, architecture: str, training: dict[str, str] | None) -> Path:
         return write_study(tmp_path / name, {schedule: FLAT}, name=name, architecture=architecture,

@@ -53,6 +53,7 @@ def test_describe_table_for_the_depth_family(capsys):
         (["describe", "mlp", "--width", "64"], "must be at least as large as the base"),
         (["run", "quik"], "presets: "),
         (["report", "/nonexistent/study"], "/nonexistent/study"),
+        (["describe", "mlp", "--width", str(10**11)], "has 79,400,000,000,000 weights: at least 591,576.1 GiB with"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(capsys, arguments, message):
@@ -67,6 +68,15 @@ def test_width_and_depth_must_be_positive_integers(capsys, arguments):
         main(arguments)
     assert exit_info.value.code == 2
     assert "expected a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments", [["describe", "mlp", "--seed", "-1"], ["describe", "mlp", "--seed", str(2**64)],
+                                       ["corrupt", "mnist", "--out", "unused", "--seed", "-3"]])
+def test_seeds_outside_what_studies_store_are_refused(capsys, arguments):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert "expected a seed from 0 to 9223372036854775807" in capsys.readouterr().err
 
 
 def _write_idx_images(path, magic: int, count: int, data_bytes: int) -> None:
@@ -106,6 +116,34 @@ def test_bad_data_files_are_reported_and_results_are_untouched(capsys, tmp_path,
     assert "train-images-idx3-ubyte" in err
     assert (study / "results.sqlite").read_bytes() == before
     assert len(StudyDatabase(study).rows("trials")) == 8
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--corruptions", ""], "no corruption named; valid: identity, shot_noise"),
+        (["--corruptions", "shot_noise,frost", "--frost-dir", "/nonexistent"],
+         "frost directory /nonexistent does not exist or is not a directory; nothing was written"),
+        (["--corruptions", "pessimal_noise"], "pass --pessimal-matrix"),
+        (["--severity", "9"], "severity 9: expected 1 to 5"),
+        (["--out", "/proc/sparsecap"], "cannot write to /proc/sparsecap: No such file or directory; choose a writable"),
+    ],
+)
+def test_corrupt_refuses_bad_input_before_writing_anything(capsys, tmp_path, monkeypatch, arguments, message):
+    monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
+    _write_mnist(tmp_path / "data" / "mnist")
+    code, _, err = _run(capsys, "corrupt", "mnist", "--out", str(tmp_path / "mnist-c"), "--data-root",
+                        str(tmp_path / "data"), *arguments)
+    assert code == 2 and err.startswith("error: ") and message in err
+    assert not (tmp_path / "mnist-c").exists()
+
+
+def test_corrupt_logs_one_line_per_corruption_without_a_terminal(capsys, tmp_path):
+    _write_mnist(tmp_path / "data" / "mnist")
+    code, out, err = _run(capsys, "corrupt", "mnist", "--out", str(tmp_path / "mnist-c"), "--data-root",
+                          str(tmp_path / "data"), "--corruptions", "identity, shot_noise", "--severity", "2")
+    assert code == 0 and "2 corruptions of mnist (mnist-c layout) written" in out
+    assert err.splitlines() == ["[1/2] identity written at severity 2", "[2/2] shot_noise written at severity 2"]
 
 
 def test_bad_spec_key_via_the_cli(capsys, tmp_path):
@@ -172,7 +210,8 @@ def test_commands_that_do_not_train_import_neither_torch_nor_sklearn():
     assert result.stdout.strip() == "[]"
 
 
-def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(capsys, tmp_path):
+def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(out), "--no-report")
     assert code == 0 and "\x1b[" not in err and "\r" not in err  # stderr is no terminal here: no bar codes
@@ -180,8 +219,17 @@ def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(cap
     assert [line.split("]")[0].split(",")[0] for line in lines] == [f"[{done}/8" for done in range(1, 9)]
     assert "ETA" in lines[0] and "ETA" not in lines[-1]
     assert all(" finished: 2 epochs, final loss " in line and ", accuracy 0." in line for line in lines)
-    code, stdout, _ = _run(capsys, "run", str(out / "study.json"), "--out", str(out), "--no-report")
-    assert code == 0 and "0 trials run, 8 already finished" in stdout
+    code, stdout, _ = _run(capsys, "run", "out/study.json", "--no-report")  # its directory, without --out
+    assert code == 0 and "0 trials run, 8 already finished, 8 in all; results in out" in stdout
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("arguments", [["run", "quick", "--out", ""], ["report", " "], ["corrupt", "mnist", "--out", ""]])
+def test_an_empty_path_is_refused_rather_than_taken_for_the_current_directory(capsys, arguments):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert "expected a path, got an empty one" in capsys.readouterr().err
 
 
 def test_a_run_whose_every_trial_diverged_ends_without_a_report_and_not_as_a_refusal(capsys, tmp_path):

@@ -39,6 +39,7 @@ from sparsecap.errors import (
     FrostUnavailableError,
     PessimalMatrixUnavailableError,
 )
+from sparsecap.studies.progress import ProgressStyle
 
 SUITES = (Suite.MNIST_C, Suite.CIFAR_C)
 ALL = [(suite, name) for suite in SUITES for name in list_corruptions(suite)]
@@ -503,7 +504,7 @@ def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
     labels = np.arange(6) % 10
     mnist = _dataset(DatasetName.MNIST, _digits(6), labels)
     summary = write_corrupted_dataset(mnist, tmp_path / "mnist_c", corruptions=["identity", "shot_noise", "stripe"],
-                                      seed=3, show_progress=False, include_train=True)
+                                      seed=3, progress=ProgressStyle.NONE, include_train=True)
     assert summary.written == {"identity": [1], "shot_noise": [5], "stripe": [1]}
     assert check_complete(tmp_path / "mnist_c", CorruptedLayout.MNIST_C) == ["identity", "shot_noise", "stripe"]
     for split in ("test", "train"):
@@ -520,7 +521,7 @@ def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
     colour = _colour(5)
     cifar = _dataset(DatasetName.CIFAR10, colour, np.arange(5))
     write_corrupted_dataset(cifar, tmp_path / "CIFAR-10-C", corruptions=["contrast", "frost"],
-                            frost_directory=frost_dir, show_progress=False)
+                            frost_directory=frost_dir, progress=ProgressStyle.NONE)
     stacked = read_cifar_c(tmp_path / "CIFAR-10-C", "contrast")
     assert stacked.images.shape == (25, 32, 32, 3) and np.array_equal(stacked.labels, np.tile(np.arange(5), 5))
     for severity in range(1, 6):
@@ -544,30 +545,31 @@ def _keys(*texts):
     return [_key(text) for text in texts]
 
 
-def test_frost_is_skipped_with_a_message_when_writing_without_pictures(tmp_path, monkeypatch):
+def test_frost_is_skipped_from_the_default_set_without_pictures_and_refused_when_named(tmp_path, monkeypatch):
     from sparsecap.corruptions.datasets import write_corrupted_dataset
 
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
-    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
-    summary = write_corrupted_dataset(cifar, tmp_path, corruptions=["frost", "fog"], show_progress=False)
-    assert list(summary.written) == ["fog"] and "--frost-dir" in summary.skipped["frost"]
-    assert json.loads((tmp_path / "manifest.json").read_text())["skipped"]["frost"].startswith("frost needs")
+    cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
+    summary = write_corrupted_dataset(cifar, tmp_path / "default", progress=ProgressStyle.NONE)
+    assert "fog" in summary.written and "frost" not in summary.written and "--frost-dir" in summary.skipped["frost"]
+    assert json.loads((tmp_path / "default" / "manifest.json").read_text())["skipped"]["frost"].startswith("frost needs")
+    with pytest.raises(CorruptionError, match="--frost-dir.*; nothing was written"):
+        write_corrupted_dataset(cifar, tmp_path / "named", corruptions=["fog", "frost"], progress=ProgressStyle.NONE)
+    assert not (tmp_path / "named").exists()
 
 
-def test_pessimal_noise_is_skipped_without_its_matrix_when_writing_and_in_the_protocol(tmp_path, monkeypatch,
-                                                                                       pessimal_matrix):
+def test_pessimal_noise_is_refused_without_its_matrix_when_writing_and_skipped_in_the_protocol(
+        tmp_path, monkeypatch, pessimal_matrix):
     from sparsecap.corruptions.datasets import write_corrupted_dataset
 
     monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
     mnist = _dataset(DatasetName.MNIST, _digits(3), np.arange(3))
     names = ["pessimal_noise", "identity"]
-    summary = write_corrupted_dataset(mnist, tmp_path / "without", corruptions=names, show_progress=False)
-    assert list(summary.written) == ["identity"] and "--pessimal-matrix" in summary.skipped["pessimal_noise"]
-    manifest = json.loads((tmp_path / "without" / "manifest.json").read_text())
-    assert manifest["skipped"]["pessimal_noise"].startswith("pessimal_noise needs")
-    assert manifest["pessimal_matrix"] is None
+    with pytest.raises(CorruptionError, match="--pessimal-matrix.*; nothing was written"):
+        write_corrupted_dataset(mnist, tmp_path / "without", corruptions=names, progress=ProgressStyle.NONE)
+    assert not (tmp_path / "without").exists()
     summary = write_corrupted_dataset(mnist, tmp_path / "with", corruptions=names, pessimal_matrix=pessimal_matrix,
-                                      show_progress=False)
+                                      progress=ProgressStyle.NONE)
     assert summary.written == {"pessimal_noise": [1], "identity": [1]} and summary.skipped == {}
     manifest = json.loads((tmp_path / "with" / "manifest.json").read_text())
     assert manifest["pessimal_matrix"] == hashlib.sha256(pessimal_matrix.read_bytes()).hexdigest()

@@ -200,3 +200,19 @@ def test_the_report_checks_checkpoints_where_the_run_stored_them(tmp_path, capsy
     next((storage / "checkpoints").iterdir()).unlink()
     code, _, err = _run(capsys, "report", str(out))
     assert code == 0 and err.count("is missing") == 1
+
+
+def test_a_model_too_large_to_build_still_gets_its_counts_and_its_failed_record(tmp_path):
+    """Counting happens without storage: a width whose weights could never be allocated (10^12 of them)
+    fails its own trial, recorded with its place in the grid, instead of the process that runs it."""
+    from sparsecap.data import load_dataset
+    from sparsecap.studies.execute import base_nonzero, failed_record
+    from sparsecap.studies.trials import expand
+
+    width = 10**10
+    spec = load_spec(write_spec(tmp_path, TINY_SPEC), [f"widths=[{width}]", "seeds=[0]"])
+    trial = expand(spec)[0]
+    digits = load_dataset("digits")
+    assert base_nonzero(spec, trial, digits) == width * (64 + 10)
+    record = failed_record(spec, trial, digits, "RuntimeError: can't allocate memory", 0.0)
+    assert record.total_weights == record.base_nonzero == width * 74 and record.remaining_percent == 100.0

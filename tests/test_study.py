@@ -145,7 +145,8 @@ def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):
     run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out")
     database_bytes = (tmp_path / "out" / "results.sqlite").read_bytes()
     other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"), "other.toml")))
-    with pytest.raises(StudyDirectoryError, match="different study"):
+    with pytest.raises(StudyDirectoryError, match=r"different study \('tiny'\), which differs in seeds \(recorded "
+                                                  r"\[0, 1\], now \[0\]\); nothing was changed"):
         run_study(other, tmp_path / "out")
     assert (tmp_path / "out" / "results.sqlite").read_bytes() == database_bytes
 

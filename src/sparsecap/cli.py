@@ -37,32 +37,47 @@ class TerminationHandler:
         raise KeyboardInterrupt
 
 
-def _integer_at_least(minimum: int, description: str) -> Callable[[str], int]:
-    """An argparse type for whole numbers >= `minimum`, with an error that says what was expected."""
+def _integer_in(minimum: int, maximum: int | None, description: str) -> Callable[[str], int]:
+    """An argparse type for whole numbers from `minimum` to `maximum` (None: no bound), with an error that
+    says what was expected."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
-        if value < minimum:
+        if value < minimum or (maximum is not None and value > maximum):
             raise argparse.ArgumentTypeError(f"expected {description}, got {value}")
         return value
 
     return parse
 
 
-_positive_int = _integer_at_least(1, "a positive integer")
-_non_negative_int = _integer_at_least(0, "a non-negative integer")
+_positive_int = _integer_in(1, None, "a positive integer")
+_non_negative_int = _integer_in(0, None, "a non-negative integer")
+
+
+def _path(text: str) -> Path:
+    """A path that is not empty: `--out "$UNSET"` would otherwise mean the current directory."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    return Path(text)
+
+
+def _seed(text: str) -> int:
+    """A seed as a study's are: 0 to 2^63 - 1, what the results database stores and every generator takes."""
+    from sparsecap.studies.spec import SQLITE_LARGEST_INTEGER
+
+    return _integer_in(0, SQLITE_LARGEST_INTEGER, f"a seed from 0 to {SQLITE_LARGEST_INTEGER}")(text)
 
 
 def _positive_int_or_auto(text: str) -> int | None:
     """`auto` (None: the policy decides) or a positive integer."""
-    return None if text == "auto" else _integer_at_least(1, "a positive integer or auto")(text)
+    return None if text == "auto" else _integer_in(1, None, "a positive integer or auto")(text)
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", type=Path, default=None,
+    parser.add_argument("--data-root", type=_path, default=None,
                         help="directory holding datasets (default: $SPARSECAP_DATA, then ~/.cache/sparsecap/data)")
 
 
@@ -112,7 +127,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     runtime = Runtime(arguments.threads, workers=arguments.workers, device=device,
                       devices=tuple(devices_of(device, available)))
-    directory = arguments.out or Path("runs") / spec.name
+    directory = arguments.out or _default_directory(arguments.spec, spec.name)
     progress = run_study(spec, directory, arguments.data_root, arguments.download,
                          ProgressStyle.for_stream(not arguments.no_progress, sys.stderr), executor,
                          RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
@@ -131,6 +146,15 @@ def _command_run(arguments: argparse.Namespace) -> int:
     if not arguments.no_report:
         _report_after_run(directory)
     return EXIT_TRIALS_FAILED if progress.failed else 0
+
+
+def _default_directory(spec_argument: str, name: str) -> Path:
+    """Where a run without --out goes: the study directory whose study.json is the spec, so rerunning it
+    resumes that study, else runs/<study name>."""
+    from sparsecap.studies.spec import STUDY_FILE
+
+    path = Path(spec_argument)
+    return path.parent if path.name == STUDY_FILE and path.is_file() else Path("runs") / name
 
 
 def _report_after_run(directory: Path) -> None:
@@ -219,13 +243,16 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
 def _command_corrupt(arguments: argparse.Namespace) -> int:
     from sparsecap.corruptions.datasets import write_corrupted_dataset
     from sparsecap.data import load_dataset
+    from sparsecap.studies.progress import ProgressStyle
 
     dataset = load_dataset(arguments.dataset, arguments.data_root, arguments.download)
-    corruptions = [name.strip() for name in arguments.corruptions.split(",")] if arguments.corruptions else None
+    corruptions = None if arguments.corruptions is None else [
+        name.strip() for name in arguments.corruptions.split(",") if name.strip()]
     summary = write_corrupted_dataset(
         dataset, arguments.out, corruptions=corruptions, seed=arguments.seed, severity=arguments.severity,
         limit=arguments.limit, include_train=arguments.train, frost_directory=arguments.frost_dir,
-        pessimal_matrix=arguments.pessimal_matrix, show_progress=not arguments.no_progress,
+        pessimal_matrix=arguments.pessimal_matrix,
+        progress=ProgressStyle.for_stream(not arguments.no_progress, sys.stderr),
     )
     for name, reason in summary.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -270,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a study and write its report")
     run.add_argument("spec", help="a preset name (see `sparsecap presets`) or a path to a TOML spec")
-    run.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<study name>)")
+    run.add_argument("--out", type=_path, default=None, help="output directory (default: the study directory of a study.json given as "
+                          "the spec, which resumes it; else runs/<study name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set training.max_epochs=3 --set 'datasets=[\"mnist\"]'")
     _add_data_arguments(run)
@@ -298,19 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-retries", type=_non_negative_int, default=2,
                      help="reruns of a trial whose worker process died (a local worker or a Ray task) before it is "
                           "recorded failed (default 2)")
-    run.add_argument("--storage", type=Path, default=None, metavar="PATH",
+    run.add_argument("--storage", type=_path, default=None, metavar="PATH",
                      help="where checkpoints are written (PATH/checkpoints), seen by every node "
                           "(default: the output directory)")
     run.set_defaults(handler=_command_run)
 
     report = commands.add_parser("report", help="write the figures and HTML page of one study, or of several combined")
-    report.add_argument("directories", type=Path, nargs="+", metavar="DIR", help="study directories")
-    report.add_argument("--out", type=Path, default=None, metavar="REPORTDIR",
+    report.add_argument("directories", type=_path, nargs="+", metavar="DIR", help="study directories")
+    report.add_argument("--out", type=_path, default=None, metavar="REPORTDIR",
                         help="where to write the report (default: DIR/report; required with several studies)")
     report.set_defaults(handler=_command_report)
 
     claims = commands.add_parser("claims", help="whether the paper's claims hold: verdicts with confidence intervals")
-    claims.add_argument("directories", type=Path, nargs="+", metavar="DIR",
+    claims.add_argument("directories", type=_path, nargs="+", metavar="DIR",
                         help="study directories; several are compared as one (e.g. static in one, posttrain in another)")
     claims_format = claims.add_mutually_exclusive_group()
     claims_format.add_argument("--json", action="store_true", help="print JSON, with each verdict's curves")
@@ -332,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mask whole convolution kernels (total within one kernel of the base)")
     describe.add_argument("--dataset", default="mnist", help="sets input shape and classes (no data is read)")
     describe.add_argument("--allocation", default="uniform", help="uniform, staggered or erk")
-    describe.add_argument("--seed", type=int, default=0, help="seed of the random mask")
+    describe.add_argument("--seed", type=_seed, default=0, help="seed of the random mask")
     describe.add_argument("--json", action="store_true", help="print JSON instead of a table")
     describe.set_defaults(handler=_command_describe)
 
@@ -342,23 +370,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     corrupt = commands.add_parser("corrupt", help="write a corrupted test set (MNIST-C or CIFAR-C layout)")
     corrupt.add_argument("dataset", help="mnist, fashion-mnist (MNIST-C layout), cifar10 or cifar100 (CIFAR-C layout)")
-    corrupt.add_argument("--out", type=Path, required=True, help="output directory")
+    corrupt.add_argument("--out", type=_path, required=True, help="output directory")
     corrupt.add_argument("--corruptions", default=None, metavar="A,B",
                          help="comma-separated names (default: the published set of the layout)")
-    corrupt.add_argument("--seed", type=int, default=0, help="seed of the random corruptions (default 0)")
+    corrupt.add_argument("--seed", type=_seed, default=0, help="seed of the random corruptions (default 0)")
     corrupt.add_argument("--severity", type=int, default=None,
                          help="MNIST-C only: one severity for every corruption (default: each one's published)")
     corrupt.add_argument("--limit", type=_positive_int, default=None, help="corrupt only the first N images")
     corrupt.add_argument("--train", action="store_true", help="MNIST-C only: write the train split too")
-    corrupt.add_argument("--frost-dir", type=Path, default=None,
+    corrupt.add_argument("--frost-dir", type=_path, default=None,
                          help="frost pictures frost1.png ... frost5.jpg (default: $SPARSECAP_FROST; "
                               "without them frost is skipped)")
-    corrupt.add_argument("--pessimal-matrix", type=Path, default=None, metavar="PATH",
+    corrupt.add_argument("--pessimal-matrix", type=_path, default=None, metavar="PATH",
                          help="MNIST-C's pessimal_noise_matrix file (default: $SPARSECAP_PESSIMAL_MATRIX; "
                               "without it pessimal_noise is skipped)")
     _add_data_arguments(corrupt)
     corrupt.add_argument("--download", action="store_true", help="download the clean dataset if missing")
-    corrupt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    corrupt.add_argument("--no-progress", action="store_true",
+                         help="no progress bar: one plain line per corruption written instead (as when stderr is "
+                              "not a terminal)")
     corrupt.set_defaults(handler=_command_corrupt)
 
     doctor = commands.add_parser("doctor", help="what this machine offers: devices, cores, threads, versions")

@@ -7,8 +7,10 @@ from typing import Any
 
 import torch
 
-from sparsecap.data import dataset_info
-from sparsecap.models import ModelConfig, create_model
+from sparsecap.data import DatasetInfo, dataset_info
+from sparsecap.errors import SparsecapError
+from sparsecap.models import ModelConfig, create_model, create_shape_only_model
+from sparsecap.runtime import physical_memory_bytes
 from sparsecap.sparsity import (
     Allocation,
     MaskGranularity,
@@ -44,10 +46,26 @@ def describe_model(
 ) -> ModelDescription:
     """Mask `model_config` to the dense weight count of `base_config` and summarise the result."""
     info = dataset_info(dataset)
-    capacity = weight_count(create_model(base_config, info))
+    capacity = weight_count(create_shape_only_model(base_config, info))
+    _refuse_beyond_memory(model_config, info)
     model = create_model(model_config, info)
     mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(seed), granularity)
     return ModelDescription(summarize(model, capacity), multiply_accumulates(model, info.input_shape))
+
+
+BYTES_PER_MASKED_WEIGHT = 8
+"""A float32 weight and its float32 mask: the least a masked model holds per weight."""
+
+
+def _refuse_beyond_memory(config: ModelConfig, info: DatasetInfo) -> None:
+    """A model that cannot fit in this machine's memory is refused before it is built, naming its size."""
+    weights = weight_count(create_shape_only_model(config, info))
+    needed, memory = weights * BYTES_PER_MASKED_WEIGHT, physical_memory_bytes()
+    if needed > memory:
+        raise SparsecapError(
+            f"{config.architecture} width {config.width} depth {config.depth} has {weights:,} weights: at least "
+            f"{needed / 2**30:,.1f} GiB with their masks, more than this machine's {memory / 2**30:,.1f} GiB; "
+            f"choose a smaller --width or --depth")
 
 
 def format_table(description: ModelDescription) -> str:

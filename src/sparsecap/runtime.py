@@ -52,6 +52,11 @@ fault 205 times per step)."""
 _MALLOC_TRIM_THRESHOLD, _MALLOC_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
 
 
+def physical_memory_bytes() -> int:
+    """This machine's memory: what a model built here can never exceed."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def reuse_freed_memory() -> bool:
     """Keep freed tensors of up to 32 MiB in this process's heap, so each training step reuses the pages
     of the last step's activations; True where that was set (glibc), False elsewhere (nothing changed).

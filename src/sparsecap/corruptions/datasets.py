@@ -29,6 +29,7 @@ from sparsecap.corruptions.registry import (
 from sparsecap.data import ImageDataset
 from sparsecap.data.corrupted import cifar_c_path, mnist_c_paths, write_manifest
 from sparsecap.errors import AssetUnavailableError, CorruptionError
+from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
 
@@ -57,6 +58,18 @@ def _corrupt_split(
         bar.update(len(part))
 
 
+def _unavailable(names: Sequence[str], suite: Suite, frost_directory: Path | None,
+                 pessimal_matrix: Path | None) -> dict[str, str]:
+    """The corruptions whose user-supplied file is missing or unusable: name -> why."""
+    reasons = {}
+    for name in names:
+        try:
+            get_corruption(name, suite).assets(frost_directory=frost_directory, pessimal_matrix=pessimal_matrix)
+        except AssetUnavailableError as error:
+            reasons[name] = str(error)
+    return reasons
+
+
 def write_corrupted_dataset(
     dataset: ImageDataset,
     directory: Path,
@@ -68,21 +81,27 @@ def write_corrupted_dataset(
     include_train: bool = False,
     frost_directory: Path | str | None = None,
     pessimal_matrix: Path | str | None = None,
-    show_progress: bool = True,
+    progress: ProgressStyle = ProgressStyle.BARS,
 ) -> WriteSummary:
     """Write the dataset's corrupted test set (MNIST-C or CIFAR-C layout) and a manifest into `directory`.
 
     MNIST-C: one folder per corruption at its published severity (or `severity` for all), the train
     split too with `include_train`. CIFAR-C: one file per corruption with severities 1-5 stacked.
-    `limit` keeps the first `limit` images of each split (for quick looks and tests). A corruption whose
-    user-supplied file (frost pictures, pessimal-noise matrix) is missing is skipped, with the reason.
+    `limit` keeps the first `limit` images of each split (for quick looks and tests). A corruption of the
+    default set whose user-supplied file (frost pictures, pessimal-noise matrix) is missing is skipped, with
+    the reason; one named in `corruptions` is refused instead, before anything is written: it was asked for.
     """
     suite = suite_for_dataset(dataset.info.name.value)
-    names = list(corruptions) if corruptions else list_corruptions(suite, published_only=suite is Suite.MNIST_C)
+    names = list(corruptions) if corruptions is not None else list_corruptions(
+        suite, published_only=suite is Suite.MNIST_C)
+    if not names:
+        raise CorruptionError(f"no corruption named; valid: {', '.join(list_corruptions(suite))}")
     for name in names:
         get_corruption(name, suite)
-    if severity is not None and (suite is Suite.CIFAR_C or severity not in SEVERITIES):
-        raise CorruptionError("a single --severity (1-5) applies to MNIST-C only; CIFAR-C files hold all five")
+    if severity is not None and suite is Suite.CIFAR_C:
+        raise CorruptionError("a single --severity applies to MNIST-C only; CIFAR-C files hold all five")
+    if severity is not None and severity not in SEVERITIES:
+        raise CorruptionError(f"severity {severity}: expected 1 to 5")
     if limit is not None and limit < 1:  # 0 would write files no reader takes; negative would mean "all but"
         raise CorruptionError(f"limit must be a positive number of images (or None for all), got {limit}")
     splits = {"test": (dataset.test_images, dataset.test_labels)}
@@ -97,8 +116,14 @@ def write_corrupted_dataset(
     frost_dir = frost_module.frost_directory(frost_directory)
     matrix_path = pessimal.matrix_path(pessimal_matrix)
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    summary = WriteSummary(directory, suite)
+    summary = WriteSummary(directory, suite, skipped=_unavailable(names, suite, frost_dir, matrix_path))
+    if corruptions is not None and summary.skipped:
+        raise CorruptionError("; ".join(summary.skipped.values()) + "; nothing was written")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CorruptionError(f"cannot write to {directory}: {error.strerror or error}; choose a writable --out "
+                              f"directory") from None
 
     def severities_of(name: str) -> list[int]:
         corruption = get_corruption(name, suite)
@@ -106,17 +131,11 @@ def write_corrupted_dataset(
             return list(SEVERITIES)
         return [severity or corruption.published_severity or 1]
 
-    total = sum(len(images) * len(severities_of(name)) for name in names for images, _ in arrays.values())
+    writing = [name for name in names if name not in summary.skipped]
+    total = sum(len(images) * len(severities_of(name)) for name in writing for images, _ in arrays.values())
     with tqdm(total=total, desc=f"corrupting {dataset.info.name.value}", unit="image",
-              disable=not show_progress, file=sys.stderr) as bar:
-        for name in names:
-            corruption = get_corruption(name, suite)
-            try:
-                corruption.assets(frost_directory=frost_dir, pessimal_matrix=matrix_path)
-            except AssetUnavailableError as error:
-                summary.skipped[name] = str(error)
-                bar.update(sum(len(images) * len(severities_of(name)) for images, _ in arrays.values()))
-                continue
+              disable=progress is not ProgressStyle.BARS, file=sys.stderr) as bar:
+        for done, name in enumerate(writing, 1):
             severities = severities_of(name)
             for split, (images, labels) in arrays.items():
                 if suite is Suite.MNIST_C:
@@ -138,6 +157,10 @@ def write_corrupted_dataset(
                     del out
                     np.save(directory / "labels.npy", np.tile(labels, len(severities)))
             summary.written[name] = severities
+            if progress is ProgressStyle.LINES:
+                levels = ", ".join(map(str, severities))
+                write_line(f"[{done}/{len(writing)}] {name} written at severit{'y' if len(severities) == 1 else 'ies'} "
+                           f"{levels}", sys.stderr)
     from sparsecap import __version__
 
     write_manifest(directory, {

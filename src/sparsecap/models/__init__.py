@@ -16,5 +16,5 @@ __getattr__, __all__ = lazy_package(__name__, {
         "validate_input",
         "width_family_base",
     ],
-    "registry": ["create_model"],
+    "registry": ["create_model", "create_shape_only_model"],
 })

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from sparsecap.data import DatasetInfo
@@ -32,3 +33,10 @@ def create_model(config: ModelConfig, dataset: DatasetInfo) -> nn.Sequential:
     validate_input(family, dataset.input_shape)
     network = _BUILDERS[family.name](dataset.input_shape, dataset.num_classes, config.width, config.depth)
     return nn.Sequential(OrderedDict(normalize=Normalize(dataset.mean, dataset.std), network=network))
+
+
+def create_shape_only_model(config: ModelConfig, dataset: DatasetInfo) -> nn.Sequential:
+    """The model on torch's meta device: its shapes and layer kinds without storage, so the weights of a model
+    of any size are counted, and its running plan chosen, at no cost and without running out of memory."""
+    with torch.device("meta"):
+        return create_model(config, dataset)

@@ -57,44 +57,56 @@ def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
     return None
 
 
+def _labels(studies: Sequence[StudyResults]) -> list[str]:
+    """What tells the studies apart in trial ids: their names or, where one spec ran twice (a preset with
+    different --set values, each into its own --out), their directories' names."""
+    for labels in ([results.name for results in studies], [results.directory.name for results in studies]):
+        if len(set(labels)) == len(labels):
+            return labels
+    raise StudyDirectoryError(
+        f"the studies must differ in name or in directory name to be combined (trial ids are prefixed by one), "
+        f"got names {', '.join(results.name for results in studies)} in "
+        f"{', '.join(str(results.directory) for results in studies)}")
+
+
 def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
-    """One `StudyResults` holding every trial of the given studies, trial ids prefixed by their study's name."""
+    """One `StudyResults` holding every trial of the given studies, trial ids prefixed by their study's label
+    (its name, or its directory's where names repeat)."""
     if len(studies) == 1:
         return studies[0]
-    names = [results.name for results in studies]
-    if len(set(names)) != len(names):
-        raise StudyDirectoryError(f"the studies must have different names to be combined, got {names}")
+    labels = _labels(studies)
     for other in studies[1:]:
         problem = incompatibility(studies[0], other)
         if problem:
             raise StudyDirectoryError(f"cannot combine {studies[0].directory} and {other.directory}: {problem}")
     seen: dict[tuple[Any, ...], str] = {}
-    for results in studies:
+    for label, results in zip(labels, studies):
         for trial in results.trials:
             key = tuple(trial[column] for column in TRIAL_KEY)
-            if key in seen and seen[key] != results.name:
-                raise StudyDirectoryError(f"{seen[key]} and {results.name} both hold trial {trial['trial_id']}: "
+            if key in seen and seen[key] != label:
+                raise StudyDirectoryError(f"{seen[key]} and {label} both hold trial {trial['trial_id']}: "
                                           f"give each trial in one study only")
-            seen[key] = results.name
+            seen[key] = label
+    labelled = list(zip(labels, studies))
 
-    def prefixed(results: StudyResults, table: dict[str, Any]) -> dict[str, Any]:
-        return {f"{results.name}/{trial_id}": rows for trial_id, rows in table.items()}
+    def prefixed(table: str) -> dict[str, Any]:
+        return {f"{label}/{trial_id}": rows for label, results in labelled
+                for trial_id, rows in getattr(results, table).items()}
 
     return StudyResults(
         directory=Path(" + ".join(str(results.directory) for results in studies)),
         metadata={
-            "spec": {"name": " + ".join(names), "training": studies[0].spec.get("training"),
-                     "studies": {results.name: results.spec for results in studies}},
-            "versions": {results.name: results.versions for results in studies},
+            "spec": {"name": " + ".join(labels), "training": studies[0].spec.get("training"),
+                     "studies": {label: results.spec for label, results in labelled}},
+            "versions": {label: results.versions for label, results in labelled},
         },
-        trials=[{**trial, "trial_id": f"{results.name}/{trial['trial_id']}"}
-                for results in studies for trial in results.trials],
-        class_recall={key: value for results in studies for key, value in prefixed(results, results.class_recall).items()},
-        weight_noise={key: value for results in studies for key, value in prefixed(results, results.weight_noise).items()},
-        adversarial={key: value for results in studies for key, value in prefixed(results, results.adversarial).items()},
-        corruption={key: value for results in studies for key, value in prefixed(results, results.corruption).items()},
-        damaged_checkpoints={key: value for results in studies
-                             for key, value in prefixed(results, results.damaged_checkpoints).items()},
+        trials=[{**trial, "trial_id": f"{label}/{trial['trial_id']}"}
+                for label, results in labelled for trial in results.trials],
+        class_recall=prefixed("class_recall"),
+        weight_noise=prefixed("weight_noise"),
+        adversarial=prefixed("adversarial"),
+        corruption=prefixed("corruption"),
+        damaged_checkpoints=prefixed("damaged_checkpoints"),
     )
 
 

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from sparsecap.data import ImageDataset
 from sparsecap.devices import Placement, memory_format, placement
-from sparsecap.models import ModelConfig, create_model
+from sparsecap.models import ModelConfig, create_model, create_shape_only_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
 from sparsecap.robustness.evaluation import evaluation_batch_size
 from sparsecap.robustness.weight_noise import evaluations_at
@@ -45,8 +45,9 @@ from sparsecap.training.multiseed import stacks_here
 
 
 def base_nonzero(spec: StudySpec, trial: Trial, dataset: ImageDataset) -> int:
-    """The capacity every model of the trial's family is held to: the dense base model's weight count."""
-    return weight_count(create_model(spec.base_for(trial.architecture), dataset.info))
+    """The capacity every model of the trial's family is held to: the dense base model's weight count, counted
+    without storage: a base too large to build fails its trials, not the process that runs them."""
+    return weight_count(create_shape_only_model(spec.base_for(trial.architecture), dataset.info))
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -231,19 +232,15 @@ def evaluate_trial(
 
 
 def failed_record(spec: StudySpec, trial: Trial, dataset: ImageDataset, error: str, seconds: float) -> TrialRecord:
-    """The record of a trial that raised: its error, and its grid position where that can still be computed."""
-    total, capacity = 0, 0
-    try:  # the model's size places the trial in the report; building it may be what failed
-        total = weight_count(create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info))
-        capacity = base_nonzero(spec, trial, dataset)
-    except Exception:  # noqa: BLE001 - the trial's own error is what gets recorded
-        pass
+    """The record of a trial that raised: its error, and its grid position (counted without storage, so a model
+    too large to build is still placed in the report)."""
+    total, capacity = weight_count(meta_model(trial, dataset)), base_nonzero(spec, trial, dataset)
     return TrialRecord(
         trial_id=trial.trial_id, architecture=trial.architecture, dataset=trial.dataset.value,
         family=trial.family.value, width=trial.width, depth=trial.depth, schedule=trial.schedule.value,
         allocation=spec.allocation.value, seed=trial.seed, status=FAILED, total_weights=total,
         nonzero_weights=0, base_nonzero=capacity,
-        remaining_percent=100.0 * min(capacity, total) / total if total else 0.0,
+        remaining_percent=100.0 * min(capacity, total) / total,
         unmasked_parameters=0, disconnected_units=0, epochs=0, final_train_loss=None, test_accuracy=None,
         test_loss=None, min_class_recall=None, train_seconds=seconds, checkpoint="",
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"), error=error,
@@ -294,8 +291,7 @@ def seed_groups(spec: StudySpec, trials: Sequence[Trial]) -> list[list[Trial]]:
 
 def meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
     """The trial's model without storage: its shapes and layer kinds decide how it runs, at no cost."""
-    with torch.device("meta"):
-        return create_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
+    return create_shape_only_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
 
 
 def run_group_or_failures(

@@ -30,7 +30,7 @@ from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.executor_choice import Executor
 from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
-from sparsecap.studies.spec import STUDY_FILE, StudySpec
+from sparsecap.studies.spec import STUDY_FILE, StudySpec, spec_differences
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.trials import expand
 from sparsecap.studies.workers import run_on_workers, worker_context
@@ -58,12 +58,14 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
         recorded = database.metadata()
         unfinished_creation = "fingerprint" not in recorded and not database.rows("trials")
         if recorded.get("fingerprint") != spec.fingerprint() and not unfinished_creation:
-            recorded_spec = recorded.get("spec")
-            name = recorded_spec.get("name", "unknown") if isinstance(recorded_spec, dict) else "unknown"
+            recorded_spec = recorded.get("spec") if isinstance(recorded.get("spec"), dict) else {}
+            differences = spec_differences(recorded_spec, spec.resolved())
+            shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
             raise StudyDirectoryError(
-                f"{directory} holds results of a different study ({name!r}, another spec); "
-                f"nothing was changed. Use a new --out directory for {spec.name!r}, or rerun the spec "
-                f"that directory was made with ({directory / STUDY_FILE}) to resume it"
+                f"{directory} holds results of a different study ({recorded_spec.get('name', 'unknown')!r}), "
+                f"which differs in {shown or 'its fingerprint'}; nothing was changed. Use a new --out directory "
+                f"for {spec.name!r}, or rerun the spec that directory was made with ({directory / STUDY_FILE}) "
+                f"to resume it"
             )
 
 

@@ -198,15 +198,12 @@ class DynamicSpec(_Strict):
 
 
 def _weight_count(config: ModelConfig, dataset: DatasetName) -> int:
-    """A model's maskable weights, counted on torch's meta device (no memory). It imports torch, so only the
-    specs that need counts (imp's rounds) pay for that at validation."""
-    import torch
-
-    from sparsecap.models import create_model
+    """A model's maskable weights, counted without storage. It imports torch, so only the specs that need
+    counts (imp's rounds) pay for that at validation."""
+    from sparsecap.models import create_shape_only_model
     from sparsecap.sparsity import weight_count
 
-    with torch.device("meta"):
-        return weight_count(create_model(config, dataset_info(dataset)))
+    return weight_count(create_shape_only_model(config, dataset_info(dataset)))
 
 
 class ResourcesSpec(_Strict):
@@ -427,6 +424,14 @@ def _flattened(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def spec_differences(recorded: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
+    """Where a recorded spec and a resolved one differ, by dotted key, each as `key (recorded A, now B)`: what
+    makes a study directory refuse a spec, said so the user can tell a typo from another experiment."""
+    before, after = _flattened(recorded), _flattened(resolved)
+    return [f"{key} (recorded {before.get(key, 'unset')}, now {after.get(key, 'unset')})"
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
 
 
 def _recorded_defaults() -> dict[str, Any]:
