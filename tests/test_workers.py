@@ -201,3 +201,28 @@ def test_workers_end_when_their_run_is_killed(tmp_path):
         run.wait()
     while any(_alive(pid) for pid in below):  # however slow the machine; pytest-timeout bounds a hang
         time.sleep(0.05)
+
+
+_INTERRUPTED_FORK_SERVER = """
+import os, signal
+from multiprocessing import forkserver
+from sparsecap.studies.fork_server import start_fork_server, stop_fork_server
+
+context = start_fork_server()
+os.kill(forkserver._forkserver._forkserver_pid, signal.SIGINT)  # as Ctrl-C reaches it, importing torch
+worker = context.Process(target=os.getpid)
+worker.start()
+worker.join()
+print(worker.exitcode)
+stop_fork_server()
+"""
+
+
+@pytest.mark.slow
+def test_the_fork_server_outlives_ctrl_c_while_it_imports(tmp_path):
+    """A terminal's Ctrl-C reaches the fork server too; the run handles it, so the server must not die of it
+    mid-import (printing a KeyboardInterrupt traceback into the run's output), and still starts workers."""
+    result = subprocess.run([sys.executable, "-c", _INTERRUPTED_FORK_SERVER], capture_output=True, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), check=False)
+    assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
+    assert "KeyboardInterrupt" not in result.stderr

@@ -22,7 +22,14 @@ def start_fork_server() -> multiprocessing.context.BaseContext:
     """The fork server's context, its server started now if it is not running yet."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOADED)
-    multiprocessing.forkserver.ensure_running()
+    # Started with Ctrl-C ignored, which it inherits: a terminal's Ctrl-C reaches the whole process group, and
+    # would otherwise print the server's KeyboardInterrupt traceback mid-import (multiprocessing ignores it
+    # only after the preloads). The run's process handles Ctrl-C, and stops the server.
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, before)
     return context
 
 

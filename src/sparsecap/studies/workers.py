@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from tqdm import tqdm
+
 from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.devices import Placement, placement
 from sparsecap.runtime import Runtime
@@ -54,6 +56,9 @@ def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoint
     closed its end (a stop that found this worker idle, so not among the busy ones it kills). The datasets
     go to the worker's device once."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    # tqdm's default lock is a multiprocessing semaphore, which a worker killed mid-trial never releases: the
+    # run's exit then warned of "leaked semaphore objects". This process's bars need only a thread lock.
+    tqdm.set_lock(threading.RLock())
     threading.Thread(target=_exit_with_the_parent, daemon=True).start()
     datasets = {name: dataset.to(runtime.device) for name, dataset in datasets.items()}
     progress = TrialProgress(on_epoch=connection.send)
