@@ -382,7 +382,8 @@ def test_wrong_dtype_range_or_shape_is_refused(images, message):
 def test_frost_without_usable_pictures(tmp_path, monkeypatch):
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     images = IMAGES[Suite.CIFAR_C]
-    with pytest.raises(FrostUnavailableError, match="--frost-dir DIR or set \\$SPARSECAP_FROST"):
+    with pytest.raises(FrostUnavailableError, match=r"--frost-dir DIR to sparsecap corrupt, or set \$SPARSECAP_FROST="
+                                                    r"DIR \(also read by sparsecap run\)"):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c")
     with pytest.raises(FrostUnavailableError, match="holds no pictures"):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path)
@@ -457,7 +458,8 @@ def test_pessimal_matrix_missing_or_malformed(tmp_path, monkeypatch, pessimal_ma
     def pessimal(path=None):
         return corrupt(images, "pessimal_noise", 1, np.random.default_rng(0), suite="mnist-c", pessimal_matrix=path)
 
-    with pytest.raises(PessimalMatrixUnavailableError, match="--pessimal-matrix FILE or set \\$SPARSECAP_PESSIMAL"):
+    with pytest.raises(PessimalMatrixUnavailableError,
+                       match=r"--pessimal-matrix FILE to sparsecap corrupt, or set \$SPARSECAP_PESSIMAL_MATRIX=FILE \(also"):
         pessimal()
     with pytest.raises(PessimalMatrixUnavailableError, match="does not exist or is not a file"):
         pessimal(tmp_path / "nowhere")
@@ -723,3 +725,19 @@ def test_the_corruptions_preset_runs_from_the_cli_and_reports(tmp_path, monkeypa
     generated.clear()  # a resumed run finds everything done and regenerates nothing
     assert main(command) == 0
     assert generated == []
+
+
+def test_a_study_says_once_what_its_default_set_skips_and_refuses_a_named_corruption_it_cannot_make(monkeypatch):
+    from sparsecap.studies import load_spec
+    from sparsecap.studies.corruption_measure import skipped_corruptions
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
+    cifar = ["datasets=[\"cifar10\"]", "architectures=[\"vgg\"]", "widths=[16]", "corruptions.enabled=true"]
+    (line,) = skipped_corruptions(load_spec("quick", cifar))
+    assert line.startswith("corruptions: frost skipped for cifar10: frost needs the frost pictures")
+    assert line.endswith("set $SPARSECAP_FROST=DIR (also read by sparsecap run)")
+    assert skipped_corruptions(load_spec("quick-corruptions")) == []  # MNIST-C's set needs no file
+    named = load_spec("quick-corruptions", ["corruptions.corruptions=[\"identity\", \"pessimal_noise\"]"])
+    with pytest.raises(CorruptionError, match=r"\[corruptions\] on mnist: pessimal_noise needs .*; nothing was run"):
+        skipped_corruptions(named)

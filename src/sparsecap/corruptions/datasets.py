@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from sparsecap.corruptions import frost as frost_module
 from sparsecap.corruptions import pessimal
-from sparsecap.corruptions.protocol import name_key
+from sparsecap.corruptions.protocol import name_key, unavailable_corruptions
 from sparsecap.corruptions.registry import (
     SEVERITIES,
     SPEC_VERSION,
@@ -28,7 +28,7 @@ from sparsecap.corruptions.registry import (
 )
 from sparsecap.data import ImageDataset
 from sparsecap.data.corrupted import cifar_c_path, mnist_c_paths, write_manifest
-from sparsecap.errors import AssetUnavailableError, CorruptionError
+from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
@@ -56,18 +56,6 @@ def _corrupt_split(
         out[start : start + len(part)] = corruption(part, severity, rng, frost_directory=frost_directory,
                                                     pessimal_matrix=pessimal_matrix)
         bar.update(len(part))
-
-
-def _unavailable(names: Sequence[str], suite: Suite, frost_directory: Path | None,
-                 pessimal_matrix: Path | None) -> dict[str, str]:
-    """The corruptions whose user-supplied file is missing or unusable: name -> why."""
-    reasons = {}
-    for name in names:
-        try:
-            get_corruption(name, suite).assets(frost_directory=frost_directory, pessimal_matrix=pessimal_matrix)
-        except AssetUnavailableError as error:
-            reasons[name] = str(error)
-    return reasons
 
 
 def write_corrupted_dataset(
@@ -116,7 +104,7 @@ def write_corrupted_dataset(
     frost_dir = frost_module.frost_directory(frost_directory)
     matrix_path = pessimal.matrix_path(pessimal_matrix)
     directory = Path(directory)
-    summary = WriteSummary(directory, suite, skipped=_unavailable(names, suite, frost_dir, matrix_path))
+    summary = WriteSummary(directory, suite, skipped=unavailable_corruptions(names, suite, frost_dir, matrix_path))
     if corruptions is not None and summary.skipped:
         raise CorruptionError("; ".join(summary.skipped.values()) + "; nothing was written")
     try:

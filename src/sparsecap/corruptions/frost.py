@@ -36,7 +36,8 @@ def frost_directory(directory: Path | str | None = None) -> Path | None:
 def unavailable_message() -> str:
     return (
         "frost needs the frost pictures (frost1.png ... frost5.jpg of the reference generators), which "
-        f"sparsecap cannot ship: pass --frost-dir DIR or set ${FROST_ENV_VAR}=DIR"
+        f"sparsecap cannot ship: pass --frost-dir DIR to sparsecap corrupt, or set ${FROST_ENV_VAR}=DIR "
+        "(also read by sparsecap run)"
     )
 
 

@@ -35,8 +35,8 @@ def _existing_file(path: Path | str | None) -> Path:
     if resolved is None:
         raise PessimalMatrixUnavailableError(
             "pessimal_noise needs the reference's 196×196 pessimal-noise matrix (MNIST-C's file "
-            f"pessimal_noise_matrix), which sparsecap cannot ship: pass --pessimal-matrix FILE or set "
-            f"${PESSIMAL_ENV_VAR}=FILE"
+            f"pessimal_noise_matrix), which sparsecap cannot ship: pass --pessimal-matrix FILE to sparsecap "
+            f"corrupt, or set ${PESSIMAL_ENV_VAR}=FILE (also read by sparsecap run)"
         )
     if not resolved.is_file():
         raise PessimalMatrixUnavailableError(f"pessimal-noise matrix {resolved} does not exist or is not a file")

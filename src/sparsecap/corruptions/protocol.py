@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -148,6 +148,18 @@ def _load(directory: Path, dataset: str, config: ProtocolConfig) -> EvaluationIn
         if name not in manifest["skipped"]
     ]
     return EvaluationInputs(directory, dataset, config, entries, dict(manifest["skipped"]))
+
+
+def unavailable_corruptions(names: Sequence[str], suite: Suite, frost_directory: Path | None,
+                            pessimal_matrix: Path | None) -> dict[str, str]:
+    """The corruptions whose user-supplied file is missing or unusable: name -> why."""
+    reasons = {}
+    for name in names:
+        try:
+            get_corruption(name, suite).assets(frost_directory=frost_directory, pessimal_matrix=pessimal_matrix)
+        except AssetUnavailableError as error:
+            reasons[name] = str(error)
+    return reasons
 
 
 def prepare_inputs(

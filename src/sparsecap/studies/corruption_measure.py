@@ -2,20 +2,22 @@
 
 The corrupted inputs live in ``<study>/corruptions/`` (see `sparsecap.corruptions.protocol`): generated
 by the first trial that needs them, then read (memory-mapped) by every other trial and every resumed
-run. Frost is skipped, with a message, unless ``$SPARSECAP_FROST`` names a frost-picture directory.
+run. Frost (in CIFAR-C's default set) is skipped, said once when the run starts, unless ``$SPARSECAP_FROST``
+names a frost-picture directory; a corruption the spec names whose file is missing is refused instead.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from sparsecap.corruptions.protocol import MANIFEST, prepare_inputs
+from sparsecap.corruptions import frost, pessimal
+from sparsecap.corruptions.protocol import prepare_inputs, unavailable_corruptions
 from sparsecap.data import DatasetName, ImageDataset
+from sparsecap.errors import CorruptionError
 from sparsecap.robustness.corrupted_data import corrupted_data_robustness
 from sparsecap.studies.spec import StudySpec
 
@@ -27,18 +29,31 @@ def corruption_rows(
 ) -> list[dict[str, Any]]:
     """The database rows (corruption, severity, draw, accuracy, loss) of one trained model."""
     config = spec.corruptions.protocol(dataset.info.name)
-    cache = Path(study_directory) / CACHE_DIRECTORY
-    existed = {path.name for path in cache.glob(f"*/{MANIFEST}")} if cache.is_dir() else set()
-    inputs = prepare_inputs(cache, dataset.info.name.value, dataset.test_images, config, show_progress=show_progress)
-    if inputs.directory.name not in existed:  # just generated: say once what was left out
-        for name, reason in inputs.skipped.items():
-            print(f"corruptions: {name} skipped for {dataset.info.name.value}: {reason}", file=sys.stderr)
+    inputs = prepare_inputs(Path(study_directory) / CACHE_DIRECTORY, dataset.info.name.value, dataset.test_images,
+                            config, show_progress=show_progress)
     return [
         {"corruption": result.corruption, "severity": result.severity, "draw": result.draw,
          "accuracy": result.accuracy,
          "loss": result.loss if math.isfinite(result.loss) else None}
         for result in corrupted_data_robustness(model, inputs, dataset.test_labels, dataset.info.num_classes)
     ]
+
+
+def skipped_corruptions(spec: StudySpec) -> list[str]:
+    """Before anything runs, what the corruption measure will leave out for want of a user-supplied file
+    (frost pictures, the pessimal-noise matrix), one line each. A corruption the spec names is refused instead:
+    it was asked for."""
+    if not spec.corruptions.enabled:
+        return []
+    frost_directory, pessimal_matrix = frost.frost_directory(), pessimal.matrix_path()
+    lines = []
+    for dataset in spec.datasets:
+        config = spec.corruptions.protocol(dataset)
+        missing = unavailable_corruptions(config.corruptions, config.suite, frost_directory, pessimal_matrix)
+        if missing and spec.corruptions.corruptions is not None:
+            raise CorruptionError(f"[corruptions] on {dataset.value}: {'; '.join(missing.values())}; nothing was run")
+        lines += [f"corruptions: {name} skipped for {dataset.value}: {reason}" for name, reason in missing.items()]
+    return lines
 
 
 def prepare_corruption_inputs(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], used: set[DatasetName],

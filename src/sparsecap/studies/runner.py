@@ -31,7 +31,7 @@ from sparsecap.studies.executor_choice import Executor
 from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec, spec_differences
-from sparsecap.studies.corruption_measure import prepare_corruption_inputs
+from sparsecap.studies.corruption_measure import prepare_corruption_inputs, skipped_corruptions
 from sparsecap.studies.trials import expand
 from sparsecap.studies.workers import run_on_workers, worker_context
 
@@ -154,6 +154,8 @@ def run_study(
         name: take_subset(load_dataset(name, data_root, download), spec.train_examples, spec.test_examples)
         for name in spec.datasets
     }
+    for line in skipped_corruptions(spec):  # said once, before anything is created; a named one is refused
+        write_line(line, sys.stderr)
     if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
         for name, dataset in datasets.items():
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
