@@ -297,8 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run (or resume) a study and write its report")
     run.add_argument("spec", help="a preset name (see `sparsecap presets`) or a path to a TOML spec")
-    run.add_argument("--out", type=_path, default=None, help="output directory (default: the study directory of a study.json given as "
-                          "the spec, which resumes it; else runs/<study name>)")
+    run.add_argument("--out", type=_path, default=None,
+                     help="output directory (default: the study directory of a study.json given as the spec, which "
+                          "resumes it; else runs/<study name>)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec value, e.g. --set training.max_epochs=3 --set 'datasets=[\"mnist\"]'")
     _add_data_arguments(run)
