@@ -150,8 +150,34 @@ def test_bad_spec_key_via_the_cli(capsys, tmp_path):
     spec = write_spec(tmp_path, TINY_SPEC + "\nlearning_rate = 0.1\n")
     code, _, err = _run(capsys, "run", str(spec), "--out", str(tmp_path / "out"))
     assert code == 2
-    assert "learning_rate: unknown key" in err and "training (max_epochs" in err
+    assert ("weight_noise.learning_rate: unknown key; did you mean training.learning_rate? (in TOML, every key below "
+            "a [weight_noise] header belongs to that table)") in err  # appended below the spec's last table
     assert not (tmp_path / "out").exists()
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("sparsecap ")
+
+
+def test_claims_of_a_study_a_stopped_run_left_unfinished_warn_and_name_what_is_missing(capsys, tmp_path):
+    from sparsecap.report import write_report
+    from sparsecap.studies import load_spec, run_study
+
+    out = tmp_path / "out"
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]"])
+    run_study(spec, out)
+    planned = spec.model_copy(update={"seeds": [0, 1]})  # as a run adding seed 1, stopped before its first trial
+    StudyDatabase.create(out).write_metadata({"spec": planned.resolved(), "fingerprint": planned.fingerprint(),
+                                              "seeds": [0, 1]})
+    code, _, err = _run(capsys, "claims", str(out))
+    assert code == 0
+    assert ("warning: tiny is incomplete: 4 of its 8 planned trial(s) have not run (e.g. mlp-digits-w16-d1-static-s1), "
+            f"so its figures and verdicts rest on the 4 recorded; to finish it, rerun `sparsecap run {out}/study.json`"
+            in err)
+    page = write_report(out).read_text()
+    assert 'id="incomplete-study"' in page and "<li>mlp-digits-w32-d1-posttrain-s1</li>" in page
 
 
 def test_datasets_lists_every_dataset(capsys, tmp_path):
@@ -244,7 +270,8 @@ def test_a_study_whose_models_are_all_their_own_base_warns_and_names_base_width(
     code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--no-report",
                         "--set", "widths=[32]", "--set", "seeds=[0]", "--set", "schedules=['static']")
     assert code == 0
-    assert "every mlp model of 'tiny' is its own dense base" in err and "base_width" in err
+    assert "every mlp model of 'tiny' is its own dense base (width 32, depth 1)" in err
+    assert "--set base_width=16" in err  # below the family's base of 128: half the width
 
 
 def test_output_whose_reader_is_gone_before_the_first_line_stops_no_trial(tmp_path):

@@ -141,6 +141,8 @@ def test_durations_read_as_minutes_or_hours():
 def test_a_trial_line_names_the_trial_and_what_it_reached():
     line = trial_line(_record(schedule="posttrain", width=128, seed=2), 4, 9, 30.0)
     assert line.startswith("[4/9, ETA 0m30s] ") and "posttrain" in line and "epochs, final loss" in line
+    one = trial_line(_record(schedule="static", width=128, seed=0, epochs=1), 1, 9, None)
+    assert ": 1 epoch, final loss" in one
 
 
 def test_the_eta_counts_down_from_the_last_record_instead_of_growing_with_a_long_trial():

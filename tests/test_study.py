@@ -2,6 +2,7 @@ import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -144,11 +145,38 @@ def test_rerun_skips_finished_trials(tmp_path):
 def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):
     run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out")
     database_bytes = (tmp_path / "out" / "results.sqlite").read_bytes()
-    other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"), "other.toml")))
-    with pytest.raises(StudyDirectoryError, match=r"different study \('tiny'\), which differs in seeds \(recorded "
-                                                  r"\[0, 1\], now \[0\]\); nothing was changed"):
+    other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("max_epochs = 2", "max_epochs = 3"), "other.toml")),
+                      ["seeds=[5]"])  # seeds alone would be added; the other setting is what refuses it
+    with pytest.raises(StudyDirectoryError, match=r"different study \('tiny'\), which differs in training.max_epochs "
+                                                  r"\(recorded 2, now 3\); nothing was changed"):
         run_study(other, tmp_path / "out")
     assert (tmp_path / "out" / "results.sqlite").read_bytes() == database_bytes
+
+
+def test_a_rerun_naming_other_seeds_adds_them_and_keeps_every_recorded_one(tmp_path, capsys):
+    run_study(load_spec(str(write_spec(tmp_path))), tmp_path / "out")  # seeds 0 and 1: 8 trials
+    before = StudyDatabase(tmp_path / "out").rows("trials")
+    progress = run_study(load_spec(str(write_spec(tmp_path)), ["seeds=[1, 2]"]), tmp_path / "out")
+    assert (progress.total, progress.ran, progress.already_finished) == (12, 4, 8)
+    assert ("adding seed(s) 2 to the 2 it holds; keeping its seed(s) 0, which the spec leaves out; the study now "
+            "has seeds 0, 1, 2") in capsys.readouterr().err
+    database = StudyDatabase(tmp_path / "out")
+    assert database.rows("trials")[:8] == before and {row["seed"] for row in database.rows("trials")} == {0, 1, 2}
+    recorded = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert recorded["seeds"] == recorded["spec"]["seeds"] == database.metadata()["seeds"] == [0, 1, 2]
+    resumed = run_study(load_spec(str(tmp_path / "out" / "study.json")), tmp_path / "out")
+    assert (resumed.ran, resumed.already_finished) == (0, 12) and capsys.readouterr().err == ""
+    assert load_study(tmp_path / "out").unrun_trials == ()
+
+
+def test_a_database_without_its_study_record_is_refused_without_sending_the_user_in_circles(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    run_study(spec, tmp_path / "out")
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as connection:
+        connection.execute("DELETE FROM study")
+    for rerun in (spec, load_spec(str(tmp_path / "out" / "study.json"))):
+        with pytest.raises(StudyDirectoryError, match="holds trials but no record of their study .*new --out"):
+            run_study(rerun, tmp_path / "out")
 
 
 def test_missing_dataset_fails_before_anything_is_created(tmp_path, monkeypatch):
@@ -239,4 +267,9 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path, stop, 
     assert process.returncode == code
     assert f"{said}: finished trials are saved; rerun the same command to resume" in stderr
     assert "Traceback" not in stderr and "leaked semaphore" not in stderr
-    assert finished_trial_count(tmp_path / "out" / "results.sqlite") >= 1
+    recorded = finished_trial_count(tmp_path / "out" / "results.sqlite")
+    assert recorded >= 1
+    devices = json.loads((tmp_path / "out" / "study.json").read_text())["devices"]
+    assert sum(place["trials"] for place in devices) == recorded  # rewritten as the run stopped
+    unrun = load_study(tmp_path / "out").unrun_trials
+    assert len(unrun) == 12 - recorded

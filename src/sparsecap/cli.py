@@ -13,6 +13,7 @@ from types import FrameType
 from typing import NoReturn
 from pathlib import Path
 
+import sparsecap
 from sparsecap.errors import SparsecapError, StudyDirectoryError
 from sparsecap.studies.ray_address import cluster_endpoint
 
@@ -114,15 +115,18 @@ def _command_run(arguments: argparse.Namespace) -> int:
 
     spec = load_spec(arguments.spec, arguments.set)
     from sparsecap.devices import detect, devices_of, resolve
+    from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
     from sparsecap.studies import run_study
     from sparsecap.studies.progress import ProgressStyle, write_line
     from sparsecap.studies.ray_executor import RayOptions
 
     for architecture, base in spec.unmasked_bases().items():
-        write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base ({base}), so "
-                   f"nothing is masked and no model is sparse; hold them to a smaller model's weight count with "
-                   f"base_width (e.g. --set base_width=128)", sys.stderr)
+        family_base = architecture_family(architecture).base_width
+        smaller = family_base if family_base < base.width else max(1, base.width // 2)
+        write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base (width {base.width}, "
+                   f"depth {base.depth}), so nothing is masked and no model is sparse; hold them to a smaller "
+                   f"model's weight count with base_width (e.g. --set base_width={smaller})", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     runtime = Runtime(arguments.threads, workers=arguments.workers, device=device,
@@ -181,11 +185,13 @@ def _command_report(arguments: argparse.Namespace) -> int:
 
 def _print_claims(directories: Sequence[Path], output: str) -> None:
     """The claims table of one study or several combined, as text, json or markdown."""
-    from sparsecap.report import analyse
+    from sparsecap.report import analyse, warn_if_incomplete
     from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text, collapses_text
     from sparsecap.report.combined import load_studies
 
-    analysis = analyse(load_studies(directories))
+    results = load_studies(directories)
+    warn_if_incomplete(results)
+    analysis = analyse(results)
     if output == "json":
         print(json.dumps(claims_json(analysis), indent=2))
     elif output == "markdown":
@@ -281,18 +287,20 @@ def _command_doctor(arguments: argparse.Namespace) -> int:
 
 def _command_presets(arguments: argparse.Namespace) -> int:
     from sparsecap.studies import expand, list_presets, load_spec
+    from sparsecap.studies.progress import counted
 
     for name in list_presets():
         spec = load_spec(name)
         datasets = ",".join(dataset.value for dataset in spec.datasets)
         schedules = ",".join(schedule.value for schedule in spec.schedules)
         print(f"{name:<28}{len(expand(spec)):>5} trials  {datasets}, {spec.family.value} family, "
-              f"schedules {schedules}, at most {spec.training.max_epochs} epochs")
+              f"schedules {schedules}, at most {counted(spec.training.max_epochs, 'epoch')}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparsecap", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sparsecap {sparsecap.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run (or resume) a study and write its report")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from sparsecap.errors import StudyDirectoryError
-from sparsecap.report.aggregate import StudyResults
+from sparsecap.report.aggregate import StudyResults, unrun_warning
 from sparsecap.report.analysis import Analysis, analyse
 from sparsecap.report.claims import ClaimVerdict
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
@@ -18,8 +18,15 @@ from sparsecap.report.page import render_page
 REPORT_DIRECTORY = "report"
 PAGE_FILE = "index.html"
 
-__all__ = ["Analysis", "ClassRecallChange", "analyse", "normalised_recall_changes", "study_claims", "write_report", "REPORT_DIRECTORY",
-           "PAGE_FILE"]
+__all__ = ["Analysis", "ClassRecallChange", "analyse", "normalised_recall_changes", "study_claims",
+           "warn_if_incomplete", "write_report", "REPORT_DIRECTORY", "PAGE_FILE"]
+
+
+def warn_if_incomplete(results: StudyResults) -> None:
+    """On stderr, where a report or claims are drawn from a study a stopped run left unfinished."""
+    warning = unrun_warning(results)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def study_claims(results: StudyResults) -> list[ClaimVerdict]:
@@ -39,6 +46,7 @@ def write_report(*study_directories: Path, out: Path | None = None) -> Path:
     results = load_studies(study_directories)
     for trial_id, problem in sorted(results.damaged_checkpoints.items()):
         print(f"warning: checkpoint of {trial_id} is {problem}; rerun the study to train it again", file=sys.stderr)
+    warn_if_incomplete(results)
     analysis = analyse(results)
     directory = Path(out) if out is not None else Path(study_directories[0]) / REPORT_DIRECTORY
     try:

@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from sparsecap.errors import StudyDirectoryError
+from sparsecap.errors import SpecError, StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
 from sparsecap.report.statistics import Interval, interval_of, mean_of, observed, observed_mean
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
+from sparsecap.studies.spec import STUDY_FILE, parse_spec, spec_data_of_record
+from sparsecap.studies.trials import expand
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
 
 FINISHED = "finished"
@@ -168,6 +170,8 @@ class StudyResults:
     """trial_id -> its corrupted-data rows (corruption, severity, draw, accuracy, loss)."""
     damaged_checkpoints: dict[str, str] = field(default_factory=dict)
     """trial_id -> what is wrong with its checkpoint (missing, or not the file that was written)."""
+    unrun_trials: tuple[str, ...] = ()
+    """Trials the recorded spec plans that have no record: a run was stopped before them."""
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -185,6 +189,31 @@ class StudyResults:
 
     def trials_with_status(self, status: str) -> list[dict[str, Any]]:
         return [trial for trial in self.trials if trial["status"] == status]
+
+
+def unrun_trials(recorded_spec: Any, trials: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+    """The trial ids `recorded_spec` plans that `trials` lack, in the grid's order; none where the record is not a
+    spec this version reads (then nothing can be said of what was planned)."""
+    if not isinstance(recorded_spec, dict):
+        return ()
+    try:
+        spec = parse_spec(spec_data_of_record(recorded_spec), "recorded in the study")
+    except SpecError:
+        return ()
+    recorded = {trial["trial_id"] for trial in trials}
+    return tuple(trial.trial_id for trial in expand(spec) if trial.trial_id not in recorded)
+
+
+def unrun_warning(results: StudyResults) -> str | None:
+    """Said wherever verdicts are shown: a stopped run leaves a study whose figures and claims rest on part of it."""
+    if not results.unrun_trials:
+        return None
+    how = ("`sparsecap run DIRECTORY/study.json` for each study" if "studies" in results.spec
+           else f"`sparsecap run {results.directory / STUDY_FILE}`")
+    return (f"{results.name} is incomplete: {len(results.unrun_trials)} of its "
+            f"{len(results.unrun_trials) + len(results.trials)} planned trial(s) have not run (e.g. "
+            f"{results.unrun_trials[0]}), so its figures and verdicts rest on the {len(results.trials)} recorded; "
+            f"to finish it, rerun {how}")
 
 
 def load_study(study_directory: Path) -> StudyResults:
@@ -238,6 +267,7 @@ def load_study(study_directory: Path) -> StudyResults:
             for problem in [checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])]
             if problem is not None
         },
+        unrun_trials=unrun_trials(metadata.get("spec"), trials),
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
         adversarial=dict(adversarial),

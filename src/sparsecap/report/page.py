@@ -18,6 +18,7 @@ from sparsecap.report.aggregate import (
     StudyResults,
     adversarial_budgets,
     noise_sigmas,
+    unrun_warning,
 )
 from sparsecap.report.analysis import Analysis
 from sparsecap.report.claims import (
@@ -288,6 +289,15 @@ def _statistics_html(curves: StudyCurves) -> str:
     return _table("statistics-table", labels, rows)
 
 
+def _incomplete_html(results: StudyResults) -> str:
+    warning = unrun_warning(results)
+    if warning is None:
+        return ""
+    items = "".join(f"<li>{escape(trial_id)}</li>" for trial_id in results.unrun_trials)
+    return (f'<div id="incomplete-study" class="warning"><p><strong>Incomplete study.</strong> {escape(warning)}.</p>'
+            f"<details><summary>Show the trials not run</summary><ul>{items}</ul></details></div>")
+
+
 def _damaged_html(damaged: dict[str, str]) -> str:
     """Trials whose checkpoint is gone or altered: their results stand, but their weights cannot be reloaded."""
     if not damaged:
@@ -355,6 +365,7 @@ def render_page(results: StudyResults, report: Analysis, figures: Sequence[Figur
 <p class="muted">sparsecap study report</p>
 <h1>{escape(name)}</h1>
 <p class="lead" id="summary">{escape(summary_text(results, points_by_group))}</p>
+{_incomplete_html(results)}
 {_damaged_html(results.damaged_checkpoints)}
 <h2>Do the paper's claims hold?</h2>
 {_claims_html(claims)}

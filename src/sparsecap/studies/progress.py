@@ -54,12 +54,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 epoch`, `30 epochs`: lines a user reads, not `1 epochs`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def trial_line(record: TrialRecord, done: int, total: int, eta_seconds: float | None) -> str:
     """One finished trial for a log: id, status, epochs, final loss, accuracy, seconds, study count, ETA."""
     loss = "—" if record.final_train_loss is None else f"{record.final_train_loss:.4g}"
     accuracy = "—" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"
     eta = "" if eta_seconds is None else f", ETA {format_duration(eta_seconds)}"
-    return (f"[{done}/{total}{eta}] {record.trial_id} {record.status}: {record.epochs} epochs, "
+    return (f"[{done}/{total}{eta}] {record.trial_id} {record.status}: {counted(record.epochs, 'epoch')}, "
             f"final loss {loss}, accuracy {accuracy}, {record.train_seconds:.1f} s training")
 
 

@@ -11,7 +11,7 @@ import fcntl
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,23 +50,51 @@ class StudyProgress:
 def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
     """Raise, touching nothing, if `directory` is not a directory or holds a different study. A database
     with no study recorded and no trial (a run stopped between creating it and recording its spec) is
-    this study's to take."""
+    this study's to take. Seeds alone do not make another study: they are added to it (`_with_recorded_seeds`)."""
     if directory.exists() and not directory.is_dir():
         raise StudyDirectoryError(f"output path {directory} exists and is not a directory")
-    if (directory / DATABASE_FILE).exists():
-        database = StudyDatabase(directory)
-        recorded = database.metadata()
-        unfinished_creation = "fingerprint" not in recorded and not database.rows("trials")
-        if recorded.get("fingerprint") != spec.fingerprint() and not unfinished_creation:
-            recorded_spec = recorded.get("spec") if isinstance(recorded.get("spec"), dict) else {}
-            differences = spec_differences(recorded_spec, spec.resolved())
-            shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+    if not (directory / DATABASE_FILE).exists():
+        return
+    database = StudyDatabase(directory)
+    recorded = database.metadata()
+    if "fingerprint" not in recorded:
+        if database.rows("trials"):
             raise StudyDirectoryError(
-                f"{directory} holds results of a different study ({recorded_spec.get('name', 'unknown')!r}), "
-                f"which differs in {shown or 'its fingerprint'}; nothing was changed. Use a new --out directory "
-                f"for {spec.name!r}, or rerun the spec that directory was made with ({directory / STUDY_FILE}) "
-                f"to resume it"
+                f"{directory / DATABASE_FILE} holds trials but no record of their study (its study table is "
+                f"empty), so {spec.name!r} cannot be checked against them; nothing was changed. Run it into a new "
+                f"--out directory (sparsecap report still reads these trials)"
             )
+        return
+    recorded_spec = recorded.get("spec") if isinstance(recorded.get("spec"), dict) else {}
+    differences = [text for key, text in spec_differences(recorded_spec, spec.resolved()).items() if key != "seeds"]
+    if recorded["fingerprint"] != spec.fingerprint() and (differences or not recorded_spec):
+        shown = "; ".join(differences[:3]) + (f"; and {len(differences) - 3} more" if len(differences) > 3 else "")
+        raise StudyDirectoryError(
+            f"{directory} holds results of a different study ({recorded_spec.get('name', 'unknown')!r}), "
+            f"which differs in {shown or 'its fingerprint'}; nothing was changed. Use a new --out directory "
+            f"for {spec.name!r}, or rerun the spec that directory was made with ({directory / STUDY_FILE}) "
+            f"to resume it"
+        )
+
+
+def seeds_note(recorded: Sequence[int], named: Sequence[int]) -> str | None:
+    """What a rerun naming other seeds than a study's does to it, or None where they are the same: seeds it adds
+    join the study, and recorded ones it leaves out stay in it (and in its report), so nothing is lost."""
+    added = sorted(set(named) - set(recorded))
+    kept = sorted(set(recorded) - set(named))
+    if not added and not kept:
+        return None
+    parts = ([f"adding seed(s) {', '.join(map(str, added))} to the {len(recorded)} it holds"] if added else []) + (
+        [f"keeping its seed(s) {', '.join(map(str, kept))}, which the spec leaves out"] if kept else [])
+    return f"{'; '.join(parts)}; the study now has seeds {', '.join(map(str, sorted({*recorded, *named})))}"
+
+
+def _with_recorded_seeds(recorded: Sequence[int], spec: StudySpec) -> StudySpec:
+    """`spec` with every seed its study already holds: rerunning a study with more seeds extends it in place
+    (the trials of one seed never depend on another's), and naming fewer drops none."""
+    if set(recorded) <= set(spec.seeds):
+        return spec
+    return spec.model_copy(update={"seeds": sorted({*spec.seeds, *recorded})})
 
 
 @contextmanager
@@ -86,10 +114,12 @@ STUDY_FILE_KEYS = ("spec", "fingerprint", "seeds", "versions", "created")
 """What study.json repeats of the database's study table (with `devices`, from the trials)."""
 
 
-def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
-    """The directory's database, recording the spec and versions the first time, and its study.json."""
+def _open_study(directory: Path, spec: StudySpec) -> tuple[StudyDatabase, StudySpec]:
+    """The directory's database, recording the spec and versions the first time (and the seeds a rerun adds),
+    and its study.json; with the spec of the study it holds now (every seed recorded)."""
     database = StudyDatabase.create(directory)
-    if "fingerprint" not in database.metadata():
+    recorded = database.metadata()
+    if "fingerprint" not in recorded:
         database.write_metadata({
             "spec": spec.resolved(),
             "fingerprint": spec.fingerprint(),
@@ -97,8 +127,16 @@ def _open_study(directory: Path, spec: StudySpec) -> StudyDatabase:
             "versions": versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         })
+    else:
+        recorded_seeds = recorded.get("seeds") if isinstance(recorded.get("seeds"), list) else []
+        note = seeds_note(recorded_seeds, spec.seeds)
+        spec = _with_recorded_seeds(recorded_seeds, spec)
+        if note is not None:
+            write_line(f"{directory}: {note}", sys.stderr)
+        if recorded["fingerprint"] != spec.fingerprint():
+            database.write_metadata({"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "seeds": spec.seeds})
     _write_study_file(directory, database)
-    return database
+    return database, spec
 
 
 def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, str]:
@@ -167,14 +205,15 @@ def run_study(
             directory.mkdir(parents=True, exist_ok=True)
             held.enter_context(_exclusive(directory))
             _refuse_other_study(directory, spec)  # again, locked: another spec's run may have made it meanwhile
-            database = _open_study(directory, spec)
+            database, spec = _open_study(directory, spec)
             # Where this run writes checkpoints, for the report's check of them (None: the study directory).
             database.write_metadata({STORAGE_KEY: str(Path(storage).resolve()) if storage is not None else None})
-        ran = _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
-                           Path(storage) if storage is not None else directory, runtime, workers, context)
-        with _writable(directory):
-            _write_study_file(directory, database)
-        return ran
+        try:
+            return _run_pending(spec, database, datasets, progress, executor, ray_options or RayOptions(),
+                                Path(storage) if storage is not None else directory, runtime, workers, context)
+        finally:  # also after Ctrl-C or a failure: it lists the devices of every trial recorded
+            with _writable(directory):
+                _write_study_file(directory, database)
 
 
 def _write_study_file(directory: Path, database: StudyDatabase) -> None:

@@ -6,6 +6,7 @@ error that says what was wrong and what is valid, before anything runs.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import hashlib
 import itertools
@@ -426,12 +427,12 @@ def _flattened(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def spec_differences(recorded: Mapping[str, Any], resolved: Mapping[str, Any]) -> list[str]:
-    """Where a recorded spec and a resolved one differ, by dotted key, each as `key (recorded A, now B)`: what
-    makes a study directory refuse a spec, said so the user can tell a typo from another experiment."""
+def spec_differences(recorded: Mapping[str, Any], resolved: Mapping[str, Any]) -> dict[str, str]:
+    """Where a recorded spec and a resolved one differ: dotted key -> `key (recorded A, now B)`, what makes a
+    study directory refuse a spec, said so the user can tell a typo from another experiment."""
     before, after = _flattened(recorded), _flattened(resolved)
-    return [f"{key} (recorded {before.get(key, 'unset')}, now {after.get(key, 'unset')})"
-            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    return {key: f"{key} (recorded {before.get(key, 'unset')}, now {after.get(key, 'unset')})"
+            for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)}
 
 
 def _recorded_defaults() -> dict[str, Any]:
@@ -455,34 +456,51 @@ def compared_settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
             if key not in GRID_AND_RUN_KEYS and key.partition(".")[0] not in GRID_AND_RUN_KEYS}
 
 
+TABLES: dict[str, type[BaseModel]] = {
+    "training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
+    "corruptions": CorruptionsSpec, "dynamic": DynamicSpec, "resources": ResourcesSpec,
+}
+"""The spec's tables, by key: where an unknown key's valid neighbours are looked up."""
+
+
+def _unknown_key(location: tuple[str | int, ...]) -> str:
+    """An unknown key, with the nearest valid one where a typo is likely, and the keys valid where it stood:
+    those of its own table only, so the line stays short enough to read."""
+    *parents, key = (str(part) for part in location)
+    table = StudySpec if not parents else TABLES.get(parents[0]) if len(parents) == 1 else None
+    if table is None:
+        return f"  {'.'.join(parents + [key])}: unknown key"
+    valid = list(table.model_fields)
+    nearest = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    elsewhere = [f"{name}.{key}" for name, fields in TABLES.items()
+                 if name not in parents and key in fields.model_fields]
+    elsewhere += [key] if parents and key in StudySpec.model_fields else []
+    misplaced = f" (in TOML, every key below a [{parents[0]}] header belongs to that table)" if parents else ""
+    guess = (f"; did you mean {'.'.join(parents + nearest)}?" if nearest
+             else f"; did you mean {elsewhere[0]}?{misplaced}" if elsewhere else "")
+    where = f"[{parents[0]}]" if parents else "top-level"
+    shown = ", ".join(f"[{name}]" if name in TABLES else name for name in valid)
+    return f"  {'.'.join(parents + [key])}: unknown key{guess} (valid {where} keys: {shown})"
+
+
 def _describe_errors(error: ValidationError) -> str:
     lines = []
     for detail in error.errors():
         location = ".".join(str(part) for part in detail["loc"]) or "(spec)"
         if detail["type"] == "extra_forbidden":
-            lines.append(f"  {location}: unknown key")
+            lines.append(_unknown_key(detail["loc"]))
         else:
             lines.append(f"  {location}: {detail['msg']} (got {detail.get('input')!r})")
     return "\n".join(lines)
 
 
-def _valid_keys() -> str:
-    nested = {"training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
-              "corruptions": CorruptionsSpec, "dynamic": DynamicSpec, "resources": ResourcesSpec}
-    parts = [
-        f"{key} ({', '.join(nested[key].model_fields)})" if key in nested else key
-        for key in StudySpec.model_fields
-    ]
-    return ", ".join(parts)
-
-
 def parse_spec(data: dict[str, Any], source: str) -> StudySpec:
-    """Validate raw spec data; errors list each problem and the valid keys."""
+    """Validate raw spec data; each problem is named, an unknown key with the keys valid in its place."""
     try:
         # JSON-mode validation: strict about types, yet takes enum members by their names.
         return StudySpec.model_validate_json(json.dumps(data, default=str))
     except ValidationError as error:
-        raise SpecError(f"invalid study spec {source}:\n{_describe_errors(error)}\nvalid keys: {_valid_keys()}") from None
+        raise SpecError(f"invalid study spec {source}:\n{_describe_errors(error)}") from None
 
 
 PRESET_PACKAGE = "sparsecap.studies.presets"
@@ -501,7 +519,7 @@ def _read_toml(text: str, source: str) -> dict[str, Any]:
 
 
 def _set_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply one KEY=VALUE (dotted key, TOML value; a bare word is taken as a string)."""
+    """Apply one KEY=VALUE (dotted key, TOML value; a bare word is taken as a string; a table is merged)."""
     key, separator, value = assignment.partition("=")
     if not separator or not key.strip():
         raise SpecError(f"override {assignment!r} must look like KEY=VALUE, e.g. training.max_epochs=3")
@@ -515,7 +533,16 @@ def _set_override(data: dict[str, Any], assignment: str) -> None:
         target = target.setdefault(parent, {})
         if not isinstance(target, dict):
             raise SpecError(f"override {assignment!r}: {parent!r} is not a table")
-    target[leaf] = parsed
+    target[leaf] = _merged(target.get(leaf), parsed)
+
+
+def _merged(current: Any, value: Any) -> Any:
+    """An override's value in place of the current one, except that a table is merged key by key into the table
+    it overrides: `--set 'training={max_epochs=3}'` keeps the spec's other [training] keys, as
+    `--set training.max_epochs=3` does."""
+    if isinstance(current, dict) and isinstance(value, dict):
+        return {**current, **{key: _merged(current.get(key), item) for key, item in value.items()}}
+    return value
 
 
 STUDY_FILE = "study.json"
@@ -531,9 +558,17 @@ def _read_study_json(text: str, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"study spec {source} must hold a JSON object, not {type(data).__name__}")
     if "fingerprint" in data and isinstance(data.get("spec"), dict):  # a study.json: the resolved spec in it
-        data = {key: value for key, value in data["spec"].items() if key != "bases"}  # bases: derived
-        if isinstance(data.get("training"), dict):  # recorded only where recomputed (`StudySpec.resolved`)
-            data["training"]["batch_norm_statistics"] = BatchNormStatistics.recorded_in(data["training"]).value
+        return spec_data_of_record(data["spec"])
+    return data
+
+
+def spec_data_of_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """Spec data (for `parse_spec`) from a spec as a study records it (`StudySpec.resolved`): its bases are
+    derived, and batch-norm statistics are recorded only where recomputed."""
+    data = {key: value for key, value in recorded.items() if key != "bases"}
+    if isinstance(data.get("training"), dict):
+        data["training"] = {**data["training"],
+                            "batch_norm_statistics": BatchNormStatistics.recorded_in(data["training"]).value}
     return data
 
 
