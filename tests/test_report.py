@@ -187,6 +187,19 @@ def test_class_recall_changes_hand_computed() -> None:
     assert changes[2].change == pytest.approx(0.0, abs=1e-12)
 
 
+def test_class_recall_significance_is_holm_adjusted_over_the_points_classes() -> None:
+    """One class of 20 at p = 0.038 is what chance gives among 20 tests: no star once adjusted."""
+    classes = 20
+    base = [[0.8 + shift] + [0.8] * (classes - 1) for shift in (0.00, 0.02, -0.02)]
+    model = [[0.7 + shift] + [0.7] * (classes - 1) for shift in (-0.05, -0.03, -0.07)]
+    changes = normalised_recall_changes(model, [0.7] * 3, base, [0.8] * 3)
+    assert changes[0].p_value == pytest.approx(0.0376, abs=1e-4) and changes[0].adjusted_p == pytest.approx(
+        classes * changes[0].p_value)
+    assert changes[0].significant is False
+    alone = normalised_recall_changes([row[:1] for row in model], [0.7] * 3, [row[:1] for row in base], [0.8] * 3)
+    assert alone[0].adjusted_p == alone[0].p_value and alone[0].significant is True  # one test: as before
+
+
 def test_class_recall_change_is_na_with_one_seed() -> None:
     changes = normalised_recall_changes([[0.5, 0.9]], [0.7], [[0.8, 0.8], [0.9, 0.9]], [0.8, 0.9])
     # class 0: (0.5 - 0.85) - (0.7 - 0.85) = -0.2

@@ -6,21 +6,23 @@ per class c:
 * normalised recall change = (mean recall_c - mean base recall_c) - (mean accuracy - mean base accuracy),
   i.e. how much more (negative) or less (positive) class c moved than the model's overall accuracy did;
 * significance: a two-sided Welch t-test (unequal variances, `welch_difference`) between the seeds'
-  (recall_c - accuracy) of the model and those of the base; significant when p < ``alpha``. With fewer
-  than two seeds on either side the test is undefined and the class is reported as "n/a"
-  (``significant is None``).
+  (recall_c - accuracy) of the model and those of the base; significant when its p-value, Holm-adjusted
+  over the model's classes, is below ``alpha`` (unadjusted, 5 of CIFAR-100's 100 classes would be starred
+  by chance alone). With fewer than two seeds on either side the test is undefined and the class is
+  reported as "n/a" (``significant is None``).
 
 This module is pure: numbers in, numbers out, no database or plotting.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from sparsecap.report.statistics import welch_difference
+from sparsecap.report.statistics import holm, welch_difference
 
 SIGNIFICANCE_LEVEL = 0.05
 GAP_DECIMALS = 10
@@ -35,8 +37,10 @@ class ClassRecallChange:
     """(mean recall - mean base recall) - (mean accuracy - mean base accuracy); NaN if a side has no data."""
     p_value: float | None
     """Welch t-test p-value; None when a side has fewer than two seeds (n/a); 1 for seeds that all agree."""
+    adjusted_p: float | None
+    """`p_value` Holm-adjusted over the model's testable classes; None where `p_value` is."""
     significant: bool | None
-    """p < alpha; None when the test could not be run (n/a)."""
+    """adjusted_p < alpha; None when the test could not be run (n/a)."""
     n_model: int
     n_base: int
 
@@ -84,7 +88,7 @@ def normalised_recall_changes(
     model_accuracy = _as_vector(model_accuracies)
     base_accuracy = _as_vector(base_accuracies)
 
-    changes = []
+    tests = []
     for class_index in range(n_classes):
         model_gap = model[:, class_index] - model_accuracy  # recall_c - accuracy, per seed
         base_gap = base[:, class_index] - base_accuracy
@@ -95,16 +99,17 @@ def normalised_recall_changes(
         difference = welch_difference(model_gap, base_gap)
         # The estimate, mean(recall - acc) - mean(base recall - base acc), equals the formula in the module
         # doc whenever the same seeds enter both means, which is what dropping incomplete seeds ensures.
-        p_value = difference.p_value if difference.testable else None
-        significant = bool(difference.p_value < alpha) if difference.testable else None
-        changes.append(
-            ClassRecallChange(
-                class_index=class_index,
-                change=difference.estimate,
-                p_value=p_value,
-                significant=significant,
-                n_model=int(model_gap.size),
-                n_base=int(base_gap.size),
-            )
+        tests.append((difference, int(model_gap.size), int(base_gap.size)))
+    adjusted = holm([difference.p_value if difference.testable else math.nan for difference, _, _ in tests])
+    return [
+        ClassRecallChange(
+            class_index=class_index,
+            change=difference.estimate,
+            p_value=difference.p_value if difference.testable else None,
+            adjusted_p=adjusted_p if difference.testable else None,
+            significant=bool(adjusted_p < alpha) if difference.testable else None,
+            n_model=n_model,
+            n_base=n_base,
         )
-    return changes
+        for class_index, ((difference, n_model, n_base), adjusted_p) in enumerate(zip(tests, adjusted, strict=True))
+    ]

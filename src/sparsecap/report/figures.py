@@ -833,7 +833,7 @@ def write_figures(
         f"{heatmap_layout(heatmap_transposed(analysis))}: change of the class's recall against the dense base "
         "of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: the class lost more "
         "than the model did on average; blue: less. Boxed cells marked * differ significantly (Welch t-test "
-        "over seeds, p < 0.05). Grey: no data.",
+        "over seeds, p Holm-adjusted over the point's classes < 0.05). Grey: no data.",
         (lambda: plot_class_recall_heatmap(analysis)) if analysis else None,
     )
     return written

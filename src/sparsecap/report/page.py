@@ -202,8 +202,8 @@ def _recall_table(analysis: dict[GroupKey, list[PointRecallAnalysis]]) -> str:
                 elif change.significant:
                     text += "*"
                     classes.append("sig")
-                if change.p_value is not None and math.isfinite(change.p_value):
-                    title = f"p = {change.p_value:.3g}"
+                if change.p_value is not None and change.adjusted_p is not None and math.isfinite(change.p_value):
+                    title = f"p = {change.p_value:.3g}, Holm over the point's classes {change.adjusted_p:.3g}"
                 else:
                     title = "test not possible (fewer than 2 seeds)" if change.significant is None else "p undefined"
                 cells.append(f'<td class="{" ".join(classes)}" title="{escape(title)}">{escape(text)}</td>')
@@ -347,8 +347,9 @@ def render_page(results: StudyResults, report: Analysis, figures: Sequence[Figur
     recall_section = (
         "<p>Normalised recall change of each class: (mean recall of the class − mean recall of the class "
         "in the dense base) − (mean accuracy − mean accuracy of the dense base), over seeds. * marks a "
-        f"significant difference (two-sided Welch t-test of the seeds' recall − accuracy, p &lt; "
-        f"{SIGNIFICANCE_LEVEL:g}); n/a: fewer than two seeds on a side. Hover a cell for its p-value.</p>"
+        f"significant difference (two-sided Welch t-test of the seeds' recall − accuracy, p Holm-adjusted over "
+        f"the point's classes &lt; {SIGNIFICANCE_LEVEL:g}); n/a: fewer than two seeds on a side. Hover a cell for "
+        f"its p-values.</p>"
         + (_recall_table(analysis) if analysis else "")
         + recall_note
     )
