@@ -474,3 +474,14 @@ def test_few_seeds_far_apart_show_intervals_only_within_what_an_accuracy_can_be(
                 assert -1.0 <= point.versus_base.low <= point.versus_base.high <= 1.0, point
     widest = min(point.versus_base.low for curve in curves for point in curve.points if point.versus_base.testable)
     assert widest == -1.0  # the cut applied, not merely never needed
+
+
+@pytest.mark.parametrize(("curve", "seeds", "said"), [
+    ((0.90, 0.90, 0.90, 0.60, 0.50, 0.40), 5, "clean accuracy first falls below the base at w=1024 (12.5% remaining)"),
+    (FLAT, 5, "clean accuracy never falls significantly below the base within the sparsities studied"),
+    ((0.90, 0.90, 0.90, 0.60, 0.50, 0.40), 1, "no collapse can be located: too few seeds: the base has 1 finished"),
+])
+def test_the_collapse_is_located_by_a_test_and_never_claimed_absent_without_one(tmp_path: Path, curve, seeds,
+                                                                                said) -> None:
+    (collapse,) = analyse(load_study(write_study(tmp_path, {"static": curve}, seeds=seeds))).collapses
+    assert collapse.text.startswith(said), collapse.text

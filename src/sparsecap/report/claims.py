@@ -617,9 +617,13 @@ class Collapse:
     before: PointEstimate | None
     connectivity: dict[Measure, tuple[float, float]]
     """measure -> (mean at the point before, mean at the collapse); NaN where not measured."""
+    untestable: str | None = None
+    """Why no collapse can be located (too few seeds, no base): then "never falls" would claim what no test saw."""
 
     @property
     def text(self) -> str:
+        if self.untestable is not None:
+            return f"no collapse can be located: {self.untestable}"
         if self.collapse is None:
             return "clean accuracy never falls significantly below the base within the sparsities studied"
         drop = CLEAN_ACCURACY.show(self.collapse.versus_base.estimate, signed=True)
@@ -645,7 +649,8 @@ def collapses(curves: dict[GroupKey, dict[Measure, Curve]]) -> list[Collapse]:
         clean = by_measure.get(CLEAN_ACCURACY)
         if clean is None:
             continue
-        collapse = first_collapse(clean) if _shortage(clean) is None else None
+        shortage = _shortage(clean)
+        collapse = first_collapse(clean) if shortage is None else None
         sparse = clean.sparse_points
         index = sparse.index(collapse) if collapse is not None else -1
         before = (sparse[index - 1] if index > 0 else clean.base) if collapse is not None else None
@@ -655,7 +660,8 @@ def collapses(curves: dict[GroupKey, dict[Measure, Curve]]) -> list[Collapse]:
             at = curve.point_at(point.width, point.depth) if curve is not None and point is not None else None
             return at.interval.mean if at is not None else math.nan
         found.append(Collapse(group, collapse, before, {
-            measure: (mean_at(measure, before), mean_at(measure, collapse)) for measure in CONNECTIVITY_MEASURES}))
+            measure: (mean_at(measure, before), mean_at(measure, collapse)) for measure in CONNECTIVITY_MEASURES},
+            shortage))
     return found
 
 
