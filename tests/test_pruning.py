@@ -50,3 +50,14 @@ def test_pruning_masks_are_made_where_the_weights_are():
 
     kept = _keep_largest(torch.empty((5, 7), device="meta"), 3)
     assert kept.device.type == "meta" and kept.shape == (5, 7)
+
+
+def test_equal_magnitudes_are_kept_in_index_order_on_every_device():
+    """Quantised or clipped weights tie often; which of them survive must not depend on the device's topk."""
+    from sparsecap.sparsity.pruning import _keep_largest
+
+    magnitudes = torch.tensor([1.0, 2.0, 3.0, 2.0, 0.5, 2.0, 2.0])
+    assert _keep_largest(magnitudes, 3).tolist() == [False, True, True, True, False, False, False]
+    tied = torch.full((4, 1000), 0.25)
+    kept = _keep_largest(tied, 1500).flatten()
+    assert int(kept.sum()) == 1500 and bool(kept[:1500].all())

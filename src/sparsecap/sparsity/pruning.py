@@ -12,8 +12,10 @@ from sparsecap.sparsity.static import layer_shapes
 
 
 def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:
+    """Exactly `count` largest magnitudes, equal ones kept in index order: a stable sort, as `topk` breaks ties
+    differently on CPU and CUDA, so one trial would prune to other masks on other devices."""
     mask = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
-    mask[torch.topk(magnitudes.flatten(), count, sorted=False).indices] = True
+    mask[torch.sort(magnitudes.flatten(), descending=True, stable=True).indices[:count]] = True
     return mask.view(magnitudes.shape)
 
 
