@@ -4,6 +4,7 @@ import torch
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, PruningScope, initialize_, magnitude_prune_, masked_layers, allocate
+from sparsecap.sparsity.ranking import top_mask
 
 
 def _dense_model() -> torch.nn.Module:
@@ -46,18 +47,5 @@ def test_global_pruning_keeps_exactly_the_largest_magnitudes_overall():
 def test_pruning_masks_are_made_where_the_weights_are():
     """On a GPU the kept positions are found there, and a CPU mask cannot be indexed by them (`meta` stands in
     for the GPU)."""
-    from sparsecap.sparsity.pruning import _keep_largest
-
-    kept = _keep_largest(torch.empty((5, 7), device="meta"), 3)
+    kept = top_mask(torch.empty((5, 7), device="meta"), 3)
     assert kept.device.type == "meta" and kept.shape == (5, 7)
-
-
-def test_equal_magnitudes_are_kept_in_index_order_on_every_device():
-    """Quantised or clipped weights tie often; which of them survive must not depend on the device's topk."""
-    from sparsecap.sparsity.pruning import _keep_largest
-
-    magnitudes = torch.tensor([1.0, 2.0, 3.0, 2.0, 0.5, 2.0, 2.0])
-    assert _keep_largest(magnitudes, 3).tolist() == [False, True, True, True, False, False, False]
-    tied = torch.full((4, 1000), 0.25)
-    kept = _keep_largest(tied, 1500).flatten()
-    assert int(kept.sum()) == 1500 and bool(kept[:1500].all())

@@ -189,6 +189,25 @@ def test_rigl_regrows_exactly_the_largest_dense_gradient_positions(engine, relu_
     assert all(after[position] == 0.0 for position in set(grown) - returning)
 
 
+def test_tied_gradients_grow_in_position_order_whole_or_in_blocks():
+    """Dead units give equal (zero) gradients; which of them grow must depend neither on the device's topk nor on
+    the blocks the scores are computed in."""
+    model = create_model(ModelConfig("mlp", 64, 2), INFO)
+    (_, first), (name, second) = masked_layers(model)[:2]
+    with torch.no_grad():
+        first.bias[:16] = -1e6  # 16 dead units: hidden2's inputs from them are zero
+    images, labels = _data()
+    gradients = layer_gradients(model, lambda: nn.functional.cross_entropy(model(images.float() / 255), labels))
+    inputs, grad_outputs = gradients[name]
+    zeros = ((grad_outputs.t() @ inputs).abs().reshape(-1) == 0).nonzero().flatten()
+    count = second.weight_shape.numel() - zeros.numel() + 100
+    none = torch.empty(0, dtype=torch.long)
+    whole = largest_gradient_positions(second, gradients[name], none, count)
+    assert sorted(whole.tolist()) == sorted(largest_gradient_positions(second, gradients[name], none, count,
+                                                                       block_elements=64).tolist())
+    assert zeros.numel() >= 16 * 64 and sorted(set(whole.tolist()) & set(zeros.tolist())) == zeros[:100].tolist()
+
+
 def test_dense_gradient_scores_in_row_blocks_are_those_of_the_whole_matrix():
     model = create_model(ModelConfig("mlp", 64, 2), INFO)
     layer = masked_layers(model)[1][1]

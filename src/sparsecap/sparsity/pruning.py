@@ -8,15 +8,8 @@ from torch import nn
 from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity
 from sparsecap.sparsity.masked import masked_layers
 from sparsecap.sparsity.pruning_scope import PruningScope
+from sparsecap.sparsity.ranking import top_mask
 from sparsecap.sparsity.static import layer_shapes
-
-
-def _keep_largest(magnitudes: torch.Tensor, count: int) -> torch.Tensor:
-    """Exactly `count` largest magnitudes, equal ones kept in index order: a stable sort, as `topk` breaks ties
-    differently on CPU and CUDA, so one trial would prune to other masks on other devices."""
-    mask = torch.zeros(magnitudes.numel(), dtype=torch.bool, device=magnitudes.device)
-    mask[torch.sort(magnitudes.flatten(), descending=True, stable=True).indices[:count]] = True
-    return mask.view(magnitudes.shape)
 
 
 @torch.no_grad()
@@ -26,10 +19,10 @@ def magnitude_prune_(model: nn.Module, target: int, scope: PruningScope, allocat
     magnitudes = [layer.effective_weight().abs() for layer in layers]
     if scope is PruningScope.LAYERWISE:
         counts = allocate(layer_shapes(model), target, allocation)
-        masks = [_keep_largest(magnitude, count) for magnitude, count in zip(magnitudes, counts, strict=True)]
+        masks = [top_mask(magnitude, count) for magnitude, count in zip(magnitudes, counts, strict=True)]
     else:
         check_capacity(layer_shapes(model), target)
-        flat = _keep_largest(torch.cat([magnitude.flatten() for magnitude in magnitudes]), target)
+        flat = top_mask(torch.cat([magnitude.flatten() for magnitude in magnitudes]), target)
         chunks = flat.split([magnitude.numel() for magnitude in magnitudes])
         masks = [chunk.view(magnitude.shape) for chunk, magnitude in zip(chunks, magnitudes, strict=True)]
         counts = [int(mask.sum()) for mask in masks]

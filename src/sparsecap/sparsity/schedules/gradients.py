@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sparsecap.sparsity.masked import MaskedLayer, masked_layers
+from sparsecap.sparsity.ranking import top_mask
 from sparsecap.sparsity.sparse_linear import ReluSparseLinear
 
 BLOCK_ELEMENTS = 2**22
@@ -65,7 +66,7 @@ def largest_gradient_positions(layer: MaskedLayer, gradient: LayerGradient, excl
     for start, block in _gradient_magnitude_blocks(layer, gradient, block_elements):
         bounds = torch.searchsorted(excluded, torch.tensor([start, start + block.numel()], device=excluded.device))
         block[excluded[int(bounds[0]):int(bounds[1])] - start] = -torch.inf
-        best = torch.topk(block, min(count, block.numel()))
-        scores.append(best.values)
-        positions.append(best.indices + start)
-    return torch.cat(positions)[torch.topk(torch.cat(scores), count).indices]
+        best = top_mask(block, count)
+        scores.append(block[best])
+        positions.append(best.nonzero().flatten() + start)
+    return torch.cat(positions)[top_mask(torch.cat(scores), count)]

@@ -32,6 +32,7 @@ from torch import nn
 from sparsecap.sparsity.mask_granularity import MaskGranularity
 from sparsecap.sparsity.mask_sampling import random_positions
 from sparsecap.sparsity.masked import MaskedLayer, masked_layers
+from sparsecap.sparsity.ranking import top_mask
 from sparsecap.sparsity.schedule_config import DynamicConfig, Schedule
 from sparsecap.sparsity.schedules.base import Fit, SparsitySchedule
 from sparsecap.sparsity.schedules.gradients import LayerGradient, largest_gradient_positions, layer_gradients
@@ -100,12 +101,10 @@ class MovingMask(SparsitySchedule):
         count = self.regrow_count(kept.numel(), layer.weight_shape.numel(), int(fraction * kept.numel()))
         if count <= 0:
             return
-        dropped_slots = torch.topk(layer.kept_values().abs(), count, largest=False).indices
-        survivors = torch.ones(kept.numel(), dtype=torch.bool, device=kept.device)
-        survivors[dropped_slots] = False
-        grown = self.grown_positions(layer, kept, kept[survivors], count,
+        dropped = top_mask(layer.kept_values().abs(), count, largest=False)
+        grown = self.grown_positions(layer, kept, kept[~dropped], count,
                                      None if gradients is None else gradients[name], generator)
-        layer.move_kept_(*net_moves(kept[dropped_slots], grown), _companions(layer, step.optimizer))
+        layer.move_kept_(*net_moves(kept[dropped], grown), _companions(layer, step.optimizer))
 
     def update(self, model: nn.Module, generator: torch.Generator, step: Step) -> None:
         """The step hook: move each layer's smallest kept weights (see the module docstring)."""
