@@ -485,3 +485,16 @@ def test_the_collapse_is_located_by_a_test_and_never_claimed_absent_without_one(
                                                                                 said) -> None:
     (collapse,) = analyse(load_study(write_study(tmp_path, {"static": curve}, seeds=seeds))).collapses
     assert collapse.text.startswith(said), collapse.text
+
+
+def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
+    from sparsecap.report.claims import CLAIMS, Finding
+    from sparsecap.report.claims_format import summary_line
+
+    def verdict(kind: Verdict) -> ClaimVerdict:
+        return ClaimVerdict(CLAIMS[0], "a group", Finding(kind, "planted"), trials=5, under_trained=0)
+
+    assert summary_line([verdict(Verdict.HOLDS)] + [verdict(Verdict.FAILS)] * 3) == (
+        "1 holds, 3 do not hold, 0 inconclusive")
+    assert summary_line([verdict(Verdict.HOLDS)] * 2 + [verdict(Verdict.FAILS)]) == (
+        "2 hold, 1 does not hold, 0 inconclusive")

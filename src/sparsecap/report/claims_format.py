@@ -15,6 +15,7 @@ from sparsecap.report.claims import (
     ClaimVerdict,
     Collapse,
     Curve,
+    Verdict,
     verdict_counts,
 )
 from sparsecap.report.statistics import CONFIDENCE
@@ -27,11 +28,16 @@ METHOD = (
 )
 
 
+PLURAL = {Verdict.HOLDS: "hold", Verdict.FAILS: "do not hold", Verdict.INCONCLUSIVE: "inconclusive"}
+"""A count's verb: '1 holds', '3 hold'."""
+
+
 def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
     counts = verdict_counts(verdicts)
     under = sum(bool(entry.under_trained) for entry in verdicts)
     diverged = sum(bool(entry.diverged) for entry in verdicts)
-    return (", ".join(f"{count} {verdict.value}" for verdict, count in counts.items())
+    return (", ".join(f"{count} {verdict.value if count == 1 else PLURAL[verdict]}"
+                      for verdict, count in counts.items())
             + (f"; {under} verdict(s) on under-trained models" if under else "")
             + (f"; {diverged} verdict(s) with diverged seeds left out" if diverged else ""))
 
