@@ -124,11 +124,12 @@ def collapses_text(collapses: Sequence[Collapse], width: int = 100) -> str:
 
 
 def claims_json(analysis: Analysis) -> dict[str, Any]:
-    """The claims table with its deciding curves, every group's curve of every measure, and where each group
-    collapses, JSON-ready (`_json_number`)."""
+    """The claims table with its deciding curves, every group's curve of every measure, where each group
+    collapses, and the planned trials not yet run (an unfinished study), JSON-ready (`_json_number`)."""
     verdicts = analysis.claims
     return {
         "method": METHOD,
+        "trials_not_run": list(analysis.trials_not_run),
         "measures": [_curve_json(curve) for by_measure in analysis.curves.values() for curve in by_measure.values()],
         "collapses": [
             {"group": entry.group.label, "text": entry.text,
