@@ -173,6 +173,8 @@ def test_claims_of_a_study_a_stopped_run_left_unfinished_warn_and_name_what_is_m
                                               "seeds": [0, 1]})
     code, stdout, _ = _run(capsys, "claims", str(out), "--json")
     assert code == 0 and json.loads(stdout)["trials_not_run"][0] == "mlp-digits-w16-d1-static-s1"
+    code, stdout, _ = _run(capsys, "claims", str(out), "--markdown")
+    assert stdout.startswith("**Incomplete study:** 4 planned trial(s) not yet run (e.g. mlp-digits-w16-d1-static-s1)")
     code, _, err = _run(capsys, "claims", str(out))
     assert code == 0
     assert ("warning: tiny is incomplete: 4 of its 8 planned trial(s) have not run (e.g. mlp-digits-w16-d1-static-s1), "

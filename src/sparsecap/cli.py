@@ -195,7 +195,7 @@ def _print_claims(directories: Sequence[Path], output: str) -> None:
     if output == "json":
         print(json.dumps(claims_json(analysis), indent=2))
     elif output == "markdown":
-        print(claims_markdown(analysis.claims), end="")
+        print(claims_markdown(analysis), end="")
     else:
         print(claims_text(analysis.claims) + "\n" + collapses_text(analysis.collapses), end="")
 

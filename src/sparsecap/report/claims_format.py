@@ -70,7 +70,10 @@ def _markdown_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def claims_markdown(verdicts: Sequence[ClaimVerdict]) -> str:
+def claims_markdown(analysis: Analysis) -> str:
+    """The claims table in Markdown, for notes and papers; an unfinished study says so above it, since a pasted
+    table loses the terminal's warning."""
+    verdicts = analysis.claims
     header = "| claim | scope | verdict | why | numbers | trained to the stopping rule |\n|---|---|---|---|---|---|\n"
     rows = "".join(
         "| " + " | ".join(_markdown_cell(cell) for cell in (
@@ -78,7 +81,10 @@ def claims_markdown(verdicts: Sequence[ClaimVerdict]) -> str:
             entry.finding.reason, entry.finding.evidence or "—", entry.training_text)) + " |\n"
         for entry in verdicts
     )
-    return f"{summary_line(verdicts)}\n\n{METHOD}\n\n{header}{rows}"
+    missing = analysis.trials_not_run
+    incomplete = (f"**Incomplete study:** {len(missing)} planned trial(s) not yet run (e.g. {missing[0]}); the "
+                  f"verdicts rest on the trials recorded.\n\n" if missing else "")
+    return f"{incomplete}{summary_line(verdicts)}\n\n{METHOD}\n\n{header}{rows}"
 
 
 def _json_number(value: Any) -> Any:
