@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from sparsecap.errors import StudyDirectoryError
-from sparsecap.report.aggregate import StudyResults, unrun_warning
+from sparsecap.report.aggregate import StudyResults, incomplete_warning
 from sparsecap.report.analysis import Analysis, analyse
 from sparsecap.report.claims import ClaimVerdict
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
@@ -24,7 +24,7 @@ __all__ = ["Analysis", "ClassRecallChange", "analyse", "normalised_recall_change
 
 def warn_if_incomplete(results: StudyResults) -> None:
     """On stderr, where a report or claims are drawn from a study a stopped run left unfinished."""
-    warning = unrun_warning(results)
+    warning = incomplete_warning(results)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
 

@@ -170,7 +170,7 @@ class StudyResults:
     """trial_id -> its corrupted-data rows (corruption, severity, draw, accuracy, loss)."""
     damaged_checkpoints: dict[str, str] = field(default_factory=dict)
     """trial_id -> what is wrong with its checkpoint (missing, or not the file that was written)."""
-    unrun_trials: tuple[str, ...] = ()
+    trials_not_run: tuple[str, ...] = ()
     """Trials the recorded spec plans that have no record: a run was stopped before them."""
 
     @property
@@ -191,7 +191,7 @@ class StudyResults:
         return [trial for trial in self.trials if trial["status"] == status]
 
 
-def unrun_trials(recorded_spec: Any, trials: Iterable[dict[str, Any]]) -> tuple[str, ...]:
+def planned_trials_not_run(recorded_spec: Any, trials: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     """The trial ids `recorded_spec` plans that `trials` lack, in the grid's order; none where the record is not a
     spec this version reads (then nothing can be said of what was planned)."""
     if not isinstance(recorded_spec, dict):
@@ -204,15 +204,15 @@ def unrun_trials(recorded_spec: Any, trials: Iterable[dict[str, Any]]) -> tuple[
     return tuple(trial.trial_id for trial in expand(spec) if trial.trial_id not in recorded)
 
 
-def unrun_warning(results: StudyResults) -> str | None:
+def incomplete_warning(results: StudyResults) -> str | None:
     """Said wherever verdicts are shown: a stopped run leaves a study whose figures and claims rest on part of it."""
-    if not results.unrun_trials:
+    if not results.trials_not_run:
         return None
     how = ("`sparsecap run DIRECTORY/study.json` for each study" if "studies" in results.spec
            else f"`sparsecap run {results.directory / STUDY_FILE}`")
-    return (f"{results.name} is incomplete: {len(results.unrun_trials)} of its "
-            f"{len(results.unrun_trials) + len(results.trials)} planned trial(s) have not run (e.g. "
-            f"{results.unrun_trials[0]}), so its figures and verdicts rest on the {len(results.trials)} recorded; "
+    return (f"{results.name} is incomplete: {len(results.trials_not_run)} of its "
+            f"{len(results.trials_not_run) + len(results.trials)} planned trial(s) have not run (e.g. "
+            f"{results.trials_not_run[0]}), so its figures and verdicts rest on the {len(results.trials)} recorded; "
             f"to finish it, rerun {how}")
 
 
@@ -267,7 +267,7 @@ def load_study(study_directory: Path) -> StudyResults:
             for problem in [checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])]
             if problem is not None
         },
-        unrun_trials=unrun_trials(metadata.get("spec"), trials),
+        trials_not_run=planned_trials_not_run(metadata.get("spec"), trials),
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
         adversarial=dict(adversarial),

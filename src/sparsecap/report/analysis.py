@@ -34,4 +34,4 @@ def analyse(results: StudyResults) -> Analysis:
     curves = study_curves(results, points_by_group)
     recall = class_recall_analysis(results, points_by_group)
     return Analysis(points_by_group, curves, recall, evaluate_claims(results, points_by_group, curves, recall),
-                    collapses(curves), results.unrun_trials)
+                    collapses(curves), results.trials_not_run)

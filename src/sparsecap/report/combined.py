@@ -107,7 +107,8 @@ def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
         adversarial=prefixed("adversarial"),
         corruption=prefixed("corruption"),
         damaged_checkpoints=prefixed("damaged_checkpoints"),
-        unrun_trials=tuple(f"{label}/{trial_id}" for label, results in labelled for trial_id in results.unrun_trials),
+        trials_not_run=tuple(f"{label}/{trial_id}" for label, results in labelled
+                             for trial_id in results.trials_not_run),
     )
 
 

@@ -18,7 +18,7 @@ from sparsecap.report.aggregate import (
     StudyResults,
     adversarial_budgets,
     noise_sigmas,
-    unrun_warning,
+    incomplete_warning,
 )
 from sparsecap.report.analysis import Analysis
 from sparsecap.report.claims import (
@@ -290,10 +290,10 @@ def _statistics_html(curves: StudyCurves) -> str:
 
 
 def _incomplete_html(results: StudyResults) -> str:
-    warning = unrun_warning(results)
+    warning = incomplete_warning(results)
     if warning is None:
         return ""
-    items = "".join(f"<li>{escape(trial_id)}</li>" for trial_id in results.unrun_trials)
+    items = "".join(f"<li>{escape(trial_id)}</li>" for trial_id in results.trials_not_run)
     return (f'<div id="incomplete-study" class="warning"><p><strong>Incomplete study.</strong> {escape(warning)}.</p>'
             f"<details><summary>Show the trials not run</summary><ul>{items}</ul></details></div>")
 

@@ -457,10 +457,11 @@ def compared_settings(recorded: Mapping[str, Any]) -> dict[str, Any]:
 
 
 TABLES: dict[str, type[BaseModel]] = {
-    "training": TrainingSpec, "weight_noise": WeightNoiseSpec, "adversarial": AdversarialSpec,
-    "corruptions": CorruptionsSpec, "dynamic": DynamicSpec, "resources": ResourcesSpec,
+    name: field.annotation for name, field in StudySpec.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
 }
-"""The spec's tables, by key: where an unknown key's valid neighbours are looked up."""
+"""The spec's tables, by key (read off the model, so a new table is never missed): where an unknown key's valid
+neighbours are looked up."""
 
 
 def _unknown_key(location: tuple[str | int, ...]) -> str:
