@@ -101,10 +101,10 @@ class _StackedMasked(nn.Module):
 class _StackedNorm(nn.BatchNorm2d):
     """K batch norms as one over K·C channels (per-channel statistics: each seed's own)."""
 
-    def __init__(self, norms: Sequence[nn.BatchNorm2d]) -> None:
+    def __init__(self, norms: Sequence[nn.BatchNorm2d], dtype: torch.dtype) -> None:
         first = norms[0]
         super().__init__(len(norms) * first.num_features, first.eps, first.momentum, first.affine,
-                         first.track_running_stats)
+                         first.track_running_stats, dtype=dtype)
         self.channels = first.num_features
         with torch.no_grad():
             for name, tensor in self.named_parameters(recurse=False):
@@ -151,12 +151,14 @@ def unstackable_module(model: nn.Module) -> str | None:
 
 
 def stack_cnns(models: Sequence[nn.Module]) -> tuple[nn.Module, StackLinks]:
-    """One grouped network computing all of `models` (same architecture), and its stacked layers with theirs."""
+    """One grouped network computing all of `models` (same architecture), in their device and dtype, and its
+    stacked layers with theirs."""
     unstackable = unstackable_module(models[0])
     if unstackable is not None:
         raise ValueError(f"seeds of a CNN can be trained together only when it is built of masked convolutions, "
                          f"batch norms, dense-stored linear layers and per-channel operations; {unstackable} is not")
-    count, device = len(models), next(models[0].parameters()).device
+    first = next(models[0].parameters())
+    count, device, dtype = len(models), first.device, first.dtype
     layout = memory_format(models[0], device)
     stacked = copy.deepcopy(models[0])
     links: StackLinks = []
@@ -171,9 +173,9 @@ def stack_cnns(models: Sequence[nn.Module]) -> tuple[nn.Module, StackLinks]:
         if isinstance(module, MaskedConv2d | MaskedLinear):
             combined: _StackedMasked | _StackedNorm = _StackedMasked(seeds, layout)  # type: ignore[arg-type]
         elif isinstance(module, nn.BatchNorm2d):
-            combined = _StackedNorm(seeds)  # type: ignore[arg-type]
+            combined = _StackedNorm(seeds, dtype)  # type: ignore[arg-type]
         else:
             continue
         stacked = replace_module(stacked, name, stacked.get_submodule(name), combined)
         links.append((combined, [_own_tensors(seed) for seed in seeds]))
-    return _SeedsAsChannels(stacked, count, layout).to(device), links
+    return _SeedsAsChannels(stacked, count, layout).to(device, dtype), links
