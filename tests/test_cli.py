@@ -172,14 +172,15 @@ def test_claims_of_a_study_a_stopped_run_left_unfinished_warn_and_name_what_is_m
     StudyDatabase.create(out).write_metadata({"spec": planned.resolved(), "fingerprint": planned.fingerprint(),
                                               "seeds": [0, 1]})
     code, stdout, _ = _run(capsys, "claims", str(out), "--json")
-    assert code == 0 and json.loads(stdout)["trials_not_run"][0] == "mlp-digits-w16-d1-static-s1"
+    assert code == 0 and json.loads(stdout)["unfinished_trials"][0] == "mlp-digits-w16-d1-static-s1"
     code, stdout, _ = _run(capsys, "claims", str(out), "--markdown")
-    assert stdout.startswith("**Incomplete study:** 4 planned trial(s) not yet run (e.g. mlp-digits-w16-d1-static-s1)")
+    assert stdout.startswith("**Incomplete study:** 4 planned trial(s) without a result, failed or not yet run (e.g. "
+                             "mlp-digits-w16-d1-static-s1)")
     code, _, err = _run(capsys, "claims", str(out))
     assert code == 0
-    assert ("warning: tiny is incomplete: 4 of its 8 planned trial(s) have not run (e.g. mlp-digits-w16-d1-static-s1), "
-            f"so its figures and verdicts rest on the 4 recorded; to finish it, rerun `sparsecap run {out}/study.json`"
-            in err)
+    assert ("warning: tiny is incomplete: 4 of its 8 planned trial(s) have no result (4 not run; e.g. "
+            "mlp-digits-w16-d1-static-s1), so its figures and verdicts rest on the 4 that have one; to finish it, "
+            f"rerun `sparsecap run {out}/study.json`\n") in err
     page = write_report(out).read_text()
     assert 'id="incomplete-study"' in page and "<li>mlp-digits-w32-d1-posttrain-s1</li>" in page
 

@@ -74,13 +74,22 @@ def test_seeds_trained_together_fail_one_by_one(tmp_path, monkeypatch, capsys):
     assert "ZeroDivisionError" in capsys.readouterr().err
 
 
-def test_the_cli_names_failed_trials_and_exits_non_zero(tmp_path, monkeypatch, capsys):
+def test_the_cli_names_failed_trials_exits_non_zero_and_reports_the_rest(tmp_path, monkeypatch, capsys):
     _break_one_trial(monkeypatch)
     spec = write_spec(tmp_path)
-    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-report", "--no-progress", "--workers", "1"]) == 1
+    assert main(["run", str(spec), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "1"]) == 1
     captured = capsys.readouterr()
     assert "8 trials run, 1 failed, 0 already finished" in captured.out
     assert f"{BROKEN}: RuntimeError: injected failure" in captured.err and "a rerun retries them" in captured.err
+    # The others are still reported and judged, once (one reading of the results for the page and the claims),
+    # saying the failed trial is missing from them.
+    assert f"report: {tmp_path / 'out' / 'report' / 'index.html'}" in captured.out
+    assert "too few seeds: no sparse point has 2 finished seeds" in captured.out
+    assert captured.err.count(f"tiny is incomplete: 1 of its 8 planned trial(s) have no result (1 failed; e.g. "
+                              f"{BROKEN}), so its figures and verdicts rest on the 7 that have one; to finish it, rerun "
+                              f"`sparsecap run {tmp_path / 'out' / 'study.json'}`, which retries the failed (their "
+                              "errors are in the database's trials.error)") == 1
+    assert f"<li>{BROKEN}</li>" in (tmp_path / "out" / "report" / "index.html").read_text()
 
 
 def test_a_trial_out_of_memory_is_recorded_failed_with_a_smaller_batch_suggested(tmp_path, monkeypatch, capsys):

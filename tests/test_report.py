@@ -11,9 +11,12 @@ import pytest
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import write_report
-from sparsecap.report.aggregate import load_study, summarise_points
+from sparsecap.report.aggregate import find_unfinished_trials, load_study, summarise_points
 from sparsecap.report.class_recall import normalised_recall_changes
+from sparsecap.studies import load_spec
 from sparsecap.studies.database import StudyDatabase, TrialRecord
+from sparsecap.studies.trials import expand
+from tests.study_helpers import write_spec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -367,3 +370,13 @@ def test_the_page_says_where_the_trials_ran(tmp_path: Path) -> None:
 def test_a_page_of_trials_without_placements_says_so(tmp_path: Path) -> None:
     StudyDatabase.create(tmp_path).record_trial(_record(schedule="static", width=128, seed=0))
     assert "Where the trials ran was not recorded" in write_report(tmp_path).read_text(encoding="utf-8")
+
+
+def test_unfinished_trials_are_the_planned_ones_failed_or_unrecorded_in_the_grids_order(tmp_path):
+    spec = load_spec(str(write_spec(tmp_path)))
+    planned = [trial.trial_id for trial in expand(spec)]
+    trials = [{"trial_id": planned[3], "status": "failed"}, {"trial_id": planned[0], "status": "finished"},
+              {"trial_id": planned[1], "status": "diverged"}]  # a diverged trial is a result: its loss blew up
+    assert find_unfinished_trials(spec.resolved(), trials) == (planned[2], *planned[3:])
+    for unreadable in (None, {"name": "from a later version", "widths": "all of them"}):
+        assert find_unfinished_trials(unreadable, trials) == (planned[3],)  # the plan unknown: only the failed

@@ -166,7 +166,7 @@ def test_a_rerun_naming_other_seeds_adds_them_and_keeps_every_recorded_one(tmp_p
     assert recorded["seeds"] == recorded["spec"]["seeds"] == database.metadata()["seeds"] == [0, 1, 2]
     resumed = run_study(load_spec(str(tmp_path / "out" / "study.json")), tmp_path / "out")
     assert (resumed.ran, resumed.already_finished) == (0, 12) and capsys.readouterr().err == ""
-    assert load_study(tmp_path / "out").trials_not_run == ()
+    assert load_study(tmp_path / "out").unfinished_trials == ()
 
 
 def test_a_database_without_its_study_record_is_refused_without_sending_the_user_in_circles(tmp_path):
@@ -271,5 +271,5 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path, stop, 
     assert recorded >= 1
     devices = json.loads((tmp_path / "out" / "study.json").read_text())["devices"]
     assert sum(place["trials"] for place in devices) == recorded  # rewritten as the run stopped
-    unrun = load_study(tmp_path / "out").trials_not_run
+    unrun = load_study(tmp_path / "out").unfinished_trials
     assert len(unrun) == 12 - recorded

@@ -10,12 +10,15 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 from pathlib import Path
 
 import sparsecap
 from sparsecap.errors import SparsecapError, StudyDirectoryError
 from sparsecap.studies.ray_address import cluster_endpoint
+
+if TYPE_CHECKING:
+    from sparsecap.report.analysis import Analysis
 
 EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
@@ -162,18 +165,20 @@ def _default_directory(spec_argument: str, name: str) -> Path:
 
 
 def _report_after_run(directory: Path) -> None:
-    """The report and claims of the study just run. A study with nothing to summarise (every trial failed or
-    diverged) says so instead: the run itself went as its exit status says (1 with failures, else 0), which a
-    refusal's status 2 would misstate."""
-    from sparsecap.report import write_report  # matplotlib and SciPy's statistics: only when drawing
+    """The report and claims of the study just run, from one analysis. A study with nothing to summarise (every
+    trial failed or diverged) says so instead: the run itself went as its exit status says (1 with failures,
+    else 0), which a refusal's status 2 would misstate."""
+    from sparsecap.report import REPORT_DIRECTORY, analyse, draw_report, read_results  # matplotlib, SciPy: here
 
     try:
-        report = write_report(directory)
+        results = read_results([directory])
+        analysis = analyse(results)
+        report = draw_report(results, analysis, directory / REPORT_DIRECTORY)
     except StudyDirectoryError as error:
         print(f"no report: {error}", file=sys.stderr)
         return
     print(f"report: {report}")
-    _print_claims([directory], "text")
+    _print_analysis(analysis, "text")
 
 
 def _command_report(arguments: argparse.Namespace) -> int:
@@ -183,15 +188,10 @@ def _command_report(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _print_claims(directories: Sequence[Path], output: str) -> None:
-    """The claims table of one study or several combined, as text, json or markdown."""
-    from sparsecap.report import analyse, warn_if_incomplete
+def _print_analysis(analysis: Analysis, output: str) -> None:
+    """The claims table of analysed results, as text, json or markdown."""
     from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text, collapses_text
-    from sparsecap.report.combined import load_studies
 
-    results = load_studies(directories)
-    warn_if_incomplete(results)
-    analysis = analyse(results)
     if output == "json":
         print(json.dumps(claims_json(analysis), indent=2))
     elif output == "markdown":
@@ -201,7 +201,10 @@ def _print_claims(directories: Sequence[Path], output: str) -> None:
 
 
 def _command_claims(arguments: argparse.Namespace) -> int:
-    _print_claims(arguments.directories, "json" if arguments.json else "markdown" if arguments.markdown else "text")
+    from sparsecap.report import analyse, read_results
+
+    output = "json" if arguments.json else "markdown" if arguments.markdown else "text"
+    _print_analysis(analyse(read_results(arguments.directories)), output)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sparsecap.errors import StudyDirectoryError
@@ -18,15 +19,21 @@ from sparsecap.report.page import render_page
 REPORT_DIRECTORY = "report"
 PAGE_FILE = "index.html"
 
-__all__ = ["Analysis", "ClassRecallChange", "analyse", "normalised_recall_changes", "study_claims",
-           "warn_if_incomplete", "write_report", "REPORT_DIRECTORY", "PAGE_FILE"]
+__all__ = ["Analysis", "ClassRecallChange", "analyse", "draw_report", "normalised_recall_changes", "read_results",
+           "study_claims", "write_report", "REPORT_DIRECTORY", "PAGE_FILE"]
 
 
-def warn_if_incomplete(results: StudyResults) -> None:
-    """On stderr, where a report or claims are drawn from a study a stopped run left unfinished."""
+def read_results(study_directories: Sequence[Path]) -> StudyResults:
+    """One study's results, or several combined, saying on stderr what its figures and verdicts cannot rest on:
+    damaged checkpoints, and the planned trials a stopped run left unrun. Raises StudyDirectoryError for a
+    directory that is not a study."""
+    results = load_studies(study_directories)
+    for trial_id, problem in sorted(results.damaged_checkpoints.items()):
+        print(f"warning: checkpoint of {trial_id} is {problem}; rerun the study to train it again", file=sys.stderr)
     warning = incomplete_warning(results)
     if warning is not None:
         print(f"warning: {warning}", file=sys.stderr)
+    return results
 
 
 def study_claims(results: StudyResults) -> list[ClaimVerdict]:
@@ -43,12 +50,14 @@ def write_report(*study_directories: Path, out: Path | None = None) -> Path:
     """
     if len(study_directories) > 1 and out is None:
         raise StudyDirectoryError("a report of several studies needs --out REPORTDIR (it belongs to none of them)")
-    results = load_studies(study_directories)
-    for trial_id, problem in sorted(results.damaged_checkpoints.items()):
-        print(f"warning: checkpoint of {trial_id} is {problem}; rerun the study to train it again", file=sys.stderr)
-    warn_if_incomplete(results)
-    analysis = analyse(results)
+    results = read_results(study_directories)
     directory = Path(out) if out is not None else Path(study_directories[0]) / REPORT_DIRECTORY
+    return draw_report(results, analyse(results), directory)
+
+
+def draw_report(results: StudyResults, analysis: Analysis, directory: Path) -> Path:
+    """Write the page and figures of analysed results into `directory`; return the page's path. Apart from
+    `write_report` so that a caller printing the claims too analyses the results once."""
     try:
         findings = findings_by_claim(analysis.claims)
         captions = {key: " ".join(findings[claim] for claim in claims if claim in findings)

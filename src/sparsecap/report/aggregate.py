@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +170,8 @@ class StudyResults:
     """trial_id -> its corrupted-data rows (corruption, severity, draw, accuracy, loss)."""
     damaged_checkpoints: dict[str, str] = field(default_factory=dict)
     """trial_id -> what is wrong with its checkpoint (missing, or not the file that was written)."""
-    trials_not_run: tuple[str, ...] = ()
-    """Trials the recorded spec plans that have no record: a run was stopped before them."""
+    unfinished_trials: tuple[str, ...] = ()
+    """Planned trials without a result: recorded as failed, or with no record (a run was stopped before them)."""
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -191,29 +191,36 @@ class StudyResults:
         return [trial for trial in self.trials if trial["status"] == status]
 
 
-def planned_trials_not_run(recorded_spec: Any, trials: Iterable[dict[str, Any]]) -> tuple[str, ...]:
-    """The trial ids `recorded_spec` plans that `trials` lack, in the grid's order; none where the record is not a
-    spec this version reads (then nothing can be said of what was planned)."""
+def find_unfinished_trials(recorded_spec: Any, trials: Sequence[dict[str, Any]]) -> tuple[str, ...]:
+    """The planned trials without a result, in the grid's order: those `trials` record as failed and those they
+    lack. Where the record is not a spec this version reads, only the failed (nothing can be said of the plan)."""
+    failed = [trial["trial_id"] for trial in trials if trial["status"] == FAILED]
     if not isinstance(recorded_spec, dict):
-        return ()
+        return tuple(failed)
     try:
         spec = parse_spec(spec_data_of_record(recorded_spec), "recorded in the study")
     except SpecError:
-        return ()
-    recorded = {trial["trial_id"] for trial in trials}
-    return tuple(trial.trial_id for trial in expand(spec) if trial.trial_id not in recorded)
+        return tuple(failed)
+    with_result = {trial["trial_id"] for trial in trials if trial["status"] != FAILED}
+    return tuple(trial.trial_id for trial in expand(spec) if trial.trial_id not in with_result)
 
 
 def incomplete_warning(results: StudyResults) -> str | None:
-    """Said wherever verdicts are shown: a stopped run leaves a study whose figures and claims rest on part of it."""
-    if not results.trials_not_run:
+    """Said wherever verdicts are shown: a stopped run or failed trials leave figures and claims resting on part
+    of the study."""
+    unfinished = results.unfinished_trials
+    if not unfinished:
         return None
+    failed = len({trial["trial_id"] for trial in results.trials_with_status(FAILED)} & set(unfinished))
+    with_result = len(results.trials) - failed
+    kinds = ", ".join(f"{count} {kind}" for count, kind in ((failed, "failed"), (len(unfinished) - failed, "not run"))
+                      if count)
     how = ("`sparsecap run DIRECTORY/study.json` for each study" if "studies" in results.spec
            else f"`sparsecap run {results.directory / STUDY_FILE}`")
-    return (f"{results.name} is incomplete: {len(results.trials_not_run)} of its "
-            f"{len(results.trials_not_run) + len(results.trials)} planned trial(s) have not run (e.g. "
-            f"{results.trials_not_run[0]}), so its figures and verdicts rest on the {len(results.trials)} recorded; "
-            f"to finish it, rerun {how}")
+    retried = ", which retries the failed (their errors are in the database's trials.error)" if failed else ""
+    return (f"{results.name} is incomplete: {len(unfinished)} of its {len(unfinished) + with_result} planned "
+            f"trial(s) have no result ({kinds}; e.g. {unfinished[0]}), so its figures and verdicts rest on the "
+            f"{with_result} that have one; to finish it, rerun {how}{retried}")
 
 
 def load_study(study_directory: Path) -> StudyResults:
@@ -267,7 +274,7 @@ def load_study(study_directory: Path) -> StudyResults:
             for problem in [checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])]
             if problem is not None
         },
-        trials_not_run=planned_trials_not_run(metadata.get("spec"), trials),
+        unfinished_trials=find_unfinished_trials(metadata.get("spec"), trials),
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
         adversarial=dict(adversarial),

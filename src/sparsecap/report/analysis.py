@@ -24,8 +24,8 @@ class Analysis:
     recall: dict[GroupKey, list[PointRecallAnalysis]]
     claims: list[ClaimVerdict]
     collapses: list[Collapse]
-    trials_not_run: tuple[str, ...] = ()
-    """Trials the recorded spec plans that no run has recorded yet: the claims rest on the others."""
+    unfinished_trials: tuple[str, ...] = ()
+    """Planned trials without a result (failed, or not yet run): the claims rest on the others."""
 
 
 def analyse(results: StudyResults) -> Analysis:
@@ -34,4 +34,4 @@ def analyse(results: StudyResults) -> Analysis:
     curves = study_curves(results, points_by_group)
     recall = class_recall_analysis(results, points_by_group)
     return Analysis(points_by_group, curves, recall, evaluate_claims(results, points_by_group, curves, recall),
-                    collapses(curves), results.trials_not_run)
+                    collapses(curves), results.unfinished_trials)

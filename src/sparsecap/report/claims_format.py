@@ -81,9 +81,9 @@ def claims_markdown(analysis: Analysis) -> str:
             entry.finding.reason, entry.finding.evidence or "—", entry.training_text)) + " |\n"
         for entry in verdicts
     )
-    missing = analysis.trials_not_run
-    incomplete = (f"**Incomplete study:** {len(missing)} planned trial(s) not yet run (e.g. {missing[0]}); the "
-                  f"verdicts rest on the trials recorded.\n\n" if missing else "")
+    missing = analysis.unfinished_trials
+    incomplete = (f"**Incomplete study:** {len(missing)} planned trial(s) without a result, failed or not yet run "
+                  f"(e.g. {missing[0]}); the verdicts rest on the others.\n\n" if missing else "")
     return f"{incomplete}{summary_line(verdicts)}\n\n{METHOD}\n\n{header}{rows}"
 
 
@@ -131,11 +131,11 @@ def collapses_text(collapses: Sequence[Collapse], width: int = 100) -> str:
 
 def claims_json(analysis: Analysis) -> dict[str, Any]:
     """The claims table with its deciding curves, every group's curve of every measure, where each group
-    collapses, and the planned trials not yet run (an unfinished study), JSON-ready (`_json_number`)."""
+    collapses, and the planned trials without a result (failed or not yet run), JSON-ready (`_json_number`)."""
     verdicts = analysis.claims
     return {
         "method": METHOD,
-        "trials_not_run": list(analysis.trials_not_run),
+        "unfinished_trials": list(analysis.unfinished_trials),
         "measures": [_curve_json(curve) for by_measure in analysis.curves.values() for curve in by_measure.values()],
         "collapses": [
             {"group": entry.group.label, "text": entry.text,

@@ -107,8 +107,8 @@ def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
         adversarial=prefixed("adversarial"),
         corruption=prefixed("corruption"),
         damaged_checkpoints=prefixed("damaged_checkpoints"),
-        trials_not_run=tuple(f"{label}/{trial_id}" for label, results in labelled
-                             for trial_id in results.trials_not_run),
+        unfinished_trials=tuple(f"{label}/{trial_id}" for label, results in labelled
+                             for trial_id in results.unfinished_trials),
     )
 
 

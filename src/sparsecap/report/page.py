@@ -293,9 +293,9 @@ def _incomplete_html(results: StudyResults) -> str:
     warning = incomplete_warning(results)
     if warning is None:
         return ""
-    items = "".join(f"<li>{escape(trial_id)}</li>" for trial_id in results.trials_not_run)
+    items = "".join(f"<li>{escape(trial_id)}</li>" for trial_id in results.unfinished_trials)
     return (f'<div id="incomplete-study" class="warning"><p><strong>Incomplete study.</strong> {escape(warning)}.</p>'
-            f"<details><summary>Show the trials not run</summary><ul>{items}</ul></details></div>")
+            f"<details><summary>Show the trials without a result</summary><ul>{items}</ul></details></div>")
 
 
 def _damaged_html(damaged: dict[str, str]) -> str:
