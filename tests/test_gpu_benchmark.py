@@ -204,7 +204,10 @@ def test_the_grids_trials_on_a_dataset_cost_their_measured_epochs_once_every_mod
 def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any_device(gpu, tmp_path, monkeypatch,
                                                                                      capsys):
     gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")
-    monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, "widths=[16]", "training.max_epochs=2"))
+    # float32: a CPU without bfloat16 units emulates it, 5x slower (55 s here), and nothing below could tell
+    # the two precisions apart (test_precision checks bfloat16 training)
+    overrides = ("widths=[16]", "training.max_epochs=2", "training.precision=float32")
+    monkeypatch.setattr(gpu, "STOPPING_OVERRIDES", (*gpu.STOPPING_OVERRIDES, *overrides))
     stopped = gpu.measure_stopping(tmp_path / "out", tmp_path / "data", "cpu", 3600, ["paper-vgg-width"])
     assert [(model.architecture, model.dataset, model.width) for model in stopped] == [("vgg", "mnist", 16)]
     assert 1 <= stopped[0].epochs <= 2 and stopped[0].seconds_per_epoch > 0
