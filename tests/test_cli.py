@@ -155,6 +155,15 @@ def test_bad_spec_key_via_the_cli(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_bfloat16_on_a_cpu_that_emulates_it_is_warned_of_before_the_run(capsys, tmp_path):
+    from sparsecap.training.precision import bfloat16_emulated
+
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), "--device", "cpu",
+                        "--set", "training.precision=bfloat16", "--set", "seeds=[0]", "--no-report", "--no-progress")
+    assert code == 0
+    assert ('warning: [training] precision = "bfloat16" on this cpu is emulated' in err) == bfloat16_emulated("cpu")
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

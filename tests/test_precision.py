@@ -11,6 +11,7 @@ from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, Engine, initialize_, set_engine, sparse_model_at_init
 from sparsecap.training import Precision, TrainingConfig, numeric_precision, to_pixels, train
 from sparsecap.training.multiseed import train_together
+from sparsecap.training.precision import bfloat16_emulated
 
 CAPACITY = 64 * 32 + 32 * 10  # the dense width-32 digits MLP
 
@@ -123,3 +124,7 @@ def test_seeds_trained_together_at_bfloat16_match_one_by_one_to_bfloat16_roundin
     for result, reference in zip(results, expected, strict=True):
         assert result.epoch_losses == pytest.approx(reference.epoch_losses, rel=2e-2)
         assert result.epoch_losses != _trained(Precision.FLOAT32)[1]
+
+
+def test_bfloat16_is_never_called_emulated_off_the_cpu():
+    assert not bfloat16_emulated("cuda:0") and not bfloat16_emulated(torch.device("mps"))

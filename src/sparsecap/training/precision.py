@@ -41,3 +41,10 @@ def numeric_precision(precision: Precision, device: torch.device | str) -> Itera
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def bfloat16_emulated(device: torch.device | str) -> bool:
+    """Whether bfloat16 autocast on `device` is emulated, and so far slower than float32: on a CPU without
+    oneDNN's bfloat16 kernels (x86 without AVX-512), where VGG11 trained 22x slower than in float32
+    (`benchmarks/cpu_precision.py`). Worth a warning before a long run."""
+    return torch.device(device).type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
