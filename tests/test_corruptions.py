@@ -86,7 +86,7 @@ def frost_dir(tmp_path_factory):
     return directory
 
 
-def _pessimal_matrix_file(path, matrix, protocol=3):
+def pessimal_matrix_file(path, matrix, protocol=3):
     """The matrix pickled as the reference ships it: a bare numpy array, by Python 3.7's default protocol 3."""
     path.write_bytes(pickle.dumps(matrix, protocol=protocol))
     return path
@@ -94,10 +94,13 @@ def _pessimal_matrix_file(path, matrix, protocol=3):
 
 @pytest.fixture(scope="module")
 def pessimal_matrix(tmp_path_factory):
+    return pessimal_matrix_file(tmp_path_factory.mktemp("pessimal") / "pessimal_noise_matrix", seeded_pessimal_matrix())
+
+
+def seeded_pessimal_matrix() -> np.ndarray:
     """A seeded random 196×196 float32 matrix. Its positive entries correlate the 196 outputs, so the noise
     spreads evenly over the tile and a mid-grey image is never clipped."""
-    matrix = np.random.default_rng(0).uniform(0.5, 1.0, (196, 196)).astype(np.float32)
-    return _pessimal_matrix_file(tmp_path_factory.mktemp("pessimal") / "pessimal_noise_matrix", matrix)
+    return np.random.default_rng(0).uniform(0.5, 1.0, (196, 196)).astype(np.float32)
 
 
 def _run(suite, name, images, severity, seed, frost_dir, pessimal_matrix=None):
@@ -447,7 +450,7 @@ def test_pessimal_noise_ignores_the_severity_and_is_not_in_the_published_set(pes
 @pytest.mark.parametrize("protocol", [2, 3, 4])
 def test_the_pessimal_matrix_file_loads_from_any_pickle_protocol(tmp_path, protocol):
     matrix = np.random.default_rng(1).standard_normal((196, 196)).astype(np.float32)
-    loaded = load_matrix(_pessimal_matrix_file(tmp_path / "pessimal_noise_matrix", matrix, protocol))
+    loaded = load_matrix(pessimal_matrix_file(tmp_path / "pessimal_noise_matrix", matrix, protocol))
     assert loaded.dtype == np.float32 and np.array_equal(loaded, matrix) and not loaded.flags.writeable
 
 
@@ -464,17 +467,17 @@ def test_pessimal_matrix_missing_or_malformed(tmp_path, monkeypatch, pessimal_ma
     with pytest.raises(PessimalMatrixUnavailableError, match="does not exist or is not a file"):
         pessimal(tmp_path / "nowhere")
     wrong = tmp_path / "wrong"
-    _pessimal_matrix_file(wrong, np.ones((14, 14), np.float32))
+    pessimal_matrix_file(wrong, np.ones((14, 14), np.float32))
     with pytest.raises(PessimalMatrixUnavailableError,
                        match="expected a 196×196 float32 numpy array.*found dtype float32, shape \\(14, 14\\)"):
         pessimal(wrong)
-    _pessimal_matrix_file(wrong, np.ones((196, 196), np.int64))
+    pessimal_matrix_file(wrong, np.ones((196, 196), np.int64))
     with pytest.raises(PessimalMatrixUnavailableError, match="found dtype int64, shape \\(196, 196\\)"):
         pessimal(wrong)
-    _pessimal_matrix_file(wrong, [[1.0] * 196] * 196)
+    pessimal_matrix_file(wrong, [[1.0] * 196] * 196)
     with pytest.raises(PessimalMatrixUnavailableError, match="found a pickled list"):
         pessimal(wrong)
-    _pessimal_matrix_file(wrong, np.full((196, 196), np.nan, np.float32))
+    pessimal_matrix_file(wrong, np.full((196, 196), np.nan, np.float32))
     with pytest.raises(PessimalMatrixUnavailableError, match="must be finite and not all zero"):
         pessimal(wrong)
     wrong.write_bytes(pessimal_matrix.read_bytes()[:1000])
