@@ -402,6 +402,14 @@ def test_frost_without_usable_pictures(tmp_path, monkeypatch):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path / "nowhere")
 
 
+def test_a_partial_set_of_frost_pictures_is_used_whole_but_for_the_unused_frost6(tmp_path, frost_dir):
+    partial = shutil.copytree(frost_dir, tmp_path / "partial")
+    (partial / "frost5.jpg").rename(partial / "frost6.jpg")
+    shutil.copy(partial / "frost1.png", partial / "my_frost.png")
+    assert [path.name for path in frost_pictures.picture_files(partial)] == [
+        "frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "my_frost.png"]
+
+
 def test_frost_pictures_replaced_in_place_are_decoded_afresh(tmp_path, frost_dir):
     """The pixels used must match `pictures_digest`, which labels manifests and the protocol's cache."""
     replaced = shutil.copytree(frost_dir, tmp_path / "replaced")

@@ -8,7 +8,7 @@ made up.
 
 A usable directory holds the reference pictures frost1.png, frost2.png, frost3.png, frost4.jpg and
 frost5.jpg (frost6.jpg is never used, as in the references). A directory without all five is used
-whole: every .png/.jpg/.jpeg in it, sorted by name, the index then being drawn among those.
+whole: every .png/.jpg/.jpeg in it but frost6.jpg, sorted by name, the index then being drawn among those.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sparsecap.errors import FrostUnavailableError
 
 FROST_ENV_VAR = "SPARSECAP_FROST"
 REFERENCE_PICTURES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")
+UNUSED_PICTURE = "frost6.jpg"  # shipped with the references' pictures, drawn by neither generator
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CIFAR_RESIZE = 0.2  # CIFAR frost shrinks each picture by 0.2 (spec §2.2); MNIST uses it at full size
 
@@ -48,7 +49,8 @@ def picture_files(directory: Path) -> list[Path]:
     reference = [directory / name for name in REFERENCE_PICTURES]
     if all(path.is_file() for path in reference):
         return reference
-    found = sorted(path for path in directory.iterdir() if path.suffix.lower() in PICTURE_SUFFIXES and path.is_file())
+    found = sorted(path for path in directory.iterdir()
+                   if path.suffix.lower() in PICTURE_SUFFIXES and path.name != UNUSED_PICTURE and path.is_file())
     if not found:
         raise FrostUnavailableError(
             f"frost directory {directory} holds no pictures: expected {', '.join(REFERENCE_PICTURES)} "
