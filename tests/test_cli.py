@@ -164,6 +164,14 @@ def test_bfloat16_on_a_cpu_that_emulates_it_is_warned_of_before_the_run(capsys, 
     assert ('warning: [training] precision = "bfloat16" on this cpu is emulated' in err) == bfloat16_emulated("cpu")
 
 
+def test_corruption_severities_that_change_nothing_are_warned_of_before_the_run(capsys, tmp_path):
+    code, _, err = _run(capsys, "run", "quick-corruptions", "--out", str(tmp_path / "out"), "--device", "cuda:99",
+                        "--set", "corruptions.severities=[3]")
+    assert ("warning: [corruptions] severities = [3] changes nothing in 'quick-corruptions': it sets CIFAR-C's "
+            "severities, and MNIST-C measures each corruption at its published severity") in err
+    assert code == 2 and not (tmp_path / "out").exists()  # refused on the missing device, after the warning
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -158,6 +158,14 @@ def test_a_directory_given_as_the_spec_is_named_as_such(tmp_path):
         load_spec(str(tmp_path))
 
 
+def test_corruption_severities_changed_where_no_dataset_is_measured_on_cifar_c_are_found():
+    severities = "corruptions.severities=[3]"
+    assert not load_spec("quick-corruptions").ignores_severities()  # MNIST at the default severities
+    assert load_spec("quick-corruptions", [severities]).ignores_severities()
+    assert not load_spec("quick-corruptions", [severities, "datasets=['mnist', 'cifar10']"]).ignores_severities()
+    assert not load_spec("quick-corruptions", [severities, "corruptions.enabled=false"]).ignores_severities()
+
+
 def test_models_that_are_all_their_own_base_are_found():
     assert load_spec("quick").unmasked_bases() == {}
     assert load_spec("quick", ["widths=[32768]"]).unmasked_bases() == {"mlp": ModelConfig("mlp", 32768, 1)}

@@ -132,6 +132,10 @@ def _command_run(arguments: argparse.Namespace) -> int:
         write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base (width {base.width}, "
                    f"depth {base.depth}), so nothing is masked and no model is sparse; hold them to a smaller "
                    f"model's weight count with base_width (e.g. --set base_width={smaller})", sys.stderr)
+    if spec.ignores_severities():
+        write_line(f"warning: [corruptions] severities = {spec.corruptions.severities} changes nothing in "
+                   f"{spec.name!r}: it sets CIFAR-C's severities, and MNIST-C measures each corruption at its "
+                   f"published severity (1 for the extras, which have none)", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     if spec.training.precision is Precision.BFLOAT16 and bfloat16_emulated(device):

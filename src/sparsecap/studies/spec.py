@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sparsecap.corruptions.protocol import ProtocolConfig
-from sparsecap.corruptions.registry import suite_for_dataset
+from sparsecap.corruptions.registry import Suite, suite_for_dataset
 from sparsecap.data import DatasetName, dataset_info
 from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
@@ -359,6 +359,14 @@ class StudySpec(_Strict):
             for base in [self.base_for(architecture)]
             if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}
         }
+
+    def ignores_severities(self) -> bool:
+        """Whether `[corruptions] severities` was changed for a study none of whose datasets is measured on
+        CIFAR-C: MNIST-C measures each corruption at its published severity, so the setting changes nothing."""
+        corruptions = self.corruptions
+        default = CorruptionsSpec.model_fields["severities"].default
+        return (corruptions.enabled and corruptions.severities != default
+                and all(suite_for_dataset(dataset.value) is not Suite.CIFAR_C for dataset in self.datasets))
 
     def recomputes_batch_norm(self, architecture: str) -> bool:
         """Whether the study's `architecture` models have their batch-norm statistics recomputed after training."""
