@@ -25,8 +25,8 @@ __all__ = ["Analysis", "ClassRecallChange", "analyse", "draw_report", "normalise
 
 def read_results(study_directories: Sequence[Path]) -> StudyResults:
     """One study's results, or several combined, saying on stderr what its figures and verdicts cannot rest on:
-    damaged checkpoints, and the planned trials a stopped run left unrun. Raises StudyDirectoryError for a
-    directory that is not a study."""
+    damaged checkpoints, and the planned trials without a result (failed, or left unrun by a stopped run). Raises
+    StudyDirectoryError for a directory that is not a study."""
     results = load_studies(study_directories)
     for trial_id, problem in sorted(results.damaged_checkpoints.items()):
         print(f"warning: checkpoint of {trial_id} is {problem}; rerun the study to train it again", file=sys.stderr)

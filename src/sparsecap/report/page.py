@@ -17,8 +17,8 @@ from sparsecap.report.aggregate import (
     PointSummary,
     StudyResults,
     adversarial_budgets,
-    noise_sigmas,
     incomplete_warning,
+    noise_sigmas,
 )
 from sparsecap.report.analysis import Analysis
 from sparsecap.report.claims import (
