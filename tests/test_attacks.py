@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as functional
 from torch import nn
 
 from sparsecap.cli import main
@@ -17,7 +19,7 @@ from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import Attack, adversarial_robustness, default_epsilons, parse_attack, run_attack
 from sparsecap.robustness.adversarial import CIFAR_EPSILONS, MNIST_LIKE_EPSILONS, sample_indices
 from sparsecap.robustness import attacks as attacks_module
-from sparsecap.robustness.attacks import apgd, apgd_checkpoints, apgd_halves, fgsm, pgd
+from sparsecap.robustness.attacks import apgd, apgd_checkpoints, apgd_halves, bim, ffgsm, fgsm, pgd
 from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init, weight_count
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.training import TrainingConfig, to_pixels, train
@@ -323,3 +325,142 @@ def test_every_attack_runs_on_its_inputs_device_alone(attack):
     labels = torch.empty(4, dtype=torch.long, device="meta")
     adversarial = run_attack(model, attack, pixels, labels, 0.1, 3, torch.Generator().manual_seed(0))
     assert adversarial.device.type == "meta" and adversarial.shape == pixels.shape
+
+
+def _two_class_linear() -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 2-class linear model, mid-grey pixels, their labels, and the loss gradient's sign there, which for two
+    classes is sign(W[other] - W[true]) at every input: each attack's steps can be worked out by hand."""
+    model = nn.Linear(6, 2).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0, 0.5, 3.0, -1.0, 0.2], [-1.0, 1.0, 2.0, -0.5, 0.3, 0.9]]))
+        model.bias.zero_()
+    pixels = torch.full((2, 6), 0.5, dtype=torch.float64)
+    pixels[1] += torch.linspace(-0.3, 0.3, 6, dtype=torch.float64)
+    labels = torch.tensor([0, 1])
+    direction = (model.weight[1 - labels] - model.weight[labels]).detach().sign()
+    return model, pixels, labels, direction
+
+
+def test_the_random_start_is_uniform_over_the_whole_budget() -> None:
+    """FFGSM with a zero step returns its start: uniform in [-eps, eps] around the pixels (not one-sided)."""
+    model, _, _, _ = _two_class_linear()
+    pixels = torch.full((4000, 6), 0.5, dtype=torch.float64)
+    labels = torch.zeros(4000, dtype=torch.long)
+    offsets = ffgsm(model, pixels, labels, 0.1, torch.Generator().manual_seed(0), step_size=0.0) - pixels
+    assert -0.1 <= offsets.min().item() < -0.099 and 0.099 < offsets.max().item() <= 0.1
+    assert abs(offsets.mean().item()) < 0.002
+    assert offsets.std().item() == pytest.approx(0.1 / math.sqrt(3), rel=0.02)
+
+
+def test_ffgsm_steps_1_25_eps_from_its_random_start() -> None:
+    """Wong et al. (2020): x' = P(start + 1.25 eps sign(g)), the start the same seed draws, not the clean input."""
+    model, pixels, labels, direction = _two_class_linear()
+    start = ffgsm(model, pixels, labels, 0.1, torch.Generator().manual_seed(3), step_size=0.0)
+    expected = torch.minimum(torch.maximum(start + 0.125 * direction, pixels - 0.1), pixels + 0.1)
+    assert torch.allclose(ffgsm(model, pixels, labels, 0.1, torch.Generator().manual_seed(3)), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps", [1, 3, 4])
+def test_bim_and_pgd_take_exactly_steps_projected_steps(steps: int) -> None:
+    """With a constant gradient sign, `steps` steps of 0.02 move each pixel 0.02 * steps, capped at eps = 0.07."""
+    model, pixels, labels, direction = _two_class_linear()
+    expected = pixels + min(0.02 * steps, 0.07) * direction
+    assert torch.allclose(bim(model, pixels, labels, 0.07, steps=steps, step_size=0.02), expected, atol=1e-12)
+    assert torch.allclose(pgd(model, pixels, labels, 0.07, steps=steps, step_size=0.02, random_start=False),
+                          expected, atol=1e-12)
+
+
+class _Recording(nn.Module):
+    """A model that keeps every batch it is evaluated on, so a test can read an attack's iterates in order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.inputs.append(pixels.detach().clone())
+        return self.model(pixels)
+
+
+def _reference_apgd(model: nn.Module, clean: torch.Tensor, start: torch.Tensor, label: torch.Tensor, epsilon: float,
+                    steps: int) -> tuple[list[torch.Tensor], torch.Tensor, dict[str, int]]:
+    """Croce & Hein's Algorithm 1 for one example, from the paper: step 2 eps, momentum 0.75 (1 on the first
+    step), at each checkpoint halve where fewer than 75 % of the steps since the last one raised the loss or,
+    without a halving there, the best loss has not risen; a halving restarts from the best point, whose next
+    step's momentum is the move there from the iterate before the checkpoint's. Returns the iterates, the
+    result (the first misclassified iterate, else the best), and counts of the events the comparison covers."""
+    checkpoints = apgd_checkpoints(steps)
+
+    def evaluated(point: torch.Tensor) -> tuple[float, torch.Tensor, int]:
+        point = point.clone().requires_grad_(True)
+        logits = model(point[None])
+        loss = functional.cross_entropy(logits, label[None])
+        (gradient,) = torch.autograd.grad(loss, point)
+        return loss.item(), gradient, int(logits.argmax())
+
+    def project(point: torch.Tensor) -> torch.Tensor:
+        return torch.minimum(torch.maximum(point, clean - epsilon), clean + epsilon).clamp(0.0, 1.0)
+
+    eta, point, previous = 2 * epsilon, start, start
+    points, losses, predictions = [], [], []
+    best, best_loss, best_gradient = start, -math.inf, torch.zeros_like(start)
+    rises, last_checkpoint, best_then, halved_then, compared = 0, 0, -math.inf, False, -math.inf
+    events = {"halvings": 0, "restarts_that_move": 0}
+    for k in range(steps):
+        loss, gradient, predicted = evaluated(point)
+        points.append(point), losses.append(loss), predictions.append(predicted)
+        rises += k > 0 and loss > compared
+        compared = loss
+        if loss > best_loss:
+            best, best_loss, best_gradient = point, loss, gradient
+        if k == 0:
+            best_then = best_loss
+        if k in checkpoints:
+            halve = rises < 0.75 * (k - last_checkpoint) or (not halved_then and best_loss <= best_then)
+            if halve:
+                events["halvings"] += 1
+                events["restarts_that_move"] += not torch.equal(point, best)
+                eta, point, gradient, compared = eta / 2, best, best_gradient, best_loss
+            rises, last_checkpoint, best_then, halved_then = 0, k, best_loss, halve
+        target = project(point + eta * gradient.sign())
+        alpha = 1.0 if k == 0 else 0.75
+        point, previous = project(point + alpha * (target - point) + (1 - alpha) * (point - previous)), point
+    with torch.no_grad():
+        logits = model(point[None])
+    points.append(point), predictions.append(int(logits.argmax()))
+    losses.append(functional.cross_entropy(logits, label[None]).item())
+    fooled = [index for index, predicted in enumerate(predictions) if predicted != int(label)]
+    best_index = max(range(len(points)), key=lambda index: (losses[index], -index))
+    events["fooled"] = len(fooled) > 0
+    events["first_fooled_is_not_best"] = bool(fooled) and not torch.equal(points[fooled[0]], points[best_index])
+    events["first_fooled_is_not_last"] = bool(fooled) and not torch.equal(points[fooled[0]], points[fooled[-1]])
+    return points, points[fooled[0] if fooled else best_index], events
+
+
+def test_apgd_follows_croce_and_hein_iterate_by_iterate() -> None:
+    """Every iterate APGD evaluates, and the point it returns, match a one-example reference of the paper's
+    algorithm on a small nonlinear model in float64 (step size, momentum, halving and restarts included)."""
+    generator = torch.Generator().manual_seed(1)
+    network = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.copy_(2 * torch.randn(parameter.shape, generator=generator, dtype=torch.float64))
+    pixels = torch.rand((16, 6), generator=generator, dtype=torch.float64)
+    labels = network(pixels).argmax(dim=1).detach()
+    model, steps, epsilon = _Recording(network), 10, 0.2
+    adversarial = apgd(model, pixels, labels, epsilon, steps=steps, generator=torch.Generator().manual_seed(0))
+    assert len(model.inputs) == steps + 1  # one gradient per step, then the last iterate's prediction
+    assert (model.inputs[0] - pixels).abs().max().item() <= epsilon
+    totals: dict[str, int] = {}
+    for index in range(len(labels)):
+        points, result, events = _reference_apgd(network, pixels[index], model.inputs[0][index], labels[index],
+                                                 epsilon, steps)
+        for step, (expected, evaluated) in enumerate(zip(points, model.inputs, strict=True)):
+            assert torch.allclose(evaluated[index], expected, atol=1e-12), (index, step)
+        assert torch.allclose(adversarial[index], result, atol=1e-12), index
+        for name, count in events.items():
+            totals[name] = totals.get(name, 0) + int(count)
+    # The comparison covers halvings that move the iterate, and both ways of choosing the result.
+    assert totals["restarts_that_move"] > 0 and 0 < totals["fooled"] < len(labels)
+    assert totals["first_fooled_is_not_best"] > 0 and totals["first_fooled_is_not_last"] > 0

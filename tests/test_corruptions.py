@@ -20,7 +20,13 @@ from sparsecap.corruptions import blur as cifar_blur
 from sparsecap.corruptions import frost as frost_pictures
 from sparsecap.corruptions import mnist_c, ops
 from sparsecap.corruptions.pessimal import load_matrix
-from sparsecap.corruptions.protocol import ProtocolConfig, prepare_inputs, sample_indices
+from sparsecap.corruptions.protocol import (
+    CorruptedEntry,
+    EvaluationInputs,
+    ProtocolConfig,
+    prepare_inputs,
+    sample_indices,
+)
 from sparsecap.data import dataset_info
 from sparsecap.data.corrupted import (
     CIFAR_C_PUBLISHED,
@@ -752,3 +758,36 @@ def test_a_study_says_once_what_its_default_set_skips_and_refuses_a_named_corrup
     named = load_spec("quick-corruptions", ["corruptions.corruptions=[\"identity\", \"pessimal_noise\"]"])
     with pytest.raises(CorruptionError, match=r"\[corruptions\] on mnist: pessimal_noise needs .*; nothing was run"):
         skipped_corruptions(named)
+
+
+def test_corrupted_accuracy_and_loss_use_each_entrys_own_labels_and_every_draw(tmp_path):
+    """Each entry's images are scored against the labels of its sample indices (not the first n labels), once
+    per draw, with accuracy and mean cross-entropy computed here from the model's logits on (N, C, H, W) pixels."""
+    from sparsecap.models import ModelConfig, create_model
+    from sparsecap.robustness.corrupted_data import corrupted_data_robustness
+
+    torch.manual_seed(0)
+    model = create_model(ModelConfig("mlp", 16, 1), dataset_info("digits")).eval()
+    rng = np.random.default_rng(0)
+    test_labels = torch.from_numpy(rng.integers(0, 10, 50))
+    entries = [CorruptedEntry("shot_noise", 1, np.array([3, 7, 20, 41, 49]),
+                              rng.integers(0, 256, (2, 5, 8, 8, 1), dtype=np.uint8)),
+               CorruptedEntry("identity", 1, np.array([0, 10, 11]),
+                              rng.integers(0, 256, (1, 3, 8, 8, 1), dtype=np.uint8))]
+
+    def logits(images: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return model(torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+
+    for entry in entries:  # the first draw of each entry is classified right: a label mix-up shows
+        test_labels[entry.indices] = logits(entry.images[0]).argmax(1)
+    inputs = EvaluationInputs(tmp_path, "digits", ProtocolConfig.default(Suite.MNIST_C), entries)
+    results = corrupted_data_robustness(model, inputs, test_labels, 10)
+    assert [(result.corruption, result.draw) for result in results] == [("shot_noise", 0), ("shot_noise", 1),
+                                                                        ("identity", 0)]
+    expected = [((logits(images).argmax(1) == test_labels[entry.indices]).double().mean().item(),
+                 torch.nn.functional.cross_entropy(logits(images), test_labels[entry.indices]).item())
+                for entry in entries for images in entry.images]
+    assert expected[0][0] == expected[2][0] == 1.0 and expected[1][0] < 1.0
+    for result, (accuracy, loss) in zip(results, expected, strict=True):
+        assert result.accuracy == pytest.approx(accuracy, abs=1e-12) and result.loss == pytest.approx(loss, rel=1e-5)

@@ -5,6 +5,7 @@ import torch
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import add_weight_noise_, evaluate, weight_noise_robustness
+from sparsecap.robustness.evaluation import Evaluation, class_recall
 from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init
 
 
@@ -82,3 +83,14 @@ def test_wide_models_are_evaluated_in_cache_sized_batches_with_the_same_results(
     whole, batched = evaluate(model, images, labels, 10, batch_size=300), evaluate(model, images, labels, 10, batch_size=7)
     assert whole.accuracy == batched.accuracy and whole.class_recall == batched.class_recall
     assert abs(whole.loss - batched.loss) < 1e-6
+
+
+def test_class_recall_counts_each_class_over_its_examples_and_the_minimum_skips_absent_ones():
+    """Recall = correct / examples of the class (not / predictions of it: that is precision); class 0 is absent,
+    so its recall is NaN and the minimum (paper Fig. 8, claim c4) is the worst present class."""
+    labels = torch.tensor([1, 1, 1, 1, 2, 2, 3, 3, 3, 3])
+    predictions = torch.tensor([1, 1, 1, 2, 2, 3, 3, 0, 0, 0])
+    recall = class_recall(predictions, labels, 4)
+    assert math.isnan(recall[0]) and recall[1:] == (0.75, 0.5, 0.25)
+    assert Evaluation(accuracy=0.6, loss=1.0, class_recall=recall).min_class_recall == 0.25
+    assert math.isnan(Evaluation(accuracy=0.0, loss=1.0, class_recall=(math.nan,)).min_class_recall)

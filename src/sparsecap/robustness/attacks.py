@@ -10,15 +10,17 @@ it survives a confident model (`cross_entropy_direction`).
   signed-gradient step of 1.25·eps, projected back into the budget.
 - BIM (Kurakin et al. 2017): `steps` signed-gradient steps from the clean input, each projected.
 - PGD (Madry et al. 2018): BIM from a uniform random start in the budget.
-  BIM and PGD default to a step size of 2.5·eps/steps.
+  BIM and PGD default to a step size of 2.5·eps/steps (MadryLab's robustness library), not Kurakin's
+  1/255: every budget then costs the same `steps` gradients.
 - APGD (Croce & Hein 2020, cross-entropy loss): step size 2·eps halved at checkpoints
   w_j = ceil(p_j·steps) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)) when
   fewer than 75 % of the steps since the last checkpoint raised the loss, or when the step was not halved
   at the last checkpoint and the best loss has not risen since (`apgd_halves`); on a halving the example
-  restarts from its best point (with no momentum). Each step moves 0.75 of the way to the projected
-  signed-gradient step plus 0.25 of the previous move (the first step is a plain one). `steps` counts
-  gradient evaluations. An example's result is the first iterate the model misclassifies, otherwise the
-  iterate of highest loss.
+  restarts from its best point, and its next step's momentum term is the move to that point from the
+  iterate before the checkpoint's (x_max − x^(k), as in the paper and its authors' code). Each step moves
+  0.75 of the way to the projected signed-gradient step plus 0.25 of the previous move (the first step is a
+  plain one). `steps` counts gradient evaluations. An example's result is the first iterate the model
+  misclassifies, otherwise the iterate of highest loss.
 
 Attacks never change a model: parameters are frozen for the attack (gradients flow to the inputs
 only, so no parameter `.grad` is written), the model runs in eval mode, and both are restored after.
@@ -263,7 +265,6 @@ def apgd(
                 step = torch.where(halve.view(shape), step / 2, step)
                 restart = halve.view(shape)
                 current = torch.where(restart, best, current)
-                previous = torch.where(restart, best, previous)
                 gradient = torch.where(restart, best_gradient, gradient)
                 last_loss = torch.where(halve, best_loss, last_loss)
                 increases.zero_()
