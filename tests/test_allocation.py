@@ -79,3 +79,16 @@ def test_target_above_the_model_size_is_refused(allocation):
 def test_unknown_allocation_lists_the_valid_ones():
     with pytest.raises(AllocationError, match="uniform, staggered, erk"):
         parse_allocation("random")
+
+
+def test_erk_counts_are_proportional_to_each_layers_sum_of_dimensions():
+    """ERK (Evci et al. 2020) gives a layer density ∝ (sum of dims) / (product of dims), so its count ∝ the sum of
+    its dims, kernel dims included for a convolution; here no layer reaches density 1."""
+    shapes = [(16, 8, 3, 3), (8, 4, 3, 3), (10, 64)]  # sums 30, 18, 74 (122 in all); 610 = 5 × 122
+    assert allocate(shapes, 610, Allocation.ERK) == [150, 90, 370]
+
+
+def test_erk_makes_a_layer_over_density_one_dense_and_rescales_the_rest():
+    """Sums 20 and 200: the 10×10 layer would get 1320 / 11 = 120 > 100 weights, so it is dense and the other
+    layer takes the remaining 1220 (not 1200)."""
+    assert allocate([(10, 10), (100, 100)], 1320, Allocation.ERK) == [100, 1220]

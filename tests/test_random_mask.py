@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sparsecap.sparsity import random_mask
+from sparsecap.sparsity.mask_sampling import random_positions
 
 
 @pytest.mark.parametrize("count", [0, 1, 17, 500, 999, 1000])
@@ -32,3 +33,17 @@ def test_positions_are_uniform():
 def test_count_outside_range_is_refused():
     with pytest.raises(ValueError):
         random_mask((3, 3), 10, torch.Generator())
+
+
+@pytest.mark.parametrize("count", [3, 8])  # below and above half the population: different draws
+def test_random_positions_are_distinct_in_range_and_reach_every_position(count: int) -> None:
+    """set regrows at `random_positions` among the masked positions: each of them must be reachable, the last one
+    too, with probability count / population (10 000 draws: 8000 or 3000 expected hits, sd ≤ 46)."""
+    generator = torch.Generator().manual_seed(0)
+    hits = torch.zeros(10)
+    for _ in range(1000):
+        positions = random_positions(10, count, generator)
+        assert positions.numel() == count and positions.unique().numel() == count
+        assert 0 <= int(positions.min()) and int(positions.max()) < 10
+        hits[positions] += 1
+    assert hits.min() > count * 100 - 200 and hits.max() < count * 100 + 200

@@ -329,3 +329,65 @@ def test_rounds_of_stacked_seeds_give_the_one_by_one_results(tmp_path, monkeypat
     # posttrain-finetune: 2 rounds per width; imp: width 32 has 1 dense + 2 pruning rounds, width 16 (the base) 1
     assert stacked == [2] * 7
     assert_same_up_to_rounding(comparable_results(tmp_path / "alone"), comparable_results(tmp_path / "together"))
+
+
+def test_rigl_drop_fraction_decays_by_a_cosine_to_stop_fraction_of_the_planned_steps():
+    """RigL's f(t) = ζ/2·(1 + cos(π t / T_end)) on update steps, with T_end = stop_fraction × planned steps, and
+    no update from T_end on (Evci et al. 2020)."""
+    schedule = create_schedule(Schedule.RIGL, _settings(zeta=0.3, update_interval=10, stop_fraction=0.75))
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+    def fraction(number: int) -> float:
+        return schedule.drop_fraction(Step(number, 400, optimizer, lambda: torch.zeros(())))  # T_end = 300
+
+    assert fraction(100) == pytest.approx(0.15 * (1 + math.cos(math.pi / 3)))  # 0.225
+    assert fraction(150) == pytest.approx(0.15)
+    assert fraction(10) == pytest.approx(0.15 * (1 + math.cos(math.pi / 30)))
+    assert fraction(290) == pytest.approx(0.15 * (1 + math.cos(math.pi * 29 / 30))) and fraction(290) > 0
+    assert fraction(105) == 0.0 and fraction(300) == 0.0 and fraction(310) == 0.0
+
+
+def test_set_moves_int_zeta_of_the_kept_and_can_regrow_every_previously_masked_position():
+    """5 kept of 10: int(0.3 · 5) = 1 weight moves per update, the smallest, to one of the 5 masked positions, each
+    equally likely (200 draws: 40 expected hits each, sd ~5.7), the last position too."""
+    schedule = create_schedule(Schedule.SET, _settings(update_interval=1))
+    hits = [0] * 10
+    for seed in range(200):
+        layer = MaskedLinear(10, 1, bias=False)
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([[0.5, 0.4, 0.03, 0.6, 0.7, 0, 0, 0, 0, 0]]))
+        layer.set_mask((torch.arange(10) < 5).float().view(1, 10))
+        model = nn.Sequential(layer)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        schedule.update(model, torch.Generator().manual_seed(seed), Step(1, 100, optimizer, lambda: torch.zeros(())))
+        kept = layer.kept_positions().tolist()
+        assert len(kept) == 5 and kept[:4] == [0, 1, 3, 4] and kept[4] >= 5  # position 2 (0.03) dropped
+        hits[kept[4]] += 1
+    assert min(hits[5:]) > 20
+
+
+@pytest.mark.parametrize("engine", [Engine.DENSE, Engine.SPARSE])
+def test_rigl_never_regrows_a_surviving_weight_where_gradients_tie_at_zero(engine):
+    """Dead inputs give zero gradients at kept and masked positions alike; the zero-gradient positions grown must
+    be masked or just dropped ones (in position order), never a survivor, or the count would fall."""
+    layer = MaskedLinear(4, 2, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[0.9, 0.01, 0.02, 0.03], [0.04, 0.8, 0.0, 0.0]]))
+    layer.set_mask(torch.tensor([[1.0, 1, 1, 1], [1, 1, 0, 0]]))  # kept 0-5, masked 6 and 7
+    model = set_engine(nn.Sequential(layer), engine)
+    layer = model[0]
+    inputs, output_weights = torch.tensor([[0.0, 0.0, 0.0, 1.0]]), torch.tensor([[1.0, 2.0]])
+    schedule = create_schedule(Schedule.RIGL, _settings(zeta=0.55, update_interval=1, stop_fraction=1.0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    schedule.update(model, torch.Generator(), Step(1, 10**9, optimizer, lambda: (model(inputs) * output_weights).sum()))
+    # dropped: 1, 2, 3 (smallest); survivors 0, 4, 5; nonzero gradient only at 3 and 7; the tie at 0 goes to 1
+    assert layer.kept_positions().tolist() == [0, 1, 3, 4, 5, 7]
+    assert layer.effective_weight().reshape(-1).tolist() == pytest.approx([0.9, 0.01, 0, 0.03, 0.04, 0.8, 0, 0])
+
+
+def test_imp_retrains_max_epochs_minus_the_rewind_epoch_and_finetune_its_epochs():
+    """imp with k = 1: 2 dense epochs, then 3 rounds of 2 - 1 epochs; posttrain-finetune: 2 + finetune_epochs."""
+    _, results = _run(Schedule.IMP, _settings(rewind_epoch=1, imp_prune_fraction=0.5))
+    assert results[0].epochs == EPOCHS + 3 * (EPOCHS - 1)
+    _, results = _run(Schedule.POSTTRAIN_FINETUNE, _settings(finetune_epochs=1))
+    assert results[0].epochs == EPOCHS + 1

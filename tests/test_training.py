@@ -148,3 +148,53 @@ def test_no_step_hook_runs_after_the_step_that_ends_training_by_the_stopping_rul
                    on_step=lambda step: numbers.append(step.number))
     per_epoch = math.ceil(len(digits.train_labels) / 500)
     assert result.epochs == 1 and numbers == list(range(1, per_epoch))
+
+
+def test_every_epoch_trains_on_every_example_once_in_a_fresh_order():
+    images = torch.arange(64, dtype=torch.uint8).view(64, 1, 1, 1).expand(64, 1, 8, 8).contiguous()
+    labels = torch.arange(64) % 10
+    orders: list[list[int]] = []
+    model = _model()
+    model.register_forward_pre_hook(
+        lambda _, inputs: orders.append((inputs[0][:, 0, 0, 0] * 255).round().int().tolist()))
+    config = TrainingConfig(max_epochs=3, learning_rate=0.01, batch_size=64, stop_loss=0.0)
+    train(model, images, labels, config, torch.Generator().manual_seed(0))
+    assert len(orders) == 3 and all(sorted(order) == list(range(64)) for order in orders)
+    assert orders[0] != orders[1] != orders[2] != orders[0] and orders[0] != list(range(64))
+
+
+def test_the_epoch_loss_is_the_mean_over_examples_with_a_smaller_last_batch():
+    """At learning rate 0 the weights stay put: the epoch's loss is the model's mean cross-entropy over all 70
+    examples, the last batch of 6 weighted by 6, not by the batch size."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (70, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (70,), generator=generator)
+    model = _model()
+    expected = torch.nn.functional.cross_entropy(model(images.float() / 255), labels).item()
+    config = TrainingConfig(max_epochs=1, learning_rate=0.0, batch_size=32, stop_loss=0.0)
+    result = train(model, images, labels, config, torch.Generator().manual_seed(0))
+    assert result.epoch_losses[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sgd_takes_heavy_ball_steps_with_the_configured_momentum():
+    """Two steps by hand: v1 = g1, w1 = w0 - lr v1; v2 = 0.9 v1 + g2, w2 = w1 - lr v2 (no dampening)."""
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (64,), generator=generator)
+    model = _model()
+    weights = [parameter.detach().clone() for parameter in model.parameters()]
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(0))  # the trainer's first epoch order
+    velocity = None
+    reference = _model()
+    for batch in order.split(32):
+        with torch.no_grad():
+            for parameter, weight in zip(reference.parameters(), weights, strict=True):
+                parameter.copy_(weight)
+        loss = torch.nn.functional.cross_entropy(reference(images[batch].float() / 255), labels[batch])
+        grads = torch.autograd.grad(loss, list(reference.parameters()))
+        velocity = list(grads) if velocity is None else [0.9 * v + g for v, g in zip(velocity, grads, strict=True)]
+        weights = [w - 0.05 * v for w, v in zip(weights, velocity, strict=True)]
+    config = TrainingConfig(max_epochs=1, learning_rate=0.05, momentum=0.9, batch_size=32, stop_loss=0.0)
+    train(model, images, labels, config, torch.Generator().manual_seed(0))
+    for parameter, weight in zip(model.parameters(), weights, strict=True):
+        assert torch.allclose(parameter.detach(), weight, atol=1e-6)
