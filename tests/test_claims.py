@@ -15,19 +15,38 @@ import pytest
 from sparsecap.cli import main
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import analyse, study_claims
-from sparsecap.report.aggregate import load_study
+from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, StudyResults, load_study
 from sparsecap.report.claims import (
     CLEAN_ACCURACY,
+    CORRUPTED_ACCURACY,
+    MIN_CLASS_RECALL,
+    NOISE_ACCURACY,
     NOISE_DELTA_LOSS,
+    POSTTRAIN,
+    RECALL_MARGIN,
+    ROBUST_ACCURACY,
+    STATIC,
     ClaimVerdict,
     ConvergenceCount,
+    Curve,
+    Finding,
+    Measure,
     Verdict,
+    build_curve,
+    combine,
+    convergence_near_ten_percent,
+    degrades_sooner,
     improves_with_sparsity,
+    recall_not_inferior,
     rises_then_falls,
+    trial_values,
+    under_trained,
     vgg_fails_to_converge,
 )
+from sparsecap.report.class_recall import ClassRecallChange
 from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text
 from sparsecap.report.combined import load_studies
+from sparsecap.report.statistics import welch_difference
 from sparsecap.studies.database import StudyDatabase, TrialRecord
 
 REMAINING = {128: 100.0, 256: 50.0, 512: 25.0, 1024: 12.5, 2048: 6.25, 4096: 3.125}
@@ -500,3 +519,188 @@ def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
         "1 holds, 3 do not hold, 0 inconclusive")
     assert summary_line([verdict(Verdict.HOLDS)] * 2 + [verdict(Verdict.FAILS)]) == (
         "2 hold, 1 does not hold, 0 inconclusive")
+
+
+GROUP = GroupKey("mlp", "mnist", "width", "static")
+
+
+def _summary(remaining: float, width: int, group: GroupKey = GROUP, depth: int = 1) -> PointSummary:
+    empty = Stat.of([])
+    return PointSummary(group=group, width=width, depth=depth, remaining_percent=remaining, seeds=(0, 1, 2),
+                        n_diverged=0, clean_accuracy=empty, min_class_recall=empty, path_fraction_log10=empty,
+                        n_severed=0, min_effective_width_fraction=empty)
+
+
+def _curve(measure: Measure, seeds_by_point: Sequence[Sequence[float]], schedule: str = "static") -> Curve:
+    """A curve straight from per-seed values, dense base first, at 100, 50, 25, ... % remaining (widths 1, 2, 4...)."""
+    group = GroupKey("mlp", "mnist", "width", schedule)
+    points = [_summary(100.0 / 2 ** index, 2 ** index, group) for index in range(len(seeds_by_point))]
+    values = {(point.width, 1): list(seeds) for point, seeds in zip(points, seeds_by_point)}
+    return build_curve(group, measure, points, values, {})
+
+
+BASE_80 = [0.80, 0.80, 0.80]
+PEAK_87 = [0.86, 0.87, 0.88]
+
+
+def test_the_fall_after_the_sweet_spot_is_holm_corrected_over_the_sparser_points() -> None:
+    """Each of two sparser points falls 3.5 pp below the sweet spot at Welch p = 0.035: one such fall is evidence,
+    two are what chance gives (Holm p = 0.07); uncorrected, a long width list would manufacture a fall."""
+    falling = [0.82, 0.835, 0.85]
+    assert welch_difference(falling, PEAK_87).p_value == pytest.approx(0.0348, abs=1e-4)
+    one = rises_then_falls(_curve(CLEAN_ACCURACY, [BASE_80, PEAK_87, falling]))
+    assert one.verdict is Verdict.HOLDS, one
+    two = rises_then_falls(_curve(CLEAN_ACCURACY, [BASE_80, PEAK_87, falling, falling]))
+    assert two.verdict is Verdict.INCONCLUSIVE and "no significant fall" in two.reason, two
+
+
+def test_a_significant_fall_within_the_margin_is_no_fall() -> None:
+    """0.5 pp below the sweet spot, significant with seeds this precise, but under the 1 pp margin."""
+    finding = rises_then_falls(_curve(CLEAN_ACCURACY, [BASE_80, [0.869, 0.870, 0.871], [0.864, 0.865, 0.866]]))
+    assert finding.verdict is Verdict.INCONCLUSIVE, finding
+    assert "falls significantly, but by no more than the margin" in finding.reason
+
+
+def test_a_significant_delta_loss_gain_whose_estimate_is_within_the_margin_does_not_hold() -> None:
+    """ΔL 0.03 below a base of 0.5 (margin 0.05): significant (p = 0.035) and the interval reaches a gain of 0.055,
+    but the estimate is within the margin: inconclusive, neither holds nor does not hold."""
+    finding = improves_with_sparsity(_curve(NOISE_DELTA_LOSS, [[0.5] * 3, [0.46, 0.47, 0.48]]))
+    assert finding.verdict is Verdict.INCONCLUSIVE and "by no more than the margin" in finding.reason, finding
+
+
+def test_the_delta_loss_margin_is_a_tenth_of_the_bases_value() -> None:
+    """A base ΔL of 2.0 makes the margin 0.2: a precise 0.15 gain is under it (does not hold), though above 0.1."""
+    curve = _curve(NOISE_DELTA_LOSS, [[2.0] * 3, [1.849, 1.85, 1.851]])
+    assert curve.margin == pytest.approx(0.2)
+    finding = improves_with_sparsity(curve)
+    assert finding.verdict is Verdict.FAILS, finding
+
+
+def test_a_trial_stopped_at_exactly_the_stop_loss_is_under_trained() -> None:
+    """Training stops once the loss is below stop_loss, so a last loss equal to it ran out of epochs."""
+    assert under_trained({"status": "finished", "final_train_loss": 0.01}, 0.01)
+    assert not under_trained({"status": "finished", "final_train_loss": 0.0099}, 0.01)
+    assert not under_trained({"status": "diverged", "final_train_loss": 5.0}, 0.01)
+
+
+HIGH_RECALL = [0.850, 0.851, 0.849]
+
+
+def test_recall_non_inferiority_needs_the_interval_not_the_estimate_above_the_margin() -> None:
+    """A mean 0.7 pp below the base is within the 2 pp margin, but with seeds this spread the interval reaches far
+    below it: inconclusive, not holds."""
+    finding = recall_not_inferior(_curve(MIN_CLASS_RECALL, [HIGH_RECALL, [0.80, 0.85, 0.88]]), None, [])
+    assert finding.verdict is Verdict.INCONCLUSIVE and "too wide" in finding.reason, finding
+
+
+def test_a_significant_recall_drop_within_the_margin_is_non_inferior() -> None:
+    """1.5 pp below the base, significant, its interval above −2 pp: non-inferior, not a fall."""
+    curve = _curve(MIN_CLASS_RECALL, [HIGH_RECALL, [0.835, 0.836, 0.834]])
+    assert curve.points[1].significant and curve.points[1].versus_base.low > -RECALL_MARGIN
+    assert recall_not_inferior(curve, None, []).verdict is Verdict.HOLDS
+
+
+def _recall_change(class_index: int, change: float, p_value: float) -> ClassRecallChange:
+    return ClassRecallChange(class_index, change, p_value, p_value, p_value < 0.05, 3, 3)
+
+
+def test_the_hooker_test_of_c4_is_holm_corrected_and_counts_only_classes_that_lose() -> None:
+    """Two classes at p = 0.03 each are no evidence after Holm (0.06); a class that gains disproportionately is
+    not hurt, however significant."""
+    curve = _curve(MIN_CLASS_RECALL, [HIGH_RECALL, HIGH_RECALL])
+    base, point = _summary(100.0, 1), _summary(50.0, 2)
+
+    def verdict(*changes: ClassRecallChange) -> Verdict:
+        return recall_not_inferior(curve, None, [PointRecallAnalysis(point, base, list(changes))]).verdict
+
+    assert verdict(_recall_change(0, -0.05, 0.03), _recall_change(1, -0.05, 0.03)) is Verdict.HOLDS
+    assert verdict(_recall_change(0, -0.05, 0.03)) is Verdict.FAILS
+    assert verdict(_recall_change(0, 0.05, 0.001), _recall_change(1, 0.0, 0.9)) is Verdict.HOLDS
+
+
+def _jittered(*means: float) -> list[list[float]]:
+    return [[mean - 0.001, mean, mean + 0.001] for mean in means]
+
+
+def test_c5_holds_where_both_schedules_collapse_at_the_same_point() -> None:
+    """Posttrain 2 pp worse than static at 50 % and never better; both collapse at 12.5 %: it does not fall later."""
+    static = _curve(CLEAN_ACCURACY, _jittered(0.90, 0.915, 0.90, 0.70), STATIC)
+    posttrain = _curve(CLEAN_ACCURACY, _jittered(0.90, 0.895, 0.90, 0.70), POSTTRAIN)
+    finding = degrades_sooner(posttrain, static)
+    assert finding.verdict is Verdict.HOLDS, finding
+
+
+def test_c5_does_not_hold_where_only_static_falls_below_its_base() -> None:
+    """Static collapses at 12.5 %; posttrain's seeds there scatter, so it never falls significantly, and nowhere do
+    the schedules differ: static degrades first."""
+    static = _curve(CLEAN_ACCURACY, _jittered(0.90, 0.90, 0.90, 0.60), STATIC)
+    posttrain = _curve(CLEAN_ACCURACY, [*_jittered(0.90, 0.90, 0.90), [0.3, 0.9, 0.6]], POSTTRAIN)
+    finding = degrades_sooner(posttrain, static)
+    assert finding.verdict is Verdict.FAILS and "static falls below its base at a denser point" in finding.reason, \
+        finding
+
+
+def test_combining_parts_holds_only_when_every_part_holds() -> None:
+    """c1 holds only when accuracy rises then falls and ΔL improves; one part not holding decides against."""
+    curve = _curve(CLEAN_ACCURACY, [BASE_80])
+    holds, fails, unsure = (Finding(verdict, "planted") for verdict in Verdict)
+    assert combine([(curve, holds), (curve, holds)]).verdict is Verdict.HOLDS
+    assert combine([(curve, holds), (curve, unsure)]).verdict is Verdict.INCONCLUSIVE
+    assert combine([(curve, unsure), (curve, fails)]).verdict is Verdict.FAILS
+
+
+def test_c6_fisher_test_is_one_sided() -> None:
+    """5 of 6 VGG trials failing against 1 of 6 others: one-sided Fisher p = 0.040 (two-sided 0.080)."""
+    assert vgg_fails_to_converge(ConvergenceCount(6, 5), ConvergenceCount(6, 1)).verdict is Verdict.HOLDS
+    # Half of VGG's trials failing is not "most", however few of the others' did.
+    assert vgg_fails_to_converge(ConvergenceCount(10, 5), ConvergenceCount(10, 0)).verdict is Verdict.INCONCLUSIVE
+
+
+def test_c6_counts_under_trained_trials_near_ten_percent_as_not_converged() -> None:
+    """A trial that ran out of max_epochs above stop_loss did not converge, as a diverged one did not."""
+    group = GroupKey("vgg", "cifar10", "depth", STATIC)
+    trials = [{"architecture": "vgg", "dataset": "cifar10", "family": "depth", "schedule": STATIC, "width": 64,
+               "depth": 16, "seed": seed, "status": "finished", "final_train_loss": loss}
+              for seed, loss in enumerate((0.5, 0.5, 0.005))]
+    results = StudyResults(Path("."), {"spec": {"training": {"stop_loss": 0.01}}}, trials, {}, {})
+    points = [_summary(100.0, 64, group, depth=11), _summary(10.0, 64, group, depth=16)]
+    assert convergence_near_ten_percent(results, group, points) == ConvergenceCount(3, 2, 2)
+
+
+def test_a_trials_summary_measures_leave_out_the_clean_conditions() -> None:
+    """c1-c3 average over σ > 0, ε > 0 and the corruptions but identity (the clean test set), draws first."""
+    trial = {"trial_id": "t", "test_accuracy": 0.9, "min_class_recall": 0.8}
+    noise = [{"sigma": sigma, "draw": draw, "accuracy": accuracy, "delta_loss": 0.0 if sigma == 0 else 0.5 + draw}
+             for sigma, draw, accuracy in ((0.0, 0, 0.9), (0.1, 0, 0.6), (0.1, 1, 0.7), (0.2, 0, 0.4))]
+    adversarial = [{"attack": "pgd", "epsilon": epsilon, "robust_accuracy": accuracy}
+                   for epsilon, accuracy in ((0.0, 0.9), (0.1, 0.5), (0.3, 0.2))]
+    corruption = [{"corruption": name, "severity": 1, "draw": draw, "accuracy": accuracy}
+                  for name, draw, accuracy in (("identity", 0, 0.9), ("shot_noise", 0, 0.6), ("shot_noise", 1, 0.8),
+                                               ("stripe", 0, 0.5))]
+    results = StudyResults(Path("."), {}, [trial], {}, {"t": noise}, {"t": adversarial}, {"t": corruption})
+    values = trial_values(results, trial)
+    assert values[NOISE_ACCURACY] == pytest.approx((0.65 + 0.4) / 2)
+    assert values[NOISE_DELTA_LOSS] == pytest.approx((1.0 + 0.5) / 2)
+    assert values[ROBUST_ACCURACY] == pytest.approx(0.35)
+    assert values[CORRUPTED_ACCURACY] == pytest.approx((0.7 + 0.5) / 2)
+
+
+def test_a_rise_that_does_not_separate_from_the_base_is_no_rise_however_steep_the_fall() -> None:
+    """The sweet spot's +6 pp is within its seeds' spread (Holm p = 0.12): a clear fall after it shows nothing."""
+    curve = _curve(CLEAN_ACCURACY, [BASE_80, [0.82, 0.86, 0.90], [0.599, 0.600, 0.601]])
+    assert not curve.sweet_spot.significant
+    finding = rises_then_falls(curve)
+    assert finding.verdict is Verdict.INCONCLUSIVE and "does not separate" in finding.reason, finding
+
+
+@pytest.mark.parametrize("gap", [-0.003, 0.003])
+def test_c5_counts_a_gap_between_the_schedules_only_beyond_the_margin(tmp_path: Path, gap: float) -> None:
+    """Posttrain 0.3 pp below (or above) static at one point, with seeds so close that the gap is significant:
+    a gap within the 1 pp margin decides neither way, as for every other claim."""
+    flat = (0.90,) * 6
+    posttrain = tuple(0.90 + gap * (index == 2) for index in range(6))
+    verdict = _only(write_study(tmp_path, {"static": flat, "posttrain": posttrain}, jitter=(-0.0001, 0.0, 0.0001)),
+                    "c5")
+    assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding
+    assert "by no more than the margin (1.00 pp)" in verdict.finding.reason
+    assert "within the margin at w=512" in verdict.finding.evidence

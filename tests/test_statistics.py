@@ -50,7 +50,22 @@ def test_welch_difference_matches_scipy():
 def test_welch_difference_without_spread_or_seeds():
     assert welch_difference([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     assert welch_difference([1.0, 1.0], [0.5, 0.5]).p_value == 0.0
+    small = welch_difference([0.9, 0.9, 0.9], [0.895, 0.895])  # deterministic, however small
+    assert (small.estimate, small.low, small.high, small.p_value) == pytest.approx((0.005, 0.005, 0.005, 0.0))
     assert not welch_difference([1.0], [0.5, 0.6]).testable
+
+
+def test_one_side_without_spread_is_still_welchs_test():
+    """Only both sides without spread are decided directly: with one side's spread, Welch-Satterthwaite leaves that
+    side's standard error and n - 1 degrees of freedom."""
+    spread = [0.45, 0.5, 0.52]
+    difference = welch_difference([0.5, 0.5, 0.5], spread)
+    error = float(np.std(spread, ddof=1)) / math.sqrt(3)
+    estimate = 0.5 - float(np.mean(spread))
+    assert difference.p_value == pytest.approx(2 * stats.t.sf(abs(estimate) / error, 2))
+    assert 0.05 < difference.p_value < 1
+    half = stats.t.ppf(0.975, 2) * error
+    assert (difference.low, difference.high) == pytest.approx((estimate - half, estimate + half))
 
 
 def test_identical_seeds_in_unequal_numbers_do_not_differ():
@@ -63,6 +78,7 @@ def test_holm_worked_example():
     # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 times 4, 3, 2, 1, made monotone.
     assert holm([0.04, 0.01, 0.03, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([0.6, 0.7, 0.01]) == pytest.approx([1.0, 1.0, 0.03])  # never above 1
 
 
 def test_holm_skips_untestable_points():

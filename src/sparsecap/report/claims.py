@@ -501,10 +501,11 @@ def first_collapse(curve: Curve, within: set[tuple[int, int]] | None = None) -> 
 
 def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
     """Holds when `sooner`'s schedule is significantly worse than `later`'s somewhere and never better (point
-    by point, Welch, Holm-corrected) and does not first fall below its base later than it. Which curve first
-    falls significantly below its base alone does not decide against a significant point-by-point gap: a
-    noisier curve separates from its base later. c5 is posttrain against static; a dynamic schedule is
-    tested as static against it (does a moving mask degrade later?)."""
+    by point, Welch, Holm-corrected; a gap counts only beyond `later`'s margin, as every claim's effect does)
+    and does not first fall below its base later than it. Which curve first falls significantly below its
+    base alone does not decide against a significant point-by-point gap: a noisier curve separates from its
+    base later. c5 is posttrain against static; a dynamic schedule is tested as static against it (does a
+    moving mask degrade later?)."""
     for curve in (sooner, later):
         shortage = _shortage(curve)
         if shortage:
@@ -516,8 +517,9 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
     adjusted = holm([gap.p_value for gap in gaps])
     significant = [(point, gap, p_value) for (point, _), gap, p_value in zip(pairs, gaps, adjusted)
                    if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL]
-    worse = [entry for entry in significant if measure.better(entry[1].estimate) < 0]
-    better = [entry for entry in significant if measure.better(entry[1].estimate) > 0]
+    worse = [entry for entry in significant if _exceeds(-measure.better(entry[1].estimate), later.margin)]
+    better = [entry for entry in significant if _exceeds(measure.better(entry[1].estimate), later.margin)]
+    small = [entry for entry in significant if entry not in worse and entry not in better]
     # Only the points both schedules were trained at: a schedule cannot collapse where it was not run.
     shared = {(point.width, point.depth) for point, _ in pairs}
     collapse = {curve.group.schedule: first_collapse(curve, shared) for curve in (sooner, later)}
@@ -528,7 +530,7 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
         return (f"{schedule} first falls below its base at {point.where}" if point else
                 f"{schedule} never falls significantly below its base at the points both were trained at")
     evidence = f"{collapse_text(first)}; {collapse_text(second)}"
-    for label, found in (("worse", worse), ("better", better)):
+    for label, found in (("worse", worse), ("better", better), ("within the margin", small)):
         if found:
             point, gap, p_value = found[0]
             evidence += f"; {label} at {point.where}, {first} − {second}: {_versus(measure, gap, p_value)}"
@@ -546,6 +548,9 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
     if worse and later_at > sooner_at:
         return Finding(Verdict.INCONCLUSIVE, f"mixed: {first} is significantly worse than {second} somewhere, but "
                        f"{second} is the first to fall significantly below its base", evidence)
+    if small:
+        return Finding(Verdict.INCONCLUSIVE, f"{first} and {second} differ significantly, but by no more than the "
+                       f"margin ({measure.show(later.margin)}{' pp' if measure.percent else ''})", evidence)
     return Finding(Verdict.INCONCLUSIVE, "the two schedules do not separate", evidence)
 
 
