@@ -2,11 +2,13 @@ import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
 from sparsecap.cli import main
 from sparsecap.data import dataset_info
 from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, architecture_family, create_model, default_base, validate_input
+from sparsecap.models.normalize import Normalize
 from sparsecap.sparsity import (
     Allocation,
     MaskGranularity,
@@ -78,6 +80,74 @@ def test_vanilla_parameter_counts(architecture, depth):
     counted = sum(parameter.numel() for parameter in model.parameters())
     layer_by_layer, standard = EXPECTED_DENSE_PARAMETERS[(architecture, depth)]
     assert counted == layer_by_layer == standard
+
+
+# The standard VGG configurations ("M": max-pool), as in Simonyan & Zisserman's table 1 (A, B, D).
+STANDARD_VGG = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+def _input_sizes_and_channels(model: nn.Module, inputs: torch.Tensor, kind: type[nn.Module]) -> list[tuple[int, int]]:
+    """(input height, output channels) of each `kind` layer in forward order."""
+    seen: list[tuple[int, int]] = []
+    hooks = [module.register_forward_hook(lambda layer, args, output: seen.append((args[0].shape[-1], output.shape[1])))
+             for module in model.modules() if isinstance(module, kind)]
+    model.eval()(inputs)
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("depth", [11, 13, 16])
+@pytest.mark.parametrize("width", [16, 64])
+def test_vgg_convolutions_sit_between_the_standard_pools_at_every_width(depth, width):
+    """Parameter counts cannot see where pools are; the resolution each convolution runs at can."""
+    expected, size = [], 32
+    for entry in STANDARD_VGG[depth]:
+        if entry == "M":
+            size //= 2
+        else:
+            expected.append((size, entry * width // 64))
+    model = create_model(ModelConfig("vgg", width, depth), CIFAR10)
+    assert _input_sizes_and_channels(model, torch.rand(1, 3, 32, 32), nn.Conv2d) == expected
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_resnet_blocks_are_conv_norm_relu_and_end_in_a_relu_after_the_sum(depth):
+    """He et al.: ReLU after each inner convolution's norm, none before the addition, one after it."""
+    model = create_model(ModelConfig("resnet", 4, depth), CIFAR10).network
+    kinds = [type(layer) for layer in model.stem]
+    assert kinds[1:] == [nn.BatchNorm2d, nn.ReLU] and issubclass(kinds[0], nn.Conv2d)
+    blocks = [block for stage in ("stage1", "stage2", "stage3", "stage4") for block in getattr(model, stage)]
+    assert len(blocks) == {18: 8, 34: 16, 50: 16}[depth]
+    units = 3 if depth == 50 else 2
+    for block in blocks:
+        kinds = [type(layer) for layer in block.residual]
+        expected = [nn.BatchNorm2d, nn.ReLU] * (units - 1) + [nn.BatchNorm2d]
+        assert [kind for kind in kinds if not issubclass(kind, nn.Conv2d)] == expected
+        outputs = block.eval()(torch.randn(2, block.residual[0].in_channels, 8, 8))
+        assert outputs.min() >= 0 and (outputs == 0).any()
+
+
+def test_mlp_width_and_depth_give_the_layers_the_readme_promises():
+    """width = units per hidden layer, depth = hidden layers, each followed by a ReLU; then the logits."""
+    network = create_model(ModelConfig("mlp", 32, 3), dataset_info("mnist")).network
+    linear = [(name, tuple(layer.weight.shape)) for name, layer in network.named_children() if hasattr(layer, "weight")]
+    assert linear == [("hidden1", (32, 784)), ("hidden2", (32, 32)), ("hidden3", (32, 32)), ("output", (10, 32))]
+    kinds = [type(layer).__name__ for layer in network]
+    assert kinds == ["Flatten"] + ["MaskedLinear", "ReLU"] * 3 + ["MaskedLinear"]
+
+
+def test_normalize_subtracts_each_channels_mean_and_divides_by_its_std():
+    pixels = torch.tensor([0.0, 0.5, 1.0]).view(1, 3, 1, 1).expand(2, 3, 2, 2)
+    normalized = Normalize(CIFAR10.mean, CIFAR10.std)(pixels)
+    expected = [(value - mean) / std for value, mean, std in zip((0.0, 0.5, 1.0), CIFAR10.mean, CIFAR10.std)]
+    assert torch.allclose(normalized[1, :, 1, 0], torch.tensor(expected))
+    assert create_model(ModelConfig("vgg", 4, 11), CIFAR10).normalize.std.flatten().tolist() == pytest.approx(
+        list(CIFAR10.std))
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10", "cifar100"])

@@ -632,6 +632,30 @@ def test_readers_refuse_missing_and_mismatched_files(tmp_path):
         read_cifar_c(tmp_path, "snow")
 
 
+def test_cifar_c_labels_must_repeat_in_every_block_and_severities_are_one_to_five(tmp_path):
+    """The last severity block's labels are checked too, and severity 0 is no block (not an empty one)."""
+    np.save(tmp_path / "snow.npy", np.zeros((10, 32, 32, 3), np.uint8))
+    np.save(tmp_path / "labels.npy", np.array([4, 7] * 4 + [7, 4], np.uint8))
+    with pytest.raises(DatasetFormatError, match="do not repeat the same labels"):
+        read_cifar_c(tmp_path, "snow")
+    np.save(tmp_path / "labels.npy", np.array([4, 7] * 5, np.uint8))
+    for severity in (0, 6):
+        with pytest.raises(DatasetFormatError, match=f"severity must be 1-5, got {severity}"):
+            read_cifar_c(tmp_path, "snow", severity)
+
+
+def test_cifar100_c_is_read_from_its_own_folder_not_cifar10_cs(tmp_path):
+    """Both published folders may sit in one data root: CIFAR-100 models must meet CIFAR-100-C's images."""
+    for folder, fill, count in (("CIFAR-10-C", 10, 5), ("CIFAR-100-C", 100, 10)):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / "fog.npy", np.full((count, 32, 32, 3), fill, np.uint8))
+        np.save(tmp_path / folder / "labels.npy", np.zeros(count, np.uint8))
+    assert CorruptedLayout.CIFAR100_C.folder == "CIFAR-100-C" and CorruptedLayout.MNIST_C.folder == "mnist_c"
+    found = load_corrupted("cifar100-c", "fog", tmp_path, severity=1)
+    assert found.images.shape == (2, 32, 32, 3) and int(found.images.max()) == 100
+    assert int(load_corrupted("cifar10-c", "fog", tmp_path).images.max()) == 10
+
+
 def test_readers_refuse_a_file_of_zero_images_naming_it(tmp_path):
     np.save(tmp_path / "snow.npy", np.zeros((0, 32, 32, 3), np.uint8))
     np.save(tmp_path / "labels.npy", np.zeros(0, np.uint8))

@@ -6,9 +6,11 @@ import functools
 import gzip
 import hashlib
 import http.server
+import io
 import os
 import pickle
 import re
+import struct
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from sparsecap.data import download as download_module
 from sparsecap.data.digits import load_digits_dataset
 from sparsecap.data.download import RemoteFiles, download_file
 from sparsecap.data.locate import candidate_locations, not_found_message
+from sparsecap.data.subset import take_subset
 from sparsecap.errors import DatasetFormatError, DatasetNotFoundError, SparsecapError
 from tests.dataset_files import cifar_batch_bytes, random_cifar_batch, write_cifar10
 
@@ -129,6 +132,14 @@ def test_dataset_info_describes_each_dataset() -> None:
         assert len(info.mean) == len(info.std) == info.input_shape[0]
 
 
+def test_cifar_normalisation_constants_are_the_published_training_set_ones() -> None:
+    """CIFAR files are not on this machine to recompute them, so the published values are pinned; in particular
+    not the often-copied (0.2023, 0.1994, 0.2010), which are per-image stds, not the training set's."""
+    cifar10, cifar100 = dataset_info("cifar10"), dataset_info("cifar100")
+    assert cifar10.mean == (0.4914, 0.4822, 0.4465) and cifar10.std == (0.2470, 0.2435, 0.2616)
+    assert cifar100.mean == (0.5071, 0.4865, 0.4409) and cifar100.std == (0.2673, 0.2564, 0.2762)
+
+
 # ---------------------------------------------------------------- IDX (MNIST, Fashion-MNIST)
 
 
@@ -201,6 +212,23 @@ def test_idx_image_and_label_counts_must_agree(tmp_path: Path) -> None:
         load_dataset("mnist", data_root=tmp_path)
 
 
+def test_idx_label_equal_to_the_class_count_is_refused(tmp_path: Path) -> None:
+    """Labels run 0..9: a 10 would index past the logits."""
+    write_idx_dataset(tmp_path / "mnist", gz=False)
+    labels = write_file(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", idx_bytes(np.array([0, 9, 10, 1]), 2049))
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{labels}: label 10 is out of range for 10 classes")):
+        load_dataset("mnist", data_root=tmp_path)
+
+
+def test_idx_bytes_past_the_declared_shape_are_refused(tmp_path: Path) -> None:
+    """A payload longer than the header declares is as corrupt as a shorter one."""
+    write_idx_dataset(tmp_path / "mnist", gz=False)
+    labels_path = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    labels_path.write_bytes(labels_path.read_bytes() + b"\x00")
+    with pytest.raises(DatasetFormatError, match=r"expected 14 bytes, found 15"):
+        load_dataset("mnist", data_root=tmp_path)
+
+
 # ---------------------------------------------------------------- CIFAR
 
 
@@ -267,6 +295,47 @@ def test_cifar_label_count_must_match_rows(tmp_path: Path) -> None:
     batch_path.write_bytes(cifar_batch_bytes(np.zeros((2, 3072), dtype=np.uint8), [0, 1, 2]))
     with pytest.raises(DatasetFormatError, match="2 images but b'labels' holds 3"):
         load_dataset("cifar10", data_root=tmp_path)
+
+
+def test_cifar_negative_label_is_refused(tmp_path: Path) -> None:
+    """A -1 label would silently index the last class."""
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    batch_path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch_path.write_bytes(cifar_batch_bytes(np.zeros((2, 3072), dtype=np.uint8), [-1, 3]))
+    with pytest.raises(DatasetFormatError, match=r"labels span -1\.\.3, outside 0\.\.9"):
+        load_dataset("cifar10", data_root=tmp_path)
+
+
+class _Python2Pickler(pickle._Pickler):  # type: ignore[name-defined]
+    """Writes str and bytes as Python 2's str (SHORT_BINSTRING / BINSTRING), as the official batches were written."""
+
+    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+
+    def _save_python2_str(self, value: str | bytes) -> None:
+        data = value.encode("latin-1") if isinstance(value, str) else value
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(value)
+
+    dispatch[str] = _save_python2_str
+    dispatch[bytes] = _save_python2_str
+
+
+def test_cifar_batches_pickled_by_python_2_keep_their_bytes_keys(tmp_path: Path) -> None:
+    """The official batches are Python 2 pickles: their str keys must load as b"data" / b"labels" (encoding
+    "bytes"), and numpy 1's module name numpy.core.multiarray must resolve."""
+    batches = write_cifar10(tmp_path / "default" / "cifar-10-batches-py")
+    directory = tmp_path / "python2" / "cifar-10-batches-py"
+    directory.mkdir(parents=True)
+    for batch_name, (data, labels) in batches.items():
+        stream = io.BytesIO()
+        _Python2Pickler(stream, protocol=2).dump({b"batch_label": b"batch", b"data": data, b"labels": labels})
+        content = re.sub(rb"cnumpy\._?core\.multiarray\n", b"cnumpy.core.multiarray\n", stream.getvalue())
+        assert b"U\x04data" in content and b"_codecs" not in content
+        (directory / batch_name).write_bytes(content)
+    assert_cifar10_matches(load_dataset("cifar10", data_root=tmp_path / "python2"), batches)
 
 
 class _RunsShellCommand:
@@ -354,6 +423,36 @@ def test_digits_normalisation_constants_match_the_train_split() -> None:
     pixels = dataset.train_images.double() / 255
     assert pixels.mean().item() == pytest.approx(dataset.info.mean[0], abs=1e-3)
     assert pixels.std().item() == pytest.approx(dataset.info.std[0], abs=1e-3)
+
+
+# ---------------------------------------------------------------- subsets
+
+
+def test_subsets_keep_each_image_with_its_label_and_are_the_same_every_time() -> None:
+    """A subset that shuffled images apart from their labels would train on noise without failing."""
+    dataset = load_digits_dataset()
+    subset = take_subset(dataset, 100, 30)
+    assert subset.train_images.shape == (100, 1, 8, 8) and subset.test_labels.shape == (30,)
+    for images, labels, whole_images, whole_labels in (
+        (subset.train_images, subset.train_labels, dataset.train_images, dataset.train_labels),
+        (subset.test_images, subset.test_labels, dataset.test_images, dataset.test_labels),
+    ):
+        flat = whole_images.reshape(len(whole_images), -1)
+        for image, label in zip(images, labels):
+            rows = (flat == image.reshape(1, -1)).all(dim=1).nonzero().flatten()
+            assert label.item() in whole_labels[rows].tolist()
+    assert len(set(map(tuple, subset.train_images.reshape(100, -1).tolist()))) > 90  # drawn without replacement
+    again = take_subset(dataset, 100, 30)
+    assert torch.equal(again.train_images, subset.train_images) and torch.equal(again.test_labels, subset.test_labels)
+
+
+def test_a_subset_may_take_a_whole_split_but_no_more() -> None:
+    dataset = load_digits_dataset()
+    whole = take_subset(dataset, len(dataset.train_labels), None)
+    assert sorted(whole.train_labels.tolist()) == sorted(dataset.train_labels.tolist())
+    assert whole.test_images is dataset.test_images
+    with pytest.raises(SparsecapError, match="test_examples = 361 exceeds the 360 test images of digits"):
+        take_subset(dataset, None, 361)
 
 
 # ---------------------------------------------------------------- search order and availability
@@ -513,6 +612,8 @@ def test_real_mnist() -> None:
     dataset = load_dataset("mnist", data_root=REAL_MNIST)
     assert dataset.train_images.shape == (60000, 1, 28, 28)
     assert dataset.test_images.shape == (10000, 1, 28, 28)
+    # The published first labels: a header offset or byte-order slip would shift or garble them.
+    assert dataset.train_labels[:5].tolist() == [5, 0, 4, 1, 9] and dataset.test_labels[:5].tolist() == [7, 2, 1, 0, 4]
     assert dataset.train_labels.min().item() == 0 and dataset.train_labels.max().item() == 9
     assert set(dataset.test_labels.unique().tolist()) == set(range(10))
     pixels = dataset.train_images.double() / 255
@@ -525,6 +626,7 @@ def test_real_fashion_mnist_from_the_system_directory() -> None:
     dataset = load_dataset("fashion-mnist")
     assert dataset.source == str(FASHION_SYSTEM_DIR)
     assert len(dataset.train_labels) == 60000 and len(dataset.test_labels) == 10000
+    assert dataset.train_labels[:5].tolist() == [9, 0, 0, 3, 0] and dataset.test_labels[:5].tolist() == [9, 2, 1, 1, 6]
     assert dataset.train_images.shape[1:] == (1, 28, 28)
     pixels = dataset.train_images.double() / 255
     assert pixels.mean().item() == pytest.approx(dataset.info.mean[0], abs=1e-3)
