@@ -12,7 +12,7 @@ from sparsecap.cli import main
 from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
-from sparsecap.studies.database import SCHEMA
+from sparsecap.studies.database import SCHEMA, TrialRecord
 from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, write_spec
 
 BROKEN = "mlp-digits-w32-d1-static-s1"
@@ -166,3 +166,20 @@ def test_checkpoints_go_to_the_storage_path_recorded_relative_to_it(tmp_path):
     assert {row["checkpoint"] for row in rows} == {f"checkpoints/{row['trial_id']}.safetensors" for row in rows}
     assert all((tmp_path / "shared" / row["checkpoint"]).is_file() for row in rows)
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_epoch_rows_are_numbered_from_one_so_the_last_is_the_trials_epoch_count(tmp_path):
+    """`trials.epochs` counts epochs; the `epochs` table must number them 1..epochs, so that epoch n of a curve
+    joins `trials.epochs = n` (and a rerecorded trial replaces its rows, not adds to them)."""
+    losses = [0.9, 0.4, 0.2]
+    record = TrialRecord(
+        trial_id="t", architecture="mlp", dataset="digits", family="width", width=16, depth=1, schedule="static",
+        allocation="uniform", seed=0, status="finished", total_weights=10, nonzero_weights=10, base_nonzero=10,
+        remaining_percent=100.0, unmasked_parameters=0, disconnected_units=0, epochs=len(losses),
+        final_train_loss=losses[-1], test_accuracy=0.5, test_loss=1.0, min_class_recall=0.1, train_seconds=1.0,
+        checkpoint="checkpoints/t.safetensors", finished_at="2026-01-01T00:00:00+00:00", epoch_losses=losses)
+    database = StudyDatabase.create(tmp_path)
+    database.record_trial(record)
+    database.record_trial(record)
+    assert [(row["epoch"], row["train_loss"]) for row in database.rows("epochs")] == [(1, 0.9), (2, 0.4), (3, 0.2)]
+    assert database.rows("trials")[0]["epochs"] == max(row["epoch"] for row in database.rows("epochs"))

@@ -36,6 +36,13 @@ def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
     assert spec.fingerprint() != parse_spec({**MINIMAL, "seeds": [0]}, "other").fingerprint()
 
 
+def test_the_default_base_is_the_smallest_width_whatever_order_the_widths_are_given_in():
+    """A spec may list its widths largest first: the base (the capacity every model keeps) is still the smallest."""
+    spec = parse_spec({**MINIMAL, "widths": [64, 16, 32]}, "test")
+    assert spec.base_for("mlp") == ModelConfig("mlp", 16, 1)
+    assert spec.resolved()["bases"] == {"mlp": {"width": 16, "depth": 1}}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -48,6 +55,7 @@ def test_base_defaults_to_the_smallest_model_and_fingerprint_tracks_content():
         ({"allocation": "random"}, "allocation"),
         ({"widths": [16, 32], "depths": [1, 2]}, "not both"),
         ({"base_width": 64}, "must not be larger"),
+        ({"widths": [16], "depths": [1, 2], "base_depth": 2}, "must not be larger"),
         ({"seeds": [1, 1]}, "must not repeat"),
         ({"training": {"momentum": 1.5}}, "training.momentum"),
         ({"adversarial": {"attacks": ["cw"]}}, "'fgsm', 'ffgsm', 'bim', 'pgd' or 'apgd'"),
@@ -242,3 +250,34 @@ def test_bad_widths_per_schedule_are_refused(schedule_widths, message):
     spec = {**MINIMAL, "widths": [16, 32, 64], "schedules": ["static", "posttrain"], "schedule_widths": schedule_widths}
     with pytest.raises(SpecError, match=re.escape(message)):
         parse_spec(spec, "test.toml")
+
+
+@pytest.mark.parametrize(("schedule", "setting"),
+                         [("posttrain-finetune", "finetune_epochs=3"), ("imp", "imp_rounds=40"), ("rigl", "zeta=0.5")])
+def test_dynamic_settings_change_the_fingerprint_of_every_schedule_they_configure(schedule, setting):
+    """Fine-tuning epochs and imp's rounds change the trained models as set's and rigl's zeta does, so a study of
+    any schedule in DYNAMIC_SCHEDULES must not resume with other [dynamic] settings."""
+    data = {**MINIMAL, "schedules": ["static", schedule]}
+    key, value = setting.split("=")
+    changed = parse_spec({**data, "dynamic": {key: float(value) if "." in value else int(value)}}, "t")
+    assert "dynamic" in parse_spec(data, "t").resolved()
+    assert changed.fingerprint() != parse_spec(data, "t").fingerprint()
+
+
+def test_batch_norm_statistics_are_in_the_fingerprint_of_a_study_with_any_batch_norm_architecture():
+    """A study of an MLP and VGG trains VGG on running or recomputed statistics: the choice changes its numbers."""
+    both = {**MINIMAL, "architectures": ["mlp", "vgg"], "widths": [4, 8]}
+    recomputed = parse_spec(both, "t")
+    running = parse_spec({**both, "training": {"batch_norm_statistics": "running"}}, "t")
+    assert recomputed.resolved()["training"]["batch_norm_statistics"] == "recomputed"
+    assert running.fingerprint() != recomputed.fingerprint()
+
+
+def test_enabled_corruptions_and_their_settings_are_in_the_fingerprint():
+    """Corruption accuracies are results: enabling them, or measuring other severities, is another study."""
+    mnist = {**MINIMAL, "datasets": ["mnist"]}  # digits has no corruption suite; validation loads no data
+    off = parse_spec(mnist, "t")
+    on = parse_spec({**mnist, "corruptions": {"enabled": True}}, "t")
+    fewer = parse_spec({**mnist, "corruptions": {"enabled": True, "draws": 2}}, "t")
+    assert "corruptions" not in off.resolved() and on.resolved()["corruptions"]["draws"] == 5
+    assert len({off.fingerprint(), on.fingerprint(), fewer.fingerprint()}) == 3

@@ -11,15 +11,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from sparsecap.data import dataset_info, load_dataset
 from sparsecap.devices import cpu_name
 from sparsecap.errors import DatasetNotFoundError, StudyDirectoryError
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.runtime import Runtime
+from sparsecap.sparsity import masked_layers, measure_connectivity
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
-from sparsecap.report.aggregate import load_study, summarise_points
-from sparsecap.data import dataset_info
-from sparsecap.models import ModelConfig, create_model
-from sparsecap.sparsity import masked_layers, measure_connectivity
+from sparsecap.studies.execute import evaluate_trial, prepare_model, seed_groups
+from sparsecap.studies.generators import trial_generators
+from sparsecap.studies.trials import expand
+from sparsecap.training import TrainingResult
 from tests.study_helpers import (
     SEEDS_TOGETHER_SPEC,
     TINY_SPEC,
@@ -273,3 +277,41 @@ def test_ctrl_c_or_sigterm_stops_cleanly_and_says_how_to_resume(tmp_path, stop, 
     assert sum(place["trials"] for place in devices) == recorded  # rewritten as the run stopped
     unrun = load_study(tmp_path / "out").unfinished_trials
     assert len(unrun) == 12 - recorded
+
+
+def test_each_trial_draws_its_mask_initialisation_data_order_and_noise_from_streams_of_its_own():
+    """A mask drawn from the initialisation's stream would correlate the mask with the initial weights, and seeds
+    sharing a stream would not be independent repeats: every stream of every seed starts differently, and a
+    seed's streams are the same on every call (a resumed or retried trial draws what the first run drew)."""
+    streams = ("initialization", "mask", "data_order", "weight_noise", "mask_updates")
+    first = {(seed, name): torch.rand(4, generator=getattr(trial_generators(seed), name)) for seed in (0, 1, 2)
+             for name in streams}
+    assert len({tuple(draw.tolist()) for draw in first.values()}) == len(first) == 15
+    again = trial_generators(1)
+    assert all(torch.equal(torch.rand(4, generator=getattr(again, name)), first[(1, name)]) for name in streams)
+
+
+def test_seeds_are_grouped_only_with_the_trials_that_differ_from_them_in_seed_alone(tmp_path):
+    """Trained together, a group shares one schedule and one shape: in a depth family the depths must not mix."""
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)),
+                     ["widths=[16]", "depths=[1, 2]", 'schedules=["static", "posttrain"]', "seeds=[0, 1, 2]"])
+    groups = seed_groups(spec, expand(spec))
+    assert len(groups) == 4 and all(len(group) == 3 for group in groups)
+    assert all(len({(trial.width, trial.depth, trial.schedule) for trial in group}) == 1 for group in groups)
+
+
+def test_two_seeds_measure_weight_noise_with_draws_of_their_own(tmp_path):
+    """The same weights evaluated as seed 0 and seed 1 get different noise: seeds sharing draws would not be
+    independent repeats of the weight-noise measure (clean accuracy, which draws nothing, is the same)."""
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0, 1]", "widths=[16]", 'schedules=["static"]'])
+    first, second = expand(spec)
+    dataset = load_dataset("digits")
+    model, capacity = prepare_model(spec, first, dataset)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    records = []
+    for trial in (first, second):
+        model.load_state_dict(state)
+        records.append(evaluate_trial(spec, trial, dataset, model, capacity, TrainingResult([1.0]), tmp_path, False))
+    assert records[0].test_accuracy == records[1].test_accuracy
+    noisy = [[row["loss"] for row in record.weight_noise if row["sigma"] > 0] for record in records]
+    assert len(noisy[0]) == 2 and noisy[0] != noisy[1]
