@@ -11,7 +11,7 @@ from torch import nn
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.sparsity import random_mask, set_engine
+from sparsecap.sparsity import random_mask, set_engine, summarize
 from sparsecap.sparsity.connectivity import (
     Edge,
     UnitLayer,
@@ -167,3 +167,17 @@ def test_a_structure_it_cannot_follow_is_refused() -> None:
     model = nn.Sequential(OrderedDict(first=MaskedLinear(2, 4), branches=Parallel()))
     with pytest.raises(ValueError, match="cannot follow units through branches"):
         unit_graph(model)
+
+
+def test_the_summary_counts_broken_hidden_connections_by_hand() -> None:
+    """A 3-4-2 chain: hidden unit 3 reads no input, hidden units 0 and 1 feed no logit. The first layer's
+    unread input 2 (an image feature) and logit 1, which reads nothing, are not hidden and count for nothing."""
+    model = nn.Sequential(MaskedLinear(3, 4), nn.ReLU(), MaskedLinear(4, 2))
+    model[0].set_mask(torch.tensor([[1.0, 1, 0], [0, 1, 0], [1, 0, 0], [0, 0, 0]]))
+    model[2].set_mask(torch.tensor([[0.0, 0, 1, 1], [0, 0, 0, 0]]))
+    summary = summarize(model, 10)
+    assert [(layer.outputs_without_input, layer.inputs_unread) for layer in summary.layers] == [(1, 1), (1, 2)]
+    assert summary.disconnected_units == 3
+    assert (summary.total_weights, summary.total_nonzero, summary.unmasked_parameters) == (20, 6, 6)
+    assert [layer.density for layer in summary.layers] == [4 / 12, 2 / 8]
+    assert measure_connectivity(model).ineffective_units == 3  # each cut off on one side only

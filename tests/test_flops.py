@@ -1,11 +1,13 @@
 """Multiply-accumulates per image, counted from layer shapes: by hand for an MLP and a convolution."""
 
 import torch
+from torch import nn
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, sparse_model_at_init
-from sparsecap.sparsity.flops import dense_multiply_accumulates, multiply_accumulates
+from sparsecap.sparsity.flops import MultiplyAccumulates, dense_multiply_accumulates, multiply_accumulates
+from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear
 
 
 def test_an_mlp_applies_each_weight_once_per_image_on_any_device():
@@ -31,3 +33,19 @@ def test_a_convolution_applies_its_weights_at_every_output_pixel_and_masks_count
                          torch.Generator().manual_seed(1))
     both = multiply_accumulates(model, info.input_shape)
     assert both.dense == counted and 0 < both.nonzero < counted
+
+
+def test_a_small_masked_network_counts_by_hand() -> None:
+    """Exact counts: a stride-2 convolution applies its weights at each of its 3x3 output pixels (not per
+    output channel too), a linear layer once, and the nonzero count scales kept weights the same way."""
+    model = nn.Sequential(MaskedConv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), MaskedLinear(18, 4))
+    conv, linear = model[0], model[3]
+    conv_mask = torch.zeros(2, 1, 3, 3)
+    conv_mask.view(-1)[:5] = 1
+    linear_mask = torch.zeros(4, 18)
+    linear_mask.view(-1)[::8] = 1  # 9 of 72
+    conv.set_mask(conv_mask)
+    linear.set_mask(linear_mask)
+    counted = multiply_accumulates(model, (1, 6, 6))  # 6x6 input, stride 2, padding 1: 3x3 outputs
+    assert counted == MultiplyAccumulates(dense=2 * 1 * 9 * 9 + 18 * 4, nonzero=5 * 9 + 9)
+    assert dense_multiply_accumulates(model, (1, 6, 6)) == 162 + 72

@@ -1,9 +1,11 @@
+import pytest
 import torch
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init
-from sparsecap.sparsity.initialization import effective_fan_in
+from sparsecap.sparsity.initialization import effective_fan_in, initialize_
+from sparsecap.sparsity.masked import MaskedConv2d, MaskedLinear
 from sparsecap.training import TrainingConfig, train
 
 
@@ -53,3 +55,17 @@ def test_dense_initialisation_matches_pytorch_default_bounds():
     assert bool(first.mask.all())
     assert first.weight.abs().max() <= 1 / 64**0.5
     assert first.weight.abs().max() > 0.9 / 64**0.5
+
+
+@pytest.mark.parametrize("layer", [MaskedConv2d(4, 16, 3), MaskedLinear(36, 16)])
+def test_kept_weights_and_biases_are_drawn_for_the_kept_fan_in(layer: torch.nn.Module) -> None:
+    """Both layers have fan-in 36 (a convolution's counts its kernel area) and keep a quarter of it: weights
+    and biases are U(-1/3, 1/3), as a dense layer with 9 inputs would draw them."""
+    mask = torch.zeros(layer.weight.numel())
+    mask[torch.randperm(mask.numel(), generator=torch.Generator().manual_seed(0))[:mask.numel() // 4]] = 1
+    layer.set_mask(mask.view(layer.weight.shape))
+    assert effective_fan_in(layer) == 9.0
+    initialize_(torch.nn.Sequential(layer), torch.Generator().manual_seed(1))
+    kept = layer.weight[layer.mask.bool()]
+    assert 0.3 < kept.abs().max() <= 1 / 3 and 0.25 < layer.bias.abs().max() <= 1 / 3
+    assert torch.count_nonzero(layer.weight[layer.mask == 0]) == 0

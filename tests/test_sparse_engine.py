@@ -285,3 +285,45 @@ def test_spec_engine_defaults_to_dense_and_keeps_old_fingerprints():
     auto = parse_spec({**minimal, "training": {"engine": "auto"}}, "t")
     assert auto.training.engine is Engine.AUTO and auto.resolved()["training"]["engine"] == "auto"
     assert auto.fingerprint() != spec.fingerprint()
+
+
+def test_moving_kept_weights_in_place_moves_the_product_and_its_gradients_with_them():
+    """A schedule (set, rigl) rewrites the positions buffer in place, same object and size: the cached index
+    structures must follow it, or the layer computes the old positions with the reordered values."""
+    generator = torch.Generator().manual_seed(3)
+    mask = torch.zeros(20 * 30)
+    mask[torch.randperm(mask.numel(), generator=generator)[:90]] = 1
+    weight = torch.randn(20, 30, generator=generator, dtype=torch.float64)
+    bias = torch.randn(20, generator=generator, dtype=torch.float64)
+    layer = SparseLinear.from_dense(weight, mask.view(20, 30), bias)
+    inputs = torch.randn(4, 30, generator=generator, dtype=torch.float64)
+    layer(inputs)  # builds the structures of the first positions
+    positions = layer.kept
+    dropped, grown = layer.kept[::9].clone(), torch.nonzero(mask == 0).reshape(-1)[::50][:10]
+    assert dropped.numel() == grown.numel() == 10
+    layer.values.data.add_(1.0)  # every kept weight nonzero, so a stale position shows
+    layer.move_kept_(dropped, grown)
+    assert layer.kept is positions
+    moved = layer.effective_weight()
+    assert torch.count_nonzero(moved.view(-1)[dropped]) == 0 and torch.count_nonzero(moved.view(-1)[grown]) == 0
+    dense_weight = moved.clone().requires_grad_()
+    expected = functional.linear(inputs, dense_weight, layer.bias)
+    outputs = layer(inputs)
+    assert _relative(expected, outputs) < 1e-12
+    upstream = torch.randn(4, 20, generator=generator, dtype=torch.float64)
+    (expected * upstream).sum().backward()
+    (outputs * upstream).sum().backward()
+    assert _relative(dense_weight.grad * layer.mask, layer._scatter(layer.values.grad)) < 1e-12
+
+
+def test_auto_stores_a_layer_sparse_strictly_below_the_threshold_and_only_on_a_cpu():
+    """`auto` is sparse below a density of 0.15 on a CPU (a 20 × 10 layer keeping 29 weights) and dense at it
+    (30 kept); off a CPU the sparse engine is slower at every density, so `auto` keeps every layer dense."""
+    assert AUTO_DENSITY_THRESHOLD == 0.15
+    for kept, device_type, sparse in [(29, "cpu", True), (30, "cpu", False), (29, "cuda", False), (1, "cuda", False)]:
+        layer = MaskedLinear(10, 20)
+        mask = torch.zeros(200)
+        mask[:kept] = 1
+        layer.set_mask(mask.view(20, 10))
+        model = set_engine(torch.nn.Sequential(layer), Engine.AUTO, device_type)
+        assert isinstance(model[0], SparseLinear) is sparse, (kept, device_type)

@@ -8,8 +8,13 @@ import torch
 from sparsecap.data import DatasetInfo, dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import evaluate
-from sparsecap.sparsity import Allocation, Engine, masked_layers, set_engine, sparse_model_at_init
-from sparsecap.sparsity.unread_units import sparse_chains, trained_without_unread_units, without_unread_units
+from sparsecap.sparsity import Allocation, Engine, MaskedLinear, masked_layers, set_engine, sparse_model_at_init
+from sparsecap.sparsity.unread_units import (
+    narrowings,
+    sparse_chains,
+    trained_without_unread_units,
+    without_unread_units,
+)
 from sparsecap.training import TrainingConfig, train
 
 INFO = dataset_info("digits")
@@ -96,3 +101,50 @@ def test_training_without_the_unread_units_is_the_same_run_bit_for_bit(width, de
     assert trained.keys() == reference.keys()
     assert all(torch.equal(trained[name], reference[name]) for name in reference)
     assert not model.training
+
+
+def test_a_layer_left_whole_in_a_narrowed_chain_is_trained_and_written_back():
+    """The output reads 10 hidden2 units, each reading every hidden1 unit: hidden1 is not narrowed, so its
+    training comes back with the rest of the copy's state, not through a narrowing's write-back."""
+    model = create_model(ModelConfig("mlp", 32, 2), INFO)
+    layers = dict(masked_layers(model))
+    output_mask = torch.zeros(10, 32)
+    output_mask[:, :10] = 1
+    layers["network.output"].set_mask(output_mask)
+    model = set_engine(model, Engine.SPARSE).train()
+    assert set(narrowings(model)) == {"network.hidden2", "network.output"}
+    generator = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 256, (128, 1, 8, 8), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (128,), generator=generator)
+    config = TrainingConfig(max_epochs=2, batch_size=64, stop_loss=0.0)
+    untrained, full = model.state_dict()["network.hidden1.values"].clone(), copy.deepcopy(model)
+    train(full, images, labels, config, torch.Generator().manual_seed(8))
+    with trained_without_unread_units(model) as narrowed:
+        train(narrowed, images, labels, config, torch.Generator().manual_seed(8))
+    trained, reference = model.state_dict(), full.state_dict()
+    assert not torch.equal(reference["network.hidden1.values"], untrained)  # it did train
+    assert all(torch.equal(trained[name], reference[name]) for name in reference)
+
+
+def test_a_dropout_between_sparse_layers_ends_the_chain_so_training_stays_the_same_run():
+    """Dropout draws its mask over the units it sees: narrowed, the same generator state would drop other
+    units. The output reads hidden units 12-15 only, and training is still bit for bit the whole network's."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(MaskedLinear(8, 16), torch.nn.ReLU(), torch.nn.Dropout(0.5), MaskedLinear(16, 2))
+    mask = torch.zeros(2, 16)
+    mask[:, 12:] = 1
+    model[3].set_mask(mask)
+    model = set_engine(model, Engine.SPARSE).train()
+    inputs, labels = torch.randn(32, 8), torch.randint(0, 2, (32,))
+    assert sparse_chains(model) == []
+
+    def step(network: torch.nn.Module) -> None:
+        torch.manual_seed(1)
+        torch.nn.functional.cross_entropy(network(inputs), labels).backward()
+        torch.optim.SGD(network.parameters(), lr=0.1).step()
+
+    whole = copy.deepcopy(model)
+    step(whole)
+    with trained_without_unread_units(model) as narrowed:
+        step(narrowed)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole.state_dict().values(), strict=True))

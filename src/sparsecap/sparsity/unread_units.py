@@ -24,8 +24,9 @@ from torch import nn
 
 from sparsecap.sparsity.sparse_linear import ReluMovedOn, SparseLinear
 
-_PER_UNIT = (nn.ReLU, ReluMovedOn, nn.Identity, nn.Dropout)
-"""Modules that treat each unit apart, so a unit nobody reads after them is unread before them too."""
+_PER_UNIT = (nn.ReLU, ReluMovedOn, nn.Identity)
+"""Modules that treat each unit apart, so a unit nobody reads after them is unread before them too. Not
+dropout: its draws follow the units' layout, so fewer units would draw another mask and train otherwise."""
 
 
 def sparse_chains(model: nn.Module) -> list[list[str]]:
