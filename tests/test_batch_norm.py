@@ -56,6 +56,21 @@ def test_recomputed_statistics_are_those_of_the_whole_set_over_equal_batches():
     torch.testing.assert_close(first_norm.running_var, batch_variances.mean(0), rtol=1e-5, atol=1e-7)
 
 
+
+def test_a_set_that_does_not_fill_its_batches_is_cut_into_batches_one_image_apart_weighed_alike():
+    """10 images at batch size 4 are 3 batches of 4, 3 and 3 (not 4, 4 and 2, which would count the last two
+    images twice as much): the running mean is the equal-weight mean of those batches' means, all images seen."""
+    model = create_model(ModelConfig("vgg", 4, 11), dataset_info("digits"))
+    initialize_(model, torch.Generator().manual_seed(1))
+    model.eval()  # as after training: it stays in eval mode
+    images = _images(10, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        convolved = model.network.conv1(model.normalize(to_pixels(images)))
+    recompute_batch_norm_statistics(model, images, batch_size=4)
+    means = [convolved[start:stop].mean((0, 2, 3)) for start, stop in ((0, 4), (4, 7), (7, 10))]
+    torch.testing.assert_close(model.network.norm1.running_mean, torch.stack(means).mean(0), rtol=1e-5, atol=1e-6)
+    assert not model.training and int(model.network.norm1.num_batches_tracked) == 3
+
 def test_after_recomputing_eval_mode_computes_what_training_mode_does_on_the_same_batch():
     model = create_model(ModelConfig("resnet", 4, 18), dataset_info("digits"))
     initialize_(model, torch.Generator().manual_seed(0))

@@ -245,6 +245,30 @@ def test_augmentation_crops_and_flips_within_the_padded_image():
     assert set(shifted.unique().tolist()) <= set(images.unique().tolist()) | {0}
 
 
+
+def test_augmentation_draws_every_4_pixel_crop_and_a_fair_flip_independently_per_image():
+    """CIFAR practice: zero padding of 4, each of the 9×9 offsets equally likely, a horizontal flip with
+    probability 1/2, all drawn per image; each output is identified among the 162 candidates computed here."""
+    count, size, padding = 8100, 6, 4  # every crop keeps some of the image: no two candidates alike
+    image = torch.arange(1, size * size + 1, dtype=torch.uint8).view(1, size, size)  # distinct and nonzero
+    augmented = random_crop_and_flip(image.expand(count, 1, size, size).contiguous(), torch.Generator().manual_seed(0))
+    padded = nn.functional.pad(image, (padding,) * 4)
+    candidates = {(top, left, flip): crop.flip(-1) if flip else crop
+                  for top in range(2 * padding + 1) for left in range(2 * padding + 1) for flip in (False, True)
+                  for crop in [padded[:, top:top + size, left:left + size]]}
+    keys, stacked = list(candidates), torch.stack(list(candidates.values()))
+    matches = (augmented[:, None] == stacked[None]).flatten(2).all(-1)  # (count, candidates)
+    assert bool((matches.sum(1) == 1).all())  # every output is exactly one crop of the zero-padded image
+    drawn = [keys[index] for index in matches.int().argmax(1).tolist()]
+    offsets = torch.tensor([[top, left] for top, left, _ in drawn])
+    flips = torch.tensor([flip for _, _, flip in drawn])
+    per_offset = torch.bincount(offsets[:, 0] * (2 * padding + 1) + offsets[:, 1], minlength=81)
+    assert len(per_offset) == 81 and int(per_offset.min()) > 50 and int(per_offset.max()) < 160  # 100 expected
+    assert 0.47 < flips.float().mean().item() < 0.53  # 1/2 ± 4 standard deviations
+    assert 0.47 < flips[offsets[:, 0] == offsets[:, 1]].float().mean().item() < 0.6  # not tied to the offset
+    assert abs(torch.corrcoef(offsets.T.float())[0, 1].item()) < 0.05  # rows and columns drawn apart
+
+
 @pytest.mark.slow
 def test_cnn_smoke_runs_from_the_cli_and_reports_cnn_panels(tmp_path, capsys):
     write_cifar10(tmp_path / "data" / "cifar-10-batches-py", per_train_batch=120, test=300)

@@ -128,3 +128,18 @@ def test_cnns_with_layers_the_grouping_cannot_keep_apart_are_refused():
     assert not can_stack(with_dropout)
     with pytest.raises(ValueError, match=r"network\.dropout \(Dropout\) is not"):
         stack_models([with_dropout])
+
+
+def test_each_seed_starts_from_and_gets_back_its_own_batch_norm_statistics():
+    """Seeds rewound to trained weights (IMP) bring running statistics of their own: stacking keeps them apart."""
+    models = [_model("vgg", 11, seed) for seed in SEEDS]
+    for seed, model in enumerate(models):
+        for norm in (module for module in model.modules() if isinstance(module, nn.BatchNorm2d)):
+            with torch.no_grad():
+                norm.running_mean.uniform_(-1, 1, generator=torch.Generator().manual_seed(seed))
+                norm.running_var.uniform_(0.5, 2, generator=torch.Generator().manual_seed(seed + 10))
+    _, links = stack_cnns(models)
+    for combined, seeds in links:
+        for index, own in enumerate(seeds):
+            for stacked_tensor, seed_tensor in zip(combined.seed_tensors(index), own, strict=True):
+                assert torch.equal(stacked_tensor, seed_tensor)
