@@ -1,12 +1,22 @@
 """Device choice (`--device`) with CUDA and MPS availability given, not probed: what a GPU machine gets."""
 
 import copy
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from sparsecap.data import dataset_info, load_dataset
-from sparsecap.devices import Availability, auto_workers_phrase, devices_of, memory_format, placement, resolve
+from sparsecap.devices import (
+    Availability,
+    auto_workers_phrase,
+    cpu_name,
+    devices_of,
+    memory_format,
+    placement,
+    resolve,
+)
 from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import initialize_
@@ -58,6 +68,16 @@ def test_a_cpu_trial_records_the_processor_and_no_cuda():
     where = placement("cpu")
     assert where.device == "cpu" and where.device_name and where.cuda_version is None
     assert where.torch_version.startswith("2.")
+
+
+def test_a_cpu_trial_records_the_processors_model_name():
+    """/proc/cpuinfo's `model name` line, not its `model` number line that comes before it, nor MPS's name."""
+    assert placement("cpu").device_name == cpu_name()
+    cpuinfo = Path("/proc/cpuinfo")
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE) if cpuinfo.exists() else None
+    if found is None:
+        pytest.skip("no model name in /proc/cpuinfo here")
+    assert cpu_name() == found[1].strip()
 
 
 def test_the_device_is_not_part_of_the_study(tmp_path, capsys):

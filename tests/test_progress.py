@@ -123,6 +123,17 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
             and "w128" not in line and "mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300" in line]
 
 
+def test_a_running_line_counts_failed_trials_among_those_done():
+    """As the trial lines do: after one failed trial of 3, the running line says 1/3 and 1 pending."""
+    log = _Lines(wanted=3)  # the first line, the failed trial's, then a running line
+    with StudyProgressView("tiny", 3, 0, ProgressStyle.LINES, log, running_seconds=0.01) as view:
+        view.recorded([_record(schedule="static", width=64, seed=0, status="failed", test_accuracy=None)])
+        view.set_running(1)  # only now: no running line can come before the record
+        assert log.enough.wait(timeout=60)
+    running = [line for line in log.getvalue().splitlines() if " running " in line]
+    assert running and all(line.startswith("[1/3") and "running 1, pending 1" in line for line in running)
+
+
 def test_nothing_running_writes_no_running_line():
     log = io.StringIO()
     with StudyProgressView("tiny", 2, 0, ProgressStyle.LINES, log, running_seconds=0.001) as view:
@@ -136,6 +147,7 @@ def test_a_running_line_without_epochs_still_counts_what_runs():
 
 def test_durations_read_as_minutes_or_hours():
     assert [format_duration(seconds) for seconds in (5, 65, 3 * 3600 + 120)] == ["0m05s", "1m05s", "3h02m"]
+    assert [format_duration(seconds) for seconds in (59.6, 3599.6)] == ["1m00s", "1h00m"]  # rounded, not cut
 
 
 def test_a_trial_line_names_the_trial_and_what_it_reached():

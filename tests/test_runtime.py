@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, Runtime, prefer_passive_waiting
+from sparsecap import runtime as runtime_module
+from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, Runtime, physical_cores, prefer_passive_waiting
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from tests.study_helpers import write_spec
 
@@ -32,6 +33,20 @@ def test_a_trial_process_uses_its_share_of_the_cores_and_one_device():
 def test_auto_workers_are_one_per_gpu_on_cuda():
     assert Runtime(device="cuda", devices=("cuda:0", "cuda:1", "cuda:2")).workers_for(10) == 3
     assert Runtime(device="cuda:1", devices=("cuda:1",)).workers_for(10) == 1
+
+
+def test_auto_workers_count_each_physical_core_once_on_a_cpu(tmp_path, monkeypatch):
+    """4 CPUs that are 2 cores' hyper-threads (Linux topology): 2 workers, as two trials on one core's threads
+    share its arithmetic units; without topology, every CPU counts."""
+    for cpu, siblings in ((0, "0,2"), (1, "1,3"), (2, "0,2"), (3, "1,3")):
+        topology = tmp_path / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(siblings + "\n")
+    monkeypatch.setattr(runtime_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(runtime_module, "Path", lambda name: tmp_path / name.lstrip("/"))
+    assert physical_cores() == 2 and Runtime(cores=4).workers_for(10) == 2
+    monkeypatch.setattr(runtime_module.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4})  # cpu4: no topology
+    assert physical_cores() == 5
 
 
 @pytest.mark.parametrize(("before", "after"), [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE")])

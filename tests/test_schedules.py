@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsecap.data import dataset_info
+from sparsecap.data import dataset_info, load_dataset
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.report import write_report
 from sparsecap.runtime import Runtime
@@ -29,7 +29,9 @@ from sparsecap.sparsity.schedules.gradients import largest_gradient_positions, l
 from sparsecap.sparsity.schedules.imp import rewind_, take_snapshot
 from sparsecap.sparsity.schedules.moving import masked_position
 from sparsecap.sparsity.static import layer_shapes
-from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
+from sparsecap.studies.execute import prepare_model
+from sparsecap.studies.fitting import study_fit
 from sparsecap.training import TrainingConfig, train
 from sparsecap.training.step_hook import Step
 from tests.study_helpers import TINY_SPEC, assert_same_up_to_rounding, comparable_results, write_spec
@@ -391,3 +393,30 @@ def test_imp_retrains_max_epochs_minus_the_rewind_epoch_and_finetune_its_epochs(
     assert results[0].epochs == EPOCHS + 3 * (EPOCHS - 1)
     _, results = _run(Schedule.POSTTRAIN_FINETUNE, _settings(finetune_epochs=1))
     assert results[0].epochs == EPOCHS + 1
+
+
+def _study_fit_of_one_model(tmp_path, epochs_seen: list[int]):
+    """The `Fit` a study hands the schedules, for one width-16 MLP trial of the tiny spec (2 epochs, never stopped)."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.stop_loss=0.0", 'schedules=["static"]', "seeds=[0]"])
+    trial, dataset = expand(spec)[0], load_dataset("digits")
+    model, _ = prepare_model(spec, trial, dataset)
+    fit = study_fit(spec, dataset, [trial], [model], lambda loss, training: epochs_seen.append(training))
+    return fit, model, len(dataset.train_labels)
+
+
+def test_a_study_fit_trains_for_the_epochs_a_schedule_asks_not_the_studys(tmp_path):
+    """A schedule's round (a fine-tuning, an IMP round) asks its own epoch count; the spec's max_epochs is 2."""
+    reported: list[int] = []
+    fit, model, _ = _study_fit_of_one_model(tmp_path, reported)
+    (result,) = fit([model], 1)
+    assert len(result.epoch_losses) == 1 and reported == [1]
+
+
+def test_a_study_fit_hands_every_step_to_a_schedules_step_hook(tmp_path):
+    """SET and RigL move masks from the step hook: a fit given only that hook must still call it at each step."""
+    steps: list[Step] = []
+    fit, model, examples = _study_fit_of_one_model(tmp_path, [])
+    (result,) = fit([model], 1, on_step=steps.append)
+    planned = math.ceil(examples / 64)  # one epoch of batch_size 64; a step's hook runs before the next step
+    assert len(result.epoch_losses) == 1 and {step.planned for step in steps} == {planned}
+    assert [step.number for step in steps] == list(range(1, len(steps) + 1)) and len(steps) >= planned - 1

@@ -129,6 +129,43 @@ def test_the_group_of_a_worker_that_died_is_recorded_failed_with_where_it_ran(tm
     assert [record.status for record in records if record is not failed[0]] == ["finished"]
 
 
+def test_each_worker_runs_on_its_share_of_the_cores_and_records_it(tmp_path):
+    """4 cores over 2 workers: a model past the threading threshold gets 2 threads each, a small one 1."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=1", 'schedules=["static"]', "seeds=[0]",
+                                                 "widths=[16, 2048]"])
+    trials = expand(spec)
+    records = []
+    with StudyProgressView("shares", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(cores=4, workers=2), workers=2)
+    assert {record.trial_id.split("-")[2]: record.threads for record in records} == {"w16": 1, "w2048": 2}
+
+
+def test_the_group_of_a_worker_that_died_records_the_threads_its_model_had(tmp_path):
+    """A model past the threading threshold runs on every core of its worker (2 here), and so says its record."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
+                                                 "widths=[2048]"])
+    trials = expand(spec)
+    records = []
+    with _KillAtFirstEpoch("killed", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(cores=2, workers=1), workers=1, max_retries=0)
+    assert [(record.status, record.threads) for record in records] == [("failed", 2)]
+
+
+def test_a_group_whose_worker_died_runs_again_up_to_max_retries_times(tmp_path):
+    """One death with max_retries=1: the group runs again on a new worker and finishes; nothing is failed."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
+                                                 "widths=[16]"])
+    trials = expand(spec)
+    records = []
+    with _KillAtFirstEpoch("retried", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1, max_retries=1)
+    assert view.killed.exitcode == -signal.SIGKILL
+    assert [(record.trial_id, record.status) for record in records] == [(trials[0].trial_id, "finished")]
+
+
 LONGER_SPEC = (TINY_SPEC.replace("max_epochs = 2", "max_epochs = 60\nstop_loss = 0.0")
                .replace("widths = [16, 32]", "widths = [128, 256]")
                .replace('schedules = ["static", "posttrain"]', 'schedules = ["static"]'))
