@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -190,6 +191,9 @@ def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_to
     assert len(load_studies([recomputed, also_recomputed]).trials) == 2 * len(load_study(recomputed).trials)
     mlp = study("mlp", "posttrain", "mlp", None)  # it shares no architecture with batch norms
     assert len(load_studies([recomputed, mlp]).trials) == 2 * len(load_study(recomputed).trials)
+    # Every pair is compared, not each study with the first alone: the MLP study shares nothing with either.
+    with pytest.raises(StudyDirectoryError, match=r"cannot combine \S*recomputed and \S*running: different batch-norm"):
+        load_studies([mlp, recomputed, running])
 
 
 def test_studies_that_trained_or_measured_otherwise_are_refused_together_and_how_they_ran_is_not_compared(
@@ -704,3 +708,56 @@ def test_c5_counts_a_gap_between_the_schedules_only_beyond_the_margin(tmp_path: 
     assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding
     assert "by no more than the margin (1.00 pp)" in verdict.finding.reason
     assert "within the margin at w=512" in verdict.finding.evidence
+
+
+def test_the_json_rows_are_the_curves_numbers_and_round_trip_infinities(tmp_path: Path) -> None:
+    """Every JSON row holds its point's mean, interval, difference, raw and Holm p, seed count and sweet spot as
+    computed; an overflowed base makes the others' ΔL difference −∞, which must come back as -inf, not +inf."""
+    study = write_study(tmp_path, {"static": RISE_THEN_FALL}, delta_loss=(0.5, 0.55, 0.6, 0.65, 0.7, 0.8), seeds=3)
+    for seed in range(3):
+        _overflow(study, [128], seed=seed)
+    analysis = analyse(load_study(study))
+    data = json.loads(json.dumps(claims_json(analysis), allow_nan=False))
+    (curves,) = analysis.curves.values()
+    written = {curve["measure"]: curve["points"] for curve in data["measures"]}
+    assert set(written) == {measure.label for measure in curves}
+    for measure, curve in curves.items():
+        for row, point in zip(written[measure.label], curve.points, strict=True):
+            numbers = {"mean": point.interval.mean, "ci_low": point.interval.low, "ci_high": point.interval.high}
+            if not point.is_base:
+                numbers |= {"difference_from_base": point.versus_base.estimate, "p_value": point.versus_base.p_value,
+                            "difference_ci_low": point.versus_base.low, "holm_p_value": point.adjusted_p,
+                            "difference_ci_high": point.versus_base.high}
+            for key, value in numbers.items():
+                read = math.nan if row[key] is None else float(row[key])
+                assert read == pytest.approx(value, nan_ok=True), (measure.label, point.label, key)
+            assert (row["point"], row["seeds"], row["base"]) == (point.label, point.interval.n, point.is_base)
+            assert row["sweet_spot"] is (point is curve.sweet_spot)
+    delta_loss = curves[NOISE_DELTA_LOSS].point_at(512, 1)
+    assert delta_loss.versus_base.estimate == -math.inf
+    [row] = [row for row in written[NOISE_DELTA_LOSS.label] if row["point"] == "w=512"]
+    assert (row["mean"], row["difference_from_base"]) == (pytest.approx(0.6 + sum(JITTER[:3]) / 3), "-Infinity")
+    assert any(row["sweet_spot"] for rows in written.values() for row in rows)
+
+
+def test_combined_studies_keep_each_trials_tables_under_its_prefixed_id(tmp_path: Path) -> None:
+    """Every per-trial table is keyed like the trials: an unprefixed class recall would match no trial, and the
+    class-recall comparison of the combined report would silently vanish."""
+    static = write_study(tmp_path / "static", {"static": RISE_THEN_FALL}, name="static-study")
+    posttrain = write_study(tmp_path / "posttrain", {"posttrain": DECLINE}, name="posttrain-study")
+    combined = load_studies([static, posttrain])
+    ids = {trial["trial_id"] for trial in combined.trials}
+    assert len(ids) == len(combined.trials) == 2 * len(load_study(static).trials)
+    for table in (combined.class_recall, combined.weight_noise):
+        assert set(table) == ids
+    assert [group.schedule for group in analyse(combined).recall] == ["posttrain", "static"]
+
+
+def test_a_pipe_in_a_cell_is_escaped_not_a_new_column(tmp_path: Path) -> None:
+    """Scopes and reasons are free text: a '|' in one must stay inside its cell."""
+    analysis = analyse(load_study(write_study(tmp_path, {"static": RISE_THEN_FALL})))
+    piped = dataclasses.replace(analysis, claims=[dataclasses.replace(entry, scope=f"{entry.scope} | a\nb")
+                                                  for entry in analysis.claims])
+    rows = [line for line in claims_markdown(piped).splitlines()
+            if line.startswith("| c") and not line.startswith("| claim |")]
+    assert rows and all(row.replace("\\|", "").count("|") == 7 and "\\| a b |" in row for row in rows)

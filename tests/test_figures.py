@@ -6,15 +6,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import LineCollection, PolyCollection
+from matplotlib.figure import Figure
 from scipy import stats
 
 from sparsecap.report import analyse
-from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, load_study
+from sparsecap.report import figures as figures_module
+from sparsecap.report.aggregate import (
+    GroupKey,
+    PointRecallAnalysis,
+    PointSummary,
+    Stat,
+    StudyResults,
+    load_study,
+    summarise_points,
+)
 from sparsecap.report.claims import CLEAN_ACCURACY
 from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.report.figures import (
@@ -268,3 +279,91 @@ def test_the_heatmap_caption_names_the_rows_and_columns_drawn(tmp_path: Path, n_
     layout, class_axis_label = drawn[axis.get_images()[0].get_array().shape]
     [info] = [info for info in write_figures({}, analysis, tmp_path) if info.key is FigureKey.CLASS_RECALL_CHANGES]
     assert info.caption.startswith(f"{layout}:") and class_axis_label == "class"
+
+
+def _lines(figure: Figure) -> dict[tuple[str, str], dict[float, float]]:
+    """(panel title, line label) -> remaining % -> plotted mean, for every mean line of a figure."""
+    return {(axis.get_title(), line.get_label()): dict(zip(line.get_xdata(), line.get_ydata(), strict=True))
+            for axis in figure.axes for line in axis.get_lines() if not line.get_label().startswith("_")}
+
+
+def test_every_line_plots_the_aggregated_means_of_its_own_sigma_budget_and_severity(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each σ, ε and (corruption, severity) line carries its own numbers: a line closed over the loop's last key
+    would draw the last σ's values under every label."""
+    def trial(remaining: float, width: int, seed: int) -> dict[str, object]:
+        return {"trial_id": f"{width}-{seed}", "architecture": "mlp", "dataset": "mnist", "family": "width",
+                "schedule": "static", "width": width, "depth": 2, "seed": seed, "status": "finished",
+                "remaining_percent": remaining, "test_accuracy": 0.9 - 0.01 * seed, "min_class_recall": 0.5 + seed / 10}
+
+    trials = [trial(remaining, width, seed) for width, remaining in ((64, 100.0), (128, 40.0)) for seed in (0, 1)]
+    noise = {t["trial_id"]: [{"sigma": sigma, "draw": 0, "accuracy": 0.8 - sigma - 0.01 * t["seed"],
+                              "delta_loss": sigma * t["width"] / 64 + 0.1 * t["seed"]} for sigma in (0.0, 0.1, 0.2)]
+             for t in trials}
+    adversarial = {t["trial_id"]: [{"attack": "pgd", "epsilon": epsilon,
+                                    "robust_accuracy": 0.6 - epsilon - t["seed"] / 50} for epsilon in (0.1, 0.3)]
+                   for t in trials}
+    corruption = {t["trial_id"]: [{"corruption": name, "severity": severity, "draw": 0, "loss": 1.0,
+                                   "accuracy": 0.7 - 0.1 * severity - shift - t["seed"] / 100}
+                                  for name, shift in (("fog", 0.0), ("snow", 0.05)) for severity in (1, 2)]
+                  for t in trials}
+    points_by_group = summarise_points(StudyResults(Path("."), {}, trials, {}, noise, adversarial, corruption))
+    figures: dict[str, Figure] = {}
+    save = figures_module._save
+    monkeypatch.setattr(figures_module, "_save", lambda figure, path: (figures.setdefault(path.stem, figure),
+                                                                         save(figure, path)))
+    write_figures(points_by_group, {}, tmp_path)
+    [points] = points_by_group.values()
+
+    def means(stat_of: Callable[[PointSummary], Stat | None]) -> dict[float, float]:
+        return {point.remaining_percent: pytest.approx(stat_of(point).mean) for point in points}
+
+    title = points[0].group.label
+    expected = {
+        "clean_accuracy": {("mlp · mnist · width family", "static"): means(lambda point: point.clean_accuracy)},
+        "min_class_recall": {("mlp · mnist · width family", "static"): means(lambda point: point.min_class_recall)},
+        "accuracy_under_noise": {(title, f"σ = {sigma:g}"): means(lambda point, s=sigma: point.noise_accuracy[s])
+                                 for sigma in (0.0, 0.1, 0.2)},
+        "delta_loss_under_noise": {(title, f"σ = {sigma:g}"): means(lambda point, s=sigma: point.noise_delta_loss[s])
+                                   for sigma in (0.1, 0.2)},
+        "adversarial_accuracy": {
+            (f"{title}\nPGD", f"ε = {epsilon:g}"):
+                means(lambda point, e=epsilon: point.adversarial_accuracy[("pgd", e)])
+            for epsilon in (0.1, 0.3)},
+        "corrupted_accuracy": {(title, "clean"): means(lambda point: point.clean_accuracy)} | {
+            (title, f"severity {level}, mean over corruptions"): means(lambda point, s=level: point.corruption_mean[s])
+            for level in (1, 2)},
+        "corruption_breakdown": {
+            (f"{title}\n{name}", f"severity {level}"):
+                means(lambda point, key=(name, level): point.corruption_accuracy[key])
+            for name in ("fog", "snow") for level in (1, 2)},
+    }
+    assert set(figures) == set(expected)
+    for stem, lines in expected.items():
+        assert _lines(figures[stem]) == lines, stem
+
+
+def test_error_bars_span_the_interval_cut_to_0_and_1_however_lopsided() -> None:
+    """Seeds 0.80 and 0.98: the t-interval reaches far past 1, cut to [0, 1] around a mean of 0.89; bars drawn as
+    distances from the mean must end there, not mirror the two distances."""
+    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.80, 0.98]), _point(GROUP, 128, 40.0, [0.85, 0.87])],
+                  lambda point: point.clean_accuracy)
+    axis = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t").axes[0]
+    [bars] = [collection for collection in axis.collections if isinstance(collection, LineCollection)]
+    ends = {float(segment[0][0]): sorted(float(y) for y in segment[:, 1]) for segment in bars.get_segments()}
+    assert ends == {100.0: [0.0, 1.0], 40.0: pytest.approx(list(_t_interval([0.85, 0.87])))}
+    assert axis.get_xscale() == "log" and axis.get_xlim()[0] > 100.0 > 40.0 > axis.get_xlim()[1]  # dense on the left
+
+
+def test_the_heatmap_draws_each_cells_change_with_its_sign() -> None:
+    """Class 0 of the sparse point loses 0.1 more than accuracy (a loss, drawn red, below the colour scale's
+    centre), class 1 gains 0.05: the image holds exactly the changes, classes as rows and points as columns."""
+    base = _point(GROUP, 64, 100.0, [0.9, 0.91])
+    model = _point(GROUP, 128, 40.0, [0.8, 0.82])
+    changes = normalised_recall_changes([[0.7, 0.85], [0.72, 0.87]], [0.8, 0.82], [[0.9, 0.9], [0.91, 0.91]],
+                                        [0.9, 0.91])
+    figure = plot_class_recall_heatmap({GROUP: [PointRecallAnalysis(model, base, changes)]})
+    [image] = figure.axes[0].get_images()
+    drawn = np.asarray(image.get_array())
+    assert drawn.shape == (2, 1) and drawn.ravel().tolist() == pytest.approx([-0.1, 0.05])
+    assert image.norm(-0.1) < 0.5 < image.norm(0.05)

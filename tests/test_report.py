@@ -5,13 +5,24 @@ from __future__ import annotations
 import math
 import os
 import re
+from html import unescape
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import write_report
-from sparsecap.report.aggregate import find_unfinished_trials, load_study, summarise_points
+from sparsecap.report.aggregate import (
+    Stat,
+    StudyResults,
+    class_recall_analysis,
+    corruption_per_trial,
+    find_unfinished_trials,
+    incomplete_warning,
+    load_study,
+    summarise_points,
+)
 from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.studies import load_spec
 from sparsecap.studies.database import StudyDatabase, TrialRecord
@@ -380,3 +391,149 @@ def test_unfinished_trials_are_the_planned_ones_failed_or_unrecorded_in_the_grid
     assert find_unfinished_trials(spec.resolved(), trials) == (planned[2], *planned[3:])
     for unreadable in (None, {"name": "from a later version", "widths": "all of them"}):
         assert find_unfinished_trials(unreadable, trials) == (planned[3],)  # the plan unknown: only the failed
+
+
+def _trial(trial_id: str, seed: int, status: str = "finished", **values: object) -> dict[str, object]:
+    """A trial row as the database returns it, at one point (w=128, 40 % remaining)."""
+    return {"trial_id": trial_id, "architecture": "mlp", "dataset": "mnist", "family": "width", "schedule": "static",
+            "width": 128, "depth": 2, "seed": seed, "status": status, "remaining_percent": 40.0, "test_accuracy": 0.8,
+            "min_class_recall": 0.5, "path_fraction_log10": -1.0, "min_effective_width_fraction": 0.5, **values}
+
+
+def _corruption_rows(draws_of: dict[tuple[str, int], list[float]]) -> list[dict[str, object]]:
+    return [{"corruption": name, "severity": severity, "draw": draw, "accuracy": accuracy, "loss": 1.0}
+            for (name, severity), draws in draws_of.items() for draw, accuracy in enumerate(draws)]
+
+
+def test_a_points_statistics_rest_on_its_finished_seeds_with_draws_averaged_first() -> None:
+    """Failed and diverged trials stay out of every mean (diverged ones counted, failed ones not); corrupted
+    accuracy is averaged over draws, then identity (the clean set) is left out of the means over corruptions."""
+    trials = [_trial("a", 0, test_accuracy=0.8), _trial("b", 1, test_accuracy=0.6, path_fraction_log10=-math.inf),
+              _trial("c", 2, "diverged", test_accuracy=0.1), _trial("d", 3, "failed", test_accuracy=0.2)]
+    adversarial = {trial_id: [{"attack": "pgd", "epsilon": 0.1, "robust_accuracy": value}]
+                   for trial_id, value in (("a", 0.3), ("b", 0.1), ("c", 0.9), ("d", 0.9))}
+    corruption = {
+        "a": _corruption_rows({("identity", 1): [0.9], ("fog", 1): [0.5, 0.7], ("fog", 2): [0.4], ("snow", 1): [0.3],
+                               ("snow", 2): [0.2]}),
+        "b": _corruption_rows({("identity", 1): [0.8], ("fog", 1): [0.4], ("fog", 2): [0.2], ("snow", 1): [0.1],
+                               ("snow", 2): [0.0]}),
+        "d": _corruption_rows({("fog", 1): [0.0], ("fog", 2): [0.0], ("snow", 1): [0.0], ("snow", 2): [0.0]}),
+    }
+    results = StudyResults(Path("."), {}, trials, {}, {}, adversarial, corruption)
+    [[point]] = summarise_points(results).values()
+    assert point.seeds == (0, 1) and point.n_diverged == 1 and point.n_severed == 1
+    assert (point.clean_accuracy.mean, point.clean_accuracy.n) == (pytest.approx(0.7), 2)
+    assert point.clean_accuracy.std == pytest.approx(0.2 / math.sqrt(2))
+    assert (point.path_fraction_log10.mean, point.path_fraction_log10.n) == (-1.0, 1)  # the severed seed apart
+    assert point.adversarial_accuracy[("pgd", 0.1)].mean == pytest.approx(0.2)
+    accuracy = {key: stat.mean for key, stat in point.corruption_accuracy.items()}
+    assert accuracy == pytest.approx({("identity", 1): 0.85, ("fog", 1): 0.5, ("fog", 2): 0.3, ("snow", 1): 0.2,
+                                      ("snow", 2): 0.1})
+    # Per seed: a (0.6, 0.4, 0.3, 0.2) and b (0.4, 0.2, 0.1, 0.0) over fog 1, fog 2, snow 1, snow 2.
+    means = {key: stat.mean for key, stat in point.corruption_mean.items()}
+    assert means == pytest.approx({None: (0.375 + 0.175) / 2, 1: (0.45 + 0.25) / 2, 2: (0.3 + 0.1) / 2})
+
+
+def test_per_severity_means_only_where_every_corruption_has_the_same_severities() -> None:
+    """MNIST-C's corruptions each have their own published severity: a mean 'at severity 3' would be fog alone."""
+    accuracy, means = corruption_per_trial(_corruption_rows({("fog", 3): [0.6, 0.4], ("snow", 5): [0.2]}))
+    assert accuracy == pytest.approx({("fog", 3): 0.5, ("snow", 5): 0.2})
+    assert means == pytest.approx({None: 0.35})
+    assert corruption_per_trial(_corruption_rows({("identity", 1): [0.9]})) == ({("identity", 1): 0.9}, {})
+
+
+def _results_cells(html: str, table_id: str) -> list[list[str]]:
+    table = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr class="(?:point|statistic)-row">(.*?)</tr>', table, flags=re.S)
+    return [[unescape(cell) for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)] for row in rows]
+
+
+def test_the_results_table_shows_the_aggregated_numbers(report_page: Path) -> None:
+    """The static group's sparsest point: 2 finished seeds (accuracy 0.815, 0.825), 1 diverged, noise per σ."""
+    html = report_page.read_text(encoding="utf-8")
+    sparsest = _results_cells(html, "results-table")[-1]
+    sparsity = 0.85
+    accuracies = [0.9 - 0.1 * sparsity + 0.01 * seed for seed in (0, 1)]
+    std = abs(accuracies[0] - accuracies[1]) / math.sqrt(2)
+    noisy = {sigma: [accuracy - sigma * (1 + sparsity) - 0.0025 for accuracy in accuracies] for sigma in SIGMAS}
+    assert sparsest[:7] == ["w=256", "256", "2", "15", "2", "1", f"{np.mean(accuracies):.3f} ± {std:.3f}"]
+    assert sparsest[-len(SIGMAS):] == [f"{np.mean(values):.3f} ± {std:.3f}" for values in noisy.values()]
+
+
+def test_statistics_intervals_read_low_to_high_and_recall_colours_follow_the_sign(report_page: Path) -> None:
+    """Every mean lies within its printed interval, every difference within its own; a negative class-recall
+    change is drawn as a loss (neg), a positive one as a gain (pos)."""
+    html = report_page.read_text(encoding="utf-8")
+    number = r"([-+−]?\d+(?:\.\d+)?)"
+    checked = 0
+    for cells in _results_cells(html, "statistics-table"):
+        for cell in cells[3:5]:
+            found = re.fullmatch(rf"{number}(?: pp)? \[{number}(?: pp)?, {number}(?: pp)?\]", cell.replace("%", ""))
+            if found:
+                mean, low, high = (float(value.replace("−", "-")) for value in found.groups())
+                assert low <= mean <= high, cell
+                checked += 1
+    assert checked > 20
+    table = html.split('id="class-recall-table"', 1)[1].split("</table>", 1)[0]
+    signs = re.findall(r'<td class="([^"]*)" title="[^"]*">([-+])(\d\.\d+)', table)
+    assert any(sign == "-" for _, sign, _ in signs) and any(sign == "+" for _, sign, _ in signs)
+    for classes, sign, size in signs:
+        if float(size) >= 5e-4:
+            assert ("neg" if sign == "-" else "pos") in classes.split(), (classes, sign, size)
+
+
+def test_loading_keeps_every_class_recall_in_class_order(study_directory: Path) -> None:
+    """The heatmap and the recall table read these vectors: no class may be lost, the last included."""
+    results = load_study(study_directory)
+    for width in WIDTHS:
+        recorded = _record(schedule="static", width=width, seed=1).class_recall
+        assert results.class_recall[f"mlp-mnist-width-static-w{width}-s1"] == pytest.approx(list(recorded))
+
+
+def test_class_recall_changes_are_each_point_against_its_dense_base(study_directory: Path) -> None:
+    """Class 3 loses 0.15 × sparsity more than the model does (negative: a loss), the other classes move with
+    accuracy (0); a swap of model and base would flip every sign."""
+    results = load_study(study_directory)
+    analysis = class_recall_analysis(results, summarise_points(results))
+    assert [group.schedule for group in analysis] == ["posttrain", "static"]
+    for entries in analysis.values():
+        assert [(entry.point.width, entry.base.width) for entry in entries] == [(128, 64), (256, 64)]
+        for entry in entries:
+            sparsity = 1 - entry.point.remaining_percent / 100
+            expected = [-0.15 * sparsity if index == 3 else 0.0 for index in range(N_CLASSES)]
+            assert [change.change for change in entry.changes] == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_seed_missing_its_last_classes_still_reports_every_class() -> None:
+    """One entry per class of the longest recall vector: the seed without class 2 only leaves that class."""
+    changes = normalised_recall_changes([[0.5, 0.6, 0.7], [0.5, 0.6]], [0.6, 0.6], [[0.8, 0.8, 0.8]] * 2, [0.8, 0.8])
+    assert [change.class_index for change in changes] == [0, 1, 2]
+    assert [change.n_model for change in changes] == [2, 2, 1]
+    assert changes[2].change == pytest.approx((0.7 - 0.6) - (0.8 - 0.8))
+
+
+def test_an_infinite_mean_is_shown_with_its_sign() -> None:
+    """A ΔL whose loss overflowed reads ∞; one that overflowed the other way must not read as the same."""
+    assert Stat.of([math.inf, 0.5]).format() == "∞" and Stat.of([-math.inf, 0.5]).format() == "−∞"
+    assert Stat.of([0.5]).format() == "0.500" and Stat.of([0.5, 0.7]).format() == "0.600 ± 0.141"
+    assert Stat.of([None, math.nan]).format() == "—"
+
+
+def test_the_incomplete_warning_counts_the_failed_the_unrun_and_the_rest(tmp_path: Path) -> None:
+    """Four recorded trials, one failed, one planned trial never run: 2 of 5 lack a result, 3 have one."""
+    trials = [{"trial_id": name, "status": status} for name, status in
+              (("a", "finished"), ("b", "failed"), ("c", "diverged"), ("d", "finished"))]
+    results = StudyResults(tmp_path, {"spec": {"name": "half"}}, trials, {}, {}, unfinished_trials=("b", "e"))
+    warning = incomplete_warning(results)
+    assert warning is not None and warning.startswith(
+        "half is incomplete: 2 of its 5 planned trial(s) have no result (1 failed, 1 not run; e.g. b), so its "
+        "figures and verdicts rest on the 3 that have one")
+    assert incomplete_warning(StudyResults(tmp_path, {}, trials[:1], {}, {})) is None
+
+
+def test_text_from_the_trials_is_escaped_in_table_cells(tmp_path: Path) -> None:
+    """A device name is whatever the machine reports: it must show as text, never as markup."""
+    StudyDatabase.create(tmp_path).record_trial(_record(schedule="static", width=128, seed=0, device="cuda:0",
+                                                        device_name="<b>GPU</b> & co", threads=1))
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    assert "<b>GPU" not in html and "<td class=\"text\">&lt;b&gt;GPU&lt;/b&gt; &amp; co</td>" in html

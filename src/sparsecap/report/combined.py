@@ -12,6 +12,7 @@ architecture, dataset, family, point, schedule and seed) would count one seed tw
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,10 @@ def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
     if len(studies) == 1:
         return studies[0]
     labels = _labels(studies)
-    for other in studies[1:]:
-        problem = incompatibility(studies[0], other)
+    for first, other in itertools.combinations(studies, 2):  # every pair: two may share what the first lacks
+        problem = incompatibility(first, other)
         if problem:
-            raise StudyDirectoryError(f"cannot combine {studies[0].directory} and {other.directory}: {problem}")
+            raise StudyDirectoryError(f"cannot combine {first.directory} and {other.directory}: {problem}")
     seen: dict[tuple[Any, ...], str] = {}
     for label, results in zip(labels, studies):
         for trial in results.trials:
