@@ -15,7 +15,8 @@ import pytest
 from sparsecap.data import load_dataset
 from sparsecap.devices import cpu_name
 from sparsecap.runtime import Runtime
-from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
+from sparsecap.studies import StudyDatabase, Trial, expand, load_spec, run_study
+from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
 from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
 from sparsecap.studies.workers import _work, run_on_workers, worker_context
@@ -141,27 +142,28 @@ def test_each_worker_runs_on_its_share_of_the_cores_and_records_it(tmp_path):
     assert {record.trial_id.split("-")[2]: record.threads for record in records} == {"w16": 1, "w2048": 2}
 
 
+def _killed_at_first_epoch(tmp_path: Path, width: int, runtime: Runtime,
+                           max_retries: int) -> tuple[_KillAtFirstEpoch, list[Trial], list[TrialRecord]]:
+    """One trial of `width` on one worker that is killed at its first epoch: the view, the trials and the records."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
+                                                 f"widths=[{width}]"])
+    trials = expand(spec)
+    records: list[TrialRecord] = []
+    with _KillAtFirstEpoch(f"w{width}", len(trials), 0, ProgressStyle.NONE) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, runtime, workers=1, max_retries=max_retries)
+    return view, trials, records
+
+
 def test_the_group_of_a_worker_that_died_records_the_threads_its_model_had(tmp_path):
     """A model past the threading threshold runs on every core of its worker (2 here), and so says its record."""
-    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
-                                                 "widths=[2048]"])
-    trials = expand(spec)
-    records = []
-    with _KillAtFirstEpoch("killed", len(trials), 0, ProgressStyle.NONE) as view:
-        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
-                       tmp_path, records.append, view, Runtime(cores=2, workers=1), workers=1, max_retries=0)
+    _, _, records = _killed_at_first_epoch(tmp_path, 2048, Runtime(cores=2, workers=1), max_retries=0)
     assert [(record.status, record.threads) for record in records] == [("failed", 2)]
 
 
 def test_a_group_whose_worker_died_runs_again_up_to_max_retries_times(tmp_path):
     """One death with max_retries=1: the group runs again on a new worker and finishes; nothing is failed."""
-    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
-                                                 "widths=[16]"])
-    trials = expand(spec)
-    records = []
-    with _KillAtFirstEpoch("retried", len(trials), 0, ProgressStyle.NONE) as view:
-        run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
-                       tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1, max_retries=1)
+    view, trials, records = _killed_at_first_epoch(tmp_path, 16, Runtime(threads=1, workers=1), max_retries=1)
     assert view.killed.exitcode == -signal.SIGKILL
     assert [(record.trial_id, record.status) for record in records] == [(trials[0].trial_id, "finished")]
 
