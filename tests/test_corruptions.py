@@ -815,3 +815,126 @@ def test_corrupted_accuracy_and_loss_use_each_entrys_own_labels_and_every_draw(t
     assert expected[0][0] == expected[2][0] == 1.0 and expected[1][0] < 1.0
     for result, (accuracy, loss) in zip(results, expected, strict=True):
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12) and result.loss == pytest.approx(loss, rel=1e-5)
+
+
+# ------------------------------------------------------------------- the protocol's seeds, cache key, layouts
+
+
+def test_protocol_entries_are_the_seeded_sample_corrupted_per_severity_and_draw(tmp_path):
+    """Each CIFAR-C severity has its own file and sample, and its images are the spec's derivation from the
+    protocol seed: a severity overwriting another's file, or a seed left out, would change what models see."""
+    from sparsecap.corruptions.protocol import _SAMPLE_STREAM
+
+    images = _colour(9)
+    config = ProtocolConfig(Suite.CIFAR_C, corruptions=("shot_noise",), severities=(2, 4), sample_size=4, draws=2,
+                            seed=7)
+    inputs = prepare_inputs(tmp_path, "cifar10", images.transpose(0, 3, 1, 2), config)
+    assert [(entry.corruption, entry.severity) for entry in inputs] == [("shot_noise", 2), ("shot_noise", 4)]
+    for entry in inputs:
+        rng = np.random.default_rng(np.random.SeedSequence([7, _SAMPLE_STREAM, _key("shot_noise"), entry.severity]))
+        assert np.array_equal(entry.indices, np.sort(rng.choice(9, size=4, replace=False)))
+        for draw in range(2):
+            expected = corrupt(images[entry.indices], "shot_noise", entry.severity, np.random.default_rng(
+                np.random.SeedSequence([7, *_keys("cifar-c", "shot_noise"), entry.severity, draw])), suite="cifar-c")
+            assert np.array_equal(entry.images[draw], expected)
+
+
+def test_the_sample_depends_on_seed_corruption_and_severity_and_covers_a_small_test_set():
+    """Sorted, without repeats; a new protocol seed draws a new sample; a test set no larger than the sample
+    is used whole (indices 0..N-1, never past its end)."""
+    base = sample_indices(10_000, 100, 0, "fog", 2)
+    assert np.all(np.diff(base) > 0) and base.max() < 10_000
+    for other in (sample_indices(10_000, 100, 1, "fog", 2), sample_indices(10_000, 100, 0, "fog", 4),
+                  sample_indices(10_000, 100, 0, "snow", 2)):
+        assert not np.array_equal(base, other)
+    assert np.array_equal(sample_indices(5, 8, 0, "fog", 2), np.arange(5))
+    assert np.array_equal(sample_indices(5, 5, 3, "fog", 2), np.arange(5))
+
+
+def test_the_cache_key_changes_with_everything_the_inputs_depend_on(monkeypatch):
+    """A cached input must not be reused after the test set, the frost pictures or the spec version change."""
+    from sparsecap.corruptions import protocol
+
+    config = ProtocolConfig(Suite.CIFAR_C, corruptions=("frost", "fog"))
+    key = protocol.cache_key("cifar10", config, 10_000, "a" * 64)
+    assert key.startswith("cifar10-seed0-") and key == protocol.cache_key("cifar10", config, 10_000, "a" * 64)
+    assert key != protocol.cache_key("cifar10", config, 9_999, "a" * 64)
+    assert key != protocol.cache_key("cifar10", config, 10_000, "b" * 64)
+    assert key != protocol.cache_key("cifar10", config, 10_000, None)
+    assert key != protocol.cache_key("cifar10", ProtocolConfig(Suite.CIFAR_C, ("frost", "fog"), draws=4), 10_000,
+                                     "a" * 64)
+    monkeypatch.setattr(protocol, "SPEC_VERSION", protocol.SPEC_VERSION + "-next")
+    assert key != protocol.cache_key("cifar10", config, 10_000, "a" * 64)
+
+
+def test_new_frost_pictures_make_a_new_protocol_cache(tmp_path, frost_dir):
+    """The same study with other frost pictures must not read the inputs made with the old ones."""
+    config = ProtocolConfig(Suite.CIFAR_C, corruptions=("frost",), severities=(3,), sample_size=2, draws=1)
+    first = prepare_inputs(tmp_path / "cache", "cifar10", _colour(3), config, frost_directory=frost_dir)
+    inverted = shutil.copytree(frost_dir, tmp_path / "inverted")
+    for path in frost_pictures.picture_files(inverted):
+        cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    second = prepare_inputs(tmp_path / "cache", "cifar10", _colour(3), config, frost_directory=inverted)
+    assert second.directory != first.directory
+    assert not np.array_equal(first.entries[0].images, second.entries[0].images)
+
+
+def test_written_mnist_c_uses_a_generator_per_chunk_a_chosen_severity_and_the_limit(tmp_path, monkeypatch):
+    """Chunks past the first get their own noise (not a copy of chunk 0's), --severity is the one written, and
+    --limit cuts images and labels alike."""
+    from sparsecap.corruptions.datasets import CHUNK_SIZE, write_corrupted_dataset
+
+    count = CHUNK_SIZE + 3
+    images, labels = np.full((count, 28, 28, 1), 128, np.uint8), np.arange(count) % 10
+    mnist = _dataset(DatasetName.MNIST, images, labels)
+    summary = write_corrupted_dataset(mnist, tmp_path / "all", corruptions=["shot_noise"], severity=2, seed=1,
+                                      progress=ProgressStyle.NONE)
+    assert summary.written == {"shot_noise": [2]}
+    written = read_mnist_c(tmp_path / "all", "shot_noise").images
+    for chunk, start in enumerate((0, CHUNK_SIZE)):
+        part = images[start : start + CHUNK_SIZE]
+        expected = corrupt(part, "shot_noise", 2, np.random.default_rng(np.random.SeedSequence(
+            [1, *_keys("mnist-c", "shot_noise"), 2, _key("test"), chunk])), suite="mnist-c")
+        assert np.array_equal(written[start : start + CHUNK_SIZE], expected)
+    assert not np.array_equal(written[CHUNK_SIZE:], written[: count - CHUNK_SIZE])
+    write_corrupted_dataset(mnist, tmp_path / "few", corruptions=["identity"], limit=4, progress=ProgressStyle.NONE)
+    few = read_mnist_c(tmp_path / "few", "identity")
+    assert few.images.shape == (4, 28, 28, 1) and np.array_equal(few.labels, labels[:4])
+    for bad in ({"limit": 0}, {"severity": 6}):
+        with pytest.raises(CorruptionError):
+            write_corrupted_dataset(mnist, tmp_path / "bad", corruptions=["identity"], progress=ProgressStyle.NONE,
+                                    **bad)
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    with pytest.raises(CorruptionError, match="MNIST-C only"):
+        write_corrupted_dataset(cifar, tmp_path / "bad", corruptions=["fog"], severity=2, progress=ProgressStyle.NONE)
+
+
+def test_a_written_cifar_c_manifest_records_the_frost_pictures_used(tmp_path, frost_dir):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    write_corrupted_dataset(cifar, tmp_path / "with", corruptions=["frost"], frost_directory=frost_dir,
+                            progress=ProgressStyle.NONE)
+    manifest = json.loads((tmp_path / "with" / "manifest.json").read_text())
+    assert manifest["frost_pictures"] == frost_pictures.pictures_digest(frost_dir)
+    assert manifest["layout"] == "cifar-c" and manifest["corruptions"] == {"frost": [1, 2, 3, 4, 5]}
+
+
+def test_a_study_without_the_corruption_measure_announces_no_skipped_corruption(monkeypatch):
+    from sparsecap.studies import load_spec
+    from sparsecap.studies.corruption_measure import skipped_corruptions
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    spec = load_spec("quick", ["datasets=[\"cifar10\"]", "architectures=[\"vgg\"]", "widths=[16]"])
+    assert not spec.corruptions.enabled and skipped_corruptions(spec) == []
+
+
+def test_a_frost_directory_without_pictures_skips_frost_and_corrupts_the_rest(tmp_path):
+    """The study announces frost as skipped for an empty SPARSECAP_FROST directory: the protocol must then skip
+    it too (reported in `skipped`), not fail on the pictures' checksum before any corruption is made."""
+    (tmp_path / "frost").mkdir()
+    config = ProtocolConfig(Suite.CIFAR_C, corruptions=("contrast", "frost"), sample_size=2, draws=1)
+    inputs = prepare_inputs(tmp_path / "cache", "cifar10", np.zeros((3, 32, 32, 3), np.uint8), config,
+                            frost_directory=tmp_path / "frost")
+    assert set(inputs.skipped) == {"frost"} and "holds no pictures" in inputs.skipped["frost"]
+    assert {entry.corruption for entry in inputs} == {"contrast"}

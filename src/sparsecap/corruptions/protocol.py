@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -162,6 +162,15 @@ def unavailable_corruptions(names: Sequence[str], suite: Suite, frost_directory:
     return reasons
 
 
+def _usable_digest(digest: Callable[[Path | None], str | None], asset: Path | None) -> str | None:
+    """`digest` of a user-supplied asset, or None where it is missing or unusable: its corruption is then
+    skipped and reported below, as `unavailable_corruptions` announced, so the cache key must not fail on it."""
+    try:
+        return digest(asset)
+    except AssetUnavailableError:
+        return None
+
+
 def prepare_inputs(
     cache_root: Path,
     dataset: str,
@@ -183,9 +192,9 @@ def prepare_inputs(
     matrix_path = pessimal.matrix_path(pessimal_matrix)
     corruptions = [get_corruption(name, config.suite) for name in config.corruptions]
     needs_frost = any(corruption.needs_frost for corruption in corruptions)
-    digest = frost_module.pictures_digest(frost_dir) if needs_frost and frost_dir is not None else None
+    digest = _usable_digest(frost_module.pictures_digest, frost_dir) if needs_frost else None
     needs_matrix = any(corruption.needs_pessimal_matrix for corruption in corruptions)
-    matrix_digest = pessimal.matrix_digest(matrix_path) if needs_matrix else None
+    matrix_digest = _usable_digest(pessimal.matrix_digest, matrix_path) if needs_matrix else None
     directory = Path(cache_root) / cache_key(dataset, config, len(test_images), digest, matrix_digest)
     if (directory / MANIFEST).is_file():
         return _load(directory, dataset, config)
