@@ -101,6 +101,10 @@ class Measure:
         text = f"{scaled:+.2f}" if signed else f"{scaled:.2f}"
         return text + (" pp" if self.percent and signed else "")
 
+    def show_margin(self, margin: float) -> str:
+        """A margin as the reasons print it: in percentage points for a measure in percent."""
+        return self.show(margin) + (" pp" if self.percent else "")
+
     def better(self, value: float) -> float:
         """The value with its sign made so that larger is better."""
         return value if self.higher_is_better else -value
@@ -384,8 +388,8 @@ def rises_then_falls(curve: Curve) -> Finding:
         if curve.untested:
             return Finding(Verdict.INCONCLUSIVE, "no tested sparse point beats the base by the margin, but "
                            + _untested_text(curve.untested), peak_text)
-        return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show(margin)}"
-                       f"{' pp' if measure.percent else ''}): there is no rise", peak_text)
+        return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show_margin(margin)}): "
+                       "there is no rise", peak_text)
     if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
         return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", peak_text)
     if not _exceeds(measure.better(peak.versus_base.estimate), margin):
@@ -550,7 +554,7 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
                        f"{second} is the first to fall significantly below its base", evidence)
     if small:
         return Finding(Verdict.INCONCLUSIVE, f"{first} and {second} differ significantly, but by no more than the "
-                       f"margin ({measure.show(later.margin)}{' pp' if measure.percent else ''})", evidence)
+                       f"margin ({measure.show_margin(later.margin)})", evidence)
     return Finding(Verdict.INCONCLUSIVE, "the two schedules do not separate", evidence)
 
 
