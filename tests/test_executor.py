@@ -168,6 +168,22 @@ def test_checkpoints_go_to_the_storage_path_recorded_relative_to_it(tmp_path):
     assert not (tmp_path / "out" / "checkpoints").exists()
 
 
+def test_a_resume_without_storage_finds_the_checkpoints_where_the_last_run_put_them(tmp_path, capsys):
+    """Leaving `--storage` out of a resume must not send the run to the study directory, find no checkpoint there
+    and train every kept trial again: the recorded storage is used, and named."""
+    out, shared = tmp_path / "out", tmp_path / "shared"
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "schedules=['static']"])
+    first = run_study(spec, out, storage=shared)
+    capsys.readouterr()
+    resumed = run_study(spec, out)
+    assert (resumed.ran, resumed.already_finished) == (0, first.total)
+    assert f"checkpoints in {shared.resolve()}, the --storage of the study's last run" in capsys.readouterr().err
+    assert not (out / "checkpoints").exists()
+    moved = run_study(spec, out, storage=tmp_path / "elsewhere")  # a storage given explicitly wins
+    assert (moved.ran, moved.already_finished) == (first.total, 0)
+    assert StudyDatabase(out).metadata()["storage"] == str((tmp_path / "elsewhere").resolve())
+
+
 def test_epoch_rows_are_numbered_from_one_so_the_last_is_the_trials_epoch_count(tmp_path):
     """`trials.epochs` counts epochs; the `epochs` table must number them 1..epochs, so that epoch n of a curve
     joins `trials.epochs = n` (and a rerecorded trial replaces its rows, not adds to them)."""

@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "recorded failed (default 2)")
     run.add_argument("--storage", type=_path, default=None, metavar="PATH",
                      help="where checkpoints are written (PATH/checkpoints), seen by every node "
-                          "(default: the output directory)")
+                          "(default: the one the study's last run used, else the output directory)")
     run.set_defaults(handler=_command_run)
 
     report = commands.add_parser("report", help="write the figures and HTML page of one study, or of several combined")

@@ -139,6 +139,19 @@ def _open_study(directory: Path, spec: StudySpec) -> tuple[StudyDatabase, StudyS
     return database, spec
 
 
+def _recorded_storage(directory: Path) -> Path | None:
+    """The `--storage` the study's last run wrote its checkpoints to (None: the study directory), said on stderr:
+    a resume that left the option out would otherwise find no checkpoint and train every kept trial again."""
+    if not (directory / DATABASE_FILE).exists():
+        return None
+    recorded = StudyDatabase(directory).metadata().get(STORAGE_KEY)
+    if not recorded:
+        return None
+    write_line(f"{directory}: checkpoints in {recorded}, the --storage of the study's last run "
+               f"(give --storage to choose another)", sys.stderr)
+    return Path(recorded)
+
+
 def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, str]:
     """Kept trials whose checkpoint is missing or no longer what was written: trial id -> the problem."""
     problems = {}
@@ -177,8 +190,9 @@ def run_study(
     """Run every trial of `spec` not yet finished (or diverged) in `directory`'s database.
 
     Trials recorded as failed are run again, and so are kept trials whose checkpoint is missing or
-    damaged (said on stderr). Checkpoints go to `storage`/checkpoints (default: the study directory's),
-    their database paths relative to `storage`; with Ray, every node must see `storage`.
+    damaged (said on stderr). Checkpoints go to `storage`/checkpoints (default: the storage the study's last
+    run recorded, else the study directory's), their database paths relative to `storage`; with Ray, every node
+    must see `storage`.
     """
     directory = Path(directory)
     _refuse_other_study(directory, spec)
@@ -197,6 +211,7 @@ def run_study(
     if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
         for name, dataset in datasets.items():
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
+    storage = storage if storage is not None else _recorded_storage(directory)
     if storage is not None:  # before any training: every trial would train, then fail to save its checkpoint
         with _writable(Path(storage), "--storage"):
             (Path(storage) / "checkpoints").mkdir(parents=True, exist_ok=True)
