@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 from sparsecap.corruptions import Suite, get_corruption, list_corruptions
+from tests.dataset_files import SHARED_DATA, real_data
 from tests.test_corruptions import IMAGES, SUITES, pessimal_matrix, pessimal_matrix_file, seeded_pessimal_matrix
 
 RECORD = Path(__file__).with_name("corruption_fingerprints.json")
-FROST_PICTURES = Path(__file__).resolve().parents[2] / "shared" / "data" / "frost"
+FROST_PICTURES = SHARED_DATA / "frost"
 """The real frost pictures, in ../shared/data beside the repository (as in CI)."""
 TOLERANCE = (0.02, 0.02, 0.0005)
 """Of the mean output and the mean absolute change (grey levels), and of the share of values changed."""
@@ -46,9 +47,9 @@ def fingerprints(suite: Suite, pessimal_matrix: Path) -> dict[str, list[float]]:
             for name in list_corruptions(suite) for severity in get_corruption(name, suite).severities}
 
 
-@pytest.mark.skipif(not FROST_PICTURES.is_dir(), reason=f"the frost pictures are not at {FROST_PICTURES}")
 @pytest.mark.parametrize("suite", SUITES, ids=[suite.value for suite in SUITES])
 def test_every_corruption_at_every_severity_does_what_was_recorded(suite, pessimal_matrix):
+    real_data(FROST_PICTURES, "../shared/data/frost beside the repository (see its README.md)")
     recorded = json.loads(RECORD.read_text(encoding="utf-8"))[suite.value]
     measured = fingerprints(suite, pessimal_matrix)
     assert measured.keys() == recorded.keys()

@@ -15,7 +15,14 @@ import pytest
 import torch
 from scipy import ndimage
 
-from sparsecap.corruptions import Suite, corrupt, get_corruption, list_corruptions, to_channels_last
+from sparsecap.corruptions import (
+    Suite,
+    corrupt,
+    get_corruption,
+    list_corruptions,
+    suite_for_dataset,
+    to_channels_last,
+)
 from sparsecap.corruptions import blur as cifar_blur
 from sparsecap.corruptions import frost as frost_pictures
 from sparsecap.corruptions import mnist_c, ops
@@ -339,6 +346,30 @@ def test_zoom_blur_is_the_exact_mean_of_zooms_whatever_the_batch(images, zooms):
         assert np.array_equal(ops.truncate_up(cifar_blur.zoom_blurred(flat, factors)), flat)
 
 
+def test_disk_kernel_has_the_specified_grid_blur_and_sums():
+    """Spec §1.3: a 17×17 grid blurred 3×3 up to r = 8 (sum 1.013, not renormalised), 21×21 blurred 5×5 for r = 10
+    (sum 1.011), and for r < 1 just a 3×3 Gaussian of the alias σ at the centre."""
+    assert ops.disk_kernel(8, 0.5).shape == (17, 17) and ops.disk_kernel(10, 0.5).shape == (21, 21)
+    assert ops.disk_kernel(8, 0.5).sum() == pytest.approx(1.013, abs=5e-4)
+    assert ops.disk_kernel(10, 0.5).sum() == pytest.approx(1.011, abs=5e-4)
+    disk = (np.add.outer(np.arange(-8, 9) ** 2, np.arange(-8, 9) ** 2) <= 64).astype(np.float32)
+    expected = cv2.GaussianBlur(disk / disk.sum(), (3, 3), 0.5)  # reflect-101 border, as OpenCV's default
+    np.testing.assert_allclose(ops.disk_kernel(8, 0.5), expected, rtol=0, atol=1e-7)
+    gaussian = cv2.getGaussianKernel(3, 0.4).astype(np.float32)
+    point = np.zeros((17, 17), np.float32)
+    point[7:10, 7:10] = gaussian @ gaussian.T
+    np.testing.assert_allclose(ops.disk_kernel(0.3, 0.4), point, rtol=0, atol=1e-7)
+
+
+def test_warps_leave_what_comes_from_outside_black_even_on_images_without_black():
+    """Samples wholly outside the image are 0 (scikit-image's constant mode), not clipped up to the image's own
+    minimum: a shrunk uniform grey image (e.g. a Fashion-MNIST item filling the frame) gets a black border."""
+    grey = np.full((1, 28, 28, 1), 128, np.uint8)
+    shrunk = _run(Suite.MNIST_C, "scale", grey, 5, 0, None)[0, ..., 0]  # content halved about (13.5, 13.5)
+    assert (shrunk[:5] == 0).all() and (shrunk[:, -5:] == 0).all()
+    assert (shrunk[10:18, 10:18] == 128).all()
+
+
 def test_warps_follow_the_inverse_map():
     images = IMAGES[Suite.MNIST_C]
     translated = _run(Suite.MNIST_C, "translate", images, 1, 0, None)  # 1 px, signs drawn per image
@@ -380,12 +411,35 @@ def test_severity_outside_one_to_five_is_refused(severity):
         (IMAGES[Suite.CIFAR_C].transpose(0, 3, 1, 2), "channels-first"),
         (IMAGES[Suite.CIFAR_C][0], "shape \\(N, 32, 32, 3\\)"),
         (IMAGES[Suite.MNIST_C], "got shape \\(4, 28, 28, 1\\)"),
+        (IMAGES[Suite.CIFAR_C][..., :1], "got shape \\(4, 32, 32, 1\\)"),
         ([[1, 2]], "numpy array"),
     ],
 )
 def test_wrong_dtype_range_or_shape_is_refused(images, message):
     with pytest.raises(CorruptionError, match=message):
         corrupt(images, "contrast", 1, np.random.default_rng(0), suite="cifar-c")
+
+
+@pytest.mark.parametrize("rng", [np.random.RandomState(0), 0, None])
+def test_a_generator_is_required(rng):
+    """Legacy RandomState, a seed or None would draw differently (or not at all) from the documented streams."""
+    with pytest.raises(CorruptionError, match="rng must be a numpy.random.Generator"):
+        corrupt(IMAGES[Suite.CIFAR_C], "gaussian_noise", 1, rng, suite="cifar-c")
+
+
+@pytest.mark.parametrize(("suite", "name"), ALL, ids=[f"{suite.value}-{name}" for suite, name in ALL])
+def test_an_empty_batch_gives_an_empty_batch(suite, name):
+    """A chunk of zero images (e.g. a sample smaller than the chunking) must not fail inside a corruption."""
+    empty = np.zeros((0, *suite.image_shape), np.uint8)
+    result = corrupt(empty, name, 3, np.random.default_rng(0), suite=suite)
+    assert result.dtype == np.uint8 and result.shape == empty.shape
+
+
+def test_each_dataset_gets_the_suite_of_its_geometry():
+    assert [suite_for_dataset(name) for name in ("mnist", "fashion-mnist", "cifar10", "cifar100")] == [
+        Suite.MNIST_C, Suite.MNIST_C, Suite.CIFAR_C, Suite.CIFAR_C]
+    with pytest.raises(CorruptionError, match="no corruption suite for dataset 'svhn'"):
+        suite_for_dataset("svhn")
 
 
 def test_frost_without_usable_pictures(tmp_path, monkeypatch):
@@ -406,6 +460,11 @@ def test_frost_without_usable_pictures(tmp_path, monkeypatch):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=small)
     with pytest.raises(FrostUnavailableError, match="does not exist"):
         corrupt(images, "frost", 1, np.random.default_rng(0), suite="cifar-c", frost_directory=tmp_path / "nowhere")
+    exact = tmp_path / "exact"
+    exact.mkdir()
+    cv2.imwrite(str(exact / "exact.png"), np.zeros((28, 40), np.uint8))  # MNIST crops 28×28 at offsets 0..H-29
+    with pytest.raises(FrostUnavailableError, match="too small"):
+        corrupt(IMAGES[Suite.MNIST_C], "frost", 1, np.random.default_rng(0), suite="mnist-c", frost_directory=exact)
 
 
 def test_a_partial_set_of_frost_pictures_is_used_whole_but_for_the_unused_frost6(tmp_path, frost_dir):

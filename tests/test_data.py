@@ -34,10 +34,12 @@ from sparsecap.data.download import RemoteFiles, download_file
 from sparsecap.data.locate import candidate_locations, not_found_message
 from sparsecap.data.subset import take_subset
 from sparsecap.errors import DatasetFormatError, DatasetNotFoundError, SparsecapError
-from tests.dataset_files import cifar_batch_bytes, random_cifar_batch, write_cifar10
+from tests.dataset_files import SHARED_DATA, cifar_batch_bytes, random_cifar_batch, real_data, write_cifar10
 
-REAL_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+REAL_MNIST = SHARED_DATA / "mnist"
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+HOW_TO_GET_MNIST = "../shared/data/mnist beside the repository (see its README.md)"
+HOW_TO_GET_FASHION = "apt-get install dataset-fashion-mnist"
 IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -607,9 +609,8 @@ def test_load_dataset_download_failure_explains_what_was_searched(
 # ---------------------------------------------------------------- real data, where this machine has it
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason=f"real MNIST not present at {REAL_MNIST}")
 def test_real_mnist() -> None:
-    dataset = load_dataset("mnist", data_root=REAL_MNIST)
+    dataset = load_dataset("mnist", data_root=real_data(REAL_MNIST, HOW_TO_GET_MNIST))
     assert dataset.train_images.shape == (60000, 1, 28, 28)
     assert dataset.test_images.shape == (10000, 1, 28, 28)
     # The published first labels: a header offset or byte-order slip would shift or garble them.
@@ -621,8 +622,8 @@ def test_real_mnist() -> None:
     assert pixels.std().item() == pytest.approx(dataset.info.std[0], abs=1e-3)
 
 
-@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_real_fashion_mnist_from_the_system_directory() -> None:
+    real_data(FASHION_SYSTEM_DIR, HOW_TO_GET_FASHION)
     dataset = load_dataset("fashion-mnist")
     assert dataset.source == str(FASHION_SYSTEM_DIR)
     assert len(dataset.train_labels) == 60000 and len(dataset.test_labels) == 10000
@@ -633,17 +634,16 @@ def test_real_fashion_mnist_from_the_system_directory() -> None:
     assert pixels.std().item() == pytest.approx(dataset.info.std[0], abs=1e-3)
 
 
-@pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
 def test_fashion_mnist_files_given_as_mnist_are_refused_by_name() -> None:
     """MNIST also looks in <ROOT> itself, where Fashion-MNIST's files carry the same names."""
+    real_data(FASHION_SYSTEM_DIR, HOW_TO_GET_FASHION)
     with pytest.raises(DatasetFormatError) as error:
         load_dataset("mnist", data_root=FASHION_SYSTEM_DIR)
     assert str(error.value) == (f"{FASHION_SYSTEM_DIR} holds fashion-mnist's files, not mnist's (its test labels "
                                 f"are fashion-mnist's); give the directory with mnist's files, or run on fashion-mnist")
 
 
-@pytest.mark.skipif(not REAL_MNIST.is_dir(), reason=f"real MNIST not present at {REAL_MNIST}")
 def test_mnist_files_given_as_fashion_mnist_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "fashion-mnist").symlink_to(REAL_MNIST)
+    (tmp_path / "fashion-mnist").symlink_to(real_data(REAL_MNIST, HOW_TO_GET_MNIST))
     with pytest.raises(DatasetFormatError, match="holds mnist's files, not fashion-mnist's"):
         load_dataset("fashion-mnist", data_root=tmp_path)

@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=_positive_int, default=None,
                      help="torch threads per trial (default: 1 for small models, every core for large ones; "
                           "see docs/performance.md)")
-    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument("--no-report", action="store_true",
+                     help="do not write the report nor print the claims table at the end")
     run.add_argument("--executor", choices=["local", "ray"], default="local",
                      help="local: trials on this machine, in --workers processes (default); ray: Ray tasks on a "
                           "local Ray instance or, with --address, a running cluster (pip install 'sparsecap[cluster]')")
@@ -405,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "without them frost is skipped)")
     corrupt.add_argument("--pessimal-matrix", type=_path, default=None, metavar="PATH",
                          help="MNIST-C's pessimal_noise_matrix file (default: $SPARSECAP_PESSIMAL_MATRIX; "
-                              "without it pessimal_noise is skipped)")
+                              "without it pessimal_noise is skipped, and refused where named)")
     _add_data_arguments(corrupt)
     corrupt.add_argument("--download", action="store_true", help="download the clean dataset if missing")
     corrupt.add_argument("--no-progress", action="store_true",
