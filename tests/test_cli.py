@@ -353,3 +353,32 @@ def test_a_run_that_fails_leaves_no_fork_server_behind(tmp_path):
         assert command.wait() == 2
     assert "'nosuchpreset' is neither a preset nor a spec file" in log.read_text()
     assert _fork_servers_whose_environment_holds(f"{name}={value}") == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--num-cpus", "2"], "--address and --num-cpus go with --executor ray"),
+        (["--address", "auto"], "--address and --num-cpus go with --executor ray"),
+        (["--executor", "ray", "--workers", "2"], "--workers goes with the local executor"),
+        (["--device", "gpu"], "expected auto, cpu, cuda, cuda:N or mps"),
+        (["--set", "training.max_epochs"], "must look like KEY=VALUE, e.g. training.max_epochs=3"),
+    ],
+)
+def test_run_options_that_do_not_fit_are_refused_before_anything_is_written(capsys, tmp_path, arguments, message):
+    """Each names what is valid and exits 2 before the study directory exists."""
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"), *arguments)
+    assert code == 2 and err.startswith("error: ") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_directory_given_as_the_spec_points_at_its_study_json(capsys, tmp_path):
+    """`sparsecap run DIR` is a likely slip for `DIR/study.json`: the refusal says which file to give."""
+    code, _, err = _run(capsys, "run", str(tmp_path))
+    assert code == 2 and f"(e.g. {tmp_path}/study.json)" in err
+
+
+def test_a_named_member_and_a_different_depth_are_refused(capsys):
+    """`describe vgg16 --depth 11` must not quietly describe VGG11 under the name the user typed."""
+    code, _, err = _run(capsys, "describe", "vgg16", "--depth", "11")
+    assert code == 2 and "vgg16 has depth 16, not --depth 11" in err

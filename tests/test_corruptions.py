@@ -137,6 +137,53 @@ def test_the_suites_have_the_specified_members():
     }
 
 
+def test_cifar_c_kinds_follow_the_benchmarks_four_groups():
+    """The breakdown figures group CIFAR-10-C as Hendrycks & Dietterich do: brightness is weather, not digital."""
+    kinds = {name: get_corruption(name, Suite.CIFAR_C).kind.value
+             for name in list_corruptions(Suite.CIFAR_C, published_only=True)}
+    assert kinds == {
+        "gaussian_noise": "noise", "shot_noise": "noise", "impulse_noise": "noise", "defocus_blur": "blur",
+        "glass_blur": "blur", "motion_blur": "blur", "zoom_blur": "blur", "snow": "weather", "frost": "weather",
+        "fog": "weather", "brightness": "weather", "contrast": "digital", "elastic_transform": "digital",
+        "pixelate": "digital", "jpeg_compression": "digital",
+    }
+
+
+def test_corruptions_without_a_severity_are_generated_once_and_really_ignore_it(pessimal_matrix):
+    """Only corruptions whose output no severity changes are written at one severity; the others need all five."""
+    no_severity = {name for name in list_corruptions(Suite.MNIST_C)
+                   if get_corruption(name, Suite.MNIST_C).severities == (1,)}
+    assert no_severity == {"identity", "stripe", "dotted_line", "zigzag", "canny_edges", "pessimal_noise", "line",
+                           "inverse"}
+    assert all(get_corruption(name, Suite.CIFAR_C).severities == (1, 2, 3, 4, 5)
+               for name in list_corruptions(Suite.CIFAR_C))
+    images = IMAGES[Suite.MNIST_C]
+    for name in no_severity:
+        mild, severe = (_run(Suite.MNIST_C, name, images, severity, 0, None, pessimal_matrix) for severity in (1, 5))
+        assert np.array_equal(mild, severe), name
+
+
+def test_a_batch_of_one_image_is_corrupted():
+    """Only an empty batch skips the corruption (`test_an_empty_batch_gives_an_empty_batch`): a single image is
+    as much a batch as any other."""
+    one = IMAGES[Suite.MNIST_C][:1]
+    assert np.array_equal(corrupt(one, "inverse", 1, np.random.default_rng(0), suite="mnist-c"), 255 - one)
+
+
+@pytest.mark.parametrize(("dataset", "suite"), [("mnist", Suite.MNIST_C), ("fashion-mnist", Suite.MNIST_C),
+                                                (DatasetName.FASHION_MNIST, Suite.MNIST_C),
+                                                ("cifar10", Suite.CIFAR_C), ("cifar100", Suite.CIFAR_C)])
+def test_each_dataset_gets_the_suite_of_its_geometry(dataset, suite):
+    """Fashion-MNIST is 28×28 grey like MNIST, so it takes MNIST-C; a suite of another geometry would refuse it."""
+    assert suite_for_dataset(dataset) is suite
+
+
+def test_suite_names_are_read_as_users_type_them():
+    """A suite typed by hand: case and surrounding spaces do not matter."""
+    assert list_corruptions(" MNIST-C ") == list_corruptions(Suite.MNIST_C)
+    assert get_corruption("fog", "Cifar-C") is get_corruption("fog", Suite.CIFAR_C)
+
+
 @pytest.mark.parametrize(("suite", "name"), ALL, ids=[f"{suite.value}-{name}" for suite, name in ALL])
 def test_every_severity_returns_uint8_of_the_same_shape_and_seeds_reproduce(suite, name, frost_dir, pessimal_matrix):
     images = IMAGES[suite]
@@ -435,9 +482,7 @@ def test_an_empty_batch_gives_an_empty_batch(suite, name):
     assert result.dtype == np.uint8 and result.shape == empty.shape
 
 
-def test_each_dataset_gets_the_suite_of_its_geometry():
-    assert [suite_for_dataset(name) for name in ("mnist", "fashion-mnist", "cifar10", "cifar100")] == [
-        Suite.MNIST_C, Suite.MNIST_C, Suite.CIFAR_C, Suite.CIFAR_C]
+def test_a_dataset_without_a_suite_is_refused():
     with pytest.raises(CorruptionError, match="no corruption suite for dataset 'svhn'"):
         suite_for_dataset("svhn")
 

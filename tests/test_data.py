@@ -31,7 +31,7 @@ from sparsecap.data import (
 from sparsecap.data import download as download_module
 from sparsecap.data.digits import load_digits_dataset
 from sparsecap.data.download import RemoteFiles, download_file
-from sparsecap.data.locate import candidate_locations, not_found_message
+from sparsecap.data.locate import candidate_locations, locate, not_found_message
 from sparsecap.data.subset import take_subset
 from sparsecap.errors import DatasetFormatError, DatasetNotFoundError, SparsecapError
 from tests.dataset_files import SHARED_DATA, cifar_batch_bytes, random_cifar_batch, real_data, write_cifar10
@@ -499,6 +499,32 @@ def test_fashion_not_found_message_mentions_system_directory_and_apt() -> None:
     assert "train-images-idx3-ubyte" in message
 
 
+def test_every_layout_of_a_root_is_tried_before_the_next_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--data-root in torchvision's layout (MNIST/raw) wins over $SPARSECAP_DATA's mnist/: roots come first, then
+    layouts; within a root an extracted CIFAR directory is read before its (slower) tarball."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert candidate_locations(DatasetName.MNIST, [first, second]) == [
+        first / "mnist", first / "MNIST" / "raw", first, second / "mnist", second / "MNIST" / "raw", second]
+    assert candidate_locations(DatasetName.CIFAR10, [first, second]) == [
+        first / "cifar-10-batches-py", first / "cifar-10-python.tar.gz",
+        second / "cifar-10-batches-py", second / "cifar-10-python.tar.gz"]
+    write_idx_dataset(first / "MNIST" / "raw", gz=True)
+    write_idx_dataset(second / "mnist", gz=True)
+    monkeypatch.setenv("SPARSECAP_DATA", str(second))
+    assert load_dataset("mnist", data_root=first).source == str(first / "MNIST" / "raw")
+
+
+def test_a_partly_extracted_cifar_directory_is_passed_over_for_the_tarball(tmp_path: Path) -> None:
+    """An interrupted extraction (a batch missing) is not the dataset: the tarball beside it is used instead."""
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    (tmp_path / "cifar-10-batches-py" / "data_batch_5").unlink()
+    assert locate(DatasetName.CIFAR10, [tmp_path]) is None
+    (tmp_path / "cifar-10-python.tar.gz").touch()
+    assert locate(DatasetName.CIFAR10, [tmp_path]) == tmp_path / "cifar-10-python.tar.gz"
+
+
 def test_list_availability_reports_each_dataset(tmp_path: Path) -> None:
     write_idx_dataset(tmp_path / "MNIST" / "raw", gz=True)
     write_cifar100(tmp_path / "cifar-100-python")
@@ -577,6 +603,29 @@ def test_load_dataset_downloads_idx_files_into_the_first_root(
     assert dataset.source == str(tmp_path / "root" / "mnist")
     assert np.array_equal(dataset.test_images[:, 0].numpy(), arrays["test_images"])
     assert sorted(path.name for path in (tmp_path / "root" / "mnist").iterdir()) == sorted(md5s)
+
+
+def test_an_interrupted_download_resumes_keeping_the_files_already_verified(
+    tmp_path: Path, http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files already under their final names are not fetched again (here the server no longer has one)."""
+    served, base_url = http_server
+    arrays = write_idx_dataset(served, gz=True)
+    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
+    kept = tmp_path / "root" / "mnist" / "train-images-idx3-ubyte.gz"
+    kept.parent.mkdir(parents=True)
+    (served / kept.name).rename(kept)
+    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
+    dataset = load_dataset("mnist", data_root=tmp_path / "root", download=True)
+    assert np.array_equal(dataset.train_images[:, 0].numpy(), arrays["train_images"])
+
+
+def test_a_downloaded_file_is_readable_by_everyone(tmp_path: Path, http_server: tuple[Path, str]) -> None:
+    """Data directories are shared: the private mode of the temporary file must not stay on the data."""
+    served, base_url = http_server
+    (served / "blob.bin").write_bytes(b"shared data")
+    destination = download_file(base_url + "blob.bin", tmp_path / "blob.bin", md5_of(b"shared data"))
+    assert destination.stat().st_mode & 0o777 == 0o644
 
 
 def test_load_dataset_downloads_and_extracts_cifar(
