@@ -490,6 +490,7 @@ def test_not_found_names_every_searched_place_and_how_to_get_it(
             assert f"- {location}\n" in message
         assert "--data-root" in message and "SPARSECAP_DATA" in message
         assert "--download" in message and "download=True" in message
+        assert f"Note: {tmp_path / 'explicit'} does not exist\nNote: {tmp_path / 'env'} does not exist" in message
 
 
 def test_fashion_not_found_message_mentions_system_directory_and_apt() -> None:
@@ -626,6 +627,27 @@ def test_a_downloaded_file_is_readable_by_everyone(tmp_path: Path, http_server: 
     (served / "blob.bin").write_bytes(b"shared data")
     destination = download_file(base_url + "blob.bin", tmp_path / "blob.bin", md5_of(b"shared data"))
     assert destination.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_data_root_that_is_a_file_is_named_as_such_and_refused_for_downloads_in_one_message(
+    tmp_path: Path, http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file given as --data-root (a slip for its directory) is pointed out among the places searched, and a
+    download into it fails with a message that says where and why, not with a traceback from mkdir."""
+    served, base_url = http_server
+    write_idx_dataset(served, gz=True)
+    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
+    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
+    root = tmp_path / "train-images-idx3-ubyte.gz"
+    root.write_bytes(b"")
+    with pytest.raises(DatasetNotFoundError, match=f"Note: {root} is not a directory"):
+        load_dataset("mnist", data_root=root)
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_dataset("mnist", data_root=root, download=True)
+    assert str(error.value).startswith(f"cannot download {base_url}")
+    assert f"into {root / 'mnist'}: Not a directory" in str(error.value)
+    assert "give --data-root a directory you can write" in str(error.value)
+    assert root.read_bytes() == b""
 
 
 def test_load_dataset_downloads_and_extracts_cifar(

@@ -74,10 +74,16 @@ def _stream_to(url: str, output: BinaryIO) -> str:
 
 def download_file(url: str, destination: Path, md5: str) -> Path:
     """Download `url` to `destination` via a temporary file that is renamed into place only if its MD5 matches."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary_name = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary_name = tempfile.mkstemp(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+        )
+    except OSError as error:  # a data root that is a file, read-only or under /proc: no download can land
+        raise DatasetNotFoundError(
+            f"cannot download {url} into {destination.parent}: {error.strerror or error} "
+            f"({error.filename or destination.parent}); give --data-root a directory you can write"
+        ) from None
     temporary = Path(temporary_name)
     try:
         with os.fdopen(descriptor, "wb") as output:

@@ -97,4 +97,13 @@ def not_found_message(name: DatasetName, roots: list[Path]) -> str:
         f"`sparsecap ... --download` or load_dataset(..., download=True)"
     )
     how = "\n".join(f"  - {way}" for way in ways)
-    return f"dataset {name.value!r} not found. Searched, in order:\n{searched}\nTo get it, either:\n{how}"
+    mistaken = "".join(f"\nNote: {problem}" for problem in _root_problems(roots))
+    return f"dataset {name.value!r} not found. Searched, in order:\n{searched}\nTo get it, either:\n{how}{mistaken}"
+
+
+def _root_problems(roots: list[Path]) -> list[str]:
+    """Roots the user named (--data-root, $SPARSECAP_DATA) that cannot hold data: likely a typo or a file given
+    for its directory. The default cache root is left out: it is missing until the first download."""
+    default = DEFAULT_DATA_ROOT.expanduser().absolute()
+    return [f"{root} {'is not a directory' if root.exists() else 'does not exist'}"
+            for root in roots if root != default and not root.is_dir()]
