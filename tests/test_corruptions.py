@@ -658,6 +658,34 @@ def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
         tmp_path / "mnist_c", "stripe").images)
 
 
+def test_a_rerun_into_one_directory_adds_corruptions_made_alike_and_refuses_others(tmp_path, monkeypatch):
+    """The manifest describes every file of the directory: a rerun with the same settings adds its corruptions
+    to it (and writes a repeated name once); one whose images or labels would differ (another seed or limit)
+    is refused before it overwrites anything, and so are .npy files no manifest describes."""
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    out = tmp_path / "mnist_c"
+    mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
+    write_corrupted_dataset(mnist, out, corruptions=["fog"], seed=0, limit=5, progress=ProgressStyle.NONE)
+    added = write_corrupted_dataset(mnist, out, corruptions=["shot_noise", "shot_noise"], seed=0, limit=5,
+                                    progress=ProgressStyle.NONE)
+    assert added.written == {"shot_noise": [5]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["corruptions"] == {"fog": [5], "shot_noise": [5]}
+    assert set(manifest["sha256"]) == {f"{name}/test_{part}.npy" for name in ("fog", "shot_noise")
+                                       for part in ("images", "labels")}
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    for setting, message in [({"seed": 3}, "seed 0 \\(this run: 3\\)"), ({"limit": 6}, "limit 5 \\(this run: 6\\)")]:
+        with pytest.raises(CorruptionError, match=f"other settings: {message}; .* nothing was written"):
+            write_corrupted_dataset(mnist, out, corruptions=["fog"], progress=ProgressStyle.NONE,
+                                    **{"seed": 0, "limit": 5, **setting})
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
+    (out / "manifest.json").unlink()
+    with pytest.raises(CorruptionError, match="holds .npy files that sparsecap corrupt did not write"):
+        write_corrupted_dataset(mnist, out, corruptions=["fog"], seed=0, limit=5, progress=ProgressStyle.NONE)
+
+
 def _key(text):
     from sparsecap.corruptions.protocol import name_key
 

@@ -6,6 +6,7 @@ chunk), so the files depend only on the seed, the chunk size and the input; the 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +28,14 @@ from sparsecap.corruptions.registry import (
     to_channels_last,
 )
 from sparsecap.data import ImageDataset
-from sparsecap.data.corrupted import cifar_c_path, mnist_c_paths, write_manifest
+from sparsecap.data.corrupted import MANIFEST, cifar_c_path, mnist_c_paths, write_manifest
 from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
+SHARED_SETTINGS = ("dataset", "layout", "seed", "spec_version", "chunk_size", "limit", "splits")
+"""What every file of one output directory must have been written with: the images sampled, the labels beside
+them (CIFAR-C's one labels.npy) and the draws depend on them."""
 
 
 @dataclass
@@ -80,7 +84,7 @@ def write_corrupted_dataset(
     the reason; one named in `corruptions` is refused instead, before anything is written: it was asked for.
     """
     suite = suite_for_dataset(dataset.info.name.value)
-    names = list(corruptions) if corruptions is not None else list_corruptions(
+    names = list(dict.fromkeys(corruptions)) if corruptions is not None else list_corruptions(
         suite, published_only=suite is Suite.MNIST_C)
     if not names:
         raise CorruptionError(f"no corruption named; valid: {', '.join(list_corruptions(suite))}")
@@ -107,6 +111,12 @@ def write_corrupted_dataset(
     summary = WriteSummary(directory, suite, skipped=unavailable_corruptions(names, suite, frost_dir, matrix_path))
     if corruptions is not None and summary.skipped:
         raise CorruptionError("; ".join(summary.skipped.values()) + "; nothing was written")
+    from sparsecap import __version__
+
+    settings = {"dataset": dataset.info.name.value, "layout": "mnist-c" if suite is Suite.MNIST_C else "cifar-c",
+                "seed": seed, "spec_version": SPEC_VERSION, "chunk_size": CHUNK_SIZE, "limit": limit,
+                "splits": list(arrays)}
+    earlier = _earlier_run(directory, settings)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -149,21 +159,47 @@ def write_corrupted_dataset(
                 levels = ", ".join(map(str, severities))
                 write_line(f"[{done}/{len(writing)}] {name} written at severit{'y' if len(severities) == 1 else 'ies'} "
                            f"{levels}", sys.stderr)
-    from sparsecap import __version__
-
+    written = {**earlier.get("corruptions", {}), **summary.written}  # a rerun adds to the directory's corruptions
     write_manifest(directory, {
-        "dataset": dataset.info.name.value,
-        "layout": "mnist-c" if suite is Suite.MNIST_C else "cifar-c",
-        "seed": seed,
-        "spec_version": SPEC_VERSION,
+        **settings,
         "sparsecap_version": __version__,
-        "chunk_size": CHUNK_SIZE,
-        "limit": limit,
-        "splits": list(arrays),
-        "corruptions": summary.written,
-        "skipped": summary.skipped,
-        "frost_pictures": frost_module.pictures_digest(frost_dir) if "frost" in summary.written else None,
-        "pessimal_matrix": pessimal.matrix_digest(matrix_path) if "pessimal_noise" in summary.written else None,
+        "corruptions": written,
+        "skipped": {name: reason for name, reason in {**earlier.get("skipped", {}), **summary.skipped}.items()
+                    if name not in written},
+        "frost_pictures": frost_module.pictures_digest(frost_dir) if "frost" in summary.written
+        else earlier.get("frost_pictures"),
+        "pessimal_matrix": pessimal.matrix_digest(matrix_path) if "pessimal_noise" in summary.written
+        else earlier.get("pessimal_matrix"),
         "source": dataset.source,
     })
     return summary
+
+
+def _earlier_run(directory: Path, settings: dict[str, object]) -> dict:
+    """The manifest of an earlier `sparsecap corrupt` into `directory` ({} where there is none), whose
+    corruptions this run adds to. Refused, before anything is written, where its files could not sit beside this
+    run's (other `SHARED_SETTINGS`), or where .npy files are there without a manifest (e.g. the published
+    MNIST-C, which this run would overwrite)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        strays = sorted(directory.rglob("*.npy")) if directory.is_dir() else []
+        if strays:
+            raise CorruptionError(f"{directory} holds .npy files that sparsecap corrupt did not write (no {MANIFEST}; "
+                                  f"e.g. {strays[0]}), which this run would overwrite; nothing was written. Choose "
+                                  f"a new --out directory")
+        return {}
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CorruptionError(f"{path} cannot be read ({error}); nothing was written. Choose a new --out "
+                              f"directory") from None
+    if not isinstance(earlier, dict):
+        raise CorruptionError(f"{path} is not a manifest of sparsecap corrupt; nothing was written. Choose a new "
+                              f"--out directory")
+    differing = [f"{key} {earlier.get(key)!r} (this run: {value!r})" for key, value in settings.items()
+                 if earlier.get(key) != value]
+    if differing:
+        raise CorruptionError(f"{directory} holds corruptions written with other settings: {'; '.join(differing)}; "
+                              f"their files and this run's would not match, so nothing was written. Choose a new "
+                              f"--out directory, or rerun with those settings to add corruptions to it")
+    return earlier
