@@ -280,6 +280,24 @@ def test_an_empty_path_is_refused_rather_than_taken_for_the_current_directory(ca
     assert "expected a path, got an empty one" in capsys.readouterr().err
 
 
+def test_an_output_path_that_is_a_file_or_a_study_that_does_not_exist_is_named_as_such(capsys, tmp_path):
+    """Not mkdir's "File exists" or "not a directory" for a path that is missing: the error says what is wrong."""
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    _write_mnist(tmp_path / "data" / "mnist")
+    code, _, err = _run(capsys, "corrupt", "mnist", "--out", str(afile), "--data-root", str(tmp_path / "data"),
+                        "--corruptions", "fog", "--no-progress")
+    assert code == 2 and f"output path {afile} exists and is not a directory; give --out a directory" in err
+    code, _, err = _run(capsys, "report", str(tmp_path / "nowhere"))
+    assert code == 2 and f"{tmp_path / 'nowhere'} does not exist; expected a study directory" in err
+    study = tmp_path / "study"
+    assert _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(study), "--no-report", "--set", "seeds=[0]",
+                "--set", "schedules=['static']")[0] == 0
+    code, _, err = _run(capsys, "report", str(study), "--out", str(afile))
+    assert code == 2 and f"the report's path {afile} exists and is not a directory" in err
+    assert afile.read_text() == "kept" and "Traceback" not in err
+
+
 def test_a_run_whose_every_trial_diverged_ends_without_a_report_and_not_as_a_refusal(capsys, tmp_path):
     """Diverged trials are results, not failures (exit 0); the missing report is said, not a refusal (exit 2)."""
     code, stdout, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(tmp_path / "out"),

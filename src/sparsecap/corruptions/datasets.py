@@ -116,6 +116,8 @@ def write_corrupted_dataset(
     settings = {"dataset": dataset.info.name.value, "layout": "mnist-c" if suite is Suite.MNIST_C else "cifar-c",
                 "seed": seed, "spec_version": SPEC_VERSION, "chunk_size": CHUNK_SIZE, "limit": limit,
                 "splits": list(arrays)}
+    if directory.exists() and not directory.is_dir():
+        raise CorruptionError(f"output path {directory} exists and is not a directory; give --out a directory")
     earlier = _earlier_run(directory, settings)
     try:
         directory.mkdir(parents=True, exist_ok=True)

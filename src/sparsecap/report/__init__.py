@@ -58,6 +58,9 @@ def write_report(*study_directories: Path, out: Path | None = None) -> Path:
 def draw_report(results: StudyResults, analysis: Analysis, directory: Path) -> Path:
     """Write the page and figures of analysed results into `directory`; return the page's path. Apart from
     `write_report` so that a caller printing the claims too analyses the results once."""
+    if directory.exists() and not directory.is_dir():  # mkdir's "File exists" would not say what is wrong
+        raise StudyDirectoryError(f"the report's path {directory} exists and is not a directory; give --out a "
+                                  f"directory")
     try:
         findings = findings_by_claim(analysis.claims)
         captions = {key: " ".join(findings[claim] for claim in claims if claim in findings)

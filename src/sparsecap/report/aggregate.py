@@ -232,7 +232,8 @@ def load_study(study_directory: Path) -> StudyResults:
     database_path = directory / DATABASE_FILE
     if not directory.is_dir():
         raise StudyDirectoryError(
-            f"{directory} is not a directory; expected a study directory holding {DATABASE_FILE}"
+            f"{directory} {'is not a directory' if directory.exists() else 'does not exist'}; expected a study "
+            f"directory holding {DATABASE_FILE}"
         )
     database = StudyDatabase(directory)  # read-only: refuses, changing nothing, a missing or damaged database
     trials = database.rows("trials")
