@@ -5,37 +5,11 @@ specification followed is the project's corruption spec (names, algorithms, per-
 randomness); how it is followed, and where it is not, is in docs/corruptions.md.
 """
 
-from sparsecap.corruptions.frost import FROST_ENV_VAR, frost_directory
-from sparsecap.corruptions.registry import (
-    SEVERITIES,
-    SPEC_VERSION,
-    Corruption,
-    Kind,
-    Suite,
-    check_images,
-    corrupt,
-    get_corruption,
-    list_corruptions,
-    parse_suite,
-    suite_for_dataset,
-    to_channels_first,
-    to_channels_last,
-)
+from sparsecap.lazy_imports import lazy_package
 
-__all__ = [
-    "FROST_ENV_VAR",
-    "SEVERITIES",
-    "SPEC_VERSION",
-    "Corruption",
-    "Kind",
-    "Suite",
-    "check_images",
-    "corrupt",
-    "frost_directory",
-    "get_corruption",
-    "list_corruptions",
-    "parse_suite",
-    "suite_for_dataset",
-    "to_channels_first",
-    "to_channels_last",
-]
+__getattr__, __all__ = lazy_package(__name__, {
+    "frost": ["FROST_ENV_VAR", "frost_directory"],
+    "registry": ["SEVERITIES", "SPEC_VERSION", "Corruption", "Kind", "Suite", "check_images", "corrupt",
+                 "get_corruption", "list_corruptions", "parse_suite", "suite_for_dataset", "to_channels_first",
+                 "to_channels_last"],
+})

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from sparsecap.corruptions.assets import user_path
@@ -79,6 +78,8 @@ def _digest(files: tuple[tuple[Path, bytes], ...]) -> str:
 
 
 def _decode(path: Path, content: bytes, grey: bool, minimum_side: int) -> np.ndarray:
+    import cv2  # here, not at the top: finding and checksumming the pictures (a study's set-up) needs no OpenCV
+
     flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
     picture = cv2.imdecode(np.frombuffer(content, np.uint8), flag) if content else None  # b"" fails an assert
     if picture is None:

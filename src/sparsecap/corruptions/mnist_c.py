@@ -76,14 +76,6 @@ TRANSLATE = (1, 2, 3, 4, 5)
 STRIPE_COLUMNS = np.r_[0:7, 21:28]
 DASH_COLUMNS = np.array([column for start in range(2, 28, 4) for column in (start, start + 1)])
 
-# The published data set's single severity of each corruption (spec §3.1); None: no severity.
-PUBLISHED_SEVERITY: dict[str, int | None] = {
-    "identity": None, "shot_noise": 5, "impulse_noise": 4, "glass_blur": 1, "motion_blur": 1, "shear": 2,
-    "scale": 3, "rotate": 2, "brightness": 5, "translate": 3, "stripe": None, "fog": 5, "spatter": 4,
-    "dotted_line": None, "zigzag": None, "canny_edges": None,
-}
-
-
 def _grey(images: np.ndarray) -> np.ndarray:
     return images[..., 0]
 
