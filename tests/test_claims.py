@@ -15,7 +15,7 @@ import pytest
 
 from sparsecap.cli import main
 from sparsecap.errors import StudyDirectoryError
-from sparsecap.report import analyse, study_claims
+from sparsecap.report import analyse, study_claims, write_report
 from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, StudyResults, load_study
 from sparsecap.report.claims import (
     CLEAN_ACCURACY,
@@ -175,6 +175,16 @@ def test_two_runs_of_one_spec_are_told_apart_by_their_directories(tmp_path: Path
     with pytest.raises(StudyDirectoryError, match="must differ in name or in directory name to be combined .*got "
                                                   "names quick, quick in"):
         load_studies([static, again])
+
+
+def test_a_study_named_twice_is_refused_as_such_by_claims_and_report(tmp_path: Path) -> None:
+    """`claims st st` or `report st ./st`: the same directory, however spelt, is one study named twice; the report
+    must say so rather than ask for the --out that a combination of studies needs."""
+    static = write_study(tmp_path / "static", {"static": FLAT}, name="quick")
+    spelt_otherwise = tmp_path / "static" / ".." / "static"
+    for read in (lambda: load_studies([static, spelt_otherwise]), lambda: write_report(static, spelt_otherwise)):
+        with pytest.raises(StudyDirectoryError, match=f"{static} and {spelt_otherwise} are the same study directory"):
+            read()
 
 
 def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_together(tmp_path: Path) -> None:

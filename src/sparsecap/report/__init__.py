@@ -11,7 +11,7 @@ from sparsecap.report.aggregate import StudyResults, incomplete_warning
 from sparsecap.report.analysis import Analysis, analyse
 from sparsecap.report.claims import ClaimVerdict
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.combined import load_studies
+from sparsecap.report.combined import check_distinct, load_studies
 from sparsecap.report.claims_format import findings_by_claim
 from sparsecap.report.figures import FIGURE_CLAIMS, write_figures
 from sparsecap.report.page import render_page
@@ -48,6 +48,7 @@ def write_report(*study_directories: Path, out: Path | None = None) -> Path:
     combined into one report (their claims compared), which needs `out`. Raises StudyDirectoryError when a
     directory holds no results database or no finished trial, or the studies cannot be combined.
     """
+    check_distinct(study_directories)  # before asking for --out, which a study named twice does not need
     if len(study_directories) > 1 and out is None:
         raise StudyDirectoryError("a report of several studies needs --out REPORTDIR (it belongs to none of them)")
     results = read_results(study_directories)

@@ -113,8 +113,19 @@ def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
     )
 
 
+def check_distinct(directories: Sequence[Path]) -> None:
+    """Refuse a study directory named twice (a slip: each of its trials would count twice), by where it is."""
+    seen: dict[Path, Path] = {}
+    for directory in map(Path, directories):
+        if directory.resolve() in seen:
+            raise StudyDirectoryError(f"{seen[directory.resolve()]} and {directory} are the same study directory; "
+                                      f"name each study once")
+        seen[directory.resolve()] = directory
+
+
 def load_studies(directories: Sequence[Path]) -> StudyResults:
     """Read one study directory, or several combined (each refused, with its reason, if it is not one)."""
     if not directories:
         raise StudyDirectoryError("no study directory given; expected one or more directories holding results.sqlite")
+    check_distinct(directories)
     return combine_studies([load_study(Path(directory)) for directory in directories])
