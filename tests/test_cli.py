@@ -212,6 +212,16 @@ def test_datasets_lists_every_dataset(capsys, tmp_path):
     assert "available" in next(line for line in lines if line.startswith("digits"))
 
 
+def test_datasets_points_out_a_data_root_that_cannot_hold_data(capsys, tmp_path, monkeypatch):
+    """Every dataset but digits "missing" would hide the cause: a file given for its directory, or a typo."""
+    afile = tmp_path / "mnist.tar"
+    afile.write_bytes(b"")
+    monkeypatch.setenv("SPARSECAP_DATA", str(tmp_path / "no-such-dir"))
+    code, _, err = _run(capsys, "datasets", "--data-root", str(afile))
+    assert code == 0
+    assert err.splitlines() == [f"note: {afile} is not a directory", f"note: {tmp_path / 'no-such-dir'} does not exist"]
+
+
 def test_presets_lists_the_shipped_presets(capsys):
     code, out, _ = _run(capsys, "presets")
     assert code == 0

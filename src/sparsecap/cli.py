@@ -253,9 +253,13 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
     from sparsecap.data import search_roots
     from sparsecap.data.corrupted import CorruptedLayout, describe_availability
 
+    from sparsecap.data.locate import root_problems
+
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
         available, location = describe_availability(layout, search_roots(arguments.data_root))
         print(f"{layout.value:<15}{'available' if available else 'missing':<11}{location}")
+    for problem in root_problems(search_roots(arguments.data_root)):
+        print(f"note: {problem}", file=sys.stderr)
     return 0
 
 

@@ -97,11 +97,11 @@ def not_found_message(name: DatasetName, roots: list[Path]) -> str:
         f"`sparsecap ... --download` or load_dataset(..., download=True)"
     )
     how = "\n".join(f"  - {way}" for way in ways)
-    mistaken = "".join(f"\nNote: {problem}" for problem in _root_problems(roots))
+    mistaken = "".join(f"\nNote: {problem}" for problem in root_problems(roots))
     return f"dataset {name.value!r} not found. Searched, in order:\n{searched}\nTo get it, either:\n{how}{mistaken}"
 
 
-def _root_problems(roots: list[Path]) -> list[str]:
+def root_problems(roots: list[Path]) -> list[str]:
     """Roots the user named (--data-root, $SPARSECAP_DATA) that cannot hold data: likely a typo or a file given
     for its directory. The default cache root is left out: it is missing until the first download."""
     default = DEFAULT_DATA_ROOT.expanduser().absolute()
