@@ -22,8 +22,8 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
-from sparsecap.studies.ray_address import check_reachable, cluster_endpoint
-from sparsecap.studies.ray_executor import RayOptions
+from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
+from sparsecap.studies.ray_executor import RayOptions, unplaceable
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -123,16 +123,33 @@ def test_auto_with_a_ray_address_no_cluster_answers_at_is_refused_in_one_line(tm
     assert f"error: --address auto (RAY_ADDRESS={address}): {reason}" in error
 
 
-def test_auto_with_a_recorded_cluster_that_has_stopped_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize("ray_address_variable", [None, "auto"])
+def test_auto_with_a_recorded_cluster_that_has_stopped_is_refused_in_one_line(tmp_path, ray_address_variable):
     """'ray start' records its cluster for `--address auto`; one stopped without 'ray stop' (killed, or its
-    '--block' process ended) leaves the record, and Ray retried that address for minutes."""
+    '--block' process ended) leaves the record, and Ray retried that address for minutes. RAY_ADDRESS=auto is
+    no address to Ray, which then goes to the record too."""
     recorded = f"127.0.0.1:{_closed_port()}"
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "ray_current_cluster").write_text(recorded)
-    error = _refused(tmp_path, "auto", _without_ray_address(tmp_path))
+    variable = {} if ray_address_variable is None else {"RAY_ADDRESS": ray_address_variable}
+    error = _refused(tmp_path, "auto", _without_ray_address(tmp_path) | variable)
     record = tmp_path / "ray" / "ray_current_cluster"
     assert (f"error: --address auto (the cluster recorded in {record}: {recorded}): no Ray cluster answers there ("
             in error and "'ray stop' clears it" in error)
+
+
+def test_a_trial_is_placed_on_one_node_so_the_clusters_sum_does_not_count():
+    """Two 4-CPU nodes hold no 6-CPU trial, and a CPU node and a GPU node no trial asking for both; Ray would leave
+    such a task pending for good."""
+    nodes = [{"CPU": 4.0, "memory": 8 * 2**30}, {"CPU": 4.0, "GPU": 1.0}]
+    assert unplaceable({"CPU": 4, "GPU": 1, "memory": 0}, nodes) is None
+    assert unplaceable({"CPU": 6, "GPU": 0, "memory": 0}, nodes) == (
+        ["CPU"], "each trial asks for 6 CPU ([resources]) but no node of the Ray cluster offers that (at most 4 CPU "
+                 "on one node)")
+    short, message = unplaceable({"CPU": 1, "GPU": 1, "memory": 2 * 2**30}, nodes)
+    assert short == ["CPU", "GPU", "memory"] and message.endswith(
+        "(at most 4 CPU, 1 GPU, 8 GiB of memory on one node)")
+    assert unplaceable({"CPU": 1, "GPU": 0, "memory": 0}, []) is not None  # no node alive
 
 
 @pytest.fixture
@@ -164,6 +181,30 @@ def test_a_server_that_accepts_and_stays_silent_is_refused_once_the_wait_is_over
         address = f"127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(SparsecapError, match=f"^--address {address}: {NOT_RAY}"):
             check_reachable(address)
+
+
+def test_tls_as_ray_reads_it_checks_only_the_connection(web_server, monkeypatch):
+    """Ray takes RAY_USE_TLS=true as well as 1: a TLS cluster must not be refused for staying silent in the clear."""
+    monkeypatch.setenv("RAY_USE_TLS", "True")
+    check_reachable(web_server)
+
+
+def test_a_refused_join_names_the_likely_cause(monkeypatch, tmp_path):
+    """The token hint is for an address given explicitly to a driver sending no token; `--address auto` that
+    resolved to a server ($RAY_ADDRESS here) names that server, not "no Ray cluster"."""
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))  # records no cluster
+    error = ConnectionError("Failed to connect")
+    joined = "--address 10.0.0.5:6379: a Ray server answers there, but this driver could not join its cluster"
+    assert join_refused("10.0.0.5:6379", error).startswith(f"{joined} (Failed to connect); if it uses token")
+    assert "set RAY_AUTH_MODE=token here too" in join_refused("10.0.0.5:6379", error)
+    assert join_refused("auto", error).startswith("--address auto: no Ray cluster to connect to (Failed to connect)")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert join_refused("10.0.0.5:6379", error) == f"{joined} (Failed to connect)"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert join_refused("auto", error) == ("--address auto (RAY_ADDRESS=10.0.0.5:6379): a Ray server answers there, "
+                                           "but this driver could not join its cluster (Failed to connect)")
 
 
 @pytest.fixture
@@ -289,9 +330,9 @@ def _title(pid: int) -> str:
         return ""
 
 
-def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_path, ray_instance):
-    """SIGKILL the worker process of a running trial (one of this process's Ray instance, nobody else's)."""
-    spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)))
+def _ray_killing_one_worker(spec, directory: Path, **options) -> tuple[object, list[int]]:
+    """`_ray`, while SIGKILLing the worker process of one running trial (one of this process's Ray instance,
+    nobody else's); the run's progress and the pids killed."""
     killed: list[int] = []
     stop = threading.Event()
 
@@ -310,10 +351,16 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
     killer = threading.Thread(target=kill_one_running_trial, daemon=True)
     killer.start()
     try:
-        progress = _ray(spec, tmp_path / "out", max_retries=2)
+        return _ray(spec, directory, **options), killed
     finally:
         stop.set()
         killer.join()
+
+
+def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_path, ray_instance):
+    """SIGKILL the worker process of a running trial (one of this process's Ray instance, nobody else's)."""
+    spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)))
+    progress, killed = _ray_killing_one_worker(spec, tmp_path / "out", max_retries=2)
     assert killed, "no running trial was found to kill"
     assert (progress.ran, progress.failed) == (4, ())
     rows = StudyDatabase(tmp_path / "out").rows("trials")
@@ -383,9 +430,11 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, 
 
 
 @pytest.mark.parametrize(("setting", "message"), [
-    ("resources.num_gpus=1", r"each trial asks for 1 GPU \(\[resources\]\) but the Ray cluster has 0 GPU: lower"),
-    ("resources.memory_gib=100000", r"each trial asks for 100000 GiB of memory \(\[resources\]\) but the Ray cluster "
-                                    r"has [0-9.]+ GiB of memory: lower \[resources\]$"),
+    ("resources.num_gpus=1", r"each trial asks for 1 GPU \(\[resources\]\) but no node of the Ray cluster offers "
+                             r"that \(at most 0 GPU on one node\): lower"),
+    ("resources.memory_gib=100000", r"each trial asks for 100000 GiB of memory \(\[resources\]\) but no node of the "
+                                    r"Ray cluster offers that \(at most [0-9.]+ GiB of memory on one node\): lower "
+                                    r"\[resources\]$"),
 ])
 def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_instance, setting, message):
     from sparsecap.errors import SparsecapError
@@ -413,3 +462,48 @@ def test_a_raising_trial_is_recorded_failed_on_ray_and_retried_by_a_rerun(tmp_pa
     assert (progress.ran, progress.already_finished, progress.failed) == (8, 0, ())
     rows = StudyDatabase(tmp_path / "out").rows("trials")
     assert len(rows) == 8 and {row["status"] for row in rows} == {"finished"}
+
+
+def test_a_worker_that_dies_past_its_retries_fails_only_its_trial(tmp_path, ray_instance):
+    """With no retries, the killed trial is recorded failed (Ray's error, said as such) and the others finish."""
+    spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)))
+    progress, killed = _ray_killing_one_worker(spec, tmp_path / "out", max_retries=0)
+    assert killed, "no running trial was found to kill"
+    assert (progress.ran, len(progress.failed)) == (4, 1)
+    rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
+    assert len(rows) == 4 and rows[progress.failed[0]]["status"] == "failed"
+    assert "Error (after at most 0 retries): " in rows[progress.failed[0]]["error"]
+    assert {row["status"] for trial_id, row in rows.items() if trial_id not in progress.failed} == {"finished"}
+
+
+def test_a_trial_reserves_the_cpus_and_memory_its_resources_state(tmp_path, monkeypatch, ray_instance):
+    """[resources] are per trial: two CPUs and a quarter GiB, so on this 2-CPU instance one trial runs at a time
+    and holds exactly that memory (Ray counts it in bytes)."""
+    from sparsecap.studies.progress import StudyProgressView
+
+    endless = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0")
+    spec = load_spec(str(write_spec(tmp_path, endless)), ["resources.num_cpus=2", "resources.memory_gib=0.25"])
+    total = ray.cluster_resources()
+    held: list[dict[str, float]] = []
+
+    def interrupt_once_every_cpu_is_busy(view, running: int) -> None:
+        if (available := ray.available_resources()).get("CPU", 0.0) == 0.0:
+            held.append(available)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StudyProgressView, "set_running", interrupt_once_every_cpu_is_busy)
+    with pytest.raises(KeyboardInterrupt):
+        _ray(spec, tmp_path / "out")
+    while ray.available_resources().get("CPU", 0.0) < total["CPU"]:  # bounded by the suite's per-test timeout
+        time.sleep(0.05)
+    assert total["memory"] - held[0]["memory"] == pytest.approx(0.25 * 1024**3)
+
+
+def test_a_relative_study_directory_is_where_workers_write_checkpoints(tmp_path, monkeypatch, ray_instance):
+    """Workers do not run in the driver's working directory: `--out out` must still put checkpoints there."""
+    monkeypatch.chdir(tmp_path)
+    spec = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("seeds = [0, 1]", "seeds = [0]"))))
+    progress = _ray(spec, Path("out"))
+    assert (progress.ran, progress.failed) == (4, ())
+    for row in StudyDatabase(tmp_path / "out").rows("trials"):
+        assert (tmp_path / "out" / row["checkpoint"]).is_file()

@@ -73,12 +73,12 @@ def recorded_cluster_file() -> Path:
 
 
 def connection_target(address: str) -> Target:
-    """The address Ray will connect to for `address`: "auto" means $RAY_ADDRESS where that is set, else the
+    """The address Ray will connect to for `address`: "auto" means $RAY_ADDRESS where that names one, else the
     cluster 'ray start' recorded on this machine (a cluster that stopped without 'ray stop' leaves its record,
     and Ray then retries that address for minutes), else whatever Ray finds running here."""
     if address != "auto":
         return Target(address, f"--address {address}")
-    if os.environ.get("RAY_ADDRESS"):
+    if os.environ.get("RAY_ADDRESS", "auto") != "auto":  # Ray reads RAY_ADDRESS=auto as no address given
         return Target(os.environ["RAY_ADDRESS"], f"--address auto (RAY_ADDRESS={os.environ['RAY_ADDRESS']})")
     record = recorded_cluster_file()
     recorded = record.read_text().strip() if record.is_file() else ""

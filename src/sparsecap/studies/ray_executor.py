@@ -111,16 +111,28 @@ def _amount(resource: str, amount: float) -> str:
     return f"{amount / GIB:g} GiB of memory" if resource == "memory" else f"{amount:g} {resource}"
 
 
+def unplaceable(wanted: dict[str, float], offers: Sequence[dict[str, float]]) -> tuple[list[str], str] | None:
+    """The resources no node can give a trial asking for `wanted` (Ray resources), and why; None where a node
+    can. A task runs on one node, so each node's offer counts (Ray's "Resources" of each alive node), never the
+    cluster's sum."""
+    asked = {name: amount for name, amount in wanted.items() if amount > 0}
+    if any(all(amount <= offer.get(name, 0.0) for name, amount in asked.items()) for offer in offers):
+        return None
+    largest = {name: max((offer.get(name, 0.0) for offer in offers), default=0.0) for name in asked}
+    short = [name for name in asked if asked[name] > largest[name]] or list(asked)  # else: no node has all at once
+    return short, (f"each trial asks for {', '.join(_amount(name, asked[name]) for name in short)} ([resources]) "
+                   f"but no node of the Ray cluster offers that (at most "
+                   f"{', '.join(_amount(name, largest[name]) for name in short)} on one node)")
+
+
 def _check_fits(ray: Any, spec: StudySpec, local: bool) -> None:
     """Refuse (local instance) or warn (a cluster may grow) when no node offers what one trial asks for."""
-    total = ray.cluster_resources()
     wanted = {"CPU": spec.resources.num_cpus, "GPU": spec.resources.num_gpus,
               "memory": (spec.resources.memory_gib or 0) * GIB}  # Ray counts memory in bytes
-    short = [name for name, amount in wanted.items() if amount > total.get(name, 0.0)]
-    if not short:
+    found = unplaceable(wanted, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
+    if found is None:
         return
-    message = (f"each trial asks for {', '.join(_amount(name, wanted[name]) for name in short)} ([resources]) "
-               f"but the Ray cluster has {', '.join(_amount(name, total.get(name, 0.0)) for name in short)}")
+    short, message = found
     if local:
         more = " or give the local instance more (--num-cpus)" if "CPU" in short else ""
         raise SparsecapError(f"{message}: lower [resources]{more}")
