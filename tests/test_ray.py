@@ -23,7 +23,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
 from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
-from sparsecap.studies.ray_executor import RayOptions, unplaceable
+from sparsecap.studies.ray_executor import RayOptions, node_slots, unplaceable
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -150,6 +150,9 @@ def test_a_trial_is_placed_on_one_node_so_the_clusters_sum_does_not_count():
     assert short == ["CPU", "GPU", "memory"] and message.endswith(
         "(at most 4 CPU, 1 GPU, 8 GiB of memory on one node)")
     assert unplaceable({"CPU": 1, "GPU": 0, "memory": 0}, []) is not None  # no node alive
+    assert [node_slots(node, 2, 0) for node in nodes] == [2, 2]
+    assert [node_slots(node, 6, 0) for node in nodes] == [0, 0]  # the summed 8 CPUs would hold one
+    assert [node_slots(node, 1, 1) for node in nodes] == [0, 1]
 
 
 @pytest.fixture

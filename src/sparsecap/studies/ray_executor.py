@@ -81,13 +81,18 @@ def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, sto
                                  TrialProgress())
 
 
-def _slots(ray: Any, spec: StudySpec) -> int:
-    """How many trials the cluster can run at once (for the progress view's 'running')."""
-    resources = ray.cluster_resources()
-    slots = math.floor(resources.get("CPU", 0.0) / spec.resources.num_cpus + 1e-9)
-    if spec.resources.num_gpus > 0:
-        slots = min(slots, math.floor(resources.get("GPU", 0.0) / spec.resources.num_gpus + 1e-9))
+def node_slots(offer: dict[str, float], num_cpus: float, num_gpus: float) -> int:
+    """How many trials one node can run at once: a trial's CPUs and GPUs come from a single node."""
+    slots = math.floor(offer.get("CPU", 0.0) / num_cpus + 1e-9)
+    if num_gpus > 0:
+        slots = min(slots, math.floor(offer.get("GPU", 0.0) / num_gpus + 1e-9))
     return max(slots, 0)
+
+
+def _slots(ray: Any, spec: StudySpec) -> int:
+    """How many trials the cluster can run at once (for the progress view's 'running'), node by node."""
+    return sum(node_slots(node["Resources"], spec.resources.num_cpus, spec.resources.num_gpus)
+               for node in ray.nodes() if node.get("Alive"))
 
 
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
