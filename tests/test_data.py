@@ -567,6 +567,18 @@ def md5_of(content: bytes) -> str:
     return hashlib.md5(content).hexdigest()
 
 
+@pytest.fixture
+def mnist_server(
+    http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, str, dict[str, np.ndarray]]:
+    """MNIST's four files served over HTTP as the official mirror: where they are, its URL, and their arrays."""
+    served, base_url = http_server
+    arrays = write_idx_dataset(served, gz=True)
+    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
+    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
+    return served, base_url, arrays
+
+
 def test_download_file_keeps_a_verified_file(tmp_path: Path, http_server: tuple[Path, str]) -> None:
     served, base_url = http_server
     content = os.urandom(3 * 1024 * 1024 + 17)  # several chunks
@@ -594,29 +606,24 @@ def test_download_file_network_failure_names_the_url(tmp_path: Path, http_server
 
 
 def test_load_dataset_downloads_idx_files_into_the_first_root(
-    tmp_path: Path, http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mnist_server: tuple[Path, str, dict[str, np.ndarray]]
 ) -> None:
-    served, base_url = http_server
-    arrays = write_idx_dataset(served, gz=True)
-    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
-    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
+    served, _, arrays = mnist_server
     dataset = load_dataset("mnist", data_root=tmp_path / "root", download=True)
     assert dataset.source == str(tmp_path / "root" / "mnist")
     assert np.array_equal(dataset.test_images[:, 0].numpy(), arrays["test_images"])
-    assert sorted(path.name for path in (tmp_path / "root" / "mnist").iterdir()) == sorted(md5s)
+    assert sorted(path.name for path in (tmp_path / "root" / "mnist").iterdir()) == sorted(
+        path.name for path in served.iterdir())
 
 
 def test_an_interrupted_download_resumes_keeping_the_files_already_verified(
-    tmp_path: Path, http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mnist_server: tuple[Path, str, dict[str, np.ndarray]]
 ) -> None:
     """Files already under their final names are not fetched again (here the server no longer has one)."""
-    served, base_url = http_server
-    arrays = write_idx_dataset(served, gz=True)
-    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
+    served, _, arrays = mnist_server
     kept = tmp_path / "root" / "mnist" / "train-images-idx3-ubyte.gz"
     kept.parent.mkdir(parents=True)
     (served / kept.name).rename(kept)
-    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
     dataset = load_dataset("mnist", data_root=tmp_path / "root", download=True)
     assert np.array_equal(dataset.train_images[:, 0].numpy(), arrays["train_images"])
 
@@ -630,14 +637,11 @@ def test_a_downloaded_file_is_readable_by_everyone(tmp_path: Path, http_server: 
 
 
 def test_a_data_root_that_is_a_file_is_named_as_such_and_refused_for_downloads_in_one_message(
-    tmp_path: Path, http_server: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, mnist_server: tuple[Path, str, dict[str, np.ndarray]]
 ) -> None:
     """A file given as --data-root (a slip for its directory) is pointed out among the places searched, and a
     download into it fails with a message that says where and why, not with a traceback from mkdir."""
-    served, base_url = http_server
-    write_idx_dataset(served, gz=True)
-    md5s = {path.name: md5_of(path.read_bytes()) for path in served.iterdir()}
-    monkeypatch.setitem(download_module.REMOTE_FILES, DatasetName.MNIST, RemoteFiles(base_url, md5s))
+    _, base_url, _ = mnist_server
     root = tmp_path / "train-images-idx3-ubyte.gz"
     root.write_bytes(b"")
     with pytest.raises(DatasetNotFoundError, match=f"Note: {root} is not a directory"):
