@@ -222,6 +222,13 @@ def test_datasets_points_out_a_data_root_that_cannot_hold_data(capsys, tmp_path,
     assert err.splitlines() == [f"note: {afile} is not a directory", f"note: {tmp_path / 'no-such-dir'} does not exist"]
 
 
+def test_python_dash_m_sparsecap_is_the_command():
+    """Where the environment's scripts are not on PATH, `python -m sparsecap` must still work."""
+    result = subprocess.run([sys.executable, "-m", "sparsecap", "presets"], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and result.stdout.startswith("cnn-smoke") and "\nquick " in result.stdout
+
+
 def test_presets_lists_the_shipped_presets(capsys):
     code, out, _ = _run(capsys, "presets")
     assert code == 0
