@@ -9,6 +9,7 @@ Run: python benchmarks/cnn_epoch.py [--steps N]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -16,6 +17,7 @@ import torch.nn.functional as functional
 
 from sparsecap.data import dataset_info
 from sparsecap.describe import describe_model
+from sparsecap.devices import cpu_name
 from sparsecap.models import ModelConfig, create_model, default_base
 from sparsecap.sparsity import Allocation, mask_to_capacity, weight_count
 
@@ -47,12 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=3)
     steps = parser.parse_args().steps
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, epoch = {EPOCH_IMAGES:,} images")
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f} at start; batch {BATCH}, epoch = {EPOCH_IMAGES:,} images")
     print(f"{'model':<10}{'width':>6}{'s/epoch':>10}{'min/epoch':>11}")
     for architecture, depth in (("vgg", 11), ("resnet", 18)):
         for width in (16, 32, 64):
             seconds = seconds_per_epoch(ModelConfig(architecture, width, depth), steps)
             print(f"{architecture + str(depth):<10}{width:>6}{seconds:>10.0f}{seconds / 60:>11.1f}")
+    print(f"load average {os.getloadavg()[0]:.2f} after the timings")
     print("\nfamily sizes on CIFAR-10 (maskable weights; nonzero after masking to the default base):")
     print(f"{'model':<10}{'width':>6}{'dense weights':>15}{'nonzero':>12}{'dense MACs/image':>18}{'nonzero MACs':>14}")
     for architecture, depths in (("vgg", (11, 13, 16)), ("resnet", (18, 34, 50))):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import time
 
 import torch
 
 from sparsecap.data import dataset_info
+from sparsecap.devices import cpu_name
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, sparse_model_at_init, weight_count
 from sparsecap.training import TrainingConfig, train
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {arguments.device}; {arguments.seeds} "
           f"seeds, {arguments.batches} batches of {arguments.batch} CIFAR-shaped images (augmented), best of 3")
     print(f"{'model':<10}{'width':>6}{'one by one s':>14}{'together s':>12}{'speed-up':>10}")
@@ -84,6 +87,7 @@ def main() -> None:
                                               arguments.batches, arguments.device)
         print(f"{architecture + str(depth):<10}{arguments.width:>6}{alone:>14.2f}{together:>12.2f}"
               f"{alone / together:>9.2f}×")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from sparsecap.corruptions import Suite, frost_directory, get_corruption, list_c
 from sparsecap.corruptions.gallery import colour_images
 from sparsecap.corruptions.protocol import ProtocolConfig, prepare_inputs
 from sparsecap.data import load_dataset
+from sparsecap.devices import cpu_name
 from sparsecap.errors import SparsecapError
 
 SAMPLE = 1000
@@ -63,7 +64,8 @@ def main() -> None:
     frost = frost_directory(arguments.frost_dir)
     digits, colour, source = _inputs(arguments.data_root)
     print(f"inputs: {source}; frost pictures: {frost or 'none (frost skipped)'}; "
-          f"threads: {torch.get_num_threads()} torch / {os.cpu_count()} CPUs")
+          f"threads: {torch.get_num_threads()} torch / {os.cpu_count()} CPUs ({cpu_name()}); "
+          f"load average {os.getloadavg()[0]:.2f} at start")
 
     print(f"1. evaluation inputs ({SAMPLE} images, 5 draws, cached to disk as a study does):")
     _protocol("cifar10", colour.transpose(0, 3, 1, 2), ProtocolConfig.default(Suite.CIFAR_C), frost)
@@ -88,6 +90,7 @@ def main() -> None:
     print(f"  measured: {total:.1f} s for {FRACTION_IMAGES * 19 * 5:,} corrupted images; "
           f"extrapolated to 19 × 5 × {FULL_IMAGES:,} = {FULL_IMAGES * 19 * 5:,} images: "
           f"{total * factor:.0f} s ({total * factor / 60:.1f} min)")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sparsecap.data import load_dataset
+from sparsecap.devices import cpu_name
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import evaluate, weight_noise_robustness
 from sparsecap.robustness.evaluation import evaluation_batch_size
@@ -50,7 +51,8 @@ def main() -> None:
                          torch.Generator().manual_seed(1))
     model = set_engine(model, "auto")
     narrowed = without_unread_units(model).get_submodule("network")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.2f}; "
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f}; "
           f"evaluated without unread units: {narrowed}, batch {evaluation_batch_size(narrowed, torch.device('cpu'))}")
 
     def evaluation_seconds() -> float:

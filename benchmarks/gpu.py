@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import os
 import subprocess
 import sys
 import tempfile
@@ -874,7 +875,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print(f"error: {no_cuda_message(torch.__version__, torch.version.cuda)}", file=sys.stderr)
         return EXIT_NO_CUDA
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    from sparsecap.devices import cpu_name
+
+    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}; host {cpu_name()}, "
+          f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.2f}")
     passed = True
     if arguments.part in ("all", "check"):
         with tempfile.TemporaryDirectory() as temporary:

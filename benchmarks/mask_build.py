@@ -7,11 +7,14 @@ Run: python benchmarks/mask_build.py
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
 
 import torch
 
 from sparsecap.data import dataset_info
+from sparsecap.devices import cpu_name
 from sparsecap.models import ModelConfig, create_model, width_family_base
 from sparsecap.sparsity import Allocation, allocate, mask_to_capacity, masked_layers, weight_count
 
@@ -28,6 +31,9 @@ def _best_of(function) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"load average {os.getloadavg()[0]:.2f} at start")
     info = dataset_info("mnist")
     capacity = weight_count(create_model(width_family_base("mlp"), info))
     model = create_model(ModelConfig("mlp", 2**15, 1), info)
@@ -50,6 +56,7 @@ def main() -> None:
     baseline = _best_of(permutation_masks)
     ratio = baseline / seconds[Allocation.UNIFORM]
     print(f"  uniform via full randperm: {baseline:.3f} s  (sparsecap is {ratio:.1f}x faster)")
+    print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Run: python benchmarks/ray_overhead.py   (needs Ray: pip install 'sparsecap[clus
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 import ray
 import torch
 
+from sparsecap.devices import cpu_name
 from sparsecap.studies import parse_spec, run_study
 from sparsecap.studies.ray_executor import RayOptions
 from sparsecap.studies.runner import Executor
@@ -63,7 +65,9 @@ def _on_instance(root: Path, name: str, cpus: int) -> tuple[float, float, float]
 
 
 def main() -> None:
-    print(f"{TRIALS} trials, {os.cpu_count()} CPUs, load average before: "
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    print(f"{TRIALS} trials, {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads, "
+          f"load average before: "
           f"{', '.join(f'{load:.2f}' for load in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)

@@ -21,6 +21,7 @@ import torch
 
 from sparse_engine import fastest_ms  # this folder's benchmark: the script's own directory is on the path
 from sparsecap.data import DatasetName, dataset_info
+from sparsecap.devices import cpu_name
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness.evaluation import evaluation_batch_size
 from sparsecap.runtime import reuse_freed_memory
@@ -71,14 +72,15 @@ def main() -> None:
              + _cases(draws, "5 draws", evaluation_batch_size(draws, torch.device("cpu"))))
     for threads in (1, torch.get_num_threads()):
         torch.set_num_threads(threads)
-        print(f"\ntorch {torch.__version__}, {threads} thread(s), load average {os.getloadavg()[0]:.2f}")
+        print(f"\n{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {threads} thread(s), "
+              f"load average {os.getloadavg()[0]:.2f}")
         print(f"{'case':<72} {'csr ms':>8} {'bag ms':>8} {'csr/bag':>8}")
         for name, operands in cases:
             torch.testing.assert_close(_product(*operands), _csr_product(*operands))
             csr = bag = math.inf
             for _ in range(3):
-                csr = min(csr, fastest_ms(lambda: _csr_product(*operands), arguments.repeat // 3))
-                bag = min(bag, fastest_ms(lambda: _product(*operands), arguments.repeat // 3))
+                csr = min(csr, fastest_ms(lambda: _csr_product(*operands), max(1, arguments.repeat // 3)))
+                bag = min(bag, fastest_ms(lambda: _product(*operands), max(1, arguments.repeat // 3)))
             print(f"{name:<72} {csr:8.3f} {bag:8.3f} {csr / bag:8.2f}")
     print(f"\nload average {os.getloadavg()[0]:.2f}")
 

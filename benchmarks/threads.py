@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,9 @@ def main() -> None:
     repeat = parser.parse_args().repeat
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the first run")
     table("quiet", repeat)
+    # SIGTERM (`timeout`, a job scheduler) would end this process without the `finally` below, leaving the
+    # busy loop spinning for good: make it unwind like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         table("one other process keeps a core busy", repeat)

@@ -34,8 +34,9 @@ def main() -> None:
     ])
     skipped += draw_grid(colour, Suite.CIFAR_C, arguments.out / "corruptions-cifar-c.png",
                          frost_directory=arguments.frost_dir)
+    skipped = list(dict.fromkeys(skipped))  # frost is skipped in both grids
     print(f"wrote {arguments.out}/corruptions-mnist-c.png and corruptions-cifar-c.png"
-          + (f"; skipped (no frost pictures): {', '.join(skipped)}" if skipped else ""))
+          + (f"; skipped (no frost pictures or pessimal-noise matrix): {', '.join(skipped)}" if skipped else ""))
 
 
 if __name__ == "__main__":
