@@ -252,7 +252,6 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
         print(f"{entry.name.value:<15}{state:<11}{entry.location}")
     from sparsecap.data import search_roots
     from sparsecap.data.corrupted import CorruptedLayout, describe_availability
-
     from sparsecap.data.locate import root_problems
 
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`

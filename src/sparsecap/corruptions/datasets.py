@@ -33,9 +33,6 @@ from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
-SHARED_SETTINGS = ("dataset", "layout", "seed", "spec_version", "chunk_size", "limit", "splits")
-"""What every file of one output directory must have been written with: the images sampled, the labels beside
-them (CIFAR-C's one labels.npy) and the draws depend on them."""
 
 
 @dataclass
@@ -113,6 +110,8 @@ def write_corrupted_dataset(
         raise CorruptionError("; ".join(summary.skipped.values()) + "; nothing was written")
     from sparsecap import __version__
 
+    # What every file of one output directory is written with: the images, their labels (CIFAR-C's one
+    # labels.npy) and the draws depend on them.
     settings = {"dataset": dataset.info.name.value, "layout": "mnist-c" if suite is Suite.MNIST_C else "cifar-c",
                 "seed": seed, "spec_version": SPEC_VERSION, "chunk_size": CHUNK_SIZE, "limit": limit,
                 "splits": list(arrays)}
@@ -180,7 +179,7 @@ def write_corrupted_dataset(
 def _earlier_run(directory: Path, settings: dict[str, object]) -> dict:
     """The manifest of an earlier `sparsecap corrupt` into `directory` ({} where there is none), whose
     corruptions this run adds to. Refused, before anything is written, where its files could not sit beside this
-    run's (other `SHARED_SETTINGS`), or where .npy files are there without a manifest (e.g. the published
+    run's (other `settings`), or where .npy files are there without a manifest (e.g. the published
     MNIST-C, which this run would overwrite)."""
     path = directory / MANIFEST
     if not path.is_file():

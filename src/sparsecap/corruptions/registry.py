@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sparsecap.corruptions import frost as frost_module
+from sparsecap.corruptions import pessimal
 from sparsecap.errors import CorruptionError
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -111,10 +113,9 @@ class Corruption:
         """
         if self.needs_frost:
             side = self.suite.image_shape[0]
-            frost = importlib.import_module("sparsecap.corruptions.frost")
-            return (frost.load_pictures(frost_directory, grey=self.suite is Suite.MNIST_C, side=side),)
+            return (frost_module.load_pictures(frost_directory, grey=self.suite is Suite.MNIST_C, side=side),)
         if self.needs_pessimal_matrix:
-            return (importlib.import_module("sparsecap.corruptions.pessimal").load_matrix(pessimal_matrix),)
+            return (pessimal.load_matrix(pessimal_matrix),)
         return ()
 
     @property
