@@ -190,7 +190,7 @@ def stop_loss_of(results: StudyResults) -> float:
 
 
 def under_trained(trial: dict[str, Any], stop_loss: float) -> bool:
-    """Finished, yet its last epoch's loss is still above the stopping rule: it ran out of epochs."""
+    """Finished, yet its last epoch's loss is not below the stopping rule's: it ran out of epochs."""
     loss = trial.get("final_train_loss")
     return trial["status"] == FINISHED and loss is not None and float(loss) >= stop_loss
 
