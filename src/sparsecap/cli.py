@@ -254,10 +254,11 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
     from sparsecap.data.corrupted import CorruptedLayout, describe_availability
     from sparsecap.data.locate import root_problems
 
+    roots = search_roots(arguments.data_root)
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
-        available, location = describe_availability(layout, search_roots(arguments.data_root))
+        available, location = describe_availability(layout, roots)
         print(f"{layout.value:<15}{'available' if available else 'missing':<11}{location}")
-    for problem in root_problems(search_roots(arguments.data_root)):
+    for problem in root_problems(roots):
         print(f"note: {problem}", file=sys.stderr)
     return 0
 

@@ -89,10 +89,14 @@ def node_slots(offer: dict[str, float], num_cpus: float, num_gpus: float) -> int
     return max(slots, 0)
 
 
+def _node_offers(ray: Any) -> list[dict[str, float]]:
+    """What each alive node of the cluster offers (Ray's resources by name): a task is placed on one of them."""
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
 def _slots(ray: Any, spec: StudySpec) -> int:
     """How many trials the cluster can run at once (for the progress view's 'running'), node by node."""
-    return sum(node_slots(node["Resources"], spec.resources.num_cpus, spec.resources.num_gpus)
-               for node in ray.nodes() if node.get("Alive"))
+    return sum(node_slots(offer, spec.resources.num_cpus, spec.resources.num_gpus) for offer in _node_offers(ray))
 
 
 def _start_or_connect(ray: Any, options: RayOptions) -> None:
@@ -134,7 +138,7 @@ def _check_fits(ray: Any, spec: StudySpec, local: bool) -> None:
     """Refuse (local instance) or warn (a cluster may grow) when no node offers what one trial asks for."""
     wanted = {"CPU": spec.resources.num_cpus, "GPU": spec.resources.num_gpus,
               "memory": (spec.resources.memory_gib or 0) * GIB}  # Ray counts memory in bytes
-    found = unplaceable(wanted, [node["Resources"] for node in ray.nodes() if node.get("Alive")])
+    found = unplaceable(wanted, _node_offers(ray))
     if found is None:
         return
     short, message = found

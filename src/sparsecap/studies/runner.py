@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 from sparsecap.data import DatasetName, ImageDataset, load_dataset
 from sparsecap.data.subset import take_subset
@@ -47,14 +48,15 @@ class StudyProgress:
     """Ids of the trials of this run recorded as failed (a rerun retries them)."""
 
 
-def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
-    """Raise, touching nothing, if `directory` is not a directory or holds a different study. A database
-    with no study recorded and no trial (a run stopped between creating it and recording its spec) is
-    this study's to take. Seeds alone do not make another study: they are added to it (`_with_recorded_seeds`)."""
+def _refuse_other_study(directory: Path, spec: StudySpec) -> dict[str, Any]:
+    """Raise, touching nothing, if `directory` is not a directory or holds a different study; else return the
+    study's record ({} where there is none yet). A database with no study recorded and no trial (a run stopped
+    between creating it and recording its spec) is this study's to take. Seeds alone do not make another study:
+    they are added to it (`_with_recorded_seeds`)."""
     if directory.exists() and not directory.is_dir():
         raise StudyDirectoryError(f"output path {directory} exists and is not a directory")
     if not (directory / DATABASE_FILE).exists():
-        return
+        return {}
     database = StudyDatabase(directory)
     recorded = database.metadata()
     if "fingerprint" not in recorded:
@@ -64,7 +66,7 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
                 f"empty), so {spec.name!r} cannot be checked against them; nothing was changed. Run it into a new "
                 f"--out directory (sparsecap report still reads these trials)"
             )
-        return
+        return recorded
     recorded_spec = recorded.get("spec") if isinstance(recorded.get("spec"), dict) else {}
     differences = [text for key, text in spec_differences(recorded_spec, spec.resolved()).items() if key != "seeds"]
     if recorded["fingerprint"] != spec.fingerprint() and (differences or not recorded_spec):
@@ -75,6 +77,7 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> None:
             f"for {spec.name!r}, or rerun the spec that directory was made with ({directory / STUDY_FILE}) "
             f"to resume it"
         )
+    return recorded
 
 
 def seeds_note(recorded: Sequence[int], named: Sequence[int]) -> str | None:
@@ -139,12 +142,10 @@ def _open_study(directory: Path, spec: StudySpec) -> tuple[StudyDatabase, StudyS
     return database, spec
 
 
-def _recorded_storage(directory: Path) -> Path | None:
+def _recorded_storage(directory: Path, record: dict[str, Any]) -> Path | None:
     """The `--storage` the study's last run wrote its checkpoints to (None: the study directory), said on stderr:
     a resume that left the option out would otherwise find no checkpoint and train every kept trial again."""
-    if not (directory / DATABASE_FILE).exists():
-        return None
-    recorded = StudyDatabase(directory).metadata().get(STORAGE_KEY)
+    recorded = record.get(STORAGE_KEY)
     if not recorded:
         return None
     write_line(f"{directory}: checkpoints in {recorded}, the --storage of the study's last run "
@@ -195,7 +196,7 @@ def run_study(
     must see `storage`.
     """
     directory = Path(directory)
-    _refuse_other_study(directory, spec)
+    record = _refuse_other_study(directory, spec)
     if executor is Executor.RAY:
         import_ray()  # a missing Ray is an error before anything is created
     runtime = runtime or Runtime()
@@ -211,7 +212,7 @@ def run_study(
     if spec.adversarial.enabled:  # before any training: a too-large sample would fail every trial
         for name, dataset in datasets.items():
             check_sample_size(spec.adversarial.examples, len(dataset.test_labels), name.value)
-    storage = storage if storage is not None else _recorded_storage(directory)
+    storage = storage if storage is not None else _recorded_storage(directory, record)
     if storage is not None:  # before any training: every trial would train, then fail to save its checkpoint
         with _writable(Path(storage), "--storage"):
             (Path(storage) / "checkpoints").mkdir(parents=True, exist_ok=True)
