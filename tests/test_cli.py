@@ -1,6 +1,7 @@
 import contextlib
 import gzip
 import json
+import math
 import os
 import signal
 import struct
@@ -42,6 +43,54 @@ def test_describe_table_for_the_depth_family(capsys):
     assert "width 512 depth 4" in out and "masked to mlp width 512 depth 1" in out
     assert "406,528" in out  # the dense 1-layer net's weights: 784*512 + 512*10
     assert "network.hidden4" in out
+
+
+def _describe_table_against_its_json(capsys, *arguments: str) -> tuple[str, dict]:
+    """The table and the JSON of the same mask, each layer's row checked column by column against the JSON."""
+    code, table, _ = _run(capsys, "describe", *arguments)
+    assert code == 0
+    data = json.loads(_run(capsys, "describe", *arguments, "--json")[1])
+    rows = {line.split()[0]: line.split() for line in table.splitlines() if line.startswith("network.")}
+    assert list(rows) == [layer["name"] for layer in data["layers"]]
+    for layer in data["layers"]:
+        name, shape, weights, nonzero, density, dead_outputs, unread = rows[layer["name"]]
+        assert shape == "x".join(map(str, layer["shape"])) and int(weights.replace(",", "")) == layer["weights"]
+        assert int(nonzero.replace(",", "")) == layer["nonzero"]
+        assert density == f"{layer['nonzero'] / layer['weights']:.4f}" == f"{layer['density']:.4f}"
+        assert [int(dead_outputs), int(unread)] == [layer["outputs_without_input"], layer["inputs_unread"]]
+    total = next(line.split() for line in table.splitlines() if line.startswith("total"))
+    assert total[1:] == [f"{data['total_weights']:,}", f"{data['total_nonzero']:,}", f"{data['density']:.4f}"]
+    assert f"base nonzero (capacity): {data['base_nonzero']:,}" in table
+    assert f"disconnected hidden units: {data['disconnected_units']:,}" in table
+    return table, data
+
+
+def test_describe_table_shows_what_its_json_holds_and_whole_kernels_keep_whole_kernels(capsys):
+    """ERK gives VGG's layers different densities, and whole 3x3 kernels leave VGG width 20 3 weights short
+    of width 17's capacity (a negative difference); at width 1024 the MLP's logits leave hidden units unread."""
+    table, data = _describe_table_against_its_json(
+        capsys, "vgg", "--width", "20", "--base-width", "17", "--allocation", "erk", "--whole-kernels")
+    assert "(erk allocation, kernel masks)" in table
+    assert len({layer["density"] for layer in data["layers"]}) > 1
+    for layer in data["layers"]:  # weight masks leave conv5's and conv6's counts off a multiple of 9
+        assert layer["nonzero"] % math.prod(layer["shape"][2:]) == 0
+    shortfall = data["total_nonzero"] - data["base_nonzero"]
+    assert -9 < shortfall < 0 and f"difference from the base: {shortfall:+,}" in table
+    _, data = _describe_table_against_its_json(capsys, "mlp", "--width", "1024")
+    assert data["layers"][1]["inputs_unread"] > 0 == data["layers"][1]["outputs_without_input"]
+
+
+def test_describe_counts_multiply_accumulates_by_hand(capsys):
+    """An MLP applies each weight once per image; VGG11 at width 16 on 32x32 images applies each 3x3 conv at
+    its output's pixels: 1024x432 + 256x4608 + 64x(18432+36864) + 16x(73728+147456) + 4x2x147456 + 1280."""
+    mlp = json.loads(_run(capsys, "describe", "mlp", "--width", "1024", "--allocation", "staggered", "--json")[1])
+    assert mlp["dense_multiply_accumulates"] == 784 * 1024 + 1024 * 10 == mlp["total_weights"]
+    assert mlp["nonzero_multiply_accumulates"] == 101_632
+    code, table, _ = _run(capsys, "describe", "mlp", "--width", "1024")
+    assert code == 0 and "forward multiply-accumulates per image: 813,056 dense, 101,632 nonzero" in table
+    vgg = json.loads(_run(capsys, "describe", "vgg11", "--width", "16", "--dataset", "cifar10", "--json")[1])
+    by_hand = 1024 * 432 + 256 * 4608 + 64 * (18432 + 36864) + 16 * (73728 + 147456) + 4 * 2 * 147456 + 1280
+    assert vgg["dense_multiply_accumulates"] == vgg["nonzero_multiply_accumulates"] == by_hand == 9_880_832
 
 
 @pytest.mark.parametrize(
@@ -360,6 +409,32 @@ def test_more_workers_or_threads_than_cpus_are_refused_naming_the_range(capsys, 
     message = f"{option} 100000000000: this run may use {cores} CPUs here; expected 1 to {cores} {valid}".strip()
     assert code == 2 and message in err
     assert not (tmp_path / "out").exists()
+
+
+def test_workers_and_threads_up_to_the_cpus_pass_and_one_more_is_refused(capsys, tmp_path):
+    """The bound itself: as many workers or threads as usable CPUs is valid (the run goes on to find its spec),
+    one more is refused naming the range."""
+    cores = len(os.sched_getaffinity(0))
+    for option in ("--workers", "--threads"):
+        command = ["run", "nosuchpreset", "--out", str(tmp_path / "out"), "--workers", "1", option]
+        code, _, err = _run(capsys, *command, str(cores + 1))
+        assert code == 2 and f"{option} {cores + 1}: this run may use {cores} CPUs here; expected 1 to {cores}" in err
+        code, _, err = _run(capsys, *command, str(cores))
+        assert code == 2 and "'nosuchpreset' is neither a preset nor a spec file" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_doctor_reports_this_machines_cpus_and_what_auto_chooses(capsys):
+    from sparsecap.devices import auto_workers_phrase, cpu_name, detect, resolve
+    from sparsecap.runtime import available_cores, physical_cores
+
+    code, out, _ = _run(capsys, "doctor")
+    available = detect()
+    assert code == 0 and out.startswith(f"torch {available.torch_version}, CUDA ")
+    assert f"cpu       {cpu_name()}: {available_cores()} usable CPUs, {physical_cores()} physical cores" in out
+    auto = resolve("auto", available)
+    assert f"--device auto runs on: {auto}; --workers auto: {auto_workers_phrase(auto)}; " in out
+    assert "torch threads per trial: 1 below 100,000 multiply-accumulates per example" in out
 
 
 def _fork_servers_whose_environment_holds(marker: str) -> list[int]:

@@ -1070,3 +1070,90 @@ def test_a_frost_directory_without_pictures_skips_frost_and_corrupts_the_rest(tm
                             frost_directory=tmp_path / "frost")
     assert set(inputs.skipped) == {"frost"} and "holds no pictures" in inputs.skipped["frost"]
     assert {entry.corruption for entry in inputs} == {"contrast"}
+
+
+def _png_size(path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n" and header[12:16] == b"IHDR"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def test_gallery_grid_has_a_row_per_drawable_corruption_and_a_clean_column_then_one_per_severity(tmp_path, monkeypatch):
+    """The docs' grid: frost without pictures is left out and returned; the figure's size (0.62 in per column,
+    0.66 in per row, at 90 dpi) counts the rows drawn and each image's clean column plus its severities."""
+    from sparsecap.corruptions.gallery import draw_grid, scene_images
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    path = tmp_path / "grid.png"
+    assert draw_grid(scene_images()[:1], Suite.CIFAR_C, path, severities=(1, 5)) == ["frost"]
+    rows, columns = len(list_corruptions(Suite.CIFAR_C)) - 1, 1 + 2
+    width, height = _png_size(path)
+    assert abs(width - (0.62 * columns + 1.6) * 90) < 1 and abs(height - (0.66 * rows + 0.7) * 90) < 1
+
+
+@pytest.mark.parametrize(("images", "severities", "message"), [
+    (np.zeros((1, 32, 32, 3), np.uint8), (1, 0), "severity must be an integer from 1 to 5, got 0"),
+    (np.zeros((1, 32, 32, 3), np.float32), (1,), "images must be uint8 in 0..255, got dtype float32"),
+    (np.zeros((1, 28, 28, 1), np.uint8), (1,), "cifar-c takes uint8 images of shape (N, 32, 32, 3)"),
+])
+def test_gallery_refuses_bad_input_naming_it_before_drawing(tmp_path, images, severities, message):
+    from sparsecap.corruptions.gallery import draw_grid
+
+    with pytest.raises(CorruptionError, match=re.escape(message)):
+        draw_grid(images, Suite.CIFAR_C, tmp_path / "grid.png", severities=severities)
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_gallery_colour_images_put_a_saturated_digit_over_a_textured_background():
+    """Where the digit is full (255) the picture is the digit's colour, one channel at 255; where it is empty,
+    the background, which varies over the picture."""
+    from sparsecap.corruptions.gallery import colour_images
+
+    full, empty = np.full((3, 28, 28), 255, np.uint8), np.zeros((3, 28, 28), np.uint8)
+    digit = colour_images(full, np.random.default_rng(0))
+    assert digit.shape == (3, 32, 32, 3) and digit.dtype == np.uint8
+    assert (digit == digit[:, :1, :1]).all() and (digit[:, 0, 0].max(axis=-1) == 255).all()
+    background = colour_images(empty, np.random.default_rng(0))
+    assert (background.reshape(3, -1, 3).std(axis=1) > 5).all()
+    assert np.array_equal(background, colour_images(empty, np.random.default_rng(0)))
+
+
+def test_gallery_scenes_show_a_yellow_sun_in_a_blue_sky_and_a_red_car():
+    from sparsecap.corruptions.gallery import scene_images
+
+    scenes = scene_images()
+    assert scenes.shape == (2, 32, 32, 3) and scenes.dtype == np.uint8
+    sun, sky, car = scenes[0, 8, 23].astype(int), scenes[0, 2, 5].astype(int), scenes[1, 19, 16].astype(int)
+    assert sun[0] > 200 and sun[1] > 200 and sun[2] < 100
+    assert sky[2] > sky[1] > sky[0] and car[0] > 200 and max(car[1:]) < 50
+
+
+def test_gallery_columns_differ_by_severity_only_for_corruptions_that_have_one():
+    """Severity-less random corruptions (MNIST-C's lines) are drawn alike in every column; the others are not."""
+    from sparsecap.corruptions.gallery import grid_rows
+
+    digits = np.zeros((2, 28, 28, 1), np.uint8)
+    digits[:, 8:20, 12:16] = 255
+    rows, skipped = grid_rows(digits, Suite.MNIST_C, (1, 3, 5), 0, None)
+    by_name = {label.split("\n")[0].removesuffix(" (extra)"): row for label, row in rows}
+    for name in ("dotted_line", "zigzag", "line"):
+        assert all(np.array_equal(by_name[name][0], column) for column in by_name[name][1:]), name
+    assert not np.array_equal(by_name["shot_noise"][0], by_name["shot_noise"][2])
+    assert len(rows) + len(skipped) == len(list_corruptions(Suite.MNIST_C))
+
+
+@pytest.mark.parametrize(("count", "severities"), [(0, (1,)), (1, ())])
+def test_gallery_refuses_an_empty_grid(tmp_path, count, severities):
+    from sparsecap.corruptions.gallery import draw_grid
+
+    with pytest.raises(CorruptionError, match="a grid needs at least one image and one severity"):
+        draw_grid(np.zeros((count, 32, 32, 3), np.uint8), Suite.CIFAR_C, tmp_path / "grid.png", severities=severities)
+    assert not (tmp_path / "grid.png").exists()
+
+
+def test_gallery_colour_images_refuse_digits_of_another_shape():
+    from sparsecap.corruptions.gallery import colour_images
+
+    with pytest.raises(CorruptionError, match=re.escape("shape (N, 28, 28), got (1, 9, 9)")):
+        colour_images(np.zeros((1, 9, 9), np.uint8), np.random.default_rng(0))

@@ -59,6 +59,11 @@ def test_doctor_says_what_workers_auto_starts_on_the_auto_device(available, phra
     assert auto_workers_phrase(resolve("auto", available)) == phrase
 
 
+def test_a_gpu_index_with_leading_zeros_is_written_as_torch_accepts_it():
+    assert resolve("cuda:01", TWO_GPUS) == "cuda:1"
+    torch.device(resolve("cuda:00", TWO_GPUS))
+
+
 def test_plain_cuda_stands_for_every_gpu():
     assert devices_of("cuda", TWO_GPUS) == ["cuda:0", "cuda:1"]
     assert devices_of("cuda:1", TWO_GPUS) == ["cuda:1"] and devices_of("cpu", CPU_ONLY) == ["cpu"]

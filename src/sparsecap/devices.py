@@ -56,7 +56,7 @@ def resolve(requested: str, available: Availability) -> str:
         return requested
     match = re.fullmatch(r"cuda(?::(\d+))?", requested)
     if match is not None and available.cuda and (match[1] is None or int(match[1]) < len(available.cuda)):
-        return requested
+        return "cuda" if match[1] is None else f"cuda:{int(match[1])}"  # torch refuses cuda:01
     if requested == "mps" or match is not None:
         build = "" if requested == "mps" or available.cuda_version or not available.torch_version else \
             f" (this PyTorch, {available.torch_version}, is built without CUDA)"

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from scipy import ndimage
 
 from sparsecap.corruptions.registry import SEVERITIES, Suite, get_corruption, list_corruptions
-from sparsecap.errors import AssetUnavailableError
+from sparsecap.errors import AssetUnavailableError, CorruptionError
 
 
 def colour_images(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -24,6 +24,8 @@ def colour_images(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     Each picture gets a smooth random colour field (a blurred noise, like a photograph's background),
     a brighter gradient, and the digit upsampled to 32×32 in a random saturated colour.
     """
+    if digits.ndim != 3 or digits.shape[1:] != (28, 28):
+        raise CorruptionError(f"colour_images takes digits of shape (N, 28, 28), got {digits.shape}")
     count = len(digits)
     zoomed = ndimage.zoom(digits.astype(np.float64) / 255, (1, 32 / 28, 32 / 28), order=1)[:, :32, :32]
     background = ndimage.gaussian_filter(rng.random((count, 32, 32, 3)), (0, 4, 4, 0))
@@ -54,29 +56,31 @@ def scene_images() -> np.ndarray:
     return np.rint(np.stack([scene, road]) * 255).astype(np.uint8)
 
 
-def draw_grid(
+def _column_rng(seed: int, severity: int, has_severity: bool) -> np.random.Generator:
+    """A severity column's generator: one per severity, but one for all columns where severity changes nothing,
+    so that a reader does not take a new random draw for an effect of severity."""
+    return np.random.default_rng([seed, severity if has_severity else 0])
+
+
+def grid_rows(
     images: np.ndarray,
     suite: Suite,
-    path: Path,
-    *,
-    severities: Sequence[int] = (1, 3, 5),
-    seed: int = 0,
-    frost_directory: Path | str | None = None,
-    title: str = "",
-) -> list[str]:
-    """One row per corruption: for each image, the clean image then the chosen severities.
-
-    Corruptions without severity show the same result in each severity column. Returns the names of
-    the corruptions left out (frost without pictures, pessimal_noise without its matrix).
-    """
-    names = list_corruptions(suite)
+    severities: Sequence[int],
+    seed: int,
+    frost_directory: Path | str | None,
+) -> tuple[list[tuple[str, list[np.ndarray]]], list[str]]:
+    """A grid's rows, (label, the images corrupted at each severity), and the corruptions left out: frost without
+    pictures, pessimal_noise without its matrix. A corruption without severity is alike in every column."""
+    if not len(images) or not severities:
+        raise CorruptionError(f"a grid needs at least one image and one severity, got {len(images)} image(s) "
+                              f"and severities {tuple(severities)}")
     skipped = []
     rows = []
-    for name in names:
+    for name in list_corruptions(suite):
         corruption = get_corruption(name, suite)
         try:
             row = [
-                corruption(images, severity, np.random.default_rng([seed, severity]),
+                corruption(images, severity, _column_rng(seed, severity, corruption.has_severity),
                            frost_directory=frost_directory)
                 for severity in severities
             ]
@@ -87,6 +91,22 @@ def draw_grid(
         if corruption.published_severity is not None:
             label += f"\npublished: {corruption.published_severity}"
         rows.append((label, row))
+    return rows, skipped
+
+
+def draw_grid(
+    images: np.ndarray,
+    suite: Suite,
+    path: Path,
+    *,
+    severities: Sequence[int] = (1, 3, 5),
+    seed: int = 0,
+    frost_directory: Path | str | None = None,
+    title: str = "",
+) -> list[str]:
+    """One row per corruption (`grid_rows`): for each image, the clean image then the chosen severities.
+    Returns the names of the corruptions left out."""
+    rows, skipped = grid_rows(images, suite, severities, seed, frost_directory)
     columns = len(images) * (1 + len(severities))
     figure = Figure(figsize=(0.62 * columns + 1.6, 0.66 * len(rows) + 0.7), layout="constrained")
     axes = figure.subplots(len(rows), columns, squeeze=False)
@@ -112,4 +132,4 @@ def draw_grid(
     return skipped
 
 
-__all__ = ["SEVERITIES", "colour_images", "draw_grid", "scene_images"]
+__all__ = ["SEVERITIES", "colour_images", "draw_grid", "grid_rows", "scene_images"]
