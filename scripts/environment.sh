@@ -16,4 +16,6 @@ if ! python -c "import torch" 2>/dev/null; then
             --extra-index-url https://pypi.org/simple
     fi
 fi
-pip install --quiet --editable ".[${SPARSECAP_EXTRAS:-test}]"
+# SPARSECAP_EXTRAS: the extras to install (default test; empty for sparsecap alone, as scripts/quickstart does).
+extras=${SPARSECAP_EXTRAS-test}
+pip install --quiet --editable ".${extras:+[$extras]}"
