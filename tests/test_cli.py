@@ -221,6 +221,22 @@ def test_corruption_severities_that_change_nothing_are_warned_of_before_the_run(
     assert code == 2 and not (tmp_path / "out").exists()  # refused on the missing device, after the warning
 
 
+def test_measures_given_settings_but_left_off_are_warned_of_before_the_run(capsys, tmp_path):
+    code, _, err = _run(capsys, "run", "quick", "--out", str(tmp_path / "out"), "--device", "cuda:99",
+                        "--set", "adversarial.attacks=['pgd']")
+    assert ("warning: [adversarial] has settings but is off, so 'quick' does not measure it; add --set "
+            "adversarial.enabled=true to measure it") in err and "[corruptions]" not in err
+    assert code == 2 and not (tmp_path / "out").exists()  # refused on the missing device, after the warning
+
+
+def test_a_model_larger_than_this_machine_is_refused_before_anything_is_created(capsys, tmp_path):
+    """Its trials would otherwise each fail once their weights are allocated, with the study's directory made."""
+    code, _, err = _run(capsys, "run", "quick", "--out", str(tmp_path / "out"), "--workers", "1",
+                        "--set", f"widths=[16, {10**11}]", "--set", "seeds=[0]")
+    assert code == 2 and "'quick' cannot run here: mlp width 100000000000 depth 1 has 7,400,000,000,000 weights" in err
+    assert err.rstrip().endswith("; choose smaller widths or depths") and not (tmp_path / "out").exists()
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
@@ -493,3 +509,14 @@ def test_a_named_member_and_a_different_depth_are_refused(capsys):
     """`describe vgg16 --depth 11` must not quietly describe VGG11 under the name the user typed."""
     code, _, err = _run(capsys, "describe", "vgg16", "--depth", "11")
     assert code == 2 and "vgg16 has depth 16, not --depth 11" in err
+
+
+def test_a_named_member_takes_its_depth_with_or_without_the_same_depth_given(capsys) -> None:
+    """`describe vgg16` (the README's example) and `describe vgg16 --depth 16` describe VGG16 masked to VGG11."""
+    for extra in ([], ["--depth", "16"]):
+        code, out, err = _run(capsys, "describe", "vgg16", "--width", "8", "--json", *extra)
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["total_weights"] > data["total_nonzero"] == data["base_nonzero"]
+    code, out, _ = _run(capsys, "describe", "vgg16", "--width", "8")
+    assert code == 0 and out.startswith("vgg width 8 depth 16 on mnist, masked to vgg width 8 depth 11")

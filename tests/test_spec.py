@@ -16,6 +16,7 @@ def test_every_preset_validates_and_expands(preset):
     depths = sum(len(spec.depths_for(architecture)) for architecture in spec.architectures)
     assert len(trials) == len(spec.widths) * depths * len(spec.datasets) * len(spec.schedules) * len(spec.seeds)
     assert len({trial.trial_id for trial in trials}) == len(trials)
+    assert spec.ignored_tables() == []  # a shipped preset sets nothing it does not measure
 
 
 def test_paper_presets_have_the_papers_settings():
@@ -281,3 +282,116 @@ def test_enabled_corruptions_and_their_settings_are_in_the_fingerprint():
     fewer = parse_spec({**mnist, "corruptions": {"enabled": True, "draws": 2}}, "t")
     assert "corruptions" not in off.resolved() and on.resolved()["corruptions"]["draws"] == 5
     assert len({off.fingerprint(), on.fingerprint(), fewer.fingerprint()}) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"training": {"momentum": 1.0}}, "training.momentum: Input should be less than 1"),
+        ({"training": {"learning_rate": 0.0}}, "training.learning_rate: Input should be greater than 0"),
+        ({"weight_noise": {"sigmas": []}}, "weight_noise.sigmas: List should have at least 1 item"),
+        ({"corruptions": {"severities": [6]}}, "corruptions.severities.0: Input should be less than or equal to 5"),
+        ({"corruptions": {"seed": -1}}, "corruptions.seed: Input should be greater than or equal to 0"),
+        ({"dynamic": {"rewind_epoch": -1}}, "dynamic.rewind_epoch: must be an integer from 0"),
+        ({"widths": [16, 32, 64], "base_width": 32}, "the mlp base (width 32, depth 1) must not be larger than the "
+                                                     "grid's smallest model (width 16, depth 1)"),
+    ],
+)
+def test_values_at_the_edge_of_their_range_are_refused(change: dict, message: str) -> None:
+    """Each bound's own edge: momentum 1 never forgets, learning rate 0 never trains, no sigma measures no noise,
+    CIFAR-C has severities 1-5 only, seeds are never negative, and a base larger than any model of the grid (not
+    only the largest) leaves that model fewer weights than it must keep."""
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec({**MINIMAL, **change}, "test.toml")
+
+
+@pytest.mark.parametrize("change", [
+    {"training": {"stop_loss": 0.0}},  # never stop early: train to max_epochs
+    {"training": {"momentum": 0.0}},  # plain SGD
+    {"schedules": ["static", "rigl"], "dynamic": {"stop_fraction": 1.0}},  # README: in (0, 1]
+    {"schedules": ["static", "imp"], "dynamic": {"rewind_epoch": 0}},  # the initialisation
+    {"widths": [16, 32, 64], "base_width": 16},
+])
+def test_values_at_the_valid_edge_of_their_range_are_accepted(change: dict) -> None:
+    """The included end of each documented range is valid, not refused."""
+    spec = parse_spec({**MINIMAL, **change}, "test.toml")
+    assert spec.model_dump(exclude_unset=True).items() >= change.items()
+
+
+def test_one_explicit_depth_with_several_widths_is_the_width_family() -> None:
+    """`depths = [1]` names the base depth of a width family: only several depths make a depth family."""
+    spec = parse_spec({**MINIMAL, "depths": [1]}, "t")
+    assert spec.family is Family.WIDTH
+    assert parse_spec({**MINIMAL, "widths": [16], "depths": [1, 2]}, "t").family is Family.DEPTH
+
+
+def test_an_override_may_have_spaces_around_its_key_and_value() -> None:
+    """A shell user may write `--set 'training.max_epochs = 3'` as in TOML."""
+    assert load_spec("quick", [" training.max_epochs = 3 "]).training.max_epochs == 3
+
+
+@pytest.mark.parametrize("name", [".", "..", "a b", "a/b", ""])
+def test_a_name_that_is_no_study_directory_is_refused_saying_what_a_name_may_hold(name):
+    """`..` would put the study's database and checkpoints beside runs/, `.` into runs/ itself."""
+    with pytest.raises(SpecError, match=re.escape("name: must be letters, digits, '_', '.' and '-', with at least "
+                                                  "one that is not a dot")):
+        parse_spec({**MINIMAL, "name": name}, "test")
+    assert parse_spec({**MINIMAL, "name": "v1.2_a-b"}, "test").name == "v1.2_a-b"
+
+
+def test_a_rule_across_keys_is_said_without_the_whole_spec():
+    with pytest.raises(SpecError) as error:
+        parse_spec({**MINIMAL, "base_width": 64}, "test")
+    assert str(error.value) == ("invalid study spec test:\n  the mlp base (width 64, depth 1) must not be larger than the "
+                                "grid's smallest model (width 16, depth 1)")
+
+
+def test_a_table_key_of_a_table_is_not_shown_as_a_table():
+    """[corruptions] has a key `corruptions`: it is listed as a key, while the top level lists its tables as [name]."""
+    with pytest.raises(SpecError) as error:
+        parse_spec({**MINIMAL, "corruptions": {"severity": [3]}}, "test")
+    assert "(valid [corruptions] keys: enabled, corruptions, severities, " in str(error.value)
+
+
+@pytest.mark.parametrize(("override", "shown"), [
+    ("widths=[128,256", "'[128,256'"), ("adversarial.epsilons=[1/255]", "'[1/255]'"), ("name=my study", "'my study'"),
+])
+def test_an_override_that_is_not_toml_is_refused_as_such_unless_it_is_a_bare_word(override, shown):
+    with pytest.raises(SpecError, match=re.escape(f"override {override!r}: {shown} is not a TOML value (")):
+        load_spec("quick", [override])
+    assert load_spec("quick", ["training.precision=bfloat16"]).training.precision.value == "bfloat16"
+
+
+def test_integers_beyond_pythons_digit_limit_are_refused_not_a_traceback(tmp_path):
+    huge = "1" + "0" * 5000
+    with pytest.raises(SpecError, match="is not a TOML value"):
+        load_spec("quick", [f"seeds=[{huge}]"])
+    toml, json_file = tmp_path / "huge.toml", tmp_path / "huge.json"
+    toml.write_text(f'name = "h"\narchitectures = ["mlp"]\ndatasets = ["digits"]\nwidths = [{huge}]\n')
+    with pytest.raises(SpecError, match="is not valid TOML"):
+        load_spec(str(toml))
+    json_file.write_text(f'{{"name": "h", "widths": [{huge}]}}')
+    with pytest.raises(SpecError, match="is not valid JSON"):
+        load_spec(str(json_file))
+
+
+def test_a_spec_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes('\ufeffname = "bom"\narchitectures = ["mlp"]\ndatasets = ["digits"]\nwidths = [8]\n'.encode())
+    assert load_spec(str(path)).name == "bom"
+
+
+def test_a_recorded_batch_norm_setting_that_is_no_setting_is_refused_by_validation(tmp_path):
+    import json
+
+    path = tmp_path / "study.json"
+    spec = {**MINIMAL, "training": {"batch_norm_statistics": "bogus"}}
+    path.write_text(json.dumps({"fingerprint": "x", "spec": spec}))
+    with pytest.raises(SpecError, match="training.batch_norm_statistics: Input should be 'recomputed' or 'running'"):
+        load_spec(str(path))
+
+
+def test_measures_given_settings_but_left_off_are_found():
+    assert load_spec("quick", ["adversarial.attacks=['pgd']"]).ignored_tables() == ["adversarial"]
+    assert load_spec("quick", ["corruptions.draws=2", "adversarial.enabled=false"]).ignored_tables() == ["corruptions"]
+    assert load_spec("quick-adversarial").ignored_tables() == [] and load_spec("quick").ignored_tables() == []

@@ -136,6 +136,9 @@ def _command_run(arguments: argparse.Namespace) -> int:
         write_line(f"warning: [corruptions] severities = {spec.corruptions.severities} changes nothing in "
                    f"{spec.name!r}: it sets CIFAR-C's severities, and MNIST-C measures each corruption at its "
                    f"published severity (1 for the extras, which have none)", sys.stderr)
+    for table in spec.ignored_tables():
+        write_line(f"warning: [{table}] has settings but is off, so {spec.name!r} does not measure it; add "
+                   f"--set {table}.enabled=true to measure it", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     if spec.training.precision is Precision.BFLOAT16 and bfloat16_emulated(device):

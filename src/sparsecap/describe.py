@@ -20,6 +20,7 @@ from sparsecap.sparsity import (
     weight_count,
 )
 from sparsecap.sparsity.flops import MultiplyAccumulates, multiply_accumulates
+from sparsecap.sparsity.memory_fit import beyond_memory
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,11 @@ def describe_model(
     return ModelDescription(summarize(model, capacity), multiply_accumulates(model, info.input_shape))
 
 
-BYTES_PER_MASKED_WEIGHT = 8
-"""A float32 weight and its float32 mask: the least a masked model holds per weight."""
-
-
 def _refuse_beyond_memory(config: ModelConfig, info: DatasetInfo) -> None:
     """A model that cannot fit in this machine's memory is refused before it is built, naming its size."""
-    weights = weight_count(create_shape_only_model(config, info))
-    needed, memory = weights * BYTES_PER_MASKED_WEIGHT, physical_memory_bytes()
-    if needed > memory:
-        raise SparsecapError(
-            f"{config.architecture} width {config.width} depth {config.depth} has {weights:,} weights: at least "
-            f"{needed / 2**30:,.1f} GiB with their masks, more than this machine's {memory / 2**30:,.1f} GiB; "
-            f"choose a smaller --width or --depth")
+    problem = beyond_memory(config, info, physical_memory_bytes())
+    if problem is not None:
+        raise SparsecapError(f"{problem}; choose a smaller --width or --depth")
 
 
 def format_table(description: ModelDescription) -> str:

@@ -11,6 +11,7 @@ __getattr__, __all__ = lazy_package(__name__, {
     "mask_granularity": ["MaskGranularity"],
     "mask_sampling": ["random_mask"],
     "masked": ["MaskedConv2d", "MaskedLinear", "masked_layers"],
+    "memory_fit": ["beyond_memory"],
     "pruning": ["magnitude_prune_"],
     "pruning_scope": ["PruningScope"],
     "sparse_linear": ["SparseLinear"],

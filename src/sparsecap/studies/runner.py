@@ -8,6 +8,7 @@ loses at most the trial in flight, and re-running the same command skips every f
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import sys
 from collections import Counter
@@ -19,11 +20,13 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
-from sparsecap.data import DatasetName, ImageDataset, load_dataset
+from sparsecap.data import DatasetName, ImageDataset, dataset_info, load_dataset
 from sparsecap.data.subset import take_subset
-from sparsecap.errors import StudyDirectoryError
+from sparsecap.errors import SpecError, StudyDirectoryError
+from sparsecap.models import ModelConfig
 from sparsecap.robustness.adversarial import check_sample_size
-from sparsecap.runtime import Runtime
+from sparsecap.runtime import Runtime, physical_memory_bytes
+from sparsecap.sparsity import beyond_memory
 from sparsecap.studies.checkpoints import checkpoint_problem
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
@@ -199,6 +202,8 @@ def run_study(
     record = _refuse_other_study(directory, spec)
     if executor is Executor.RAY:
         import_ray()  # a missing Ray is an error before anything is created
+    else:  # a Ray node's memory is not this machine's
+        _refuse_beyond_memory(spec)
     runtime = runtime or Runtime()
     workers = 1 if executor is Executor.RAY else runtime.workers_for(len(seed_groups(spec, expand(spec))))
     context = worker_context() if workers > 1 else None  # its fork server starts while the data loads
@@ -230,6 +235,16 @@ def run_study(
         finally:  # also after Ctrl-C or a failure: it lists the devices of every trial recorded
             with _writable(directory):
                 _write_study_file(directory, database)
+
+
+def _refuse_beyond_memory(spec: StudySpec) -> None:
+    """Each architecture's largest model must fit in this machine's memory, said before anything is created:
+    otherwise every trial of that model fails only once its weights are allocated."""
+    for architecture, dataset in itertools.product(spec.architectures, spec.datasets):
+        largest = ModelConfig(architecture, max(spec.widths), max(spec.depths_for(architecture)))
+        problem = beyond_memory(largest, dataset_info(dataset), physical_memory_bytes())
+        if problem is not None:
+            raise SpecError(f"{spec.name!r} cannot run here: {problem}; choose smaller widths or depths")
 
 
 def _write_study_file(directory: Path, database: StudyDatabase) -> None:

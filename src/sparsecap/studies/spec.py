@@ -11,6 +11,7 @@ import enum
 import hashlib
 import itertools
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -225,7 +226,8 @@ class StudySpec(_Strict):
     architecture's shallowest member (1 hidden layer, VGG11, ResNet18).
     """
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: str
+    """Names the study's directory (runs/<name>): letters, digits, '_', '.' and '-', not dots alone."""
     architectures: list[str] = Field(min_length=1)
     datasets: list[DatasetName] = Field(min_length=1)
     widths: list[PositiveInt] = Field(min_length=1)
@@ -250,6 +252,14 @@ class StudySpec(_Strict):
     corruptions: CorruptionsSpec = CorruptionsSpec()
     dynamic: DynamicSpec = DynamicSpec()
     resources: ResourcesSpec = ResourcesSpec()
+
+    @field_validator("name")
+    @classmethod
+    def _a_directory_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not name.strip("."):
+            raise ValueError("must be letters, digits, '_', '.' and '-', with at least one that is not a dot: it "
+                             "names the study's directory, runs/<name>")
+        return name
 
     @field_validator("architectures")
     @classmethod
@@ -367,6 +377,12 @@ class StudySpec(_Strict):
         default = CorruptionsSpec.model_fields["severities"].default
         return (corruptions.enabled and corruptions.severities != default
                 and all(suite_for_dataset(dataset.value) is not Suite.CIFAR_C for dataset in self.datasets))
+
+    def ignored_tables(self) -> list[str]:
+        """The measures given settings but left off (`enabled = false`): those settings change nothing, and a
+        user who set them most likely meant the measure to run."""
+        return [name for name, table in (("adversarial", self.adversarial), ("corruptions", self.corruptions))
+                if not table.enabled and table.model_fields_set - {"enabled"}]
 
     def recomputes_batch_norm(self, architecture: str) -> bool:
         """Whether the study's `architecture` models have their batch-norm statistics recomputed after training."""
@@ -488,18 +504,20 @@ def _unknown_key(location: tuple[str | int, ...]) -> str:
     guess = (f"; did you mean {'.'.join(parents + nearest)}?" if nearest
              else f"; did you mean {elsewhere[0]}?{misplaced}" if elsewhere else "")
     where = f"[{parents[0]}]" if parents else "top-level"
-    shown = ", ".join(f"[{name}]" if name in TABLES else name for name in valid)
+    shown = ", ".join(f"[{name}]" if table is StudySpec and name in TABLES else name for name in valid)
     return f"  {'.'.join(parents + [key])}: unknown key{guess} (valid {where} keys: {shown})"
 
 
 def _describe_errors(error: ValidationError) -> str:
     lines = []
     for detail in error.errors():
-        location = ".".join(str(part) for part in detail["loc"]) or "(spec)"
+        message = detail["msg"].removeprefix("Value error, ")
         if detail["type"] == "extra_forbidden":
             lines.append(_unknown_key(detail["loc"]))
+        elif not detail["loc"]:  # a rule across keys: its message names them, and the input is the whole spec
+            lines.append(f"  {message}")
         else:
-            lines.append(f"  {location}: {detail['msg']} (got {detail.get('input')!r})")
+            lines.append(f"  {'.'.join(str(part) for part in detail['loc'])}: {message} (got {detail.get('input')!r})")
     return "\n".join(lines)
 
 
@@ -523,7 +541,7 @@ def list_presets() -> list[str]:
 def _read_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
+    except ValueError as error:  # TOMLDecodeError, or an integer beyond Python's 4300 digits
         raise SpecError(f"study spec {source} is not valid TOML: {error}") from None
 
 
@@ -532,10 +550,7 @@ def _set_override(data: dict[str, Any], assignment: str) -> None:
     key, separator, value = assignment.partition("=")
     if not separator or not key.strip():
         raise SpecError(f"override {assignment!r} must look like KEY=VALUE, e.g. training.max_epochs=3")
-    try:
-        parsed = tomllib.loads(f"value = {value}")["value"]
-    except tomllib.TOMLDecodeError:
-        parsed = value
+    parsed = _override_value(value, assignment)
     *parents, leaf = key.strip().split(".")
     target = data
     for parent in parents:
@@ -543,6 +558,19 @@ def _set_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(target, dict):
             raise SpecError(f"override {assignment!r}: {parent!r} is not a table")
     target[leaf] = _merged(target.get(leaf), parsed)
+
+
+def _override_value(value: str, assignment: str) -> Any:
+    """An override's TOML value; a bare word (`bfloat16`, `posttrain-finetune`) is taken as a string, since shells
+    strip the quotes TOML wants. Anything else that is not TOML is refused, not passed on as a string: a list
+    with a typo would otherwise be reported as "not a list"."""
+    try:
+        return tomllib.loads(f"value = {value}")["value"]
+    except ValueError as error:  # TOMLDecodeError, or an integer beyond Python's 4300 digits
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value.strip()):
+            return value.strip()
+        raise SpecError(f"override {assignment!r}: {value.strip()!r} is not a TOML value ({error}); write strings "
+                        f"as words or in quotes, lists as [a, b], numbers as decimals (1/255 as 0.00392)") from None
 
 
 def _merged(current: Any, value: Any) -> Any:
@@ -562,7 +590,7 @@ def _read_study_json(text: str, source: str) -> dict[str, Any]:
     """The spec recorded in a study directory's study.json (or a plain JSON spec)."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError, or an integer beyond Python's 4300 digits
         raise SpecError(f"study spec {source} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise SpecError(f"study spec {source} must hold a JSON object, not {type(data).__name__}")
@@ -575,9 +603,8 @@ def spec_data_of_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
     """Spec data (for `parse_spec`) from a spec as a study records it (`StudySpec.resolved`): its bases are
     derived, and batch-norm statistics are recorded only where recomputed."""
     data = {key: value for key, value in recorded.items() if key != "bases"}
-    if isinstance(data.get("training"), dict):
-        data["training"] = {**data["training"],
-                            "batch_norm_statistics": BatchNormStatistics.recorded_in(data["training"]).value}
+    if isinstance(data.get("training"), dict):  # validation names a value that is not a setting
+        data["training"] = {"batch_norm_statistics": BatchNormStatistics.RUNNING.value, **data["training"]}
     return data
 
 
@@ -595,7 +622,7 @@ def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
         if not path.is_file():
             raise SpecError(f"spec file {path} does not exist")
         try:
-            source, text = str(path), path.read_text(encoding="utf-8")
+            source, text = str(path), path.read_text(encoding="utf-8-sig")  # some editors write a BOM
         except UnicodeDecodeError as error:
             raise SpecError(f"spec file {path} is not UTF-8 text ({error.reason} at byte {error.start}); "
                             f"give a TOML spec, a study directory's {STUDY_FILE} or a preset") from None
