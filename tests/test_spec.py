@@ -360,6 +360,7 @@ def test_an_override_that_is_not_toml_is_refused_as_such_unless_it_is_a_bare_wor
     with pytest.raises(SpecError, match=re.escape(f"override {override!r}: {shown} is not a TOML value (")):
         load_spec("quick", [override])
     assert load_spec("quick", ["training.precision=bfloat16"]).training.precision.value == "bfloat16"
+    assert load_spec("quick", ["name=2nd-run"]).name == "2nd-run"
 
 
 def test_integers_beyond_pythons_digit_limit_are_refused_not_a_traceback(tmp_path):

@@ -567,7 +567,7 @@ def _override_value(value: str, assignment: str) -> Any:
     try:
         return tomllib.loads(f"value = {value}")["value"]
     except ValueError as error:  # TOMLDecodeError, or an integer beyond Python's 4300 digits
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.:-]*", value.strip()):
+        if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]*", value.strip()):
             return value.strip()
         raise SpecError(f"override {assignment!r}: {value.strip()!r} is not a TOML value ({error}); write strings "
                         f"as words or in quotes, lists as [a, b], numbers as decimals (1/255 as 0.00392)") from None
