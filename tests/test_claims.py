@@ -771,3 +771,33 @@ def test_a_pipe_in_a_cell_is_escaped_not_a_new_column(tmp_path: Path) -> None:
     rows = [line for line in claims_markdown(piped).splitlines()
             if line.startswith("| c") and not line.startswith("| claim |")]
     assert rows and all(row.replace("\\|", "").count("|") == 7 and "\\| a b |" in row for row in rows)
+
+
+def test_a_best_point_significantly_worse_while_another_interval_is_open_is_said_so() -> None:
+    """ΔL of the best sparse point is precisely above the base's; a second point is so noisy its interval still
+    allows a gain of the margin: inconclusive (not every interval excludes the gain), and the reason says the
+    best point is worse, not that it fails to separate."""
+    curve = _curve(NOISE_DELTA_LOSS, [[0.50, 0.50, 0.50], [0.60, 0.61, 0.62], [0.10, 0.90, 1.40]])
+    finding = improves_with_sparsity(curve)
+    assert finding.verdict is Verdict.INCONCLUSIVE, finding
+    assert finding.reason == ("even the best sparse point is significantly worse than the base, but the interval at "
+                              f"{curve.points[2].where} does not rule out a gain of the margin")
+    fall = rises_then_falls(_curve(CLEAN_ACCURACY, [BASE_80, [0.77, 0.771, 0.772], [0.50, 0.75, 0.90]]))
+    assert fall.verdict is Verdict.INCONCLUSIVE and fall.reason.startswith("even the best sparse point is "), fall
+    noisy = improves_with_sparsity(_curve(NOISE_DELTA_LOSS, [[0.50, 0.50, 0.50], [0.30, 0.55, 0.80]]))
+    assert noisy.reason == "the best sparse point does not separate from the base", noisy
+
+
+def test_c4_shows_the_point_that_decides_it() -> None:
+    """The first significantly inferior point is the one named and shown, not another with a wider interval."""
+    curve = _curve(MIN_CLASS_RECALL, [HIGH_RECALL, [0.70, 0.701, 0.699], [0.40, 0.85, 0.95]])
+    finding = recall_not_inferior(curve, None, [])
+    assert finding.verdict is Verdict.FAILS, finding
+    assert finding.reason.endswith(f"at {curve.points[1].where}, before clean accuracy collapses")
+    assert finding.evidence.startswith(f"inferior {curve.points[1].where}: -15.00 pp [-15.23 pp, -14.77 pp]")
+
+
+def test_c4_says_nothing_where_the_base_never_predicts_some_class() -> None:
+    """A minimum recall of 0 at the base cannot fall: zero-width intervals at the floor are no non-inferiority."""
+    finding = recall_not_inferior(_curve(MIN_CLASS_RECALL, [[0.0] * 3, [0.0] * 3, [0.0] * 3]), None, [])
+    assert finding.verdict is Verdict.INCONCLUSIVE and "minimum class recall is 0 in every seed" in finding.reason

@@ -376,6 +376,18 @@ def _untested_text(points: Sequence[PointEstimate]) -> str:
     return ", ".join(point.label for point in points) + " could not be tested (1 finished seed)"
 
 
+def _no_gain_shown(curve: Curve, best: PointEstimate, testable: Sequence[PointEstimate]) -> str:
+    """Why a best sparse point that is not significantly better decides nothing: it does not separate from the
+    base, or it is significantly worse while another point's interval still allows a gain of the margin (so the
+    claim is not refuted either: that needs every interval to exclude the gain)."""
+    measure = curve.measure
+    if not (best.significant and measure.better(best.versus_base.estimate) < 0):
+        return "the best sparse point does not separate from the base"
+    still_open = next(point for point in testable if _gain_upper(measure, point.versus_base) >= curve.margin)
+    return (f"even the best sparse point is significantly worse than the base, but the interval at "
+            f"{still_open.where} does not rule out a gain of the margin")
+
+
 def rises_then_falls(curve: Curve) -> Finding:
     """The paper's shape: some sparser point beats the base, and sparser still it falls again."""
     shortage = _shortage(curve)
@@ -391,7 +403,7 @@ def rises_then_falls(curve: Curve) -> Finding:
         return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show_margin(margin)}): "
                        "there is no rise", peak_text)
     if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
-        return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", peak_text)
+        return Finding(Verdict.INCONCLUSIVE, _no_gain_shown(curve, peak, testable), peak_text)
     if not _exceeds(measure.better(peak.versus_base.estimate), margin):
         return Finding(Verdict.INCONCLUSIVE, "the best sparse point beats the base significantly, but by no more "
                        "than the margin", peak_text)
@@ -431,7 +443,7 @@ def improves_with_sparsity(curve: Curve) -> Finding:
                            f"{margin_text}, but {_untested_text(curve.untested)}", evidence)
         return Finding(Verdict.FAILS, f"no sparse point improves on the base by the margin{margin_text}", evidence)
     if not (best.significant and measure.better(best.versus_base.estimate) > 0):
-        return Finding(Verdict.INCONCLUSIVE, "the best sparse point does not separate from the base", evidence)
+        return Finding(Verdict.INCONCLUSIVE, _no_gain_shown(curve, best, testable), evidence)
     if not _exceeds(measure.better(best.versus_base.estimate), curve.margin):
         return Finding(Verdict.INCONCLUSIVE, f"the best sparse point improves on the base significantly, but by no "
                        f"more than the margin{margin_text}", evidence)
@@ -463,6 +475,9 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
     shortage = _shortage(curve)
     if shortage:
         return Finding(Verdict.INCONCLUSIVE, shortage)
+    if curve.base.interval.mean == 0:
+        return Finding(Verdict.INCONCLUSIVE, "the base's minimum class recall is 0 in every seed (a class it never "
+                       "predicts): it cannot fall, so non-inferiority would say nothing")
     margin = curve.margin
     regime = [point for point in _in_regime(curve, clean) if point.versus_base.testable]
     if not regime:
@@ -473,14 +488,16 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
     adjusted = holm([change.p_value for change, _ in class_tests])
     hurt = [(change, entry) for (change, entry), p_value in zip(class_tests, adjusted)
             if math.isfinite(p_value) and p_value < SIGNIFICANCE_LEVEL and change.change < 0]
-    worst = min(regime, key=lambda point: point.versus_base.low)
-    evidence = (f"lowest bound {worst.where}: {_versus(curve.measure, worst.versus_base, worst.adjusted_p)}; "
+    inferior = [point for point in regime if point.significant and point.versus_base.estimate < -margin]
+    # The point that decides: the first significantly inferior one, else the one whose interval reaches lowest.
+    shown = inferior[0] if inferior else min(regime, key=lambda point: point.versus_base.low)
+    evidence = (f"{'inferior' if inferior else 'lowest bound'} {shown.where}: "
+                f"{_versus(curve.measure, shown.versus_base, shown.adjusted_p)}; "
                 f"margin −{curve.measure.show(margin)} pp; Hooker test: {len(hurt)} of {len(class_tests)} "
                 f"(class, point) pair(s) disproportionately hurt after Holm")
-    inferior = [point for point in regime if point.significant and point.versus_base.estimate < -margin]
     if inferior:
         return Finding(Verdict.FAILS, f"minimum class recall falls significantly below the base at "
-                       f"{inferior[0].where} while clean accuracy holds", evidence)
+                       f"{inferior[0].where}, before clean accuracy collapses", evidence)
     if hurt:
         change, entry = hurt[0]
         return Finding(Verdict.FAILS, f"class {change.class_index} is disproportionately hurt at {entry.point.label}",
