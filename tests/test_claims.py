@@ -175,6 +175,9 @@ def test_two_runs_of_one_spec_are_told_apart_by_their_directories(tmp_path: Path
     with pytest.raises(StudyDirectoryError, match="must differ in name or in directory name to be combined .*got "
                                                   "names quick, quick in"):
         load_studies([static, again])
+    smaller = write_study(tmp_path / "smaller", {"posttrain": FLAT}, name="quick", spec={"train_examples": 500})
+    with pytest.raises(StudyDirectoryError, match="different train_examples: static has None, smaller has 500"):
+        load_studies([static, smaller])  # named by their directories, as their names are alike
 
 
 def test_a_study_named_twice_is_refused_as_such_by_claims_and_report(tmp_path: Path) -> None:

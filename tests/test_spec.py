@@ -396,3 +396,5 @@ def test_measures_given_settings_but_left_off_are_found():
     assert load_spec("quick", ["adversarial.attacks=['pgd']"]).ignored_tables() == ["adversarial"]
     assert load_spec("quick", ["corruptions.draws=2", "adversarial.enabled=false"]).ignored_tables() == ["corruptions"]
     assert load_spec("quick-adversarial").ignored_tables() == [] and load_spec("quick").ignored_tables() == []
+    defaults = ["adversarial={enabled=false, steps=10}", "corruptions.severities=[2, 4]"]  # as README's block has
+    assert load_spec("quick", defaults).ignored_tables() == []

@@ -152,8 +152,10 @@ def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):
     other = load_spec(str(write_spec(tmp_path, TINY_SPEC.replace("max_epochs = 2", "max_epochs = 3"), "other.toml")),
                       ["seeds=[5]"])  # seeds alone would be added; the other setting is what refuses it
     with pytest.raises(StudyDirectoryError, match=r"different study \('tiny'\), which differs in training.max_epochs "
-                                                  r"\(recorded 2, now 3\); nothing was changed"):
+                                                  r"\(recorded 2, now 3\); nothing was changed") as refusal:
         run_study(other, tmp_path / "out")
+    assert str(refusal.value).endswith(f"or resume that study as it was made: sparsecap run "
+                                       f"{tmp_path / 'out' / 'study.json'}, with no --set that changes it")
     assert (tmp_path / "out" / "results.sqlite").read_bytes() == database_bytes
 
 

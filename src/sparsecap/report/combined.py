@@ -26,35 +26,37 @@ from sparsecap.training.config import BatchNormStatistics
 TRIAL_KEY = ("architecture", "dataset", "family", "width", "depth", "schedule", "seed")
 
 
-def _different_setting(first: StudyResults, other: StudyResults) -> str | None:
-    """The first setting both studies record with different values, as a reason; None if none."""
+def _different_setting(first: StudyResults, other: StudyResults, labels: tuple[str, str]) -> str | None:
+    """The first setting both studies record with different values, as a reason naming them by `labels`; None if
+    none."""
     settings = [compared_settings(results.spec) for results in (first, other)]
     for key in sorted(settings[0].keys() & settings[1].keys()):
         if settings[0][key] != settings[1][key]:
-            return f"different {key}: {first.name} has {settings[0][key]}, {other.name} has {settings[1][key]}"
+            return f"different {key}: {labels[0]} has {settings[0][key]}, {labels[1]} has {settings[1][key]}"
     return None
 
 
-def incompatibility(first: StudyResults, other: StudyResults) -> str | None:
-    """What makes two studies' results incomparable, or None."""
+def incompatibility(first: StudyResults, other: StudyResults, labels: tuple[str, str]) -> str | None:
+    """What makes two studies' results incomparable, naming them by `labels` (`_labels`: their names, or their
+    directories' where the names repeat), or None."""
     datasets = [sorted({str(trial["dataset"]) for trial in results.trials}) for results in (first, other)]
     if datasets[0] != datasets[1]:
-        return f"different datasets: {first.name} has {', '.join(datasets[0])}, {other.name} has {', '.join(datasets[1])}"
+        return f"different datasets: {labels[0]} has {', '.join(datasets[0])}, {labels[1]} has {', '.join(datasets[1])}"
     bases = [{(trial["architecture"], trial["dataset"]): trial["base_nonzero"] for trial in results.trials}
              for results in (first, other)]
     for key in sorted(bases[0].keys() & bases[1].keys()):
         if bases[0][key] != bases[1][key]:
-            return (f"different bases for {key[0]} on {key[1]}: {first.name} keeps {bases[0][key]} nonzero weights, "
-                    f"{other.name} keeps {bases[1][key]}")
-    setting = _different_setting(first, other)
+            return (f"different bases for {key[0]} on {key[1]}: {labels[0]} keeps {bases[0][key]} nonzero weights, "
+                    f"{labels[1]} keeps {bases[1][key]}")
+    setting = _different_setting(first, other, labels)
     if setting is not None:
         return setting
     shared = {str(trial["architecture"]) for trial in first.trials} & {str(trial["architecture"]) for trial in other.trials}
     statistics = [BatchNormStatistics.recorded_in(results.spec.get("training") or {}).value
                   for results in (first, other)]
     if statistics[0] != statistics[1] and any(architecture_family(name).batch_norm for name in shared):
-        return (f"different batch-norm statistics: {first.name} evaluates its CNNs on {statistics[0]} ones, "
-                f"{other.name} on {statistics[1]} ones ([training] batch_norm_statistics)")
+        return (f"different batch-norm statistics: {labels[0]} evaluates its CNNs on {statistics[0]} ones, "
+                f"{labels[1]} on {statistics[1]} ones ([training] batch_norm_statistics)")
     return None
 
 
@@ -76,8 +78,9 @@ def combine_studies(studies: Sequence[StudyResults]) -> StudyResults:
     if len(studies) == 1:
         return studies[0]
     labels = _labels(studies)
-    for first, other in itertools.combinations(studies, 2):  # every pair: two may share what the first lacks
-        problem = incompatibility(first, other)
+    pairs = itertools.combinations(zip(labels, studies), 2)  # every pair: two may share what the first lacks
+    for (first_label, first), (other_label, other) in pairs:
+        problem = incompatibility(first, other, (first_label, other_label))
         if problem:
             raise StudyDirectoryError(f"cannot combine {first.directory} and {other.directory}: {problem}")
     seen: dict[tuple[Any, ...], str] = {}

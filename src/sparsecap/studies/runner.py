@@ -77,8 +77,8 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> dict[str, Any]:
         raise StudyDirectoryError(
             f"{directory} holds results of a different study ({recorded_spec.get('name', 'unknown')!r}), "
             f"which differs in {shown or 'its fingerprint'}; nothing was changed. Use a new --out directory "
-            f"for {spec.name!r}, or rerun the spec that directory was made with ({directory / STUDY_FILE}) "
-            f"to resume it"
+            f"for {spec.name!r}, or resume that study as it was made: sparsecap run {directory / STUDY_FILE}, "
+            f"with no --set that changes it"
         )
     return recorded
 

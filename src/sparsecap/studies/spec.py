@@ -379,10 +379,10 @@ class StudySpec(_Strict):
                 and all(suite_for_dataset(dataset.value) is not Suite.CIFAR_C for dataset in self.datasets))
 
     def ignored_tables(self) -> list[str]:
-        """The measures given settings but left off (`enabled = false`): those settings change nothing, and a
-        user who set them most likely meant the measure to run."""
+        """The measures left off (`enabled = false`) with settings other than their defaults: those settings
+        change nothing, and a user who changed them most likely meant the measure to run."""
         return [name for name, table in (("adversarial", self.adversarial), ("corruptions", self.corruptions))
-                if not table.enabled and table.model_fields_set - {"enabled"}]
+                if not table.enabled and table != type(table)()]
 
     def recomputes_batch_norm(self, architecture: str) -> bool:
         """Whether the study's `architecture` models have their batch-norm statistics recomputed after training."""
