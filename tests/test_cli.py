@@ -237,6 +237,17 @@ def test_a_model_larger_than_this_machine_is_refused_before_anything_is_created(
     assert err.rstrip().endswith("; choose smaller widths or depths") and not (tmp_path / "out").exists()
 
 
+def test_a_run_says_how_many_trials_max_epochs_ended_before_the_stopping_rule(capsys, tmp_path):
+    """Said without a report too: a user of --no-report would otherwise never learn the curves are under-trained."""
+    spec = str(write_spec(tmp_path, TINY_SPEC.replace('["static", "posttrain"]', '["static"]')))
+    code, _, err = _run(capsys, "run", spec, "--out", str(tmp_path / "short"), "--no-report", "--workers", "1")
+    assert code == 0 and ("4 of 4 trials are under-trained: max_epochs (2) ended them with a training loss not below "
+                          "stop_loss (0.01); verdicts over them are flagged [UNDER-TRAINED]") in err
+    code, _, err = _run(capsys, "run", spec, "--out", str(tmp_path / "met"), "--no-report", "--workers", "1",
+                        "--set", "training.stop_loss=100")
+    assert code == 0 and "under-trained" not in err
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

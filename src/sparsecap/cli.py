@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from pathlib import Path
 
 import sparsecap
@@ -19,6 +19,7 @@ from sparsecap.studies.ray_address import cluster_endpoint
 
 if TYPE_CHECKING:
     from sparsecap.report.analysis import Analysis
+    from sparsecap.studies.spec import StudySpec
 
 EXIT_TRIALS_FAILED = 1
 EXIT_USAGE = 2
@@ -120,7 +121,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
-    from sparsecap.studies import run_study
+    from sparsecap.studies import StudyDatabase, run_study
     from sparsecap.studies.progress import ProgressStyle, write_line
     from sparsecap.studies.ray_executor import RayOptions
     from sparsecap.training.config import Precision
@@ -155,10 +156,10 @@ def _command_run(arguments: argparse.Namespace) -> int:
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
     print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
+    trials = StudyDatabase(directory).rows("trials")
+    _say_under_trained(spec, trials)
     if progress.failed:
-        from sparsecap.studies import StudyDatabase
-
-        errors = {row["trial_id"]: row["error"] for row in StudyDatabase(directory).rows("trials")}
+        errors = {row["trial_id"]: row["error"] for row in trials}
         print("failed trials (whole errors in the database's trials.error; a rerun retries them):", file=sys.stderr)
         for trial_id in progress.failed:
             last_line = ((errors.get(trial_id) or "").strip().splitlines() or ["(no error recorded)"])[-1]
@@ -166,6 +167,18 @@ def _command_run(arguments: argparse.Namespace) -> int:
     if not arguments.no_report:
         _report_after_run(directory)
     return EXIT_TRIALS_FAILED if progress.failed else 0
+
+
+def _say_under_trained(spec: StudySpec, trials: list[dict[str, Any]]) -> None:
+    """Say, with or without a report, how many finished trials max_epochs ended before the stopping rule: their
+    curves show how far training got, and every verdict over them is flagged."""
+    from sparsecap.report.claims import under_trained
+
+    count = sum(under_trained(trial, spec.training.stop_loss) for trial in trials)
+    if count:
+        print(f"{count} of {len(trials)} trials are under-trained: max_epochs ({spec.training.max_epochs}) ended "
+              f"them with a training loss not below stop_loss ({spec.training.stop_loss}); verdicts over them are "
+              f"flagged [UNDER-TRAINED]", file=sys.stderr)
 
 
 def _default_directory(spec_argument: str, name: str) -> Path:
