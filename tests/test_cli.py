@@ -221,6 +221,17 @@ def test_corruption_severities_that_change_nothing_are_warned_of_before_the_run(
     assert code == 2 and not (tmp_path / "out").exists()  # refused on the missing device, after the warning
 
 
+def test_a_base_outside_the_grid_is_warned_of_before_the_run(capsys, tmp_path):
+    """No trial would be the dense base, so every verdict against it would only say "no dense base point"."""
+    code, _, err = _run(capsys, "run", "quick", "--out", str(tmp_path / "out"), "--device", "cuda:99",
+                        "--set", "base_width=64", "--set", "widths=[128, 256]")
+    assert ("warning: the mlp base of 'quick' (width 64, depth 1) is no model of the grid, so every claim but c6 "
+            "(which needs none) lacks its dense base point") in err
+    assert code == 2 and not (tmp_path / "out").exists()
+    assert "is no model of the grid" not in _run(capsys, "run", "quick", "--out", str(tmp_path / "out"),
+                                                 "--device", "cuda:99")[2]
+
+
 def test_measures_given_settings_but_left_off_are_warned_of_before_the_run(capsys, tmp_path):
     code, _, err = _run(capsys, "run", "quick", "--out", str(tmp_path / "out"), "--device", "cuda:99",
                         "--set", "adversarial.attacks=['pgd']")

@@ -133,6 +133,10 @@ def _command_run(arguments: argparse.Namespace) -> int:
         write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base (width {base.width}, "
                    f"depth {base.depth}), so nothing is masked and no model is sparse; hold them to a smaller "
                    f"model's weight count with base_width (e.g. --set base_width={smaller})", sys.stderr)
+    for architecture, base in spec.bases_outside_the_grid().items():
+        write_line(f"warning: the {architecture} base of {spec.name!r} (width {base.width}, depth {base.depth}) is "
+                   f"no model of the grid, so every claim but c6 (which needs none) lacks its dense base point and "
+                   f"will be inconclusive; to measure it, make the base one of the grid's models", sys.stderr)
     if spec.ignores_severities():
         write_line(f"warning: [corruptions] severities = {spec.corruptions.severities} changes nothing in "
                    f"{spec.name!r}: it sets CIFAR-C's severities, and MNIST-C measures each corruption at its "

@@ -370,6 +370,16 @@ class StudySpec(_Strict):
             if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}
         }
 
+    def bases_outside_the_grid(self) -> dict[str, ModelConfig]:
+        """Architectures whose dense base is no model of the grid, with that base: no trial measures the point
+        every claim but c6 compares with, so those verdicts can only be inconclusive."""
+        return {
+            architecture: base
+            for architecture in self.architectures
+            for base in [self.base_for(architecture)]
+            if base.width not in self.widths or base.depth not in self.depths_for(architecture)
+        }
+
     def ignores_severities(self) -> bool:
         """Whether `[corruptions] severities` was changed for a study none of whose datasets is measured on
         CIFAR-C: MNIST-C measures each corruption at its published severity, so the setting changes nothing."""
