@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import sparsecap
 from sparsecap.cli import main
 from sparsecap.runtime import physical_cores
 from sparsecap.studies import StudyDatabase
@@ -466,9 +467,13 @@ def test_doctor_reports_this_machines_cpus_and_what_auto_chooses(capsys):
     from sparsecap.devices import auto_workers_phrase, cpu_name, detect, resolve
     from sparsecap.runtime import available_cores, physical_cores
 
+    import platform
+
     code, out, _ = _run(capsys, "doctor")
     available = detect()
-    assert code == 0 and out.startswith(f"torch {available.torch_version}, CUDA ")
+    first, second = out.splitlines()[:2]
+    assert code == 0 and first.startswith(f"sparsecap {sparsecap.__version__}, Python {platform.python_version()}, ")
+    assert second.startswith(f"torch {available.torch_version}, CUDA ")
     assert f"cpu       {cpu_name()}: {available_cores()} usable CPUs, {physical_cores()} physical cores" in out
     auto = resolve("auto", available)
     assert f"--device auto runs on: {auto}; --workers auto: {auto_workers_phrase(auto)}; " in out

@@ -307,8 +307,12 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
 def _command_doctor(arguments: argparse.Namespace) -> int:
     from sparsecap.devices import auto_workers_phrase, cpu_name, detect, resolve
     from sparsecap.runtime import THREADED_FROM_MULTIPLY_ACCUMULATES, available_cores, physical_cores
+    from sparsecap.studies.environment import versions
 
+    installed = versions()
     available = detect()
+    print(f"sparsecap {installed['sparsecap']}, Python {installed['python']}, numpy {installed['numpy']}, "
+          f"on {installed['platform']}")
     print(f"torch {available.torch_version}, CUDA {available.cuda_version or 'none (CPU-only build)'}")
     print(f"cpu       {cpu_name()}: {available_cores()} usable CPUs, {physical_cores()} physical cores")
     for index, name in enumerate(available.cuda):
