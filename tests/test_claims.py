@@ -804,3 +804,15 @@ def test_c4_says_nothing_where_the_base_never_predicts_some_class() -> None:
     """A minimum recall of 0 at the base cannot fall: zero-width intervals at the floor are no non-inferiority."""
     finding = recall_not_inferior(_curve(MIN_CLASS_RECALL, [[0.0] * 3, [0.0] * 3, [0.0] * 3]), None, [])
     assert finding.verdict is Verdict.INCONCLUSIVE and "minimum class recall is 0 in every seed" in finding.reason
+
+
+def test_a_combined_report_lists_each_studys_versions_as_text(tmp_path: Path) -> None:
+    """Each study's versions on one line of the Versions table, not as the JSON the database holds."""
+    directories = [write_study(tmp_path / name, {schedule: FLAT}, name=name)
+                   for name, schedule in (("static", "static"), ("posttrain", "posttrain"))]
+    for directory in directories:
+        StudyDatabase.create(directory).write_metadata({"versions": {"torch": "2.13.0", "sparsecap": "0.1.0"}})
+    html = write_report(*directories, out=tmp_path / "both").read_text(encoding="utf-8")
+    table = html[html.index('<table id="versions-table">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("sparsecap 0.1.0, torch 2.13.0") == 2 and "{" not in table

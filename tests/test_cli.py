@@ -402,6 +402,11 @@ def test_an_output_path_that_is_a_file_or_a_study_that_does_not_exist_is_named_a
     code, _, err = _run(capsys, "report", str(study), "--out", str(afile))
     assert code == 2 and f"the report's path {afile} exists and is not a directory" in err
     assert afile.read_text() == "kept" and "Traceback" not in err
+    before = sorted(path.name for path in study.iterdir())
+    code, _, err = _run(capsys, "corrupt", "mnist", "--out", str(study), "--data-root", str(tmp_path / "data"),
+                        "--corruptions", "fog", "--no-progress")
+    assert code == 2 and f"--out {study} is a study directory (it holds results.sqlite)" in err
+    assert sorted(path.name for path in study.iterdir()) == before
 
 
 def test_a_run_whose_every_trial_diverged_ends_without_a_report_and_not_as_a_refusal(capsys, tmp_path):

@@ -286,8 +286,12 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
 def _command_corrupt(arguments: argparse.Namespace) -> int:
     from sparsecap.corruptions.datasets import write_corrupted_dataset
     from sparsecap.data import load_dataset
+    from sparsecap.studies.database import DATABASE_FILE
     from sparsecap.studies.progress import ProgressStyle
 
+    if (arguments.out / DATABASE_FILE).is_file():  # its corrupted files would mix with a study's results
+        raise SparsecapError(f"--out {arguments.out} is a study directory (it holds {DATABASE_FILE}); give the "
+                             f"corrupted dataset a directory of its own")
     dataset = load_dataset(arguments.dataset, arguments.data_root, arguments.download)
     corruptions = None if arguments.corruptions is None else [
         name.strip() for name in arguments.corruptions.split(",") if name.strip()]

@@ -289,6 +289,13 @@ def _statistics_html(curves: StudyCurves) -> str:
     return _table("statistics-table", labels, rows)
 
 
+def _version_text(value: Any) -> str:
+    """A recorded version, or a combined study's versions of one study (component -> version) as one line."""
+    if isinstance(value, dict):
+        return ", ".join(f"{component} {version}" for component, version in sorted(value.items()))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _incomplete_html(results: StudyResults) -> str:
     warning = incomplete_warning(results)
     if warning is None:
@@ -328,7 +335,7 @@ def render_page(results: StudyResults, report: Analysis, figures: Sequence[Figur
             + _header(["component", "version"], text_columns=2)
             + "<tbody>"
             + "".join(
-                f"<tr>{_cell(key, 'text')}{_cell(value if isinstance(value, str) else json.dumps(value), 'text')}</tr>"
+                f"<tr>{_cell(key, 'text')}{_cell(_version_text(value), 'text')}</tr>"
                 for key, value in sorted(versions.items())
             )
             + "</tbody></table></div>"
