@@ -816,3 +816,16 @@ def test_a_combined_report_lists_each_studys_versions_as_text(tmp_path: Path) ->
     table = html[html.index('<table id="versions-table">'):]
     table = table[:table.index("</table>")]
     assert table.count("sparsecap 0.1.0, torch 2.13.0") == 2 and "{" not in table
+
+
+def test_c5_shows_the_closest_comparison_where_the_schedules_do_not_separate() -> None:
+    """No point differs significantly: the evidence still shows the comparison nearest to deciding (lowest Holm p),
+    so a reader can see how far from a verdict the schedules are."""
+    static = _curve(CLEAN_ACCURACY, [[0.90, 0.91, 0.89], [0.90, 0.91, 0.89], [0.86, 0.88, 0.84]], STATIC)
+    posttrain = _curve(CLEAN_ACCURACY, [[0.90, 0.91, 0.89], [0.80, 0.95, 0.88], [0.85, 0.87, 0.83]], POSTTRAIN)
+    finding = degrades_sooner(posttrain, static)
+    assert finding.reason == "the two schedules do not separate", finding
+    gaps = [welch_difference(posttrain.points[index].values, static.points[index].values) for index in (1, 2)]
+    closest = 1 + min(range(2), key=lambda index: gaps[index].p_value)
+    assert f"; closest at {posttrain.points[closest].where}, posttrain − static: " in finding.evidence
+    assert finding.evidence.count("closest at") == 1

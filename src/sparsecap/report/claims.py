@@ -551,7 +551,11 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
         return (f"{schedule} first falls below its base at {point.where}" if point else
                 f"{schedule} never falls significantly below its base at the points both were trained at")
     evidence = f"{collapse_text(first)}; {collapse_text(second)}"
-    for label, found in (("worse", worse), ("better", better), ("within the margin", small)):
+    tested = [(point, gap, p_value) for (point, _), gap, p_value in zip(pairs, gaps, adjusted)
+              if math.isfinite(p_value)]
+    # Where nothing separates, the comparison nearest to it, by its unadjusted p (Holm's values tie at 1).
+    closest = [min(tested, key=lambda entry: entry[1].p_value)] if tested and not significant else []
+    for label, found in (("worse", worse), ("better", better), ("within the margin", small), ("closest", closest)):
         if found:
             point, gap, p_value = found[0]
             evidence += f"; {label} at {point.where}, {first} − {second}: {_versus(measure, gap, p_value)}"
