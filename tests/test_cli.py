@@ -402,6 +402,9 @@ def test_an_output_path_that_is_a_file_or_a_study_that_does_not_exist_is_named_a
     code, _, err = _run(capsys, "report", str(study), "--out", str(afile))
     assert code == 2 and f"the report's path {afile} exists and is not a directory" in err
     assert afile.read_text() == "kept" and "Traceback" not in err
+    code, out, _ = _run(capsys, "report", str(study / "study.json"))  # as `run` takes it, for the study
+    assert code == 0 and f"report: {study / 'report' / 'index.html'}" in out
+    assert _run(capsys, "claims", str(study / "study.json"), "--json")[0] == 0
     before = sorted(path.name for path in study.iterdir())
     code, _, err = _run(capsys, "corrupt", "mnist", "--out", str(study), "--data-root", str(tmp_path / "data"),
                         "--corruptions", "fog", "--no-progress")

@@ -69,6 +69,14 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _study_directory(text: str) -> Path:
+    """A study directory, or its study.json, which `sparsecap run` takes for the study too."""
+    from sparsecap.studies.spec import STUDY_FILE
+
+    path = _path(text)
+    return path.parent if path.name == STUDY_FILE and path.is_file() else path
+
+
 def _seed(text: str) -> int:
     """A seed as a study's are: 0 to 2^63 - 1, what the results database stores and every generator takes."""
     from sparsecap.studies.spec import SQLITE_LARGEST_INTEGER
@@ -387,13 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_command_run)
 
     report = commands.add_parser("report", help="write the figures and HTML page of one study, or of several combined")
-    report.add_argument("directories", type=_path, nargs="+", metavar="DIR", help="study directories")
+    report.add_argument("directories", type=_study_directory, nargs="+", metavar="DIR",
+                        help="study directories (or their study.json)")
     report.add_argument("--out", type=_path, default=None, metavar="REPORTDIR",
                         help="where to write the report (default: DIR/report; required with several studies)")
     report.set_defaults(handler=_command_report)
 
     claims = commands.add_parser("claims", help="whether the paper's claims hold: verdicts with confidence intervals")
-    claims.add_argument("directories", type=_path, nargs="+", metavar="DIR",
+    claims.add_argument("directories", type=_study_directory, nargs="+", metavar="DIR",
                         help="study directories; several are compared as one (e.g. static in one, posttrain in another)")
     claims_format = claims.add_mutually_exclusive_group()
     claims_format.add_argument("--json", action="store_true", help="print JSON, with each verdict's curves")
