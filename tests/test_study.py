@@ -233,7 +233,8 @@ def test_killed_run_resumes_without_recomputing_or_duplicating(tmp_path):
     assert 2 <= len(survivors) < 12
 
     finished = subprocess.run(_command(spec, out), capture_output=True, text=True, check=True)
-    assert f"{12 - len(survivors)} trials run, {len(survivors)} already finished" in finished.stdout
+    ran = 12 - len(survivors)
+    assert f"{ran} trial{'' if ran == 1 else 's'} run, {len(survivors)} already finished" in finished.stdout
     rows = StudyDatabase(out).rows("trials")
     assert len(rows) == 12 and len({row["trial_id"] for row in rows}) == 12
     assert rows[: len(survivors)] == survivors  # earlier trials untouched, not recomputed

@@ -130,7 +130,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
     from sparsecap.studies import StudyDatabase, run_study
-    from sparsecap.studies.progress import ProgressStyle, write_line
+    from sparsecap.studies.progress import ProgressStyle, counted, write_line
     from sparsecap.studies.ray_executor import RayOptions
     from sparsecap.training.config import Precision
     from sparsecap.training.precision import bfloat16_emulated
@@ -166,7 +166,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
                          RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
                          runtime)
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
-    print(f"{spec.name}: {progress.ran} trials run{failed}, {progress.already_finished} already finished, "
+    print(f"{spec.name}: {counted(progress.ran, 'trial')} run{failed}, {progress.already_finished} already finished, "
           f"{progress.total} in all; results in {directory}")
     trials = StudyDatabase(directory).rows("trials")
     _say_under_trained(spec, trials)

@@ -217,8 +217,8 @@ class StudyProgressView:
     def __enter__(self) -> StudyProgressView:
         self._refresh()
         if self.style is ProgressStyle.LINES:
-            self._write(f"{self.name}: {self.pending} trials to run, {self.done} already finished; a line per "
-                        f"finished trial, and every {self._running_seconds:g} s what is running")
+            self._write(f"{self.name}: {counted(self.pending, 'trial')} to run, {self.done} already finished; a "
+                        f"line per finished trial, and every {self._running_seconds:g} s what is running")
             self._ticker.start()
         return self
 
