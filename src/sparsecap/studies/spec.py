@@ -360,25 +360,21 @@ class StudySpec(_Strict):
         depth = self.base_depth if self.base_depth is not None else min(self.depths_for(architecture))
         return ModelConfig(architecture, width, depth)
 
+    def bases(self) -> dict[str, ModelConfig]:
+        """Each architecture's dense base (`base_for`)."""
+        return {architecture: self.base_for(architecture) for architecture in self.architectures}
+
     def unmasked_bases(self) -> dict[str, ModelConfig]:
         """Architectures whose every model is its own dense base (nothing masked), with that base: a
         one-width study of a large model is usually meant to be masked to a smaller base."""
-        return {
-            architecture: base
-            for architecture in self.architectures
-            for base in [self.base_for(architecture)]
-            if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}
-        }
+        return {architecture: base for architecture, base in self.bases().items()
+                if set(self.widths) == {base.width} and set(self.depths_for(architecture)) == {base.depth}}
 
     def bases_outside_the_grid(self) -> dict[str, ModelConfig]:
         """Architectures whose dense base is no model of the grid, with that base: no trial measures the point
         every claim but c6 compares with, so those verdicts can only be inconclusive."""
-        return {
-            architecture: base
-            for architecture in self.architectures
-            for base in [self.base_for(architecture)]
-            if base.width not in self.widths or base.depth not in self.depths_for(architecture)
-        }
+        return {architecture: base for architecture, base in self.bases().items()
+                if base.width not in self.widths or base.depth not in self.depths_for(architecture)}
 
     def ignores_severities(self) -> bool:
         """Whether `[corruptions] severities` was changed for a study none of whose datasets is measured on
@@ -402,11 +398,8 @@ class StudySpec(_Strict):
     def resolved(self) -> dict[str, Any]:
         """The spec with every default filled in, as plain JSON data (saved beside the results)."""
         data = self.model_dump(mode="json")
-        data["bases"] = {
-            architecture: {"width": base.width, "depth": base.depth}
-            for architecture in self.architectures
-            for base in [self.base_for(architecture)]
-        }
+        data["bases"] = {architecture: {"width": base.width, "depth": base.depth}
+                         for architecture, base in self.bases().items()}
         if not self.adversarial.enabled:
             # Disabled attacks change no result: leave them out, so studies from before the
             # [adversarial] table existed keep their fingerprint and can be resumed.
@@ -614,7 +607,8 @@ def spec_data_of_record(recorded: Mapping[str, Any]) -> dict[str, Any]:
     derived, and batch-norm statistics are recorded only where recomputed."""
     data = {key: value for key, value in recorded.items() if key != "bases"}
     if isinstance(data.get("training"), dict):  # validation names a value that is not a setting
-        data["training"] = {"batch_norm_statistics": BatchNormStatistics.RUNNING.value, **data["training"]}
+        data["training"] = {**data["training"],
+                            "batch_norm_statistics": BatchNormStatistics.recorded_value(data["training"])}
     return data
 
 

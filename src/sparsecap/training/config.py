@@ -37,10 +37,16 @@ class BatchNormStatistics(str, Enum):
     """The running averages kept during training (PyTorch's default; stale by a few steps, or by a pruning)."""
 
     @classmethod
+    def recorded_value(cls, training: Mapping[str, Any]) -> Any:
+        """The setting a recorded (resolved) `[training]` table ran with, as recorded (unchecked, for validation to
+        name a bad one): it names the key only where recomputed, so its absence means running (the studies from
+        before the setting, and those without batch norms)."""
+        return training.get("batch_norm_statistics", cls.RUNNING.value)
+
+    @classmethod
     def recorded_in(cls, training: Mapping[str, Any]) -> BatchNormStatistics:
-        """The setting a recorded (resolved) `[training]` table ran with: it names the key only where recomputed,
-        so its absence means running (the studies from before the setting, and those without batch norms)."""
-        return cls(training.get("batch_norm_statistics", cls.RUNNING.value))
+        """`recorded_value` as a setting."""
+        return cls(cls.recorded_value(training))
 
 
 @dataclass(frozen=True)
