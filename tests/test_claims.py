@@ -553,7 +553,7 @@ def _curve(measure: Measure, seeds_by_point: Sequence[Sequence[float]], schedule
     group = GroupKey("mlp", "mnist", "width", schedule)
     points = [_summary(100.0 / 2 ** index, 2 ** index, group) for index in range(len(seeds_by_point))]
     values = {(point.width, 1): list(seeds) for point, seeds in zip(points, seeds_by_point)}
-    return build_curve(group, measure, points, values, {})
+    return build_curve(group, measure, points, values)
 
 
 BASE_80 = [0.80, 0.80, 0.80]

@@ -253,8 +253,8 @@ def test_a_run_says_how_many_trials_max_epochs_ended_before_the_stopping_rule(ca
     """Said without a report too: a user of --no-report would otherwise never learn the curves are under-trained."""
     spec = str(write_spec(tmp_path, TINY_SPEC.replace('["static", "posttrain"]', '["static"]')))
     code, _, err = _run(capsys, "run", spec, "--out", str(tmp_path / "short"), "--no-report", "--workers", "1")
-    assert code == 0 and ("4 of 4 trials are under-trained: max_epochs (2) ended them with a training loss not below "
-                          "stop_loss (0.01); verdicts over them are flagged [UNDER-TRAINED]") in err
+    assert code == 0 and ("4 of 4 finished trials are under-trained: max_epochs ended them after 2 epochs with a "
+                          "training loss not below stop_loss (0.01); verdicts over them are flagged [UNDER-TRAINED]") in err
     code, _, err = _run(capsys, "run", spec, "--out", str(tmp_path / "met"), "--no-report", "--workers", "1",
                         "--set", "training.stop_loss=100")
     assert code == 0 and "under-trained" not in err

@@ -365,6 +365,33 @@ def test_the_results_table_shows_connectivity_over_seeds(tmp_path: Path) -> None
     assert "-3.25 ± 0.35 (1 seed(s) keep no path)" in html
 
 
+def _study_with_losses(directory: Path, stop_loss: float, runs: dict[tuple[int, int], tuple[int, float]]) -> Path:
+    """Finished trials, (width, seed) -> (epochs, final training loss), under a recorded stop_loss."""
+    directory.mkdir()
+    database = StudyDatabase.create(directory)
+    database.write_metadata({"spec": {"name": "losses", "training": {"stop_loss": stop_loss, "max_epochs": 20}}})
+    for (width, seed), (epochs, loss) in runs.items():
+        database.record_trial(_record(schedule="static", width=width, seed=seed, epochs=epochs, final_train_loss=loss,
+                                      epoch_losses=(loss,) * epochs))
+    return directory
+
+
+def test_the_page_counts_the_trials_max_epochs_ended_before_the_stopping_rule(tmp_path: Path) -> None:
+    """A loss equal to stop_loss has not met the rule (training stops below it); epochs are averaged per point."""
+    runs = {(64, 0): (7, 0.05), (64, 1): (9, 0.08), (256, 0): (20, 0.3), (256, 1): (20, 0.1)}
+    directory = _study_with_losses(tmp_path / "short", 0.1, runs)
+    [(base, sparse)] = summarise_points(load_study(directory)).values()
+    assert (base.epochs.mean, base.n_under_trained, sparse.epochs.mean, sparse.n_under_trained) == (8.0, 0, 20.0, 2)
+    html = write_report(directory).read_text(encoding="utf-8")
+    assert [row[6:8] for row in _results_cells(html, "results-table")] == [["8.0 ± 1.4", "0"], ["20.0 ± 0.0", "2"]]
+    banner = unescape(html.split('id="under-trained"', 1)[1].split("</div>", 1)[0])
+    assert ("2 of 4 finished trials are under-trained: max_epochs ended them after 20 epochs with a training loss "
+            "not below stop_loss (0.1).") in banner
+    met = _study_with_losses(tmp_path / "met", 0.31, runs)
+    html = write_report(met).read_text(encoding="utf-8")
+    assert 'id="under-trained"' not in html and "Under-trained models" not in html
+
+
 def test_the_page_says_where_the_trials_ran(tmp_path: Path) -> None:
     database = StudyDatabase.create(tmp_path)
     for seed, device in ((0, "cpu"), (1, "cpu"), (2, "cuda:0")):
@@ -456,7 +483,7 @@ def test_the_results_table_shows_the_aggregated_numbers(report_page: Path) -> No
     accuracies = [0.9 - 0.1 * sparsity + 0.01 * seed for seed in (0, 1)]
     std = abs(accuracies[0] - accuracies[1]) / math.sqrt(2)
     noisy = {sigma: [accuracy - sigma * (1 + sparsity) - 0.0025 for accuracy in accuracies] for sigma in SIGMAS}
-    assert sparsest[:7] == ["w=256", "256", "2", "15", "2", "1", f"{np.mean(accuracies):.3f} ± {std:.3f}"]
+    assert sparsest[:9] == ["w=256", "256", "2", "15", "2", "1", "2.0 ± 0.0", "2", f"{np.mean(accuracies):.3f} ± {std:.3f}"]
     assert sparsest[-len(SIGMAS):] == [f"{np.mean(values):.3f} ± {std:.3f}" for values in noisy.values()]
 
 

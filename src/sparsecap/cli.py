@@ -184,13 +184,11 @@ def _command_run(arguments: argparse.Namespace) -> int:
 def _say_under_trained(spec: StudySpec, trials: list[dict[str, Any]]) -> None:
     """Say, with or without a report, how many finished trials max_epochs ended before the stopping rule: their
     curves show how far training got, and every verdict over them is flagged."""
-    from sparsecap.report.claims import under_trained
+    from sparsecap.report.aggregate import under_trained_note
 
-    count = sum(under_trained(trial, spec.training.stop_loss) for trial in trials)
-    if count:
-        print(f"{count} of {len(trials)} trials are under-trained: max_epochs ({spec.training.max_epochs}) ended "
-              f"them with a training loss not below stop_loss ({spec.training.stop_loss}); verdicts over them are "
-              f"flagged [UNDER-TRAINED]", file=sys.stderr)
+    note = under_trained_note(trials, spec.training.stop_loss)
+    if note:
+        print(f"{note}; verdicts over them are flagged [UNDER-TRAINED]", file=sys.stderr)
 
 
 def _default_directory(spec_argument: str, name: str) -> Path:

@@ -29,6 +29,30 @@ FINISHED = "finished"
 DIVERGED = "diverged"
 
 
+def stop_loss_of(results: StudyResults) -> float:
+    training = results.spec.get("training")
+    return float(training.get("stop_loss", 0.0)) if isinstance(training, dict) else 0.0
+
+
+def under_trained(trial: dict[str, Any], stop_loss: float) -> bool:
+    """Finished, yet its last epoch's loss is not below the stopping rule's: it ran out of epochs."""
+    loss = trial.get("final_train_loss")
+    return trial["status"] == FINISHED and loss is not None and float(loss) >= stop_loss
+
+
+def under_trained_note(trials: Iterable[dict[str, Any]], stop_loss: float) -> str | None:
+    """How many finished trials max_epochs ended before the stopping rule, and after how many epochs: said by
+    `run` and on the page, since their points show how far training got rather than what sparsity does."""
+    finished = [trial for trial in trials if trial["status"] == FINISHED]
+    short = [trial for trial in finished if under_trained(trial, stop_loss)]
+    if not short:
+        return None
+    epochs = sorted({int(trial["epochs"]) for trial in short})
+    after = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+    return (f"{len(short)} of {len(finished)} finished trials are under-trained: max_epochs ended them after "
+            f"{after} epoch{'' if epochs == [1] else 's'} with a training loss not below stop_loss ({stop_loss:g})")
+
+
 def _number(value: Any) -> float:
     """A database value as a float, None becoming NaN."""
     if value is None:
@@ -118,6 +142,10 @@ class PointSummary:
     n_severed: int
     """Finished seeds whose mask keeps no input-to-output path at all (log10 fraction -inf)."""
     min_effective_width_fraction: Stat
+    epochs: Stat = Stat(math.nan, math.nan, 0)
+    """Epochs trained, over the finished seeds."""
+    n_under_trained: int = 0
+    """Finished seeds that max_epochs ended before the stopping rule (`under_trained`)."""
     noise_accuracy: dict[float, Stat] = field(default_factory=dict)
     noise_delta_loss: dict[float, Stat] = field(default_factory=dict)
     adversarial_accuracy: dict[tuple[str, float], Stat] = field(default_factory=dict)
@@ -340,6 +368,7 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
         by_point[(group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
 
     groups: dict[GroupKey, list[PointSummary]] = defaultdict(list)
+    stop_loss = stop_loss_of(results)
     for (group, width, depth), trials in by_point.items():
         finished = sorted(
             (trial for trial in trials if trial["status"] == FINISHED), key=lambda trial: trial["seed"]
@@ -374,6 +403,8 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
                 path_fraction_log10=Stat.of(surviving_path_fraction(trial) for trial in finished),
                 n_severed=sum(1 for trial in finished if trial.get("path_fraction_log10") == -math.inf),
                 min_effective_width_fraction=Stat.of(trial.get("min_effective_width_fraction") for trial in finished),
+                epochs=Stat.of(trial.get("epochs") for trial in finished),
+                n_under_trained=sum(under_trained(trial, stop_loss) for trial in finished),
                 noise_accuracy={
                     sigma: Stat.of(per_trial.get(sigma) for per_trial in accuracy_per_trial) for sigma in sigmas
                 },

@@ -43,7 +43,9 @@ from sparsecap.report.aggregate import (
     group_key,
     is_dense,
     noise_per_sigma,
+    stop_loss_of,
     surviving_path_fraction,
+    under_trained,
 )
 from sparsecap.report.statistics import (
     FRACTION,
@@ -184,17 +186,6 @@ def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, 
     return {measure: math.nan if value is None else float(value) for measure, value in values.items()}
 
 
-def stop_loss_of(results: StudyResults) -> float:
-    training = results.spec.get("training")
-    return float(training.get("stop_loss", 0.0)) if isinstance(training, dict) else 0.0
-
-
-def under_trained(trial: dict[str, Any], stop_loss: float) -> bool:
-    """Finished, yet its last epoch's loss is not below the stopping rule's: it ran out of epochs."""
-    loss = trial.get("final_train_loss")
-    return trial["status"] == FINISHED and loss is not None and float(loss) >= stop_loss
-
-
 MIN_SEEDS = 2
 """Finished seeds a point and its base each need for Welch's test of one against the other."""
 
@@ -292,7 +283,7 @@ class Curve:
 
 
 def build_curve(group: GroupKey, measure: Measure, points: Sequence[PointSummary],
-                seed_values: dict[tuple[int, int], list[float]], under_trained_counts: dict[tuple[int, int], int]) -> Curve:
+                seed_values: dict[tuple[int, int], list[float]]) -> Curve:
     """The curve of one measure from its per-point seed values (points already ordered dense to sparse)."""
     base = next((point for point in points if point.is_base), None)
     base_values = seed_values.get((base.width, base.depth), []) if base else []
@@ -305,7 +296,7 @@ def build_curve(group: GroupKey, measure: Measure, points: Sequence[PointSummary
             values=tuple(seed_values.get((point.width, point.depth), [])),
             interval=measure.interval(seed_values.get((point.width, point.depth), [])),
             versus_base=difference, adjusted_p=adjusted_p,
-            under_trained=under_trained_counts.get((point.width, point.depth), 0), diverged=point.n_diverged,
+            under_trained=point.n_under_trained, diverged=point.n_diverged,
         )
         for point, difference, adjusted_p in zip(points, differences, adjusted)
     ))
@@ -313,18 +304,14 @@ def build_curve(group: GroupKey, measure: Measure, points: Sequence[PointSummary
 
 def study_curves(results: StudyResults, points_by_group: dict[GroupKey, list[PointSummary]]) -> dict[GroupKey, dict[Measure, Curve]]:
     """Every group's curve of every measure its trials have."""
-    stop_loss = stop_loss_of(results)
     values_by_point: dict[GroupKey, dict[Measure, dict[tuple[int, int], list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
-    under_trained_counts: dict[GroupKey, dict[tuple[int, int], int]] = defaultdict(lambda: defaultdict(int))
     for trial in sorted(results.trials_with_status(FINISHED), key=lambda trial: trial["seed"]):
         point = (int(trial["width"]), int(trial["depth"]))
-        group = group_key(trial)
         for measure, value in trial_values(results, trial).items():
-            values_by_point[group][measure][point].append(value)
-        under_trained_counts[group][point] += under_trained(trial, stop_loss)
+            values_by_point[group_key(trial)][measure][point].append(value)
     return {
-        group: {measure: build_curve(group, measure, points_by_group[group], values, under_trained_counts[group])
+        group: {measure: build_curve(group, measure, points_by_group[group], values)
                 for measure, values in measures.items()}
         for group, measures in values_by_point.items()
     }

@@ -19,6 +19,8 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     incomplete_warning,
     noise_sigmas,
+    stop_loss_of,
+    under_trained_note,
 )
 from sparsecap.report.analysis import Analysis
 from sparsecap.report.claims import (
@@ -138,7 +140,8 @@ def _kept_paths_text(point: PointSummary) -> str:
 
 def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
     sigmas = noise_sigmas(points_by_group)
-    labels = ["point", "width", "depth", "remaining %", "seeds", "diverged", "clean accuracy", "min class recall",
+    labels = ["point", "width", "depth", "remaining %", "seeds", "diverged", "epochs", "under-trained",
+              "clean accuracy", "min class recall",
               "log₁₀ kept paths", "min effective width"]
     labels += [f"accuracy @ σ={sigma:g}" for sigma in sigmas]
     rows = []
@@ -152,6 +155,8 @@ def _results_table(points_by_group: dict[GroupKey, list[PointSummary]]) -> str:
                 _cell(_percent(point.remaining_percent)),
                 _cell(point.n_finished),
                 _cell(point.n_diverged),
+                _cell(point.epochs.format(1)),
+                _cell(point.n_under_trained, "under-trained" if point.n_under_trained else None),
                 _cell(point.clean_accuracy.format()),
                 _cell(point.min_class_recall.format()),
                 _cell(_kept_paths_text(point)),
@@ -305,6 +310,16 @@ def _incomplete_html(results: StudyResults) -> str:
             f"<details><summary>Show the trials without a result</summary><ul>{items}</ul></details></div>")
 
 
+def _under_trained_html(results: StudyResults) -> str:
+    note = under_trained_note(results.trials, stop_loss_of(results))
+    if note is None:
+        return ""
+    return (f'<div id="under-trained" class="warning"><p><strong>Under-trained models.</strong> {escape(note)}. '
+            "Their points show how far training got rather than what sparsity does; the results table counts them "
+            "per point and the verdicts over them say so. To train them to the stopping rule, run the study again "
+            "with a larger <code>training.max_epochs</code> into a new output directory.</p></div>")
+
+
 def _damaged_html(damaged: dict[str, str]) -> str:
     """Trials whose checkpoint is gone or altered: their results stand, but their weights cannot be reloaded."""
     if not damaged:
@@ -374,6 +389,7 @@ def render_page(results: StudyResults, report: Analysis, figures: Sequence[Figur
 <h1>{escape(name)}</h1>
 <p class="lead" id="summary">{escape(summary_text(results, points_by_group))}</p>
 {_incomplete_html(results)}
+{_under_trained_html(results)}
 {_damaged_html(results.damaged_checkpoints)}
 <h2>Do the paper's claims hold?</h2>
 {_claims_html(claims)}
