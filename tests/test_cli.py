@@ -15,7 +15,7 @@ import pytest
 import sparsecap
 from sparsecap.cli import main
 from sparsecap.runtime import physical_cores
-from sparsecap.studies import StudyDatabase
+from sparsecap.studies import StudyDatabase, load_spec
 from tests.study_helpers import TINY_SPEC, finished_trial_count, write_spec
 
 
@@ -322,6 +322,17 @@ def test_presets_lists_the_shipped_presets(capsys):
     assert code == 0
     for name in ("quick", "paper-mlp-mnist", "paper-mlp-mnist-depth", "paper-mlp-mnist-posttrain"):
         assert name in out
+
+
+def test_presets_prints_a_presets_toml_to_start_a_spec_from(capsys, tmp_path):
+    """What it prints, saved to a file, runs as the preset itself does: the same study, comments kept."""
+    code, out, _ = _run(capsys, "presets", "quick")
+    assert code == 0 and out.startswith("# The README's main job") and 'name = "quick"' in out
+    copy = tmp_path / "my-study.toml"
+    copy.write_text(out, encoding="utf-8")
+    assert load_spec(str(copy)).fingerprint() == load_spec("quick").fingerprint()
+    code, out, err = _run(capsys, "presets", "quik")
+    assert (code, out) == (2, "") and err.startswith("error: 'quik' is not a preset; presets: cnn-smoke, ")
 
 
 def _sigterm_seen_through_a_library_check(arguments) -> int:

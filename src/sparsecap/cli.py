@@ -337,9 +337,12 @@ def _command_doctor(arguments: argparse.Namespace) -> int:
 
 
 def _command_presets(arguments: argparse.Namespace) -> int:
-    from sparsecap.studies import expand, list_presets, load_spec
+    from sparsecap.studies import expand, list_presets, load_spec, preset_text
     from sparsecap.studies.progress import counted
 
+    if arguments.name is not None:
+        sys.stdout.write(preset_text(arguments.name))
+        return 0
     for name in list_presets():
         spec = load_spec(name)
         datasets = ",".join(dataset.value for dataset in spec.datasets)
@@ -456,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="what this machine offers: devices, cores, threads, versions")
     doctor.set_defaults(handler=_command_doctor)
 
-    presets = commands.add_parser("presets", help="list the shipped study presets")
+    presets = commands.add_parser("presets", help="list the shipped study presets, or print one's TOML")
+    presets.add_argument("name", nargs="?", default=None, metavar="NAME",
+                         help="print this preset's TOML, to start a spec of your own: "
+                              "sparsecap presets quick > my-study.toml")
     presets.set_defaults(handler=_command_presets)
     return parser
 

@@ -541,6 +541,14 @@ def list_presets() -> list[str]:
     return sorted(file.name.removesuffix(".toml") for file in files if file.name.endswith(".toml"))
 
 
+def preset_text(name: str) -> str:
+    """A shipped preset's TOML as written, comments included: what `load_spec` reads, and what a user copies to
+    start a spec of their own."""
+    if name not in list_presets():
+        raise SpecError(f"{name!r} is not a preset; presets: {', '.join(list_presets())}")
+    return resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+
+
 def _read_toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
@@ -617,8 +625,7 @@ def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
     overrides applied before validation."""
     path = Path(spec)
     if spec in list_presets():
-        source = f"preset {spec!r}"
-        text = resources.files(PRESET_PACKAGE).joinpath(f"{spec}.toml").read_text()
+        source, text = f"preset {spec!r}", preset_text(spec)
     elif path.suffix in (".toml", ".json") or path.exists():
         if path.is_dir():
             raise SpecError(f"spec path {path} is a directory; give a TOML spec file, a study directory's "
