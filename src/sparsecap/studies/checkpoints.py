@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from sparsecap.sparsity import match_stored_form
@@ -28,10 +28,12 @@ def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> s
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     # One metadata entry: safetensors writes several in hash order, so the same trial would give files that
     # differ byte for byte, and a checksum would tell two identical runs apart.
-    save_file(tensors, str(temporary), metadata={"sparsecap": json.dumps(metadata, sort_keys=True)})
-    digest = file_sha256(temporary)
+    data = save(tensors, metadata={"sparsecap": json.dumps(metadata, sort_keys=True)})
+    # Written here rather than by safetensors' save_file, which makes the file private to its owner (mode 0600)
+    # whatever the umask: a study directory shared with a group would hold checkpoints only one user can load.
+    temporary.write_bytes(data)
     os.replace(temporary, path)
-    return digest
+    return hashlib.sha256(data).hexdigest()
 
 
 def checkpoint_problem(path: Path, sha256: str | None) -> str | None:

@@ -1,0 +1,43 @@
+"""Checkpoints: weights and masks round-trip, the returned digest is the file's, and the file is as shareable
+as the user's umask makes any other file."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+
+from sparsecap.data import dataset_info
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.studies.checkpoints import checkpoint_problem, file_sha256, load_checkpoint, save_checkpoint
+
+
+def _model(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model(ModelConfig("mlp", 32, 1), dataset_info("digits"))
+
+
+def test_a_checkpoint_loads_back_the_same_weights_and_its_digest_is_the_files(tmp_path):
+    path = tmp_path / "checkpoints" / "trial.safetensors"
+    digest = save_checkpoint(_model(0), path, {"trial_id": "trial"})
+    assert digest == file_sha256(path) and checkpoint_problem(path, digest) is None
+    assert not path.with_suffix(".partial").exists()
+    loaded = load_checkpoint(_model(1), path)
+    for name, tensor in _model(0).state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    path.write_bytes(path.read_bytes()[:-8])
+    assert checkpoint_problem(path, digest).startswith("damaged")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_a_checkpoints_mode_follows_the_umask(tmp_path, umask):
+    """safetensors' own writer makes every file 0600: a study directory shared with a group would hold
+    checkpoints that only their writer can load."""
+    before = os.umask(umask)
+    try:
+        save_checkpoint(_model(0), tmp_path / "trial.safetensors", {})
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "trial.safetensors").stat().st_mode) == 0o666 & ~umask
