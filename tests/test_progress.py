@@ -113,6 +113,7 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
         view.epoch_done(EpochReport(w64, w64, 2, 18, 300, 0.0398))  # a group's latest epoch replaces the one before
         view.epoch_done(EpochReport(w128, w128, 1, 300, 300, 0.01))
         view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5))  # its next seed
+        view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5, evaluating=True))
         assert log.enough.wait(timeout=60)
         view.recorded([_record(schedule="static", width=128, seed=0)])  # its group is no longer running
         later = len(log.getvalue())
@@ -121,7 +122,7 @@ def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached(
         assert log.enough.wait(timeout=60)
     first = log.getvalue()[:later].splitlines()[1]
     assert first == ("[0/4] running 3, pending 1: mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300, loss 0.0398; "
-                     "mlp-mnist-width-static-w128-s1 epoch 3/300, loss 1.5")
+                     "mlp-mnist-width-static-w128-s1 epoch 3/300, loss 1.5, evaluating")
     after = log.getvalue()[later:].splitlines()
     assert [line for line in after if line.startswith("[1/4, ETA ") and " running 2, pending 1: " in line
             and "w128" not in line and "mlp-mnist-width-static-w64-s0 (+1 seed) epoch 18/300" in line]

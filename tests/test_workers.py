@@ -57,8 +57,9 @@ def test_workers_report_each_epoch_of_each_trial_to_the_view(tmp_path):
                        tmp_path, records.append, view, Runtime(threads=1, workers=2), workers=2)
     assert len(records) == len(trials) == 8
     for record in records:
-        epochs = [report.epoch for report in view.reports if report.group == report.trial_id == record.trial_id]
-        assert record.epochs >= 1 and epochs == list(range(1, record.epochs + 1))
+        reports = [report for report in view.reports if report.group == report.trial_id == record.trial_id]
+        assert record.epochs >= 1 and [report.epoch for report in reports] == [*range(1, record.epochs + 1), record.epochs]
+        assert [report.evaluating for report in reports] == [False] * record.epochs + [True]
     assert {(report.seeds, report.max_epochs) for report in view.reports} == {(1, 3)}
 
 
@@ -70,7 +71,8 @@ def test_seeds_trained_together_report_as_one_group(tmp_path):
     assert [record.epochs for record in records] == [3, 3]
     worst = [max(losses) for losses in zip(*(record.epoch_losses for record in records), strict=True)]
     first = records[0].trial_id
-    assert reports == [EpochReport(first, first, 2, epoch, 3, worst[epoch - 1]) for epoch in (1, 2, 3)]
+    assert reports == [EpochReport(first, first, 2, epoch, 3, worst[epoch - 1]) for epoch in (1, 2, 3)] + [
+        EpochReport(first, first, 2, 3, 3, worst[2], evaluating=True)]  # training is over: the seeds are evaluated
 
 
 def test_seeds_trained_one_by_one_report_their_group_and_which_seed_trains(tmp_path):
@@ -80,8 +82,9 @@ def test_seeds_trained_one_by_one_report_their_group_and_which_seed_trains(tmp_p
     records = run_group_or_failures(spec, expand(spec), load_dataset("digits"), tmp_path, Runtime(threads=1),
                                     TrialProgress(on_epoch=reports.append))
     group = records[0].trial_id
-    assert [(report.group, report.trial_id, report.seeds, report.epoch) for report in reports] == [
-        (group, record.trial_id, 1, epoch) for record in records for epoch in (1, 2)]
+    assert [(report.group, report.trial_id, report.seeds, report.epoch, report.evaluating) for report in reports] == [
+        (group, record.trial_id, 1, epoch, evaluating) for record in records
+        for epoch, evaluating in ((1, False), (2, False), (2, True))]
 
 
 def test_a_worker_killed_between_groups_loses_no_record_and_its_next_group_runs(tmp_path):

@@ -84,22 +84,25 @@ def train_by_schedule(spec: StudySpec, trials: Sequence[Trial], dataset: ImageDa
 @contextlib.contextmanager
 def _epochs_shown(spec: StudySpec, trials: Sequence[Trial], progress: TrialProgress) -> Iterator[EpochDone]:
     """The `EpochDone` of a group's training: it moves the epoch bar and sends an `EpochReport` per epoch
-    (epochs counted over all of a schedule's rounds)."""
+    (epochs counted over all of a schedule's rounds), then, once training is over, one saying the trials are
+    being evaluated."""
     seeds = len(trials)
-    epochs = 0
+    latest: EpochReport | None = None
     with tqdm(total=spec.training.max_epochs, desc=group_name(trials[0].trial_id, seeds), unit="epoch",
               leave=False, disable=not progress.bars) as bar:
 
         def epoch_done(loss: float, training: int) -> None:
-            nonlocal epochs
-            epochs += 1
+            nonlocal latest
             bar.update(1)
             bar.set_postfix({"loss": f"{loss:.4f}"} | ({"training": training} if seeds > 1 else {}))
+            latest = EpochReport(progress.group or trials[0].trial_id, trials[0].trial_id, seeds,
+                                 latest.epoch + 1 if latest else 1, spec.training.max_epochs, loss)
             if progress.on_epoch is not None:
-                progress.on_epoch(EpochReport(progress.group or trials[0].trial_id, trials[0].trial_id, seeds, epochs,
-                                              spec.training.max_epochs, loss))
+                progress.on_epoch(latest)
 
         yield epoch_done
+    if latest is not None and progress.on_epoch is not None:
+        progress.on_epoch(dataclasses.replace(latest, evaluating=True))
 
 
 def run_trial(

@@ -96,6 +96,9 @@ class EpochReport:
     max_epochs: int
     loss: float
     """The epoch's training loss; of stacked seeds, the worst of those still training."""
+    evaluating: bool = False
+    """Training is over and the trials are being evaluated: at the paper's size that can take minutes, which a
+    log would otherwise show as its last epoch standing still."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def running_line(done: int, total: int, eta_seconds: float | None, running: int,
     eta = "" if eta_seconds is None else f", ETA {format_duration(eta_seconds)}"
     epochs = "; ".join(
         f"{group_name(report.trial_id, report.seeds)} epoch {report.epoch}/{report.max_epochs}, loss {report.loss:.4g}"
+        + (", evaluating" if report.evaluating else "")
         for report in reports)
     return f"[{done}/{total}{eta}] running {running}, pending {pending}" + (f": {epochs}" if epochs else "")
 
