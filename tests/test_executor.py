@@ -13,6 +13,8 @@ from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.database import SCHEMA, TrialRecord
+from sparsecap.studies.executor_choice import Executor
+from sparsecap.studies.runner import waiting_threads
 from tests.study_helpers import SEEDS_TOGETHER_SPEC, TINY_SPEC, write_spec
 
 BROKEN = "mlp-digits-w32-d1-static-s1"
@@ -151,6 +153,25 @@ def test_resources_do_not_change_the_study():
     other = load_spec("quick", ["resources.num_cpus=4", "resources.num_gpus=1", "resources.memory_gib=8"])
     assert other.resources.num_gpus == 1 and other.fingerprint() == spec.fingerprint()
     assert "resources" not in other.resolved()
+
+
+def test_threads_beyond_the_cores_or_a_ray_tasks_reservation_are_warned_of():
+    spec = load_spec("quick", ["resources.num_cpus=2"])
+    assert waiting_threads(spec, Executor.LOCAL, Runtime(threads=2, cores=4), workers=3) == (
+        "--threads 2 × 3 workers = 6 torch threads for this machine's 4 CPUs: trials will wait for cores held by "
+        "other threads; leave --threads out (each worker then gets its share) or run fewer --workers")
+    assert waiting_threads(spec, Executor.LOCAL, Runtime(threads=2, cores=4), workers=2) is None
+    assert waiting_threads(spec, Executor.LOCAL, Runtime(threads=None, cores=4), workers=8) is None  # the policy's
+    assert waiting_threads(spec, Executor.LOCAL, Runtime(threads=4, cores=4, device="cuda:0"), workers=2) is None
+    assert waiting_threads(spec, Executor.RAY, Runtime(threads=2, cores=1), workers=1) is None
+    assert waiting_threads(spec, Executor.RAY, Runtime(threads=3, cores=64), workers=1).startswith(
+        "--threads 3 is more than the 2 CPU(s) each Ray task reserves ([resources] num_cpus)")
+
+
+def test_a_run_with_more_threads_than_cores_warns_and_still_runs(tmp_path, capsys):
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "widths=[16]", 'schedules=["static"]'])
+    progress = run_study(spec, tmp_path / "out", runtime=Runtime(threads=2, workers=1, cores=1))
+    assert progress.ran == 1 and "warning: --threads 2 × 1 worker = 2 torch threads for this machine's 1 CPU:" in capsys.readouterr().err
 
 
 def test_address_without_ray_is_refused(tmp_path, capsys):

@@ -32,7 +32,7 @@ from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, Study
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
 from sparsecap.studies.executor_choice import Executor
-from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress, write_line
+from sparsecap.studies.progress import ProgressStyle, StudyProgressView, TrialProgress, counted, write_line
 from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec, spec_differences
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs, skipped_corruptions
@@ -206,6 +206,9 @@ def run_study(
         _refuse_beyond_memory(spec)
     runtime = runtime or Runtime()
     workers = 1 if executor is Executor.RAY else runtime.workers_for(len(seed_groups(spec, expand(spec))))
+    waiting = waiting_threads(spec, executor, runtime, workers)
+    if waiting is not None:
+        write_line(f"warning: {waiting}", sys.stderr)
     context = worker_context() if workers > 1 else None  # its fork server starts while the data loads
     # Load data before creating anything, so a missing dataset leaves nothing behind.
     datasets: dict[DatasetName, ImageDataset] = {
@@ -235,6 +238,26 @@ def run_study(
         finally:  # also after Ctrl-C or a failure: it lists the devices of every trial recorded
             with _writable(directory):
                 _write_study_file(directory, database)
+
+
+def waiting_threads(spec: StudySpec, executor: Executor, runtime: Runtime, workers: int) -> str | None:
+    """Why the chosen `--threads` will make trials wait for one another's cores, which the thread policy
+    never does (each process gets its share): more torch threads on this machine than its cores, or more in
+    a Ray task than the CPUs Ray places it by. None where they fit, or where the policy chooses them."""
+    threads = runtime.threads
+    if threads is None:
+        return None
+    if executor is Executor.RAY:
+        reserved = spec.resources.num_cpus
+        return None if threads <= reserved else (
+            f"--threads {threads} is more than the {reserved:g} CPU(s) each Ray task reserves ([resources] "
+            f"num_cpus), by which Ray places tasks: tasks on one node will wait for one another's cores; raise "
+            f"num_cpus or lower --threads")
+    if runtime.device != "cpu" or threads * workers <= runtime.cores:
+        return None
+    return (f"--threads {threads} × {counted(workers, 'worker')} = {threads * workers} torch threads for this "
+            f"machine's {counted(runtime.cores, 'CPU')}: trials will wait for cores held by other threads; leave --threads out "
+            f"(each worker then gets its share) or run fewer --workers")
 
 
 def _refuse_beyond_memory(spec: StudySpec) -> None:
