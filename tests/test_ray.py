@@ -23,7 +23,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
 from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
-from sparsecap.studies.ray_executor import RayOptions, node_slots, unplaceable
+from sparsecap.studies.ray_executor import PRIVATE_INSTANCE_CONFIG, RayOptions, node_slots, unplaceable
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -261,8 +261,10 @@ def test_a_cluster_with_token_authentication_is_joined_with_its_token_and_withou
 
 @pytest.fixture(scope="module")
 def ray_instance():
-    """One private local Ray instance for the module (starting one takes seconds)."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    """One private local Ray instance for the module (starting one takes seconds), its workers at the priority
+    of a run's own instance: at Ray's default they starve while other processes keep the cores busy."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             _system_config=PRIVATE_INSTANCE_CONFIG)
     yield
     ray.shutdown()
 
@@ -395,6 +397,18 @@ def test_a_run_interrupted_on_the_callers_instance_stops_its_trials(tmp_path, mo
     assert StudyDatabase(tmp_path / "out").rows("trials") == []
 
 
+def _niceness_of_ray_workers(pids: set[int]) -> set[int]:
+    """The niceness of those of `pids` that are Ray worker processes (titled `ray::...`) and still run."""
+    niceness = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                niceness.add(os.getpriority(os.PRIO_PROCESS, pid))
+        except OSError:  # it ended meanwhile
+            continue
+    return niceness
+
+
 @pytest.mark.parametrize(("stop", "status"), [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 143)])
 def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, stop, status):
     """SIGKILL runs nothing in the driver; SIGTERM (a scheduler's limit) must still be the command's, not
@@ -411,6 +425,7 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, 
             ray_processes |= descendants(driver.pid)
             time.sleep(0.05)
         ray_processes |= descendants(driver.pid)
+        assert _niceness_of_ray_workers(ray_processes) == {0}  # the run's instance: not below other processes
         driver.send_signal(stop)
         _, err = driver.communicate()
     finally:
