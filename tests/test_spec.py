@@ -235,6 +235,7 @@ def test_widths_per_schedule_leave_points_out_of_one_schedule_only():
     assert points == {("static", 16), ("static", 32), ("static", 64), ("posttrain", 16), ("posttrain", 32)}
     assert parse_spec(both, "test").fingerprint() != spec.fingerprint()
     assert "schedule_widths" not in parse_spec(both, "test").resolved()  # older studies keep their fingerprint
+    assert parse_spec({**both, "schedule_widths": {}}, "test").fingerprint() == parse_spec(both, "test").fingerprint()
 
 
 @pytest.mark.parametrize(

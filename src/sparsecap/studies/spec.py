@@ -408,7 +408,7 @@ class StudySpec(_Strict):
             del data["corruptions"]
         if self.training.engine is Engine.DENSE:  # likewise: studies from before the sparse engine
             del data["training"]["engine"]
-        if self.schedule_widths is None:  # likewise: studies from before widths per schedule
+        if not self.schedule_widths:  # likewise: studies from before widths per schedule (`{}` narrows nothing)
             del data["schedule_widths"]
         if not self.training.seeds_together:  # likewise: studies from before seeds were trained together
             del data["training"]["seeds_together"]
