@@ -72,13 +72,18 @@ def finished_trial_count(database: Path) -> int:
             return 0
 
 
+def parent_pid(pid: int) -> int:
+    """The parent of process `pid` (Linux /proc); OSError where it has ended."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below `pid` (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parent = parent_pid(int(entry.name))
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(parent, []).append(int(entry.name))

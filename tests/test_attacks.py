@@ -150,6 +150,27 @@ def test_pgd_robust_accuracy_is_below_clean_and_falls_with_the_budget(trained: T
         assert result.success_rate == pytest.approx(1 - result.robust_accuracy / clean)
 
 
+class _Threshold(nn.Module):
+    """Class 1 where the one pixel exceeds 0.5, else class 0, with a zero input gradient: PGD's iterates then
+    stay at its random start, which can carry a wrongly classified pixel across the threshold."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        above = (pixels.flatten(1) > 0.5).float()
+        return torch.cat([1 - above, above], dim=1) * 50 + 0 * pixels.flatten(1)
+
+
+def test_an_example_counts_as_robust_only_if_it_is_right_both_clean_and_under_attack() -> None:
+    images = torch.tensor([230] * 64 + [125] * 64, dtype=torch.uint8).view(128, 1)  # pixels 0.90 and 0.49
+    labels = torch.ones(128, dtype=torch.long)  # so the first half is right, the second wrong
+    model = _Threshold()
+    pixels = images.float() / 255
+    attacked = run_attack(model, "pgd", pixels, labels, 0.3, generator=torch.Generator().manual_seed(0))
+    right_under_attack = model(attacked).argmax(dim=1) == labels
+    assert right_under_attack[:64].all() and 0 < int(right_under_attack[64:].sum()) < 64  # the attack rights some
+    (result,) = adversarial_robustness(model, images, labels, ["pgd"], [0.3], examples=128)
+    assert result.robust_accuracy == 0.5 and result.success_rate == 0.0
+
+
 def test_apgd_is_at_least_as_strong_as_pgd(trained: Trained) -> None:
     budgets = [0.05, 0.1, 0.2]
     results = adversarial_robustness(trained.model, trained.images, trained.labels, ["pgd", "apgd"], budgets,
@@ -289,6 +310,7 @@ def test_a_sample_larger_than_the_test_set_fails_before_training(tmp_path) -> No
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_quick_adversarial_preset_runs_from_the_cli_and_reports_fig3(tmp_path, capsys) -> None:
     out = tmp_path / "study"
     code = main(["run", "quick-adversarial", "--out", str(out), "--no-progress",

@@ -363,6 +363,15 @@ def test_c5_names_curves_that_cross(tmp_path: Path) -> None:
     assert "significantly worse than static at one point and better at another" in verdict.finding.reason
 
 
+def test_c5_is_mixed_where_posttrain_is_worse_but_static_falls_below_its_base_first(tmp_path: Path) -> None:
+    static = (0.90, 0.85, 0.85, 0.85, 0.85, 0.85)       # 5 points below its base from 50 %
+    posttrain = (0.86, 0.855, 0.80, 0.75, 0.70, 0.65)   # a weaker base, kept at 50 %, below it from 25 %
+    verdict = _only(write_study(tmp_path, {"static": static, "posttrain": posttrain}), "c5")
+    assert verdict.verdict is Verdict.INCONCLUSIVE, verdict.finding
+    assert "static is the first to fall significantly below its base" in verdict.finding.reason
+    assert "static first falls below its base at w=256" in verdict.finding.evidence
+
+
 def test_c4_is_judged_before_the_collapse_only(tmp_path: Path) -> None:
     clean = (0.90, 0.90, 0.90, 0.60, 0.50, 0.40)  # collapses at w=1024 (12.5 %)
     recall_after_collapse = (0.85, 0.85, 0.85, 0.50, 0.40, 0.30)

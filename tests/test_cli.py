@@ -439,6 +439,7 @@ def test_a_study_whose_models_are_all_their_own_base_warns_and_names_base_width(
     assert "--set base_width=16" in err  # below the family's base of 128: half the width
 
 
+@pytest.mark.slow
 def test_output_whose_reader_is_gone_before_the_first_line_stops_no_trial(tmp_path):
     """The unmasked-base warning is the run's first line; a reader already gone must not stop the study."""
     reader, writer = os.pipe()

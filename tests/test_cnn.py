@@ -170,13 +170,14 @@ def test_images_larger_than_cifars_pass_as_validation_promises(architecture, dep
 
 @pytest.mark.parametrize("allocation", list(Allocation))
 @pytest.mark.parametrize(("architecture", "depth"), MEMBERS)
-@pytest.mark.parametrize("width", [16, 32])
+@pytest.mark.parametrize("width", [24, 32])
 def test_exact_nonzero_totals(architecture, depth, width, allocation):
+    """Wider than every default base (width 16), so each model really loses weights to its mask."""
     config = ModelConfig(architecture, width, depth)
     capacity = weight_count(create_model(default_base(config), CIFAR10))
     model = create_model(config, CIFAR10)
-    counts = mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(width))
-    assert sum(counts) == capacity
+    assert capacity < weight_count(model)
+    mask_to_capacity(model, capacity, allocation, torch.Generator().manual_seed(width))
     assert sum(int(layer.mask.count_nonzero()) for _, layer in masked_layers(model)) == capacity
 
 

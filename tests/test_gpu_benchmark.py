@@ -201,6 +201,7 @@ def test_the_grids_trials_on_a_dataset_cost_their_measured_epochs_once_every_mod
         hours["mnist"] + mnist[0].trials * 10.0 / 3600)
 
 
+@pytest.mark.slow
 def test_cnn_presets_are_trained_to_their_stopping_rule_through_the_study_on_any_device(gpu, tmp_path, monkeypatch,
                                                                                      capsys):
     gpu.write_digits_as_mnist(tmp_path / "data" / "mnist")

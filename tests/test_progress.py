@@ -107,13 +107,13 @@ class _Lines(io.StringIO):
 def test_while_trials_run_a_log_says_what_runs_and_the_epoch_each_group_reached():
     log = _Lines(wanted=2)
     with StudyProgressView("tiny", 4, 0, ProgressStyle.LINES, log, running_seconds=0.01) as view:
-        view.set_running(3)
         w64, w128 = "mlp-mnist-width-static-w64-s0", "mlp-mnist-width-static-w128-s0"
         view.epoch_done(EpochReport(w64, w64, 2, 17, 300, 0.04321))
         view.epoch_done(EpochReport(w64, w64, 2, 18, 300, 0.0398))  # a group's latest epoch replaces the one before
         view.epoch_done(EpochReport(w128, w128, 1, 300, 300, 0.01))
         view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5))  # its next seed
         view.epoch_done(EpochReport(w128, "mlp-mnist-width-static-w128-s1", 1, 3, 300, 1.5, evaluating=True))
+        view.set_running(3)  # only now: the first running line shows every report above, however slow this thread
         assert log.enough.wait(timeout=60)
         view.recorded([_record(schedule="static", width=128, seed=0)])  # its group is no longer running
         later = len(log.getvalue())

@@ -137,13 +137,23 @@ def test_seeds_of_models_that_cannot_be_stacked_train_one_by_one(tmp_path, monke
     assert (progress.ran, progress.failed) == (2, ())
 
 
-def test_rerun_skips_finished_trials(tmp_path):
+def test_rerun_skips_finished_and_diverged_trials_and_runs_failed_ones_again(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)))
     run_study(spec, tmp_path / "out")
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as connection:
+        rows = connection.execute("SELECT trial_id FROM trials ORDER BY trial_id LIMIT 2")
+        diverged, failed = [row[0] for row in rows]
+        connection.execute("UPDATE trials SET status = 'diverged' WHERE trial_id = ?", (diverged,))
+        connection.execute("UPDATE trials SET status = 'failed' WHERE trial_id = ?", (failed,))
+    connection.close()
     before = StudyDatabase(tmp_path / "out").rows("trials")
     progress = run_study(spec, tmp_path / "out")
-    assert (progress.ran, progress.already_finished) == (0, 8)
-    assert StudyDatabase(tmp_path / "out").rows("trials") == before
+    assert (progress.ran, progress.already_finished) == (1, 7)
+    after = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
+    assert after[failed]["status"] == "finished"
+    assert [row for row in before if row["trial_id"] != failed] == [
+        after[row["trial_id"]] for row in before if row["trial_id"] != failed]  # the diverged one too, untouched
+    assert run_study(spec, tmp_path / "out").ran == 0
 
 
 def test_a_different_spec_is_refused_and_nothing_is_touched(tmp_path):

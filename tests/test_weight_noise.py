@@ -71,6 +71,17 @@ def test_noise_is_multiplicative_with_the_requested_spread():
     assert abs(relative.mean().item()) < 0.01
 
 
+def test_the_mean_is_added_to_every_kept_weight_and_to_no_removed_one():
+    """w ← w + μ + σ·w·ε: with σ = 0 a kept weight moves by exactly μ, whatever its size."""
+    model, _, _ = _model_and_data()
+    before = [layer.weight.detach().clone() for _, layer in masked_layers(model)]
+    add_weight_noise_(model, 0.0, 0.05, torch.Generator().manual_seed(0))
+    for (_, layer), original in zip(masked_layers(model), before, strict=True):
+        kept = layer.mask.bool()
+        assert torch.allclose(layer.weight[kept], original[kept] + 0.05, rtol=0, atol=1e-7)
+        assert torch.count_nonzero(layer.weight[~kept]) == 0
+
+
 def test_wide_models_are_evaluated_in_cache_sized_batches_with_the_same_results():
     from sparsecap.robustness.evaluation import evaluation_batch_size
 
