@@ -2,7 +2,7 @@
 
 Prints the time of sparsecap's exact-count sampler for every allocation and, as the reference point
 measured in the same run, drawing the same masks with a full random permutation per layer.
-Run: python benchmarks/mask_build.py
+Run: python benchmarks/mask_build.py [--threads N]
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def _best_of(function) -> float:
 
 
 def main() -> None:
-    argparse.ArgumentParser(description=__doc__).parse_args()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, a study worker's; pinned, so other load moves the times less)")
+    torch.set_num_threads(parser.parse_args().threads)
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {os.getloadavg()[0]:.2f} at start")
     info = dataset_info("mnist")

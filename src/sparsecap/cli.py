@@ -91,7 +91,7 @@ def _positive_int_or_auto(text: str) -> int | None:
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", type=_path, default=None,
-                        help="directory holding datasets (default: $SPARSECAP_DATA, then ~/.cache/sparsecap/data)")
+                        help="directory holding datasets, searched first; then $SPARSECAP_DATA and ~/.cache/sparsecap/data")
 
 
 def _refuse_more_than_the_cpus(arguments: argparse.Namespace) -> None:
