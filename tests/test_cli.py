@@ -1,5 +1,6 @@
 import contextlib
 import gzip
+import errno
 import json
 import math
 import os
@@ -104,12 +105,21 @@ def test_describe_counts_multiply_accumulates_by_hand(capsys):
         (["run", "quik"], "presets: "),
         (["report", "/nonexistent/study"], "/nonexistent/study"),
         (["describe", "mlp", "--width", str(10**11)], "has 79,400,000,000,000 weights: at least 591,576.1 GiB with"),
+        (["describe", "mlp", "--depth", str(10**7)], "mlp has no depth 10000000: sparsecap builds 1 to 1024 hidden"),
     ],
 )
 def test_bad_input_exits_non_zero_with_a_clear_message(capsys, arguments, message):
     code, _, err = _run(capsys, *arguments)
     assert code == 2
     assert err.startswith("error: ") and message in err
+
+
+@pytest.mark.parametrize("severity", ["9", "high", "0"])
+def test_a_severity_outside_1_to_5_is_refused_saying_so(capsys, severity):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["corrupt", "mnist", "--out", "unused", "--severity", severity])
+    assert exit_info.value.code == 2
+    assert "argument --severity: expected a severity from 1 to 5, got " in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments", [["describe", "mlp", "--depth", "0"], ["describe", "mlp", "--width", "x"]])
@@ -175,7 +185,6 @@ def test_bad_data_files_are_reported_and_results_are_untouched(capsys, tmp_path,
         (["--corruptions", "shot_noise,frost", "--frost-dir", "/nonexistent"],
          "frost directory /nonexistent does not exist or is not a directory; nothing was written"),
         (["--corruptions", "pessimal_noise"], "pass --pessimal-matrix"),
-        (["--severity", "9"], "severity 9: expected 1 to 5"),
         (["--out", "/proc/sparsecap"], "cannot write to /proc/sparsecap: No such file or directory; choose a writable"),
     ],
 )
@@ -345,12 +354,19 @@ def _sigterm_seen_through_a_library_check(arguments) -> int:
     return 0
 
 
-def test_sigterm_ends_a_run_as_terminated_even_when_a_library_replaces_the_exception(capsys, monkeypatch):
-    monkeypatch.setattr("sparsecap.cli._command_presets", _sigterm_seen_through_a_library_check)
+@pytest.mark.parametrize(("command", "arguments", "said"), [
+    ("run", ["run", "quick"], "terminated: finished trials are saved; rerun the same command to resume"),
+    ("corrupt", ["corrupt", "mnist", "--out", "unused"],
+     "terminated: corruptions written so far are kept; rerun the same command to write the rest"),
+    ("presets", ["presets"], "terminated"),  # nothing to resume
+])
+def test_sigterm_ends_a_command_as_terminated_even_when_a_library_replaces_the_exception(capsys, monkeypatch, command,
+                                                                                      arguments, said):
+    monkeypatch.setattr(f"sparsecap.cli._command_{command}", _sigterm_seen_through_a_library_check)
     before = signal.getsignal(signal.SIGTERM)
-    code, _, err = _run(capsys, "presets")
+    code, _, err = _run(capsys, *arguments)
     assert code == 143
-    assert "terminated: finished trials are saved" in err
+    assert err.strip() == said
     assert signal.getsignal(signal.SIGTERM) is before  # the command's handler is gone once it returns
 
 
@@ -387,6 +403,35 @@ def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(cap
     code, stdout, _ = _run(capsys, "run", "out/study.json", "--no-report")  # its directory, without --out
     assert code == 0 and "0 trials run, 8 already finished, 8 in all; results in out" in stdout
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("arguments", [["run", "quick", "--out", "runs/q\udcff"], ["report", "\udcfe"],
+                                       ["corrupt", "mnist", "--out", "c\udcff"]])
+def test_a_path_that_is_not_utf8_is_refused_before_anything_runs(capsys, arguments):
+    """As the shell hands sys.argv a name of other bytes: decoded with surrogates, which no report can write."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert "is not UTF-8 text; use a path whose names are UTF-8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name_length", [256, 300])
+def test_a_path_the_system_refuses_is_an_error_naming_it_not_a_traceback(capsys, tmp_path, name_length):
+    too_long = tmp_path / ("a" * name_length)
+    for arguments in (["report", str(too_long)], ["datasets", "--data-root", str(too_long)],
+                      ["run", str(too_long / "spec.toml")]):
+        code, _, err = _run(capsys, *arguments)
+        assert code == 2, arguments
+        assert err.startswith(f"error: {too_long}") and err.endswith(
+            ": File name too long; each name in a path may have at most 255 bytes\n"), arguments
+
+
+def test_an_unreadable_path_is_an_error_saying_what_to_give_instead():
+    from sparsecap.cli import os_error_text
+
+    error = PermissionError(errno.EACCES, "Permission denied", "/data/mnist")
+    assert os_error_text(error) == "/data/mnist: Permission denied; give a path this user may read (and write, for an output)"
+    assert os_error_text(OSError(errno.EIO, "Input/output error")) == "Input/output error"
 
 
 @pytest.mark.parametrize("arguments", [["run", "quick", "--out", ""], ["report", " "], ["corrupt", "mnist", "--out", ""]])

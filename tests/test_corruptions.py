@@ -686,6 +686,47 @@ def test_a_rerun_into_one_directory_adds_corruptions_made_alike_and_refuses_othe
         write_corrupted_dataset(mnist, out, corruptions=["fog"], seed=0, limit=5, progress=ProgressStyle.NONE)
 
 
+def test_a_severity_outside_1_to_5_is_refused_before_anything_is_written(tmp_path):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
+    with pytest.raises(CorruptionError, match="severity 9: expected 1 to 5"):
+        write_corrupted_dataset(mnist, tmp_path / "out", corruptions=["fog"], severity=9, progress=ProgressStyle.NONE)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stopped_run_keeps_its_finished_corruptions_and_the_rerun_writes_only_the_rest(tmp_path, monkeypatch):
+    """The manifest is written after each corruption: a rerun of the same command is taken, not refused, and
+    keeps what is there (its files are what it would write again)."""
+    import sparsecap.corruptions.datasets as datasets_module
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    out, written = tmp_path / "mnist_c", []
+    mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
+    real = datasets_module._corrupt_split
+
+    def stopped_at_the_second(images, name, *arguments):
+        if name == "rotate":
+            raise KeyboardInterrupt
+        written.append(name)
+        real(images, name, *arguments)
+
+    monkeypatch.setattr(datasets_module, "_corrupt_split", stopped_at_the_second)
+    names = ["shot_noise", "rotate"]
+    with pytest.raises(KeyboardInterrupt):
+        datasets_module.write_corrupted_dataset(mnist, out, corruptions=names, progress=ProgressStyle.NONE)
+    assert json.loads((out / "manifest.json").read_text())["corruptions"] == {"shot_noise": [5]}
+    shot = (out / "shot_noise" / "test_images.npy").read_bytes()
+    monkeypatch.setattr(datasets_module, "_corrupt_split", real)
+    rerun = datasets_module.write_corrupted_dataset(mnist, out, corruptions=names, progress=ProgressStyle.NONE)
+    assert rerun.kept == {"shot_noise": [5]} and rerun.written == {"rotate": [2]}
+    assert written == ["shot_noise"] and (out / "shot_noise" / "test_images.npy").read_bytes() == shot
+    assert check_complete(out, CorruptedLayout.MNIST_C) == ["rotate", "shot_noise"]
+    (out / "rotate" / "test_images.npy").unlink()  # a corruption whose files are gone is written again
+    assert datasets_module.write_corrupted_dataset(mnist, out, corruptions=["rotate"],
+                                                   progress=ProgressStyle.NONE).written == {"rotate": [2]}
+
+
 def _key(text):
     from sparsecap.corruptions.protocol import name_key
 
@@ -826,6 +867,23 @@ def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_pat
     assert other_seed.directory != first.directory
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([first.directory.name, other_seed.directory.name])
 
+
+
+@pytest.mark.parametrize("damage", ["truncated array", "manifest not JSON"])
+def test_a_damaged_cache_is_generated_again_with_the_same_inputs(tmp_path, capsys, damage):
+    pixels = _digits(30).transpose(0, 3, 1, 2)
+    config = ProtocolConfig.default(Suite.MNIST_C, sample_size=12, draws=2, seed=5)
+    first = prepare_inputs(tmp_path, "mnist", pixels, config)
+    expected = [np.array(entry.images) for entry in first]
+    if damage == "truncated array":
+        path = first.directory / "rotate-s2.npy"
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        (first.directory / "manifest.json").write_text("{not json")
+    again = prepare_inputs(tmp_path, "mnist", pixels, config)
+    assert f"the cached corrupted inputs in {first.directory} are damaged" in capsys.readouterr().err
+    assert again.directory == first.directory
+    assert all(np.array_equal(entry.images, images) for entry, images in zip(again, expected, strict=True))
 
 
 def test_cached_inputs_are_found_from_a_device_tensor_whose_pixels_this_process_cannot_read(tmp_path):

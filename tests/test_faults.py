@@ -4,6 +4,7 @@ damaged, empty or unreadable database and an unwritable directory are refused wi
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -189,6 +190,36 @@ def test_a_read_only_study_directory_is_refused_by_report_and_resume(finished_st
     assert new.returncode == 2 and "cannot write the study to" in new.stderr
     assert "Traceback" not in report.stderr + resume.stderr + new.stderr
     assert _tree(tmp_path) == before
+
+
+WITHOUT_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+                    "--inh-caps=-dac_override,-dac_read_search"]
+"""A process that honours permission bits although it runs as root (which otherwise reads and writes anything)."""
+
+
+def _as_a_user_bound_by_permissions(*arguments: str) -> subprocess.CompletedProcess:
+    prefix = WITHOUT_OVERRIDE if os.geteuid() == 0 else []
+    return subprocess.run([*prefix, sys.executable, "-m", "sparsecap.cli", *arguments], capture_output=True, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to honour modes")
+def test_a_database_this_user_may_not_read_or_write_is_said_to_be_so_not_to_be_damaged(finished_study, tmp_path):
+    """Moving such a database aside, the advice for a damaged one, would cost every trial in it."""
+    spec, out = _copy(finished_study, tmp_path)
+    database = out / "results.sqlite"
+    before = _tree(out)
+    for mode, arguments, said in ((0o444, ["run", str(spec), "--out", str(out)], "cannot be written by this user"),
+                                  (0o000, ["claims", str(out)], "cannot be read by this user")):
+        database.chmod(mode)
+        try:
+            result = _as_a_user_bound_by_permissions(*arguments)
+        finally:
+            database.chmod(0o644)
+        assert result.returncode == 2, result.stderr
+        assert f"error: {database} {said}" in result.stderr and f"access to it and to {out}" in result.stderr
+        assert "damaged" not in result.stderr and "Traceback" not in result.stderr
+    assert _tree(out) == before
 
 
 def test_the_report_checks_checkpoints_where_the_run_stored_them(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sqlite3
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -209,6 +210,14 @@ def test_bands_are_95_percent_t_intervals_and_one_seed_shows_the_mean_alone() ->
     [mean_line] = [line for line in axis.get_lines() if line.get_label() == "static"]
     assert list(mean_line.get_xdata()) == [15.0, 40.0, 100.0]
     assert mean_line.get_ydata()[0] == pytest.approx(0.70)
+
+
+def test_a_curve_of_one_point_draws_without_warnings() -> None:
+    """A study of one width: matplotlib warned (on the user's terminal) of singular limits as the axis turned log."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        axis = plot_against_remaining({GROUP: [_curve({100.0: 0.9})]}, ylabel="acc", title="t").axes[0]
+    assert axis.get_xscale() == "log" and axis.get_xlim() == pytest.approx((120.0, 100.0 / 1.2))
 
 
 def test_the_base_is_marked_on_a_dotted_line_and_the_sweet_spot_starred() -> None:

@@ -69,6 +69,11 @@ def test_the_default_base_is_the_smallest_width_whatever_order_the_widths_are_gi
         ({"weight_noise": {"sigmas": [0.1, 0.1]}}, "must not repeat, got [0.1, 0.1]"),
         ({"seeds": [2**63]}, "seeds.0: Input should be less than or equal to 9223372036854775807"),
         ({"architectures": ["vgg"], "depths": [13], "base_depth": 12}, "vgg has no depth 12 (base_depth); valid: 11, 13, 16"),
+        ({"widths": [16], "depths": [1, 1025]}, "mlp has no depth 1025: sparsecap builds 1 to 1024 hidden layers"),
+        ({"depths": [10**9]}, "mlp has no depth 1000000000"),  # refused at once, not after building a billion layers
+        ({"training": {"learning_rate": 1e300}}, "training.learning_rate: Input should be less than or equal to 34028"),
+        ({"weight_noise": {"mean": -1e39}}, "weight_noise.mean: Input should be greater than or equal to -34028"),
+        ({"weight_noise": {"sigmas": [0.0, 1e39]}}, "weight_noise.sigmas.1: Input should be less than or equal to"),
     ],
 )
 def test_bad_specs_name_the_problem(change, message):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import json
 import os
 import signal
@@ -63,9 +64,15 @@ _non_negative_int = _integer_in(0, None, "a non-negative integer")
 
 
 def _path(text: str) -> Path:
-    """A path that is not empty: `--out "$UNSET"` would otherwise mean the current directory."""
+    """A path that is not empty (`--out "$UNSET"` would otherwise mean the current directory), in UTF-8: paths are
+    written into study.json and the report, which a name of other bytes would fail only after the study ran."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty one")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise argparse.ArgumentTypeError(f"{shown!r} is not UTF-8 text; use a path whose names are UTF-8") from None
     return Path(text)
 
 
@@ -309,6 +316,8 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
     )
     for name, reason in summary.skipped.items():
         print(f"skipped {name}: {reason}", file=sys.stderr)
+    if summary.kept:
+        print(f"kept {', '.join(summary.kept)}: already written by an earlier run with these settings", file=sys.stderr)
     print(f"{len(summary.written)} corruptions of {dataset.info.name.value} ({summary.suite.value} layout) "
           f"written to {summary.directory}, manifest {summary.directory / 'manifest.json'}")
     return 0
@@ -393,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", type=_path, default=None, metavar="PATH",
                      help="where checkpoints are written (PATH/checkpoints), seen by every node "
                           "(default: the one the study's last run used, else the output directory)")
-    run.set_defaults(handler=_command_run)
+    run.set_defaults(handler=_command_run, stopped_note="finished trials are saved; rerun the same command to resume")
 
     report = commands.add_parser("report", help="write the figures and HTML page of one study, or of several combined")
     report.add_argument("directories", type=_study_directory, nargs="+", metavar="DIR",
@@ -439,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--corruptions", default=None, metavar="A,B",
                          help="comma-separated names (default: the published set of the layout)")
     corrupt.add_argument("--seed", type=_seed, default=0, help="seed of the random corruptions (default 0)")
-    corrupt.add_argument("--severity", type=int, default=None,
+    corrupt.add_argument("--severity", type=_integer_in(1, 5, "a severity from 1 to 5"), default=None,
                          help="MNIST-C only: one severity for every corruption (default: each one's published)")
     corrupt.add_argument("--limit", type=_positive_int, default=None, help="corrupt only the first N images")
     corrupt.add_argument("--train", action="store_true", help="MNIST-C only: write the train split too")
@@ -454,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--no-progress", action="store_true",
                          help="no progress bar: one plain line per corruption written instead (as when stderr is "
                               "not a terminal)")
-    corrupt.set_defaults(handler=_command_corrupt)
+    corrupt.set_defaults(handler=_command_corrupt,
+                         stopped_note="corruptions written so far are kept; rerun the same command to write the rest")
 
     doctor = commands.add_parser("doctor", help="what this machine offers: devices, cores, threads, versions")
     doctor.set_defaults(handler=_command_doctor)
@@ -465,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
                               "sparsecap presets quick > my-study.toml")
     presets.set_defaults(handler=_command_presets)
     return parser
+
+
+def os_error_text(error: OSError) -> str:
+    """What the system refused, on which path, and what would do instead."""
+    what = error.strerror or str(error)
+    if error.filename is None:
+        return what
+    hint = {errno.EACCES: "; give a path this user may read (and write, for an output)",
+            errno.EPERM: "; give a path this user may read (and write, for an output)",
+            errno.ENAMETOOLONG: "; each name in a path may have at most 255 bytes",
+            errno.ENOSPC: "; free some space and rerun"}.get(error.errno, "")
+    return f"{error.filename}: {what}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -486,10 +508,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # more, and let the exit's flush write to nowhere rather than raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as error:  # a path the system refuses: said plainly, as bad input is
+        stop_fork_server()
+        print(f"error: {os_error_text(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         stop_fork_server()
         how = "terminated" if termination.received else "interrupted"
-        print(f"\n{how}: finished trials are saved; rerun the same command to resume", file=sys.stderr)
+        note = getattr(arguments, "stopped_note", None)
+        print(f"\n{how}" + (f": {note}" if note else ""), file=sys.stderr)
         return EXIT_TERMINATED if termination.received else EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, before)

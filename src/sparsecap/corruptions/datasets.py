@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
+USER_FILE_KEYS = {"frost": "frost_pictures", "pessimal_noise": "pessimal_matrix"}
+"""Corruptions drawn from a user's file -> the manifest key of that file's checksum."""
 
 
 @dataclass
@@ -42,6 +44,8 @@ class WriteSummary:
     written: dict[str, list[int]] = field(default_factory=dict)
     """corruption -> severities written."""
     skipped: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, list[int]] = field(default_factory=dict)
+    """corruption -> severities an earlier run wrote as this one would (an interrupted run's finished ones)."""
 
 
 def _corrupt_split(
@@ -130,7 +134,28 @@ def write_corrupted_dataset(
             return list(SEVERITIES)
         return [severity or corruption.published_severity or 1]
 
-    writing = [name for name in names if name not in summary.skipped]
+    digests = {"frost": lambda: frost_module.pictures_digest(frost_dir),
+               "pessimal_noise": lambda: pessimal.matrix_digest(matrix_path)}
+    for name in names:
+        if name not in summary.skipped and _written_before(earlier, name, severities_of(name), digests,
+                                                           _files_of(directory, name, suite, list(arrays))):
+            summary.kept[name] = severities_of(name)
+    writing = [name for name in names if name not in summary.skipped and name not in summary.kept]
+
+    def record() -> None:
+        """The manifest of what is written so far: after each corruption, so that a stopped run loses none."""
+        written = {**earlier.get("corruptions", {}), **summary.written}  # a rerun adds to the directory's
+        write_manifest(directory, {
+            **settings,
+            "sparsecap_version": __version__,
+            "corruptions": written,
+            "skipped": {name: reason for name, reason in {**earlier.get("skipped", {}), **summary.skipped}.items()
+                        if name not in written},
+            **{key: digests[name]() if name in summary.written else earlier.get(key)
+               for name, key in USER_FILE_KEYS.items()},
+            "source": dataset.source,
+        })
+
     total = sum(len(images) * len(severities_of(name)) for name in writing for images, _ in arrays.values())
     with tqdm(total=total, desc=f"corrupting {dataset.info.name.value}", unit="image",
               disable=progress is not ProgressStyle.BARS, file=sys.stderr) as bar:
@@ -156,24 +181,31 @@ def write_corrupted_dataset(
                     del out
                     np.save(directory / "labels.npy", np.tile(labels, len(severities)))
             summary.written[name] = severities
+            record()
             if progress is ProgressStyle.LINES:
                 levels = ", ".join(map(str, severities))
                 write_line(f"[{done}/{len(writing)}] {name} written at severit{'y' if len(severities) == 1 else 'ies'} "
                            f"{levels}", sys.stderr)
-    written = {**earlier.get("corruptions", {}), **summary.written}  # a rerun adds to the directory's corruptions
-    write_manifest(directory, {
-        **settings,
-        "sparsecap_version": __version__,
-        "corruptions": written,
-        "skipped": {name: reason for name, reason in {**earlier.get("skipped", {}), **summary.skipped}.items()
-                    if name not in written},
-        "frost_pictures": frost_module.pictures_digest(frost_dir) if "frost" in summary.written
-        else earlier.get("frost_pictures"),
-        "pessimal_matrix": pessimal.matrix_digest(matrix_path) if "pessimal_noise" in summary.written
-        else earlier.get("pessimal_matrix"),
-        "source": dataset.source,
-    })
+    if not writing:  # otherwise each corruption recorded it
+        record()
     return summary
+
+
+def _files_of(directory: Path, name: str, suite: Suite, splits: Sequence[str]) -> list[Path]:
+    """The files `name` is written to."""
+    if suite is Suite.CIFAR_C:
+        return [cifar_c_path(directory, name), directory / "labels.npy"]
+    return [path for split in splits for path in mnist_c_paths(directory, name, split)]
+
+
+def _written_before(earlier: dict, name: str, severities: list[int], digests: dict[str, Callable[[], str | None]],
+                    files: Sequence[Path]) -> bool:
+    """Whether an earlier run into the directory, with the same settings (`_earlier_run`), wrote `name` as this
+    run would: at the same severities, from the same frost pictures or pessimal matrix where it reads one, and
+    with its files still there. Files are deterministic, so writing it again would only repeat the work."""
+    if earlier.get("corruptions", {}).get(name) != severities or not all(path.is_file() for path in files):
+        return False
+    return name not in USER_FILE_KEYS or earlier.get(USER_FILE_KEYS[name]) == digests[name]()
 
 
 def _earlier_run(directory: Path, settings: dict[str, object]) -> dict:

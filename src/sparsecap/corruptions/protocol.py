@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ from sparsecap.corruptions import frost as frost_module
 from sparsecap.corruptions import pessimal
 from sparsecap.corruptions.registry import SPEC_VERSION, Suite, get_corruption, list_corruptions, to_channels_last
 from sparsecap.errors import AssetUnavailableError
+from sparsecap.studies.progress import write_line
 
 MANIFEST = "manifest.json"
 _SAMPLE_STREAM = 0x5A3D1E  # separates the sample's seed sequence from the noise draws'
@@ -197,7 +199,12 @@ def prepare_inputs(
     matrix_digest = _usable_digest(pessimal.matrix_digest, matrix_path) if needs_matrix else None
     directory = Path(cache_root) / cache_key(dataset, config, len(test_images), digest, matrix_digest)
     if (directory / MANIFEST).is_file():
-        return _load(directory, dataset, config)
+        try:
+            return _load(directory, dataset, config)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # a truncated array, a damaged manifest
+            # A cache, drawn from seeds: made again, it is what it was.
+            write_line(f"warning: the cached corrupted inputs in {directory} are damaged ({error}); generating "
+                       f"them again", sys.stderr)
     # Generated on the CPU from the pixels, wherever the study holds them (a GPU's tensors: copied here).
     images = np.asarray(test_images.cpu().numpy() if hasattr(test_images, "cpu") else test_images)
     if images.ndim == 4 and images.shape[1:] != config.suite.image_shape:

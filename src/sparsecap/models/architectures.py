@@ -105,6 +105,20 @@ def architecture_family(name: str) -> ArchitectureFamily:
         ) from None
 
 
+MAX_ANY_DEPTH = 1024
+"""The deepest member built of a family with any depth (MLP hidden layers). The paper's depth family stops at 8;
+a model of a million layers would take minutes to build before a check of its size could refuse it."""
+
+
+def depth_problem(family: ArchitectureFamily, depth: int) -> str | None:
+    """Why `family` has no member of `depth` (None: it has one)."""
+    if family.depths is not None and depth not in family.depths:
+        return f"{family.name} has no depth {depth}; valid depths: {', '.join(map(str, family.depths))}"
+    if family.depths is None and depth > MAX_ANY_DEPTH:
+        return f"{family.name} has no depth {depth}: sparsecap builds 1 to {MAX_ANY_DEPTH} hidden layers"
+    return None
+
+
 def validate_config(config: ModelConfig) -> None:
     """Raise a clear error for a width or depth the architecture cannot take."""
     family = architecture_family(config.architecture)
@@ -112,9 +126,9 @@ def validate_config(config: ModelConfig) -> None:
         raise SparsecapError(f"width must be a positive integer, got {config.width!r}")
     if isinstance(config.depth, bool) or not isinstance(config.depth, int) or config.depth < 1:
         raise SparsecapError(f"depth must be an integer >= 1, got {config.depth!r}")
-    if family.depths is not None and config.depth not in family.depths:
-        valid = ", ".join(map(str, family.depths))
-        raise SparsecapError(f"{family.name} has no depth {config.depth}; valid depths: {valid}")
+    problem = depth_problem(family, config.depth)
+    if problem is not None:
+        raise SparsecapError(problem)
 
 
 def validate_input(family: ArchitectureFamily, input_shape: tuple[int, int, int]) -> None:

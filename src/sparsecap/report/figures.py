@@ -229,8 +229,8 @@ def _format_remaining_axis(axis: Axes, points: Sequence[PointSummary]) -> None:
     if xs.size == 0:
         return
     low, high = float(xs.min()), float(xs.max())
-    axis.set_xscale("log")
-    axis.set_xlim(high * 1.2, low / 1.2)  # inverted: dense on the left, sparse on the right
+    axis.set_xlim(high * 1.2, low / 1.2)  # inverted: dense on the left, sparse on the right; set first, or one
+    axis.set_xscale("log")                # point's equal limits make matplotlib warn as the scale changes
     axis.xaxis.set_major_locator(FixedLocator(_nice_log_ticks(low / 1.2, high * 1.2)))
     axis.xaxis.set_major_formatter(FuncFormatter(_percent_label))
     axis.xaxis.set_minor_locator(LogLocator(subs="auto"))

@@ -7,6 +7,7 @@ and readable by any tool, which is what a resumable study on one machine needs.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -182,10 +183,23 @@ _ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "T
 
 
 def _unusable(path: Path, reason: str) -> StudyDirectoryError:
+    denied = _denied(path, reason)
+    if denied:  # not damage: moving the database aside would only cost its trials
+        return StudyDirectoryError(f"{path} {denied} ({reason}); nothing was changed. Give this user read and write "
+                                   f"access to it and to {path.parent}, then rerun")
     return StudyDirectoryError(
         f"{path} is not a usable sparsecap results database ({reason}); nothing was changed. If it is damaged, "
         f"move it aside and rerun: trials whose checkpoints remain are not lost, but they are trained again"
     )
+
+
+def _denied(path: Path, reason: str) -> str | None:
+    """What the file system refuses this user about the database, if that is why SQLite failed."""
+    if not os.access(path.parent, os.R_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK)):
+        return "cannot be read by this user"
+    if "readonly" in reason and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return "cannot be written by this user"
+    return None
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from sparsecap.corruptions.registry import Suite, suite_for_dataset
 from sparsecap.data import DatasetName, dataset_info
 from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
+from sparsecap.models.architectures import depth_problem
 from sparsecap.robustness.attack_names import Attack
 from sparsecap.sparsity import Allocation, Engine, MaskGranularity, PruningScope
 from sparsecap.sparsity.schedule_config import (
@@ -39,7 +40,9 @@ from sparsecap.training import BatchNormStatistics, LearningRateSchedule, Precis
 PositiveInt = Annotated[int, Field(gt=0)]
 SQLITE_LARGEST_INTEGER = 2**63 - 1
 """The largest seed: the results database stores seeds as SQLite integers."""
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+FLOAT32_MAX = 3.4028234663852886e38
+"""torch.finfo(torch.float32).max: the numbers a spec hands to float32 tensors must fit, or every trial fails."""
+NonNegativeFloat = Annotated[float, Field(ge=0, le=FLOAT32_MAX)]
 
 
 class Family(str, enum.Enum):
@@ -61,7 +64,7 @@ class _Strict(BaseModel):
 
 class TrainingSpec(_Strict):
     max_epochs: PositiveInt = 300
-    learning_rate: Annotated[float, Field(gt=0)] = 0.01
+    learning_rate: Annotated[float, Field(gt=0, le=FLOAT32_MAX)] = 0.01
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     batch_size: PositiveInt = 128
     stop_loss: NonNegativeFloat = 0.01
@@ -101,7 +104,7 @@ class TrainingSpec(_Strict):
 class WeightNoiseSpec(_Strict):
     sigmas: list[NonNegativeFloat] = Field(default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5], min_length=1)
     draws: PositiveInt = 5
-    mean: float = 0.0
+    mean: Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)] = 0.0
 
     @field_validator("sigmas")
     @classmethod
@@ -289,6 +292,9 @@ class StudySpec(_Strict):
             if family.depths is not None and base.depth not in family.depths:
                 valid = ", ".join(map(str, family.depths))
                 raise ValueError(f"{architecture} has no depth {base.depth} (base_depth); valid: {valid}")
+            too_deep = depth_problem(family, max(*depths, base.depth))
+            if too_deep is not None:
+                raise ValueError(too_deep)
             if base.width > min(self.widths) or base.depth > min(depths):
                 raise ValueError(
                     f"the {architecture} base (width {base.width}, depth {base.depth}) must not be larger "
