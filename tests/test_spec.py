@@ -158,6 +158,10 @@ def test_a_study_json_is_a_spec_of_the_same_study(tmp_path, preset):
     path.write_text("{")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_spec(str(path))
+    path.write_text(json.dumps({**recorded, "spec": "x"}))  # not its keys taken for unknown settings
+    with pytest.raises(SpecError, match=r"study.json whose \"spec\" is not a table of settings \(it holds str\): it "
+                                        r"is damaged. Resume the study from the spec it was run with"):
+        load_spec(str(path))
 
 
 def test_a_spec_file_that_is_not_text_is_refused_by_name(tmp_path):
@@ -404,3 +408,9 @@ def test_measures_given_settings_but_left_off_are_found():
     assert load_spec("quick-adversarial").ignored_tables() == [] and load_spec("quick").ignored_tables() == []
     defaults = ["adversarial={enabled=false, steps=10}", "corruptions.severities=[2, 4]"]  # as README's block has
     assert load_spec("quick", defaults).ignored_tables() == []
+
+
+def test_dynamic_settings_without_a_schedule_that_reads_them_are_found():
+    assert load_spec("quick", ["dynamic.imp_rounds=13"]).ignores_dynamic()
+    assert not load_spec("quick", ["dynamic.imp_rounds=13", "schedules=['static', 'imp']"]).ignores_dynamic()
+    assert not load_spec("quick").ignores_dynamic()

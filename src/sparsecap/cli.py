@@ -136,6 +136,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
     from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
+    from sparsecap.sparsity.schedule_config import DYNAMIC_SCHEDULES
     from sparsecap.studies import StudyDatabase, run_study
     from sparsecap.studies.progress import ProgressStyle, counted, write_line
     from sparsecap.studies.ray_executor import RayOptions
@@ -159,6 +160,10 @@ def _command_run(arguments: argparse.Namespace) -> int:
     for table in spec.ignored_tables():
         write_line(f"warning: [{table}] has settings but is off, so {spec.name!r} does not measure it; add "
                    f"--set {table}.enabled=true to measure it", sys.stderr)
+    if spec.ignores_dynamic():
+        configured = ", ".join(sorted(schedule.value for schedule in DYNAMIC_SCHEDULES))
+        write_line(f"warning: [dynamic] has settings, but none of the schedules of {spec.name!r} reads them; they "
+                   f"configure {configured}: add one to schedules to use them", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     if spec.training.precision is Precision.BFLOAT16 and bfloat16_emulated(device):

@@ -396,6 +396,11 @@ class StudySpec(_Strict):
         return [name for name, table in (("adversarial", self.adversarial), ("corruptions", self.corruptions))
                 if not table.enabled and table != type(table)()]
 
+    def ignores_dynamic(self) -> bool:
+        """Whether `[dynamic]` was changed for a study with none of the schedules it configures: its settings then
+        change nothing, and a user who changed them most likely meant such a schedule to run."""
+        return not DYNAMIC_SCHEDULES & set(self.schedules) and self.dynamic != DynamicSpec()
+
     def recomputes_batch_norm(self, architecture: str) -> bool:
         """Whether the study's `architecture` models have their batch-norm statistics recomputed after training."""
         recomputed = self.training.batch_norm_statistics is BatchNormStatistics.RECOMPUTED
@@ -611,7 +616,12 @@ def _read_study_json(text: str, source: str) -> dict[str, Any]:
         raise SpecError(f"study spec {source} is not valid JSON: {error}") from None
     if not isinstance(data, dict):
         raise SpecError(f"study spec {source} must hold a JSON object, not {type(data).__name__}")
-    if "fingerprint" in data and isinstance(data.get("spec"), dict):  # a study.json: the resolved spec in it
+    if "fingerprint" in data:  # a study.json: the resolved spec in it
+        if not isinstance(data.get("spec"), dict):
+            raise SpecError(f"{source} is a study.json whose \"spec\" is not a table of settings (it holds "
+                            f"{type(data.get('spec')).__name__}): it is damaged. Resume the study from the spec it was "
+                            f"run with (sparsecap run SPEC --out {Path(source).parent}), which writes it anew from "
+                            f"the study's database")
         return spec_data_of_record(data["spec"])
     return data
 
