@@ -466,6 +466,13 @@ def test_an_output_path_that_is_a_file_or_a_study_that_does_not_exist_is_named_a
                         "--corruptions", "fog", "--no-progress")
     assert code == 2 and f"--out {study} is a study directory (it holds results.sqlite)" in err
     assert sorted(path.name for path in study.iterdir()) == before
+    corrupted = tmp_path / "mnist-c"  # and the other way round
+    assert _run(capsys, "corrupt", "mnist", "--out", str(corrupted), "--data-root", str(tmp_path / "data"),
+                "--corruptions", "fog", "--limit", "5", "--no-progress")[0] == 0
+    before = sorted(path.name for path in corrupted.rglob("*"))
+    code, _, err = _run(capsys, "run", str(write_spec(tmp_path)), "--out", str(corrupted), "--no-report")
+    assert code == 2 and f"output path {corrupted} holds a corrupted dataset (manifest.json of sparsecap" in err
+    assert sorted(path.name for path in corrupted.rglob("*")) == before
 
 
 def test_a_run_whose_every_trial_diverged_ends_without_a_report_and_not_as_a_refusal(capsys, tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsecap.data import DatasetName, ImageDataset, dataset_info, load_dataset
+from sparsecap.data.corrupted import MANIFEST
 from sparsecap.data.subset import take_subset
 from sparsecap.errors import SpecError, StudyDirectoryError
 from sparsecap.models import ModelConfig
@@ -59,6 +60,9 @@ def _refuse_other_study(directory: Path, spec: StudySpec) -> dict[str, Any]:
     if directory.exists() and not directory.is_dir():
         raise StudyDirectoryError(f"output path {directory} exists and is not a directory")
     if not (directory / DATABASE_FILE).exists():
+        if (directory / MANIFEST).is_file():  # as `sparsecap corrupt` refuses a study directory
+            raise StudyDirectoryError(f"output path {directory} holds a corrupted dataset ({MANIFEST} of sparsecap "
+                                      f"corrupt); give the study a directory of its own")
         return {}
     database = StudyDatabase(directory)
     recorded = database.metadata()
