@@ -11,7 +11,8 @@ import torch
 
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
-from sparsecap.studies.checkpoints import checkpoint_problem, file_sha256, load_checkpoint, save_checkpoint
+from sparsecap.data.corrupted import sha256_of
+from sparsecap.studies.checkpoints import checkpoint_problem, load_checkpoint, save_checkpoint
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -22,7 +23,7 @@ def _model(seed: int) -> torch.nn.Module:
 def test_a_checkpoint_loads_back_the_same_weights_and_its_digest_is_the_files(tmp_path):
     path = tmp_path / "checkpoints" / "trial.safetensors"
     digest = save_checkpoint(_model(0), path, {"trial_id": "trial"})
-    assert digest == file_sha256(path) and checkpoint_problem(path, digest) is None
+    assert digest == sha256_of(path) and checkpoint_problem(path, digest) is None
     assert not path.with_suffix(".partial").exists()
     loaded = load_checkpoint(_model(1), path)
     for name, tensor in _model(0).state_dict().items():

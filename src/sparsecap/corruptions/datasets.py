@@ -20,6 +20,7 @@ from sparsecap.corruptions import pessimal
 from sparsecap.corruptions.protocol import name_key, unavailable_corruptions
 from sparsecap.corruptions.registry import (
     SEVERITIES,
+    Corruption,
     SPEC_VERSION,
     Suite,
     get_corruption,
@@ -33,8 +34,8 @@ from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
 CHUNK_SIZE = 1000
-USER_FILE_KEYS = {"frost": "frost_pictures", "pessimal_noise": "pessimal_matrix"}
-"""Corruptions drawn from a user's file -> the manifest key of that file's checksum."""
+UserFiles = dict[str, tuple[Callable[[Corruption], bool], Callable[[], str | None]]]
+"""The user's files some corruptions read: manifest key -> (whether a corruption reads it, the file's checksum)."""
 
 
 @dataclass
@@ -134,10 +135,13 @@ def write_corrupted_dataset(
             return list(SEVERITIES)
         return [severity or corruption.published_severity or 1]
 
-    digests = {"frost": lambda: frost_module.pictures_digest(frost_dir),
-               "pessimal_noise": lambda: pessimal.matrix_digest(matrix_path)}
+    user_files: UserFiles = {
+        "frost_pictures": (lambda corruption: corruption.needs_frost, lambda: frost_module.pictures_digest(frost_dir)),
+        "pessimal_matrix": (lambda corruption: corruption.needs_pessimal_matrix,
+                            lambda: pessimal.matrix_digest(matrix_path)),
+    }
     for name in names:
-        if name not in summary.skipped and _written_before(earlier, name, severities_of(name), digests,
+        if name not in summary.skipped and _written_before(earlier, name, severities_of(name), suite, user_files,
                                                            _files_of(directory, name, suite, list(arrays))):
             summary.kept[name] = severities_of(name)
     writing = [name for name in names if name not in summary.skipped and name not in summary.kept]
@@ -151,8 +155,8 @@ def write_corrupted_dataset(
             "corruptions": written,
             "skipped": {name: reason for name, reason in {**earlier.get("skipped", {}), **summary.skipped}.items()
                         if name not in written},
-            **{key: digests[name]() if name in summary.written else earlier.get(key)
-               for name, key in USER_FILE_KEYS.items()},
+            **{key: digest() if any(reads(get_corruption(name, suite)) for name in summary.written)
+               else earlier.get(key) for key, (reads, digest) in user_files.items()},
             "source": dataset.source,
         })
 
@@ -198,14 +202,15 @@ def _files_of(directory: Path, name: str, suite: Suite, splits: Sequence[str]) -
     return [path for split in splits for path in mnist_c_paths(directory, name, split)]
 
 
-def _written_before(earlier: dict, name: str, severities: list[int], digests: dict[str, Callable[[], str | None]],
+def _written_before(earlier: dict, name: str, severities: list[int], suite: Suite, user_files: UserFiles,
                     files: Sequence[Path]) -> bool:
     """Whether an earlier run into the directory, with the same settings (`_earlier_run`), wrote `name` as this
     run would: at the same severities, from the same frost pictures or pessimal matrix where it reads one, and
     with its files still there. Files are deterministic, so writing it again would only repeat the work."""
     if earlier.get("corruptions", {}).get(name) != severities or not all(path.is_file() for path in files):
         return False
-    return name not in USER_FILE_KEYS or earlier.get(USER_FILE_KEYS[name]) == digests[name]()
+    corruption = get_corruption(name, suite)
+    return all(earlier.get(key) == digest() for key, (reads, digest) in user_files.items() if reads(corruption))
 
 
 def _earlier_run(directory: Path, settings: dict[str, object]) -> dict:

@@ -27,7 +27,7 @@ from sparsecap.errors import DatasetFormatError, DatasetNotFoundError
 MANIFEST = "manifest.json"
 CIFAR_SEVERITIES = 5
 
-# The published sets' corruptions (the corruption registry checks that it agrees).
+# The published sets' corruptions (tests check that the corruption registry's published flags agree).
 MNIST_C_PUBLISHED = (
     "identity", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "shear", "scale", "rotate",
     "brightness", "translate", "stripe", "fog", "spatter", "dotted_line", "zigzag", "canny_edges",
@@ -64,11 +64,9 @@ class CorruptedLayout(str, enum.Enum):
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    """A file's SHA-256, read in blocks (checkpoints and corrupted sets are large)."""
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()
 
 
 def mnist_c_paths(directory: Path, corruption: str, split: str = "test") -> tuple[Path, Path]:

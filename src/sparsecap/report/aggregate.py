@@ -19,7 +19,7 @@ import numpy as np
 from sparsecap.errors import SpecError, StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
 from sparsecap.report.statistics import Interval, interval_of, mean_of, observed, observed_mean
-from sparsecap.studies.checkpoints import checkpoint_problem
+from sparsecap.studies.checkpoints import kept_checkpoint_problems
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.studies.spec import STUDY_FILE, parse_spec, spec_data_of_record
 from sparsecap.studies.trials import expand
@@ -298,11 +298,7 @@ def load_study(study_directory: Path) -> StudyResults:
         directory=directory,
         metadata=metadata,
         trials=trials,
-        damaged_checkpoints={
-            trial["trial_id"]: problem for trial in trials if trial["status"] != FAILED
-            for problem in [checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])]
-            if problem is not None
-        },
+        damaged_checkpoints=kept_checkpoint_problems(trials, storage),
         unfinished_trials=find_unfinished_trials(metadata.get("spec"), trials),
         class_recall=dict(class_recall),
         weight_noise=dict(weight_noise),
@@ -333,6 +329,11 @@ def noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, floa
 
 CLEAN_CORRUPTION = "identity"
 """MNIST-C's identity is the clean test set: reported, but left out of the mean over corruptions."""
+
+
+def robust_per_trial(rows: list[dict[str, Any]]) -> dict[tuple[str, float], float]:
+    """One trial's robust accuracy per (attack, budget)."""
+    return {(str(row["attack"]), float(row["epsilon"])): row["robust_accuracy"] for row in rows}
 
 
 def corruption_per_trial(rows: list[dict[str, Any]]) -> tuple[dict[tuple[str, int], float], dict[int | None, float]]:
@@ -380,11 +381,7 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
             noise_per_sigma(results.weight_noise.get(trial["trial_id"], []), "delta_loss") for trial in finished
         ]
         sigmas = sorted({sigma for per_trial in accuracy_per_trial for sigma in per_trial})
-        adversarial_per_trial = [
-            {(str(row["attack"]), float(row["epsilon"])): row["robust_accuracy"]
-             for row in results.adversarial.get(trial["trial_id"], [])}
-            for trial in finished
-        ]
+        adversarial_per_trial = [robust_per_trial(results.adversarial.get(trial["trial_id"], [])) for trial in finished]
         budgets = list(dict.fromkeys(key for per_trial in adversarial_per_trial for key in per_trial))
         corruption_by_trial = [corruption_per_trial(results.corruption.get(trial["trial_id"], [])) for trial in finished]
         corruption_keys = list(dict.fromkeys(key for per_trial, _ in corruption_by_trial for key in per_trial))

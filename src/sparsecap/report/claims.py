@@ -43,6 +43,7 @@ from sparsecap.report.aggregate import (
     group_key,
     is_dense,
     noise_per_sigma,
+    robust_per_trial,
     stop_loss_of,
     surviving_path_fraction,
     under_trained,
@@ -178,8 +179,7 @@ def trial_values(results: StudyResults, trial: dict[str, Any]) -> dict[Measure, 
     values |= {corrupted_accuracy_at(*key): value for key, value in per_corruption.items()}
     if None in means:
         values[CORRUPTED_ACCURACY] = means[None]
-    robust = {(str(row["attack"]), float(row["epsilon"])): row["robust_accuracy"]
-              for row in results.adversarial.get(trial_id, [])}
+    robust = robust_per_trial(results.adversarial.get(trial_id, []))
     values |= {robust_accuracy_at(*key): value for key, value in robust.items()}
     if any(epsilon > 0 for _, epsilon in robust):
         values[ROBUST_ACCURACY] = observed_mean(value for (_, epsilon), value in robust.items() if epsilon > 0)

@@ -217,7 +217,6 @@ def apgd(
     labels: torch.Tensor,
     epsilon: float,
     steps: int = 10,
-    random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """APGD with the cross-entropy loss (Croce & Hein 2020); see the module docstring for the schedule."""
@@ -227,7 +226,7 @@ def apgd(
     n = len(labels)
     shape = (n,) + (1,) * (pixels.dim() - 1)  # per-example scalars broadcast over pixels
     with frozen(model):
-        current = _random_start(pixels, epsilon, generator) if random_start else pixels.clone()
+        current = _random_start(pixels, epsilon, generator)
         previous = current
         device = pixels.device  # every per-example tensor where the pixels are (a GPU's: no copy per step)
         step = torch.full(shape, 2.0 * epsilon, dtype=pixels.dtype, device=device)

@@ -37,7 +37,6 @@ class NoiseDraw:
 def add_weight_noise_(model: nn.Module, sigma: float, mean: float, generator: torch.Generator) -> None:
     """Perturb every kept weight of the maskable layers in place."""
     for _, layer in masked_layers(model):
-        # Drawn at the dense shape whatever the storage, so every engine sees the same perturbation.
         # One normal per kept weight, in row-major order whatever the storage: every engine sees the same
         # perturbation, and a draw costs the nonzeros, not the dense shape (26 M numbers at width 2^15).
         normals = torch.randn(layer.kept_count, generator=generator, device=generator.device)

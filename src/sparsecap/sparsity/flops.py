@@ -49,15 +49,18 @@ def _positions(model: nn.Module, input_shape: tuple[int, int, int]) -> dict[str,
     return positions
 
 
-def dense_multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """The dense count alone: needs only shapes, so it works on a model built on the `meta` device."""
-    positions = _positions(model, input_shape)
+def _dense_at(model: nn.Module, positions: dict[str, int]) -> int:
     return sum(layer.weight_shape.numel() * positions[name] for name, layer in masked_layers(model))
 
 
+def dense_multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """The dense count alone: needs only shapes, so it works on a model built on the `meta` device."""
+    return _dense_at(model, _positions(model, input_shape))
+
+
 def multiply_accumulates(model: nn.Module, input_shape: tuple[int, int, int]) -> MultiplyAccumulates:
-    positions = _positions(model, input_shape)
+    positions = _positions(model, input_shape)  # one forward pass for both counts
     return MultiplyAccumulates(
-        dense=dense_multiply_accumulates(model, input_shape),
+        dense=_dense_at(model, positions),
         nonzero=sum(int(layer.mask.count_nonzero()) * positions[name] for name, layer in masked_layers(model)),
     )

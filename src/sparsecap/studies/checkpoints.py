@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_file, save
 from torch import nn
 
+from sparsecap.data.corrupted import sha256_of
 from sparsecap.sparsity import match_stored_form
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
+from sparsecap.studies.database import FAILED
 
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> str:
@@ -43,9 +42,21 @@ def checkpoint_problem(path: Path, sha256: str | None) -> str | None:
     """
     if not path.is_file():
         return "missing"
-    if sha256 is not None and file_sha256(path) != sha256:
+    if sha256 is not None and sha256_of(path) != sha256:
         return "damaged: its SHA-256 differs from the one recorded when it was written (truncated or altered)"
     return None
+
+
+def kept_checkpoint_problems(trials: Iterable[Mapping[str, Any]], storage: Path) -> dict[str, str]:
+    """The trials a study keeps (all but failed ones) whose checkpoint under `storage` is missing or no longer what
+    was written: trial id -> `checkpoint_problem`. A resume trains them again; a report names them."""
+    problems = {}
+    for trial in trials:
+        if trial["status"] != FAILED:
+            problem = checkpoint_problem(storage / trial["checkpoint"], trial["checkpoint_sha256"])
+            if problem is not None:
+                problems[trial["trial_id"]] = problem
+    return problems
 
 
 def load_checkpoint(model: nn.Module, path: Path) -> nn.Module:

@@ -1,8 +1,9 @@
 """The study measure 'accuracy on corrupted data': the protocol's inputs, cached per study, per model.
 
-The corrupted inputs live in ``<study>/corruptions/`` (see `sparsecap.corruptions.protocol`): generated
-by the first trial that needs them, then read (memory-mapped) by every other trial and every resumed
-run. Frost (in CIFAR-C's default set) is skipped, said once when the run starts, unless ``$SPARSECAP_FROST``
+The corrupted inputs live in ``<storage>/corruptions/`` (the study directory unless `--storage` says
+otherwise; see `sparsecap.corruptions.protocol`): generated before any trial where trials run in worker
+processes or on Ray, else by the first trial that needs them, then read (memory-mapped) by every other trial
+and every resumed run. Frost (in CIFAR-C's default set) is skipped, said once when the run starts, unless ``$SPARSECAP_FROST``
 names a frost-picture directory; a corruption the spec names whose file is missing is refused instead.
 """
 

@@ -274,7 +274,7 @@ class StudyDatabase:
             )
 
     def record_trial(self, record: TrialRecord) -> None:
-        """Insert a trial and its per-epoch, per-class, weight-noise and adversarial rows atomically."""
+        """Insert a trial and its rows in every child table (`_CHILD_TABLES`) atomically."""
         row = {key: value for key, value in asdict(record).items() if key not in _CHILD_FIELDS}
         columns = ", ".join(row)
         placeholders = ", ".join(f":{key}" for key in row)

@@ -1,4 +1,5 @@
-"""Running one trial: build, sparsify, train, evaluate, save. Pure apart from the checkpoint it writes."""
+"""Running one trial: build, sparsify, train, evaluate, save. Its effects beyond its record: the checkpoint it
+writes, the corrupted-input cache it fills where none was made before it, and the torch threads it sets."""
 
 from __future__ import annotations
 

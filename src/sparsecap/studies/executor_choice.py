@@ -9,6 +9,6 @@ class Executor(str, enum.Enum):
     """Where a study's trials run; the database is written by the calling process either way."""
 
     LOCAL = "local"
-    """One trial after another in this process."""
+    """This machine: `--workers` processes (`sparsecap.studies.workers`), or this process alone with one."""
     RAY = "ray"
     """Ray tasks on a local Ray instance or a cluster (`sparsecap.studies.ray_executor`)."""

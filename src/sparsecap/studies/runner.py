@@ -28,7 +28,7 @@ from sparsecap.models import ModelConfig
 from sparsecap.robustness.adversarial import check_sample_size
 from sparsecap.runtime import Runtime, physical_memory_bytes
 from sparsecap.sparsity import beyond_memory
-from sparsecap.studies.checkpoints import checkpoint_problem
+from sparsecap.studies.checkpoints import kept_checkpoint_problems
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
@@ -161,14 +161,11 @@ def _recorded_storage(directory: Path, record: dict[str, Any]) -> Path | None:
 
 
 def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, str]:
-    """Kept trials whose checkpoint is missing or no longer what was written: trial id -> the problem."""
-    problems = {}
-    for row in database.rows("trials"):
-        if row["status"] != FAILED:
-            problem = checkpoint_problem(storage / row["checkpoint"], row["checkpoint_sha256"])
-            if problem is not None:
-                problems[row["trial_id"]] = f"{problem} ({storage / row['checkpoint']})"
-    return problems
+    """Kept trials whose checkpoint is missing or no longer what was written: trial id -> the problem and path."""
+    rows = database.rows("trials")
+    paths = {row["trial_id"]: storage / row["checkpoint"] for row in rows}
+    return {trial_id: f"{problem} ({paths[trial_id]})"
+            for trial_id, problem in kept_checkpoint_problems(rows, storage).items()}
 
 
 @contextmanager
