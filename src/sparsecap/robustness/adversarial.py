@@ -25,15 +25,13 @@ from torch import nn
 from sparsecap.data import DatasetInfo
 from sparsecap.devices import memory_format
 from sparsecap.errors import SparsecapError
-from sparsecap.robustness.attack_names import Attack, parse_attack
+from sparsecap.robustness.attack_names import DEFAULT_EXAMPLES, DEFAULT_STEPS, Attack, parse_attack
 from sparsecap.robustness.attacks import check_budget, check_steps, frozen, run_attack
 from sparsecap.sparsity.unread_units import without_unread_units
 from sparsecap.training import to_pixels
 
 SAMPLE_SEED = 0
 """The study-level seed of the test sample and of the attacks' random starts."""
-DEFAULT_EXAMPLES = 1000
-DEFAULT_STEPS = 10
 MNIST_LIKE_EPSILONS = (0.05, 0.1, 0.2, 0.3)
 """Default budgets for single-channel datasets (MNIST, Fashion-MNIST, digits)."""
 CIFAR_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)

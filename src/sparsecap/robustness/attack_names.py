@@ -1,10 +1,16 @@
-"""The attacks by the names users type (no torch: specs are checked without it)."""
+"""The attacks by the names users type, and a study's attack defaults (no torch: specs are checked without it)."""
 
 from __future__ import annotations
 
 import enum
 
 from sparsecap.errors import SparsecapError
+
+
+DEFAULT_EXAMPLES = 1000
+"""Test examples attacked per trial."""
+DEFAULT_STEPS = 10
+"""Iterations of the iterative attacks (BIM, PGD, APGD)."""
 
 
 class Attack(str, enum.Enum):

@@ -6,6 +6,7 @@ error that says what was wrong and what is valid, before anything runs.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
 import hashlib
@@ -26,7 +27,7 @@ from sparsecap.data import DatasetName, dataset_info
 from sparsecap.errors import CorruptionError, SpecError
 from sparsecap.models import ModelConfig, architecture_family, list_architectures, validate_input
 from sparsecap.models.architectures import depth_problem
-from sparsecap.robustness.attack_names import Attack
+from sparsecap.robustness.attack_names import DEFAULT_EXAMPLES, DEFAULT_STEPS, Attack
 from sparsecap.sparsity import Allocation, Engine, MaskGranularity, PruningScope
 from sparsecap.sparsity.schedule_config import (
     DYNAMIC_SCHEDULES,
@@ -62,14 +63,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_enum_values=False, allow_inf_nan=False)
 
 
+_TRAINING_DEFAULTS = TrainingConfig()
+
+
 class TrainingSpec(_Strict):
-    max_epochs: PositiveInt = 300
-    learning_rate: Annotated[float, Field(gt=0, le=FLOAT32_MAX)] = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    batch_size: PositiveInt = 128
-    stop_loss: NonNegativeFloat = 0.01
-    learning_rate_schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
-    augmentation: bool = False
+    max_epochs: PositiveInt = _TRAINING_DEFAULTS.max_epochs
+    learning_rate: Annotated[float, Field(gt=0, le=FLOAT32_MAX)] = _TRAINING_DEFAULTS.learning_rate
+    momentum: Annotated[float, Field(ge=0, lt=1)] = _TRAINING_DEFAULTS.momentum
+    batch_size: PositiveInt = _TRAINING_DEFAULTS.batch_size
+    stop_loss: NonNegativeFloat = _TRAINING_DEFAULTS.stop_loss
+    learning_rate_schedule: LearningRateSchedule = _TRAINING_DEFAULTS.schedule
+    augmentation: bool = _TRAINING_DEFAULTS.augmentation
     """Random crop (4-pixel zero padding) and horizontal flip of each training batch (CIFAR practice)."""
     engine: Engine = Engine.DENSE
     """How masked linear layers compute: dense weight × mask, sparse (nonzeros only) or auto (by density).
@@ -79,9 +83,9 @@ class TrainingSpec(_Strict):
     (`stacks_here`): MLPs small enough (`stacking_pays`), CNNs (one grouped-convolution network) off the
     CPU and below 10^8 multiply-accumulates per example; other models train seed by seed. The same numbers
     up to float rounding (docs/performance.md)."""
-    precision: Precision = Precision.FLOAT32
+    precision: Precision = _TRAINING_DEFAULTS.precision
     """The arithmetic of training (`sparsecap.training.precision`); evaluation is always float32."""
-    compile: bool = False
+    compile: bool = _TRAINING_DEFAULTS.compile
     """Train through torch.compile: the same numbers up to float rounding, faster on a GPU (slow to start)."""
     batch_norm_statistics: BatchNormStatistics = BatchNormStatistics.RECOMPUTED
     """What batch norms normalise with in evaluation: statistics recomputed over the training set with the
@@ -119,13 +123,16 @@ class AdversarialSpec(_Strict):
     attacks: list[Attack] = Field(default=list(Attack), min_length=1)
     epsilons: list[Annotated[float, Field(ge=0, le=1)]] | None = Field(default=None, min_length=1)
     """Budgets in pixel units; None: 0.05, 0.1, 0.2, 0.3 for 1-channel datasets, 1, 2, 4, 8 /255 for CIFAR."""
-    steps: PositiveInt = 10
-    examples: PositiveInt = 1000
+    steps: PositiveInt = DEFAULT_STEPS
+    examples: PositiveInt = DEFAULT_EXAMPLES
 
     @field_validator("attacks", "epsilons")
     @classmethod
     def _no_repeats(cls, values: list[Any] | None) -> list[Any] | None:
         return reject_repeats(values)
+
+
+_PROTOCOL_DEFAULTS = {field.name: field.default for field in dataclasses.fields(ProtocolConfig)}
 
 
 class CorruptionsSpec(_Strict):
@@ -134,11 +141,12 @@ class CorruptionsSpec(_Strict):
     enabled: bool = False
     corruptions: list[str] | None = Field(default=None, min_length=1)
     """Names in each dataset's suite; None: the published set (MNIST-C's 15 and identity, CIFAR-C's 19)."""
-    severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(default=[2, 4], min_length=1)
+    severities: list[Annotated[int, Field(ge=1, le=5)]] = Field(default=list(_PROTOCOL_DEFAULTS["severities"]),
+                                                                 min_length=1)
     """CIFAR-C severities; MNIST-C uses each corruption's published severity."""
-    sample_size: PositiveInt = 1000
-    draws: PositiveInt = 5
-    seed: Annotated[int, Field(ge=0)] = 0
+    sample_size: PositiveInt = _PROTOCOL_DEFAULTS["sample_size"]
+    draws: PositiveInt = _PROTOCOL_DEFAULTS["draws"]
+    seed: Annotated[int, Field(ge=0)] = _PROTOCOL_DEFAULTS["seed"]
 
     @field_validator("corruptions", "severities")
     @classmethod
