@@ -487,10 +487,9 @@ def os_error_text(error: OSError) -> str:
     what = error.strerror or str(error)
     if error.filename is None:
         return what
-    hint = {errno.EACCES: "; give a path this user may read (and write, for an output)",
-            errno.EPERM: "; give a path this user may read (and write, for an output)",
-            errno.ENAMETOOLONG: "; each name in a path may have at most 255 bytes",
-            errno.ENOSPC: "; free some space and rerun"}.get(error.errno, "")
+    denied = "; give a path this user may read (and write, for an output)"
+    hint = {errno.EACCES: denied, errno.EPERM: denied, errno.ENAMETOOLONG: "; each name in a path may have at most "
+            "255 bytes", errno.ENOSPC: "; free some space and rerun"}.get(error.errno, "")
     return f"{error.filename}: {what}{hint}"
 
 

@@ -6,6 +6,7 @@ chunk), so the files depend only on the seed, the chunk size and the input; the 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from sparsecap.corruptions.registry import (
     to_channels_last,
 )
 from sparsecap.data import ImageDataset
-from sparsecap.data.corrupted import MANIFEST, cifar_c_path, mnist_c_paths, write_manifest
+from sparsecap.data.corrupted import MANIFEST, cifar_c_path, mnist_c_paths, sha256_of, write_manifest
 from sparsecap.errors import CorruptionError
 from sparsecap.studies.progress import ProgressStyle, write_line
 
@@ -135,16 +136,18 @@ def write_corrupted_dataset(
             return list(SEVERITIES)
         return [severity or corruption.published_severity or 1]
 
-    user_files: UserFiles = {
-        "frost_pictures": (lambda corruption: corruption.needs_frost, lambda: frost_module.pictures_digest(frost_dir)),
+    user_files: UserFiles = {  # each file read and hashed once, when first asked
+        "frost_pictures": (lambda corruption: corruption.needs_frost,
+                           functools.cache(lambda: frost_module.pictures_digest(frost_dir))),
         "pessimal_matrix": (lambda corruption: corruption.needs_pessimal_matrix,
-                            lambda: pessimal.matrix_digest(matrix_path)),
+                            functools.cache(lambda: pessimal.matrix_digest(matrix_path))),
     }
     for name in names:
         if name not in summary.skipped and _written_before(earlier, name, severities_of(name), suite, user_files,
                                                            _files_of(directory, name, suite, list(arrays))):
             summary.kept[name] = severities_of(name)
     writing = [name for name in names if name not in summary.skipped and name not in summary.kept]
+    checksums = dict(earlier.get("sha256", {}))  # the earlier runs' files, as they wrote them; this run's added
 
     def record() -> None:
         """The manifest of what is written so far: after each corruption, so that a stopped run loses none."""
@@ -158,7 +161,7 @@ def write_corrupted_dataset(
             **{key: digest() if any(reads(get_corruption(name, suite)) for name in summary.written)
                else earlier.get(key) for key, (reads, digest) in user_files.items()},
             "source": dataset.source,
-        })
+        }, checksums)
 
     total = sum(len(images) * len(severities_of(name)) for name in writing for images, _ in arrays.values())
     with tqdm(total=total, desc=f"corrupting {dataset.info.name.value}", unit="image",
@@ -185,6 +188,8 @@ def write_corrupted_dataset(
                     del out
                     np.save(directory / "labels.npy", np.tile(labels, len(severities)))
             summary.written[name] = severities
+            checksums.update({str(path.relative_to(directory)): sha256_of(path)
+                              for path in _files_of(directory, name, suite, list(arrays))})
             record()
             if progress is ProgressStyle.LINES:
                 levels = ", ".join(map(str, severities))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,12 +79,10 @@ def cifar_c_path(directory: Path, corruption: str) -> Path:
     return Path(directory) / f"{corruption}.npy"
 
 
-def write_manifest(directory: Path, facts: dict[str, object]) -> Path:
-    """manifest.json with `facts` and the SHA-256 of every .npy file under `directory`."""
-    directory = Path(directory)
-    checksums = {str(path.relative_to(directory)): sha256_of(path) for path in sorted(directory.rglob("*.npy"))}
-    path = directory / MANIFEST
-    path.write_text(json.dumps({**facts, "sha256": checksums}, indent=2, sort_keys=True) + "\n")
+def write_manifest(directory: Path, facts: dict[str, object], checksums: Mapping[str, str]) -> Path:
+    """manifest.json with `facts` and `checksums`, the SHA-256 of each .npy file by its path under `directory`."""
+    path = Path(directory) / MANIFEST
+    path.write_text(json.dumps({**facts, "sha256": dict(checksums)}, indent=2, sort_keys=True) + "\n")
     return path
 
 
