@@ -23,7 +23,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
 from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
-from sparsecap.studies.ray_executor import PRIVATE_INSTANCE_CONFIG, RayOptions, node_slots, unplaceable
+from sparsecap.studies.ray_executor import PRIVATE_INSTANCE_CONFIG, node_slots, unplaceable
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
@@ -277,8 +277,8 @@ def local_reference(tmp_path_factory):
     return directory / "out"
 
 
-def _ray(spec, directory: Path, **options) -> object:
-    return run_study(spec, directory, executor=Executor.RAY, ray_options=RayOptions(**options))
+def _ray(spec, directory: Path, runtime: Runtime | None = None) -> object:
+    return run_study(spec, directory, executor=Executor.RAY, runtime=runtime)
 
 
 def test_a_ray_clusters_own_address_passes_the_check(ray_instance):
@@ -335,7 +335,7 @@ def _title(pid: int) -> str:
         return ""
 
 
-def _ray_killing_one_worker(spec, directory: Path, **options) -> tuple[object, list[int]]:
+def _ray_killing_one_worker(spec, directory: Path, max_retries: int) -> tuple[object, list[int]]:
     """`_ray`, while SIGKILLing the worker process of one running trial (one of this process's Ray instance,
     nobody else's); the run's progress and the pids killed."""
     killed: list[int] = []
@@ -356,7 +356,7 @@ def _ray_killing_one_worker(spec, directory: Path, **options) -> tuple[object, l
     killer = threading.Thread(target=kill_one_running_trial, daemon=True)
     killer.start()
     try:
-        return _ray(spec, directory, **options), killed
+        return _ray(spec, directory, Runtime(max_retries=max_retries)), killed
     finally:
         stop.set()
         killer.join()

@@ -104,8 +104,8 @@ def test_a_worker_killed_between_groups_loses_no_record_and_its_next_group_runs(
 
     with StudyProgressView("killed", len(trials), 0, ProgressStyle.NONE) as view:
         run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
-                       tmp_path, record_and_kill_its_worker, view, Runtime(threads=1, workers=1), workers=1,
-                       max_retries=0)
+                       tmp_path, record_and_kill_its_worker, view, Runtime(threads=1, workers=1, max_retries=0),
+                       workers=1)
     assert sorted(record.trial_id for record in records) == sorted(trial.trial_id for trial in trials)
     assert {record.status for record in records} == {"finished"}
 
@@ -127,7 +127,7 @@ def test_the_group_of_a_worker_that_died_is_recorded_failed_with_where_it_ran(tm
     records = []
     with _KillAtFirstEpoch("killed", len(trials), 0, ProgressStyle.NONE) as view:
         run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
-                       tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1, max_retries=0)
+                       tmp_path, records.append, view, Runtime(threads=1, workers=1, max_retries=0), workers=1)
     failed = [record for record in records if record.status == "failed"]
     assert len(failed) == 1 and "died 1 times" in failed[0].error
     assert (failed[0].device, failed[0].device_name, failed[0].threads) == ("cpu", cpu_name(), 1)
@@ -146,8 +146,7 @@ def test_each_worker_runs_on_its_share_of_the_cores_and_records_it(tmp_path):
     assert {record.trial_id.split("-")[2]: record.threads for record in records} == {"w16": 1, "w2048": 2}
 
 
-def _killed_at_first_epoch(tmp_path: Path, width: int, runtime: Runtime,
-                           max_retries: int) -> tuple[_KillAtFirstEpoch, list[Trial], list[TrialRecord]]:
+def _killed_at_first_epoch(tmp_path: Path, width: int, runtime: Runtime) -> tuple[_KillAtFirstEpoch, list[Trial], list[TrialRecord]]:
     """One trial of `width` on one worker that is killed at its first epoch: the view, the trials and the records."""
     spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", 'schedules=["static"]', "seeds=[0]",
                                                  f"widths=[{width}]"])
@@ -155,19 +154,19 @@ def _killed_at_first_epoch(tmp_path: Path, width: int, runtime: Runtime,
     records: list[TrialRecord] = []
     with _KillAtFirstEpoch(f"w{width}", len(trials), 0, ProgressStyle.NONE) as view:
         run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
-                       tmp_path, records.append, view, runtime, workers=1, max_retries=max_retries)
+                       tmp_path, records.append, view, runtime, workers=1)
     return view, trials, records
 
 
 def test_the_group_of_a_worker_that_died_records_the_threads_its_model_had(tmp_path):
     """A model past the threading threshold runs on every core of its worker (2 here), and so says its record."""
-    _, _, records = _killed_at_first_epoch(tmp_path, 2048, Runtime(cores=2, workers=1), max_retries=0)
+    _, _, records = _killed_at_first_epoch(tmp_path, 2048, Runtime(cores=2, workers=1, max_retries=0))
     assert [(record.status, record.threads) for record in records] == [("failed", 2)]
 
 
 def test_a_group_whose_worker_died_runs_again_up_to_max_retries_times(tmp_path):
     """One death with max_retries=1: the group runs again on a new worker and finishes; nothing is failed."""
-    view, trials, records = _killed_at_first_epoch(tmp_path, 16, Runtime(threads=1, workers=1), max_retries=1)
+    view, trials, records = _killed_at_first_epoch(tmp_path, 16, Runtime(threads=1, workers=1, max_retries=1))
     assert view.killed.exitcode == -signal.SIGKILL
     assert [(record.trial_id, record.status) for record in records] == [(trials[0].trial_id, "finished")]
 

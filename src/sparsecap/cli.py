@@ -171,11 +171,11 @@ def _command_run(arguments: argparse.Namespace) -> int:
                    f"bfloat16 kernels), so training runs many times slower than in float32 (22x for VGG11 on an "
                    f"AVX2 AMD EPYC); leave precision at float32 here, or run on a GPU", sys.stderr)
     runtime = Runtime(arguments.threads, workers=arguments.workers, device=device,
-                      devices=tuple(devices_of(device, available)))
+                      devices=tuple(devices_of(device, available)), max_retries=arguments.max_retries)
     directory = arguments.out or _default_directory(arguments.spec, spec.name)
     progress = run_study(spec, directory, arguments.data_root, arguments.download,
                          ProgressStyle.for_stream(not arguments.no_progress, sys.stderr), executor,
-                         RayOptions(arguments.address, arguments.max_retries, arguments.num_cpus), arguments.storage,
+                         RayOptions(arguments.address, arguments.num_cpus), arguments.storage,
                          runtime)
     failed = f", {len(progress.failed)} failed" if progress.failed else ""
     print(f"{spec.name}: {counted(progress.ran, 'trial')} run{failed}, {progress.already_finished} already finished, "

@@ -96,6 +96,9 @@ class Runtime:
     """Where trials run (`sparsecap.devices.resolve`): cpu, cuda (every CUDA device), cuda:N or mps."""
     devices: tuple[str, ...] = ("cpu",)
     """The concrete devices `device` stands for, one per worker in turn (`sparsecap.devices.devices_of`)."""
+    max_retries: int = 2
+    """Reruns of a trial group whose process died (killed, out of memory, a lost Ray node) before its
+    trials are recorded failed (`--max-retries`), by either executor."""
 
     def workers_for(self, groups: int) -> int:
         if self.workers is not None:

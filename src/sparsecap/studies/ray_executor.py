@@ -10,7 +10,7 @@ An interrupted run started here only shuts Ray down, which ends its tasks: cance
 with a task that was just finishing, and Ray 2.60 then aborted the driver ("Tried to complete task that
 was not pending") before it could say the run was stopped.
 
-Faults: a worker process that dies (killed, node lost) has its task rerun by Ray up to `max_retries`
+Faults: a worker process that dies (killed, node lost) has its task rerun by Ray up to `Runtime.max_retries`
 times; after that the trial is recorded as failed. An exception raised by the trial itself is never
 retried: the task catches it and returns a failed record (`run_group_or_failures`). Either way the
 other trials go on, and a rerun of the study retries the failed ones.
@@ -54,8 +54,6 @@ class RayOptions:
     address: str | None = None
     """None: start a private local Ray instance for this run (shut down at the end); "auto" or HOST:PORT:
     connect to a running cluster (left running)."""
-    max_retries: int = 2
-    """How many times a trial whose worker process died is rerun before it is recorded as failed."""
     num_cpus: int | None = None
     """CPUs of the local instance (None: Ray's count of this machine's); ignored with an address."""
 
@@ -186,7 +184,7 @@ def run_on_ray(
             num_cpus=resources.num_cpus,
             num_gpus=resources.num_gpus,
             memory=int(resources.memory_gib * GIB) if resources.memory_gib is not None else None,
-            max_retries=options.max_retries,
+            max_retries=runtime.max_retries,
             retry_exceptions=False,
             name="sparsecap-trial",
             # OpenMP reads this once, at torch's import in the worker: idle threads sleep (sparsecap.runtime)
@@ -206,7 +204,7 @@ def run_on_ray(
                 except ray.exceptions.RayError as error:  # the worker died more than max_retries times, ...
                     records = [failed_record(
                         spec, trial, datasets[trial.dataset],
-                        f"{type(error).__name__} (after at most {options.max_retries} retries): {error}", 0.0,
+                        f"{type(error).__name__} (after at most {runtime.max_retries} retries): {error}", 0.0,
                     ) for trial in group]
                 for record in records:
                     on_record(record)

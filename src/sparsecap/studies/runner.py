@@ -317,8 +317,7 @@ def _run_pending(
         elif context is not None and len(groups) > 1:
             if spec.corruptions.enabled:  # once, here: concurrent workers must not all generate them
                 prepare_corruption_inputs(spec, datasets, {trial.dataset for trial in pending}, storage, bars)
-            run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers,
-                           ray_options.max_retries)
+            run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers)
         else:  # in this process, as one worker of `workers` would (the same threads, so the same numbers)
             here = runtime.for_process(runtime.cores // workers, runtime.devices[0])
             on_device = {name: dataset.to(here.device) for name, dataset in datasets.items()}

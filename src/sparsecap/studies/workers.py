@@ -8,7 +8,7 @@ While it trains, it also sends each epoch's `EpochReport`, for the progress view
 
 Workers are forked from a fork server that has imported sparsecap and torch once (fast to start, and
 safe: the server never ran an OpenMP region; `sparsecap.studies.fork_server`). A worker that dies
-mid-group (killed, out of memory) is replaced and its group run again, up to `max_retries` times, after
+mid-group (killed, out of memory) is replaced and its group run again, up to `Runtime.max_retries` times, after
 which its trials are recorded as failed; finished trials are never lost, as each was written when it
 arrived.
 """
@@ -162,7 +162,6 @@ def run_on_workers(
     view: StudyProgressView,
     runtime: Runtime,
     workers: int,
-    max_retries: int = 2,
 ) -> None:
     """Run `groups` on `workers` processes of `context` (`worker_context`), each with `runtime`'s threads for
     its share of the cores, the costliest groups first."""
@@ -192,7 +191,7 @@ def run_on_workers(
                 if not alive:  # died mid-group: run it again on a new worker, or record it failed
                     key = tuple(trial.trial_id for trial in worker.group)
                     deaths[key] += 1
-                    if deaths[key] <= max_retries:
+                    if deaths[key] <= runtime.max_retries:
                         waiting.appendleft(worker.group)
                         continue
                     records = _died_records(spec, worker, datasets[worker.group[0].dataset], deaths[key])
