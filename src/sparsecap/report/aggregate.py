@@ -18,7 +18,7 @@ import numpy as np
 
 from sparsecap.errors import SpecError, StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
-from sparsecap.report.statistics import Interval, interval_of, mean_of, observed, observed_mean
+from sparsecap.report.statistics import Interval, interval_of, mean_spread_count, observed_mean
 from sparsecap.studies.checkpoints import kept_checkpoint_problems
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
 from sparsecap.studies.spec import STUDY_FILE, parse_spec, spec_data_of_record
@@ -71,13 +71,7 @@ class Stat:
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> Stat:
-        array = observed(values)
-        if array.size == 0:
-            return cls(math.nan, math.nan, 0)
-        if not np.isfinite(array).all():
-            return cls(mean_of(array), math.nan, int(array.size))
-        std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-        return cls(float(array.mean()), std, int(array.size))
+        return cls(*mean_spread_count(values))
 
     @property
     def present(self) -> bool:

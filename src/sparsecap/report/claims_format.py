@@ -20,6 +20,8 @@ from sparsecap.report.claims import (
 )
 from sparsecap.report.statistics import CONFIDENCE
 
+LINE_WIDTH = 100
+"""Where the terminal text of `claims_text` and `collapses_text` wraps."""
 METHOD = (
     f"{CONFIDENCE:.0%} t-intervals over seeds; differences from the dense base by Welch's test (by rank where a "
     f"loss overflowed), p-values Holm-corrected over the points of a curve (the intervals are per point); margins, "
@@ -42,16 +44,16 @@ def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
             + (f"; {diverged} verdict(s) with diverged seeds left out" if diverged else ""))
 
 
-def claims_text(verdicts: Sequence[ClaimVerdict], width: int = 100) -> str:
+def claims_text(verdicts: Sequence[ClaimVerdict]) -> str:
     """One block per verdict, wrapped for a terminal."""
-    lines = ["Claims: " + summary_line(verdicts), textwrap.fill(METHOD, width), ""]
+    lines = ["Claims: " + summary_line(verdicts), textwrap.fill(METHOD, LINE_WIDTH), ""]
     for entry in verdicts:
         flag = "".join(f"  [{flag.upper()}]" for flag in entry.flags)
         lines.append(f"{entry.claim.key:<9}{entry.verdict.value.upper()}{flag}   {entry.scope}")
         for label, text in (("claim", entry.claim.statement), ("why", entry.finding.reason),
                             ("numbers", entry.finding.evidence), ("trained to the stopping rule", entry.training_text)):
             if text:
-                lines.append(textwrap.fill(f"{label}: {text}", width, initial_indent=" " * 9,
+                lines.append(textwrap.fill(f"{label}: {text}", LINE_WIDTH, initial_indent=" " * 9,
                                            subsequent_indent=" " * 11))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -121,10 +123,10 @@ def _curve_json(curve: Curve) -> dict[str, Any]:
             "points": [{key: _json_number(value) for key, value in row.items()} for row in curve_rows(curve)]}
 
 
-def collapses_text(collapses: Sequence[Collapse], width: int = 100) -> str:
+def collapses_text(collapses: Sequence[Collapse]) -> str:
     """Where each group's collapse starts, and the connectivity there."""
     lines = ["Where the collapse starts:"]
-    lines += [textwrap.fill(f"{entry.group.label}: {entry.text}", width, initial_indent="  ", subsequent_indent="    ")
+    lines += [textwrap.fill(f"{entry.group.label}: {entry.text}", LINE_WIDTH, initial_indent="  ", subsequent_indent="    ")
               for entry in collapses]
     return "\n".join(lines) + "\n"
 

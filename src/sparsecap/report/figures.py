@@ -408,8 +408,8 @@ def _axis_points(curves: Sequence[Curve]) -> list[PointSummary]:
     return list(unique.values())
 
 
-def _no_data(axis: Axes, message: str = "no data") -> None:
-    axis.text(0.5, 0.5, message, transform=axis.transAxes, ha="center", va="center", color="0.4")
+def _no_data(axis: Axes) -> None:
+    axis.text(0.5, 0.5, "no data", transform=axis.transAxes, ha="center", va="center", color="0.4")
     axis.set_xticks([])
     axis.set_yticks([])
 

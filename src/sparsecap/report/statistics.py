@@ -54,6 +54,17 @@ def observed_mean(values: Iterable[float | None]) -> float:
     return mean_of(observed(values))
 
 
+def mean_spread_count(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation and count of the seeds that have a value: (NaN, NaN, 0) for none, a
+    spread of 0 for one seed, and an infinite mean with a NaN spread when a value is infinite."""
+    sample = observed(values)
+    if sample.size == 0:
+        return math.nan, math.nan, 0
+    if not np.isfinite(sample).all():
+        return mean_of(sample), math.nan, int(sample.size)
+    return float(sample.mean()), float(sample.std(ddof=1)) if sample.size > 1 else 0.0, int(sample.size)
+
+
 @dataclass(frozen=True)
 class Interval:
     """A mean over seeds with its t-interval; low/high are NaN with fewer than two seeds."""
@@ -68,13 +79,13 @@ class Interval:
         return math.isfinite(self.low) and math.isfinite(self.high)
 
 
-def interval_of(mean: float, std: float, n: int, confidence: float = CONFIDENCE) -> Interval:
+def interval_of(mean: float, std: float, n: int) -> Interval:
     """The Student-t interval from a mean, a sample standard deviation and a seed count."""
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0)
     if n < 2:
         return Interval(mean, math.nan, math.nan, n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * std / math.sqrt(n))
     return Interval(mean, mean - half, mean + half, n)
 
 
@@ -90,14 +101,10 @@ def _clamp(value: float, low: float, high: float) -> float:
     return min(max(value, low), high)
 
 
-def t_interval(values: Iterable[float | None], confidence: float = CONFIDENCE) -> Interval:
+def t_interval(values: Iterable[float | None]) -> Interval:
     """Mean and two-sided Student-t confidence interval over seeds; an infinite value makes the mean infinite
     and leaves the interval undefined."""
-    sample = observed(values)
-    if sample.size == 0:
-        return interval_of(math.nan, math.nan, 0, confidence)
-    std = float(sample.std(ddof=1)) if sample.size > 1 and np.isfinite(sample).all() else math.nan
-    return interval_of(mean_of(sample), std, int(sample.size), confidence)
+    return interval_of(*mean_spread_count(values))
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def difference_within(difference: Difference, low: float, high: float) -> Differ
                                high=_clamp(difference.high, -span, span))
 
 
-def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confidence: float = CONFIDENCE) -> Difference:
+def welch_difference(a: Iterable[float | None], b: Iterable[float | None]) -> Difference:
     """Welch's unequal-variance t-test of a against b, with the interval of the difference of means.
 
     A side with an infinite value (a loss that overflowed under weight noise) has an infinite mean whatever
@@ -154,7 +161,7 @@ def welch_difference(a: Iterable[float | None], b: Iterable[float | None], confi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         result = stats.ttest_ind(first, second, equal_var=False)
-        interval = result.confidence_interval(confidence)
+        interval = result.confidence_interval(CONFIDENCE)
     return Difference(estimate, float(interval.low), float(interval.high), float(result.pvalue),
                       int(first.size), int(second.size))
 
