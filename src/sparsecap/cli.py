@@ -19,6 +19,7 @@ from sparsecap.errors import SparsecapError, StudyDirectoryError
 from sparsecap.studies.ray_address import cluster_endpoint
 
 if TYPE_CHECKING:
+    from sparsecap.data.integrity import Verification
     from sparsecap.report.analysis import Analysis
     from sparsecap.studies.spec import StudySpec
 
@@ -283,22 +284,43 @@ def _command_describe(arguments: argparse.Namespace) -> int:
 
 
 def _command_datasets(arguments: argparse.Namespace) -> int:
-    from sparsecap.data import list_availability
-
-    for entry in list_availability(arguments.data_root):
-        state = "available" if entry.available else "missing"
-        print(f"{entry.name.value:<15}{state:<11}{entry.location}")
-    from sparsecap.data import search_roots
-    from sparsecap.data.corrupted import CorruptedLayout, describe_availability
-    from sparsecap.data.locate import root_problems
+    from sparsecap.data import DatasetName, list_availability, search_roots
+    from sparsecap.data.corrupted import CorruptedLayout, describe_availability, locate_corrupted
+    from sparsecap.data.integrity import verify_corrupted, verify_dataset
+    from sparsecap.data.locate import locate, root_problems
 
     roots = search_roots(arguments.data_root)
+    differing = []
+    for entry in list_availability(arguments.data_root):
+        location = locate(entry.name, roots) if entry.available and entry.name is not DatasetName.DIGITS else None
+        verification = verify_dataset(entry.name, location) if arguments.verify and location else None
+        differing += _print_dataset(entry.name.value, entry.available, entry.location, verification)
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
-        available, location = describe_availability(layout, roots)
-        print(f"{layout.value:<15}{'available' if available else 'missing':<11}{location}")
+        available, where = describe_availability(layout, roots)
+        directory = locate_corrupted(layout, roots) if arguments.verify else None
+        verification = verify_corrupted(layout, directory) if directory else None
+        differing += _print_dataset(layout.value, available, where, verification)
     for problem in root_problems(roots):
         print(f"note: {problem}", file=sys.stderr)
-    return 0
+    if not differing:
+        return 0
+    print(f"error: {', '.join(differing)}: not the published files (or, for a corrupted set, not as `sparsecap "
+          f"corrupt` wrote them); replace the files named above: delete them and `sparsecap run --download` "
+          f"fetches MNIST, Fashion-MNIST and CIFAR again, `sparsecap corrupt` writes a corrupted set again",
+          file=sys.stderr)
+    return 1
+
+
+def _print_dataset(name: str, available: bool, where: str, verification: Verification | None) -> list[str]:
+    """One dataset's line of `sparsecap datasets`, with what `--verify` found; [name] where its files differ."""
+    if verification is None:
+        print(f"{name:<15}{'available' if available else 'missing':<11}{where}", flush=True)
+        return []
+    state = "verified" if verification.verified else "DIFFERS"
+    print(f"{name:<15}{state:<11}{where}: {verification.checked}", flush=True)
+    for problem in verification.problems:
+        print(f"{'':<26}{problem}", flush=True)
+    return [] if verification.verified else [name]
 
 
 def _command_corrupt(arguments: argparse.Namespace) -> int:
@@ -445,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     datasets = commands.add_parser("datasets", help="list datasets, whether available and from where")
     _add_data_arguments(datasets)
+    datasets.add_argument("--verify", action="store_true",
+                          help="also compare each dataset found with the published files (checksums of their "
+                               "content; for a set `sparsecap corrupt` wrote, the checksums of its manifest); "
+                               "exit status 1 if any differs")
     datasets.set_defaults(handler=_command_datasets)
 
     corrupt = commands.add_parser("corrupt", help="write a corrupted test set (MNIST-C or CIFAR-C layout)")

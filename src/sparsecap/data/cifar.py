@@ -32,6 +32,8 @@ class CifarLayout:
     train_batches: tuple[str, ...]
     test_batches: tuple[str, ...]
     label_key: bytes
+    batch_md5: dict[str, str]
+    """The published MD5 of each extracted batch file (byte for byte as in the tarball)."""
 
     def batch_names(self) -> tuple[str, ...]:
         return self.train_batches + self.test_batches
@@ -44,6 +46,14 @@ CIFAR_LAYOUTS: dict[DatasetName, CifarLayout] = {
         train_batches=tuple(f"data_batch_{index}" for index in range(1, 6)),
         test_batches=("test_batch",),
         label_key=b"labels",
+        batch_md5={
+            "data_batch_1": "c99cafc152244af753f735de768cd75f",
+            "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+            "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+            "data_batch_4": "634d18415352ddfa80567beed471001a",
+            "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+            "test_batch": "40351d587109b95175f43aff81a1287e",
+        },
     ),
     DatasetName.CIFAR100: CifarLayout(
         directory="cifar-100-python",
@@ -51,6 +61,7 @@ CIFAR_LAYOUTS: dict[DatasetName, CifarLayout] = {
         train_batches=("train",),
         test_batches=("test",),
         label_key=b"fine_labels",
+        batch_md5={"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"},
     ),
 }
 

@@ -30,6 +30,23 @@ TEST_LABELS_SHA256: dict[DatasetName, str] = {
     DatasetName.MNIST: "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
     DatasetName.FASHION_MNIST: "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
 }
+# SHA-256 of each published file's decoded bytes (as gunzip gives them): what `sparsecap datasets --verify`
+# compares, plain and gzipped copies alike (the published MD5s are of gzip streams, which a repackager such as
+# Debian's Fashion-MNIST may recompress).
+DECODED_SHA256: dict[DatasetName, dict[str, str]] = {
+    DatasetName.MNIST: {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    DatasetName.FASHION_MNIST: {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
 
 
 def find_idx_file(directory: Path, file_name: str) -> Path | None:
@@ -45,7 +62,7 @@ def has_idx_files(directory: Path) -> bool:
     return all(find_idx_file(directory, file_name) is not None for file_name in IDX_FILE_NAMES)
 
 
-def _read_bytes(path: Path) -> bytes:
+def decoded_bytes(path: Path) -> bytes:
     """The file's content, decompressed if it is gzipped; a damaged gzip stream is a format error, not a crash."""
     try:
         if path.suffix == ".gz":
@@ -84,7 +101,7 @@ def parse_idx(content: bytes, expected_magic: int, source: Path) -> np.ndarray:
 
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """Read and validate one IDX file (gzipped or not)."""
-    return parse_idx(_read_bytes(path), expected_magic, path)
+    return parse_idx(decoded_bytes(path), expected_magic, path)
 
 
 def _load_split(directory: Path, file_names: tuple[str, str], info: DatasetInfo) -> tuple[torch.Tensor, torch.Tensor]:

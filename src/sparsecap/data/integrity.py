@@ -1,0 +1,115 @@
+"""Whether a dataset's files hold the published data (`sparsecap datasets --verify`).
+
+Loading checks format (sizes, magic numbers, label ranges), not content: a flipped pixel or an edited
+file loads, and a study then runs on other data under the dataset's name. Here content is compared with
+published digests:
+- MNIST, Fashion-MNIST: the SHA-256 of each IDX file's decoded bytes (`idx.DECODED_SHA256`), so that
+  plain and gzipped copies verify alike;
+- CIFAR-10/100: the published MD5 of each extracted batch (`CifarLayout.batch_md5`), or of the tarball;
+- a corrupted test set written by `sparsecap corrupt`: the SHA-256 its manifest records for each file.
+  The published MNIST-C and CIFAR-C carry no digests: their files are read and their format checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sparsecap.data.cifar import CIFAR_LAYOUTS
+from sparsecap.data.corrupted import MANIFEST, CorruptedLayout, check_complete, sha256_of
+from sparsecap.data.download import REMOTE_FILES
+from sparsecap.data.idx import DECODED_SHA256, IDX_FILE_NAMES, decoded_bytes, find_idx_file
+from sparsecap.data.registry import DatasetName
+from sparsecap.errors import DatasetFormatError, DatasetNotFoundError
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What was compared, and every difference found (none: verified)."""
+
+    checked: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        return not self.problems
+
+
+def verify_dataset(name: DatasetName, location: Path) -> Verification:
+    """Compare the files `sparsecap.data.locate` found for `name` at `location` with the published ones."""
+    if name in CIFAR_LAYOUTS:
+        return _verify_cifar(name, location)
+    if name in DECODED_SHA256:
+        return _verify_idx(name, location)
+    raise ValueError(f"{name.value} is not read from files")
+
+
+def _digest_problem(path: Path, digest: Callable[[Path], str], expected: str, source: str) -> str | None:
+    """None where `path`'s digest is `expected`; else what differs, or why the file could not be read."""
+    try:
+        found = digest(path)
+    except (DatasetFormatError, OSError) as error:  # a damaged gzip stream; an unreadable file
+        return str(error) if isinstance(error, DatasetFormatError) else f"{path}: {error.strerror or error}"
+    if found == expected:
+        return None
+    return f"{path}: content differs from {source} ({found[:12]}…, expected {expected[:12]}…)"
+
+
+def _found(problems: list[str | None]) -> tuple[str, ...]:
+    return tuple(problem for problem in problems if problem is not None)
+
+
+def _decoded_sha256(path: Path) -> str:
+    return hashlib.sha256(decoded_bytes(path)).hexdigest()
+
+
+def _md5(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "md5").hexdigest()
+
+
+def _verify_idx(name: DatasetName, directory: Path) -> Verification:
+    problems: list[str | None] = []
+    for file_name in IDX_FILE_NAMES:
+        path = find_idx_file(directory, file_name)
+        problems.append(f"{directory}: {file_name} (plain or .gz) is missing" if path is None else _digest_problem(
+            path, _decoded_sha256, DECODED_SHA256[name][file_name], "the published SHA-256 of its decoded bytes"))
+    return Verification(f"{len(IDX_FILE_NAMES)} files against the published SHA-256 of their content",
+                        _found(problems))
+
+
+def _verify_cifar(name: DatasetName, location: Path) -> Verification:
+    layout = CIFAR_LAYOUTS[name]
+    if location.name == layout.tarball:
+        published = REMOTE_FILES[name].md5_by_file[layout.tarball]
+        return Verification("the tarball against its published MD5",
+                            _found([_digest_problem(location, _md5, published, "the published MD5")]))
+    problems = [_digest_problem(location / batch, _md5, md5, "the published MD5") for batch, md5 in layout.batch_md5.items()]
+    return Verification(f"{len(layout.batch_md5)} batches against their published MD5s", _found(problems))
+
+
+def verify_corrupted(layout: CorruptedLayout, directory: Path) -> Verification:
+    """A corrupted set against the checksums of the manifest `sparsecap corrupt` wrote; without a manifest (the
+    published sets have none), a read of every corruption with its format checks."""
+    manifest = directory / MANIFEST
+    if not manifest.is_file():
+        try:
+            names = check_complete(directory, layout)
+        except (DatasetFormatError, DatasetNotFoundError, OSError) as error:
+            return Verification("the format of its files (no manifest: no checksums to compare)", (str(error),))
+        return Verification(f"the format of {len(names)} corruptions (no manifest: no checksums to compare)")
+    try:
+        checksums = json.loads(manifest.read_text())["sha256"]
+        if not isinstance(checksums, dict):
+            raise TypeError(f"its sha256 entry is a {type(checksums).__name__}, not a table of files")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return Verification(f"its files against {manifest}", (f"{manifest}: unreadable ({error})",))
+    problems = [f"{directory / relative}: missing (listed in {MANIFEST})" if not (directory / relative).is_file()
+                else _digest_problem(directory / relative, sha256_of, recorded, f"the SHA-256 in {MANIFEST}")
+                for relative, recorded in sorted(checksums.items())]
+    unlisted = sorted(str(path) for path in directory.rglob("*.npy") if str(path.relative_to(directory)) not in checksums)
+    problems += [f"{path}: not listed in {MANIFEST}" for path in unlisted]
+    return Verification(f"{len(checksums)} files against the SHA-256 in its {MANIFEST}", _found(problems))
