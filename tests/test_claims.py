@@ -491,6 +491,19 @@ def test_a_dynamic_schedule_is_compared_with_static_beyond_the_paper(tmp_path: P
     assert c5.verdict is Verdict.INCONCLUSIVE and "posttrain" in c5.finding.reason
 
 
+def test_a_long_claim_key_keeps_its_own_column_in_the_terminal_table(tmp_path: Path) -> None:
+    """"posttrain-finetune vs static" is longer than the 9 columns of "c1", "golubeva": no key runs into its verdict."""
+    verdicts = study_claims(load_study(write_study(tmp_path, {"static": FLAT, "posttrain-finetune": FLAT})))
+    lines = claims_text(verdicts).splitlines()
+    (row,) = [line for line in lines if line.startswith("posttrain-finetune vs static")]
+    verdict_column = len("posttrain-finetune vs static  ")
+    assert row[:verdict_column] == "posttrain-finetune vs static  " and row[verdict_column:].startswith(
+        ("HOLDS", "DOES NOT HOLD", "INCONCLUSIVE"))
+    assert row.endswith("   mlp · mnist · width family")  # the key names the schedules: the scope need not
+    assert all(line[verdict_column:].startswith(("HOLDS", "DOES NOT HOLD", "INCONCLUSIVE"))
+               for line in lines if line.startswith(("c1 ", "c4 ", "golubeva ")))
+
+
 def test_a_comparison_counts_the_trials_of_both_schedules_once(tmp_path: Path) -> None:
     directory = write_study(tmp_path, {"static": FLAT, "posttrain": FLAT}, final_loss=0.4)
     assert (_only(directory, "c5").trials, _only(directory, "c5").under_trained) == (60, 60)

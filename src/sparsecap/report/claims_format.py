@@ -22,6 +22,8 @@ from sparsecap.report.statistics import CONFIDENCE
 
 LINE_WIDTH = 100
 """Where the terminal text of `claims_text` and `collapses_text` wraps."""
+KEY_WIDTH = 9
+"""The claim key's column ("c1", "golubeva"), widened for a longer key; a verdict's lines are indented by it."""
 METHOD = (
     f"{CONFIDENCE:.0%} t-intervals over seeds; differences from the dense base by Welch's test (by rank where a "
     f"loss overflowed), p-values Holm-corrected over the points of a curve (the intervals are per point); margins, "
@@ -47,14 +49,15 @@ def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
 def claims_text(verdicts: Sequence[ClaimVerdict]) -> str:
     """One block per verdict, wrapped for a terminal."""
     lines = ["Claims: " + summary_line(verdicts), textwrap.fill(METHOD, LINE_WIDTH), ""]
+    key_width = max([KEY_WIDTH] + [len(entry.claim.key) + 2 for entry in verdicts])  # "posttrain-finetune vs static"
     for entry in verdicts:
         flag = "".join(f"  [{flag.upper()}]" for flag in entry.flags)
-        lines.append(f"{entry.claim.key:<9}{entry.verdict.value.upper()}{flag}   {entry.scope}")
+        lines.append(f"{entry.claim.key:<{key_width}}{entry.verdict.value.upper()}{flag}   {entry.scope}")
         for label, text in (("claim", entry.claim.statement), ("why", entry.finding.reason),
                             ("numbers", entry.finding.evidence), ("trained to the stopping rule", entry.training_text)):
             if text:
-                lines.append(textwrap.fill(f"{label}: {text}", LINE_WIDTH, initial_indent=" " * 9,
-                                           subsequent_indent=" " * 11))
+                lines.append(textwrap.fill(f"{label}: {text}", LINE_WIDTH, initial_indent=" " * KEY_WIDTH,
+                                           subsequent_indent=" " * (KEY_WIDTH + 2)))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
