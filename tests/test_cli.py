@@ -405,6 +405,22 @@ def test_a_run_logs_one_plain_line_per_trial_and_resumes_from_its_study_json(cap
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_damaged_study_json_resumes_from_the_spec_its_database_records(capsys, tmp_path, monkeypatch):
+    """study.json is the database's readable copy: damaged, the resume the README suggests still works and
+    writes it anew; an override that is wrong is still refused as such, with no word of the record."""
+    monkeypatch.chdir(tmp_path)
+    assert _run(capsys, "run", str(write_spec(tmp_path)), "--out", "out", "--no-report")[0] == 0
+    recorded = json.loads((tmp_path / "out" / "study.json").read_text())
+    (tmp_path / "out" / "study.json").write_text("{bad")
+    code, stdout, err = _run(capsys, "run", "out/study.json", "--no-report")
+    assert code == 0 and "0 trials run, 8 already finished, 8 in all; results in out" in stdout
+    assert err.startswith("warning: study spec out/study.json is not valid JSON: ")
+    assert "warning: running the spec recorded in out/results.sqlite instead; this run writes out/study.json anew" in err
+    assert json.loads((tmp_path / "out" / "study.json").read_text())["fingerprint"] == recorded["fingerprint"]
+    code, _, err = _run(capsys, "run", "out/study.json", "--set", "training.max_epochs=0", "--no-report")
+    assert code == 2 and "recorded" not in err and "max_epochs" in err
+
+
 @pytest.mark.parametrize("arguments", [["run", "quick", "--out", "runs/q\udcff"], ["report", "\udcfe"],
                                        ["corrupt", "mnist", "--out", "c\udcff"]])
 def test_a_path_that_is_not_utf8_is_refused_before_anything_runs(capsys, arguments):

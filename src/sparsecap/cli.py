@@ -131,9 +131,7 @@ def _command_run(arguments: argparse.Namespace) -> int:
         cluster_endpoint(arguments.address, f"--address {arguments.address}")
     if executor is Executor.LOCAL and arguments.workers != 1 and physical_cores() > 1:
         start_fork_server()  # its imports run beside this process's, should the study use workers
-    from sparsecap.studies import load_spec
-
-    spec = load_spec(arguments.spec, arguments.set)
+    spec = _run_spec(arguments.spec, arguments.set)
     from sparsecap.devices import detect, devices_of, resolve
     from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
@@ -202,6 +200,38 @@ def _say_under_trained(spec: StudySpec, trials: list[dict[str, Any]]) -> None:
     note = under_trained_note(trials, spec.training.stop_loss)
     if note:
         print(f"{note}; verdicts over them are flagged [UNDER-TRAINED]", file=sys.stderr)
+
+
+def _run_spec(spec_argument: str, overrides: list[str] | None) -> StudySpec:
+    """The spec `sparsecap run` was given. A study.json is the readable copy of what its study's database
+    records: one that cannot be read gives way to that record, with a warning, so the resume the README and
+    the incomplete-study warning suggest still works (and the run writes study.json anew)."""
+    from sparsecap.studies import StudyDatabase, load_spec
+    from sparsecap.studies.database import DATABASE_FILE
+    from sparsecap.studies.spec import STUDY_FILE, spec_data_of_record, spec_of_data
+
+    try:
+        return load_spec(spec_argument, overrides)
+    except SparsecapError as error:
+        path = Path(spec_argument)
+        if path.name != STUDY_FILE or not (path.parent / DATABASE_FILE).is_file() or _readable_spec(spec_argument):
+            raise  # not a study's record, or the overrides are what is wrong
+        recorded = StudyDatabase(path.parent).metadata().get("spec")
+        if not isinstance(recorded, dict):
+            raise
+        print(f"warning: {error}\nwarning: running the spec recorded in {path.parent / DATABASE_FILE} instead; this "
+              f"run writes {path} anew", file=sys.stderr)
+        return spec_of_data(spec_data_of_record(recorded), overrides, f"the spec recorded in {path.parent / DATABASE_FILE}")
+
+
+def _readable_spec(spec_argument: str) -> bool:
+    from sparsecap.studies import load_spec
+
+    try:
+        load_spec(spec_argument)
+    except SparsecapError:
+        return False
+    return True
 
 
 def _default_directory(spec_argument: str, name: str) -> Path:

@@ -664,6 +664,11 @@ def load_spec(spec: str, overrides: list[str] | None = None) -> StudySpec:
     else:
         raise SpecError(f"{spec!r} is neither a preset nor a spec file; presets: {', '.join(list_presets())}")
     data = _read_study_json(text, source) if path.suffix == ".json" else _read_toml(text, source)
+    return spec_of_data(data, overrides, source)
+
+
+def spec_of_data(data: dict[str, Any], overrides: list[str] | None, source: str) -> StudySpec:
+    """Spec data (a parsed TOML file, a study's record) with KEY=VALUE overrides applied, validated."""
     for assignment in overrides or []:
         _set_override(data, assignment)
     return parse_spec(data, source)
