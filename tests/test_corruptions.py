@@ -787,6 +787,11 @@ def test_readers_refuse_missing_and_mismatched_files(tmp_path):
     (folder / "test_labels.npy").write_bytes(b"")
     with pytest.raises(DatasetFormatError, match="test_labels.npy is not a readable .npy array"):
         read_mnist_c(tmp_path, "fog")
+    (folder / "test_labels.npy").write_bytes(b"0,1,2,3\n")  # a text file under the name
+    with pytest.raises(DatasetFormatError) as error:
+        read_mnist_c(tmp_path, "fog")
+    assert str(error.value).endswith("test_labels.npy is not a readable .npy array (it does not start as a .npy "
+                                     "file does)")  # not numpy's advice to allow pickles
     np.save(folder / "test_labels.npy", np.zeros(3, np.uint8))
     with pytest.raises(DatasetFormatError, match="expected 4 labels"):
         read_mnist_c(tmp_path, "fog")
@@ -869,7 +874,7 @@ def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_pat
 
 
 
-@pytest.mark.parametrize("damage", ["truncated array", "manifest not JSON"])
+@pytest.mark.parametrize("damage", ["truncated array", "array header damaged", "manifest not JSON"])
 def test_a_damaged_cache_is_generated_again_with_the_same_inputs(tmp_path, capsys, damage):
     pixels = _digits(30).transpose(0, 3, 1, 2)
     config = ProtocolConfig.default(Suite.MNIST_C, sample_size=12, draws=2, seed=5)
@@ -878,10 +883,15 @@ def test_a_damaged_cache_is_generated_again_with_the_same_inputs(tmp_path, capsy
     if damage == "truncated array":
         path = first.directory / "rotate-s2.npy"
         path.write_bytes(path.read_bytes()[:200])
+    elif damage == "array header damaged":
+        path = first.directory / "rotate-s2-indices.npy"
+        path.write_bytes(b"\x00" * 16 + path.read_bytes()[16:])
     else:
         (first.directory / "manifest.json").write_text("{not json")
     again = prepare_inputs(tmp_path, "mnist", pixels, config)
-    assert f"the cached corrupted inputs in {first.directory} are damaged" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"the cached corrupted inputs in {first.directory} are damaged" in err
+    assert "allow_pickle" not in err  # numpy's advice for a damaged header: never for a cache
     assert again.directory == first.directory
     assert all(np.array_equal(entry.images, images) for entry, images in zip(again, expected, strict=True))
 

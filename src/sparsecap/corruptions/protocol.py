@@ -31,6 +31,7 @@ from tqdm import tqdm
 from sparsecap.corruptions import frost as frost_module
 from sparsecap.corruptions import pessimal
 from sparsecap.corruptions.registry import SPEC_VERSION, Suite, get_corruption, list_corruptions, to_channels_last
+from sparsecap.data.corrupted import load_npy
 from sparsecap.errors import AssetUnavailableError
 from sparsecap.studies.progress import write_line
 
@@ -143,8 +144,8 @@ def _load(directory: Path, dataset: str, config: ProtocolConfig) -> EvaluationIn
         CorruptedEntry(
             corruption=name,
             severity=severity,
-            indices=np.load(directory / f"{_entry_stem(name, severity)}-indices.npy"),
-            images=np.load(directory / f"{_entry_stem(name, severity)}.npy", mmap_mode="r"),
+            indices=load_npy(directory / f"{_entry_stem(name, severity)}-indices.npy"),
+            images=load_npy(directory / f"{_entry_stem(name, severity)}.npy", mmap_mode="r"),
         )
         for name, severity, _ in config.plan()
         if name not in manifest["skipped"]

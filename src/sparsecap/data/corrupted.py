@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -101,11 +102,25 @@ class CorruptedSplit:
     source: str
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_npy(path: Path, mmap_mode: Literal["r"] | None = None) -> np.ndarray:
+    """A .npy array, never unpickled; one that cannot be read is a ValueError saying why in terms of the file
+    (numpy's own message for a file without the .npy magic suggests allowing pickles, never needed here)."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except ValueError as error:
+        with open(path, "rb") as file:
+            reason = str(error) if file.read(len(NPY_MAGIC)) == NPY_MAGIC else "it does not start as a .npy file does"
+        raise ValueError(reason) from None
+
+
 def _load_array(path: Path, what: str) -> np.ndarray:
     if not path.is_file():
         raise DatasetNotFoundError(f"{what}: {path} is missing")
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return load_npy(path, mmap_mode="r")
     except (ValueError, OSError, EOFError) as error:  # EOFError: an empty file
         raise DatasetFormatError(f"{what}: {path} is not a readable .npy array ({error})") from error
 
