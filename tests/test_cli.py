@@ -309,6 +309,19 @@ def test_datasets_lists_every_dataset(capsys, tmp_path):
     assert "available" in next(line for line in lines if line.startswith("digits"))
 
 
+def test_datasets_says_an_empty_corrupted_set_folder_is_there_but_empty(capsys, tmp_path, monkeypatch):
+    """"not found" would send the user looking for a folder that is there."""
+    monkeypatch.delenv("SPARSECAP_DATA", raising=False)
+    (tmp_path / "mnist_c").mkdir()
+    code, out, _ = _run(capsys, "datasets", "--data-root", str(tmp_path))
+    (line,) = [line for line in out.splitlines() if line.startswith("mnist-c ")]
+    assert code == 0 and line.split(None, 2)[1:] == ["missing", (
+        f"{tmp_path / 'mnist_c'} holds no corruptions (expected <corruption>/test_images.npy and test_labels.npy "
+        f"folders); `sparsecap corrupt mnist --out DIR` makes it")]
+    (cifar_line,) = [line for line in out.splitlines() if line.startswith("cifar10-c ")]
+    assert f"not found (looked for {tmp_path / 'CIFAR-10-C'}" in cifar_line
+
+
 def test_datasets_points_out_a_data_root_that_cannot_hold_data(capsys, tmp_path, monkeypatch):
     """Every dataset but digits "missing" would hide the cause: a file given for its directory, or a typo."""
     afile = tmp_path / "mnist.tar"

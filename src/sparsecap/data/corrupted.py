@@ -193,6 +193,12 @@ def list_corruptions_in(directory: Path, layout: CorruptedLayout) -> list[str]:
     return sorted(path.stem for path in directory.glob("*.npy") if path.stem != "labels")
 
 
+def _expected_files(layout: CorruptedLayout) -> str:
+    if layout is CorruptedLayout.MNIST_C:
+        return "<corruption>/test_images.npy and test_labels.npy folders"
+    return "<corruption>.npy files and labels.npy"
+
+
 def check_complete(directory: Path, layout: CorruptedLayout) -> list[str]:
     """Validate every corruption in a folder (shapes, dtypes, labels); return their names.
 
@@ -200,12 +206,7 @@ def check_complete(directory: Path, layout: CorruptedLayout) -> list[str]:
     """
     names = list_corruptions_in(directory, layout)
     if not names:
-        raise DatasetNotFoundError(
-            f"{directory} holds no {layout.value} corruptions (expected "
-            + ("<corruption>/test_images.npy and test_labels.npy folders" if layout is CorruptedLayout.MNIST_C
-               else "<corruption>.npy files and labels.npy")
-            + ")"
-        )
+        raise DatasetNotFoundError(f"{directory} holds no {layout.value} corruptions (expected {_expected_files(layout)})")
     for name in names:
         if layout is CorruptedLayout.MNIST_C:
             read_mnist_c(directory, name)
@@ -223,9 +224,12 @@ def describe_availability(layout: CorruptedLayout, roots: list[Path]) -> tuple[b
     """(available, where or why not) for `sparsecap datasets`: cheap, files are not opened."""
     location = locate_corrupted(layout, roots)
     if location is None:
+        make = f"`sparsecap corrupt {layout.value.removesuffix('-c')} --out DIR` makes it"
+        empty = [str(root / layout.folder) for root in roots if (root / layout.folder).is_dir()]
+        if empty:  # "not found" would send the user looking for a folder that is there
+            return False, f"{', '.join(empty)} holds no corruptions (expected {_expected_files(layout)}); {make}"
         places = ", ".join(str(root / layout.folder) for root in roots)
-        return False, (f"not found (looked for {places}; `sparsecap corrupt "
-                       f"{layout.value.removesuffix('-c')} --out DIR` makes it)")
+        return False, f"not found (looked for {places}; {make})"
     names = list_corruptions_in(location, layout)
     missing = [name for name in layout.published if name not in names]
     extent = f"{len(names)} corruptions" + (f", {len(missing)} published ones missing" if missing else "")
