@@ -19,16 +19,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import ray
 import torch
 
 from sparsecap.devices import cpu_name
+from sparsecap.errors import SparsecapError
 from sparsecap.studies import parse_spec, run_study
-from sparsecap.studies.ray_executor import RayOptions
+from sparsecap.studies.ray_executor import RayOptions, import_ray
 from sparsecap.studies.runner import Executor
 
 SPEC = {
@@ -53,7 +55,7 @@ def _timed(root: Path, name: str, executor: Executor, options: RayOptions | None
     return seconds
 
 
-def _on_instance(root: Path, name: str, cpus: int) -> tuple[float, float, float]:
+def _on_instance(ray: Any, root: Path, name: str, cpus: int) -> tuple[float, float, float]:
     """Seconds to start a `cpus`-CPU instance, then to run the study on it with new and with reused workers."""
     started = time.perf_counter()
     ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING)
@@ -64,8 +66,13 @@ def _on_instance(root: Path, name: str, cpus: int) -> tuple[float, float, float]
         ray.shutdown()
 
 
-def main() -> None:
+def main() -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    try:
+        ray = import_ray()
+    except SparsecapError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"{TRIALS} trials, {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads, "
           f"load average before: "
           f"{', '.join(f'{load:.2f}' for load in os.getloadavg())}")
@@ -79,10 +86,10 @@ def main() -> None:
         local_1 = _timed(root, "local-1-thread", Executor.LOCAL)
         torch.set_num_threads(threads)
         print(f"  local executor, 1 torch thread:      {local_1:6.2f} s  ({local_1 / TRIALS:.2f} s per trial)")
-        startup_1, cold_1, warm_1 = _on_instance(root, "ray-1", 1)
+        startup_1, cold_1, warm_1 = _on_instance(ray, root, "ray-1", 1)
         print(f"  ray, 1 CPU, instance running:        {cold_1:6.2f} s cold, {warm_1:6.2f} s warm "
               f"(Ray start took {startup_1:.2f} s)")
-        startup_2, cold_2, warm_2 = _on_instance(root, "ray-2", 2)
+        startup_2, cold_2, warm_2 = _on_instance(ray, root, "ray-2", 2)
         print(f"  ray, 2 CPUs, instance running:       {cold_2:6.2f} s cold, {warm_2:6.2f} s warm "
               f"(Ray start took {startup_2:.2f} s)")
         whole = _timed(root, "ray-2-start", Executor.RAY, RayOptions(num_cpus=2))
@@ -90,7 +97,8 @@ def main() -> None:
         print(f"  Ray overhead per trial (1 CPU vs local, 1 torch thread): {(cold_1 - local_1) / TRIALS:+.2f} s cold, "
               f"{(warm_1 - local_1) / TRIALS:+.2f} s warm")
     print(f"load average after: {', '.join(f'{load:.2f}' for load in os.getloadavg())}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
