@@ -560,6 +560,22 @@ def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
         "2 hold, 1 does not hold, 0 inconclusive")
 
 
+def test_the_summary_line_tells_untested_claims_from_inconclusive_evidence(tmp_path: Path) -> None:
+    """A width study of one schedule without attacks or corruptions cannot test c2, c3, c5, c6: inconclusive for
+    want of data, which the count says; an inconclusive verdict that weighed trials is not untested."""
+    from sparsecap.report.claims import CLAIMS, Finding
+    from sparsecap.report.claims_format import summary_line
+
+    verdicts = study_claims(load_study(write_study(tmp_path, {"static": FLAT})))
+    assert sorted(entry.claim.key for entry in verdicts if entry.untested) == ["c2", "c3", "c5", "c6"]
+    assert all(entry.trials == 0 for entry in verdicts if entry.untested)
+    assert summary_line(verdicts) == "1 holds, 2 do not hold, 4 inconclusive (4 of them untested: no data for c2, c3, c5, c6)"
+    weighed = ClaimVerdict(CLAIMS[0], "a group", Finding(Verdict.INCONCLUSIVE, "intervals too wide"), trials=5,
+                           under_trained=0)
+    assert not weighed.untested
+    assert summary_line([weighed, *verdicts]).endswith("5 inconclusive (4 of them untested: no data for c2, c3, c5, c6)")
+
+
 GROUP = GroupKey("mlp", "mnist", "width", "static")
 
 

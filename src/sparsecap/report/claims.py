@@ -721,6 +721,11 @@ class ClaimVerdict:
         return self.finding.verdict
 
     @property
+    def untested(self) -> bool:
+        """Inconclusive for want of data (no trial measured what it needs), not on weighed evidence."""
+        return self.verdict is Verdict.INCONCLUSIVE and self.trials == 0 and self.diverged == 0
+
+    @property
     def trained_to_rule(self) -> bool:
         return self.under_trained == 0 and self.diverged == 0
 

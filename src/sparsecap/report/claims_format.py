@@ -37,11 +37,16 @@ PLURAL = {Verdict.HOLDS: "hold", Verdict.FAILS: "do not hold", Verdict.INCONCLUS
 
 
 def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
+    """The verdicts counted; those inconclusive for want of data are named apart, since a count that merged
+    them with evidence weighed and found wanting would overstate what the study tested."""
     counts = verdict_counts(verdicts)
     under = sum(bool(entry.under_trained) for entry in verdicts)
     diverged = sum(bool(entry.diverged) for entry in verdicts)
+    untested = sorted({entry.claim.key for entry in verdicts if entry.untested})
     return (", ".join(f"{count} {verdict.value if count == 1 else PLURAL[verdict]}"
                       for verdict, count in counts.items())
+            + (f" ({sum(entry.untested for entry in verdicts)} of them untested: no data for "
+               f"{', '.join(untested)})" if untested else "")
             + (f"; {under} verdict(s) on under-trained models" if under else "")
             + (f"; {diverged} verdict(s) with diverged seeds left out" if diverged else ""))
 
