@@ -381,11 +381,14 @@ def test_c4_is_judged_before_the_collapse_only(tmp_path: Path) -> None:
             connection.execute("UPDATE trials SET test_accuracy = ? WHERE width = 4096 AND seed = ?", (accuracy, seed))
     verdict = _only(study, "c4")
     assert verdict.verdict is Verdict.HOLDS, verdict.finding
+    assert verdict.finding.evidence.endswith(  # the points its verdict leaves out are named
+        "; left out, at or past the collapse of clean accuracy: w=1024, w=2048, w=4096")
     dip = (0.90, 0.895, 0.895, 0.895, 0.895, 0.895)  # significant, but 0.5 pp: no collapse, every point judged
     falling = (0.85, 0.80, 0.75, 0.70, 0.60, 0.50)
     judged = _only(write_study(tmp_path / "dip", {"static": dip}, min_recall=falling, jitter=(-0.0001, 0.0, 0.0001)),
                    "c4")
     assert judged.verdict is Verdict.FAILS, judged.finding
+    assert "left out" not in judged.finding.evidence
 
 
 def test_one_seed_or_no_base_is_inconclusive_with_the_reason(tmp_path: Path) -> None:
@@ -865,5 +868,5 @@ def test_c5_shows_the_closest_comparison_where_the_schedules_do_not_separate() -
     assert finding.reason == "the two schedules do not separate", finding
     gaps = [welch_difference(posttrain.points[index].values, static.points[index].values) for index in (1, 2)]
     closest = 1 + min(range(2), key=lambda index: gaps[index].p_value)
-    assert f"; closest at {posttrain.points[closest].where}, posttrain − static: " in finding.evidence
-    assert finding.evidence.count("closest at") == 1
+    assert f"; closest (smallest unadjusted p) at {posttrain.points[closest].where}, posttrain − static: " in finding.evidence
+    assert finding.evidence.count("closest (smallest unadjusted p) at") == 1

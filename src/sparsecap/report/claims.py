@@ -434,7 +434,7 @@ def improves_with_sparsity(curve: Curve) -> Finding:
     if not _exceeds(measure.better(best.versus_base.estimate), curve.margin):
         return Finding(Verdict.INCONCLUSIVE, f"the best sparse point improves on the base significantly, but by no "
                        f"more than the margin{margin_text}", evidence)
-    return Finding(Verdict.HOLDS, f"{measure.label} is better than the base's at a sparser point", evidence)
+    return Finding(Verdict.HOLDS, "better than the base's at a sparser point", evidence)  # `combine` names the measure
 
 
 def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
@@ -446,13 +446,17 @@ def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
                    "; ".join(finding.evidence for _, finding in parts if finding.evidence))
 
 
+def _collapse_percent(clean: Curve | None) -> float:
+    """The remaining percent where clean accuracy collapses (`first_collapse`), 0 where it never does."""
+    collapse = first_collapse(clean) if clean is not None else None
+    return collapse.remaining_percent if collapse is not None else 0.0
+
+
 def _in_regime(curve: Curve, clean: Curve | None) -> list[PointEstimate]:
     """Sparse points denser than where clean accuracy collapses (`first_collapse`: significantly below the base
     by more than the margin). Beyond it every point is out, also one whose noisier clean accuracy does not
     separate from the base; a significant dip smaller than the margin is no collapse."""
-    collapse = first_collapse(clean) if clean is not None else None
-    return [point for point in curve.sparse_points
-            if collapse is None or point.remaining_percent > collapse.remaining_percent]
+    return [point for point in curve.sparse_points if point.remaining_percent > _collapse_percent(clean)]
 
 
 def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[PointRecallAnalysis]) -> Finding:
@@ -478,10 +482,12 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
     inferior = [point for point in regime if point.significant and point.versus_base.estimate < -margin]
     # The point that decides: the first significantly inferior one, else the one whose interval reaches lowest.
     shown = inferior[0] if inferior else min(regime, key=lambda point: point.versus_base.low)
-    evidence = (f"{'inferior' if inferior else 'lowest bound'} {shown.where}: "
+    past = [point.label for point in curve.sparse_points if point.remaining_percent <= _collapse_percent(clean)]
+    evidence = (f"{'inferior' if inferior else 'lowest interval end'} {shown.where}: "
                 f"{_versus(curve.measure, shown.versus_base, shown.adjusted_p)}; "
                 f"margin −{curve.measure.show(margin)} pp; Hooker test: {len(hurt)} of {len(class_tests)} "
-                f"(class, point) pair(s) disproportionately hurt after Holm")
+                f"(class, point) pair(s) disproportionately hurt after Holm"
+                + (f"; left out, at or past the collapse of clean accuracy: {', '.join(past)}" if past else ""))
     if inferior:
         return Finding(Verdict.FAILS, f"minimum class recall falls significantly below the base at "
                        f"{inferior[0].where}, before clean accuracy collapses", evidence)
@@ -542,7 +548,8 @@ def degrades_sooner(sooner: Curve, later: Curve) -> Finding:
               if math.isfinite(p_value)]
     # Where nothing separates, the comparison nearest to it, by its unadjusted p (Holm's values tie at 1).
     closest = [min(tested, key=lambda entry: entry[1].p_value)] if tested and not significant else []
-    for label, found in (("worse", worse), ("better", better), ("within the margin", small), ("closest", closest)):
+    for label, found in (("worse", worse), ("better", better), ("within the margin", small),
+                         ("closest (smallest unadjusted p)", closest)):
         if found:
             point, gap, p_value = found[0]
             evidence += f"; {label} at {point.where}, {first} − {second}: {_versus(measure, gap, p_value)}"
