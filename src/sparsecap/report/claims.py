@@ -330,10 +330,11 @@ def _shortage(curve: Curve) -> str | None:
     """Why the curve cannot be tested at all, if it cannot."""
     if curve.base is None:
         return "no dense base point (remaining 100 %) in this group"
-    if curve.base.interval.n < 2:
-        return f"too few seeds: the base has {curve.base.interval.n} finished seed(s), at least 2 are needed"
+    if curve.base.interval.n < MIN_SEEDS:
+        return (f"too few seeds: the base has {curve.base.interval.n} finished seed(s), at least {MIN_SEEDS} are "
+                f"needed")
     if sum(point.versus_base.testable for point in curve.sparse_points) < 1:
-        return "too few seeds: no sparse point has 2 finished seeds"
+        return f"too few seeds: no sparse point has {MIN_SEEDS} finished seeds"
     return None
 
 

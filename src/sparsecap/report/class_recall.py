@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparsecap.report.statistics import holm, welch_difference
+from sparsecap.report.statistics import SIGNIFICANCE_LEVEL, holm, welch_difference
 
-SIGNIFICANCE_LEVEL = 0.05
 GAP_DECIMALS = 10
 
 

@@ -54,7 +54,7 @@ from sparsecap.report.aggregate import (
     noise_sigmas,
 )
 from sparsecap.report.claims import MIN_SEEDS, sweet_spot_of
-from sparsecap.report.statistics import FRACTION, UNBOUNDED, Interval, within
+from sparsecap.report.statistics import FRACTION, SIGNIFICANCE_LEVEL, UNBOUNDED, Interval, within
 
 DPI = 110
 PANEL_SIZE = (5.6, 3.9)
@@ -561,7 +561,8 @@ def plot_class_recall_heatmap(analysis: dict[GroupKey, list[PointRecallAnalysis]
         colorbar.set_label("normalised recall change", fontsize=8)
         colorbar.ax.tick_params(labelsize=7)
     figure.suptitle(
-        "Class recall change vs dense base, net of the accuracy change (boxed/* = Welch p < 0.05)", fontsize=10
+        "Class recall change vs dense base, net of the accuracy change (boxed/* = Welch p, Holm-adjusted over the "
+        f"point's classes, < {SIGNIFICANCE_LEVEL:g})", fontsize=10
     )
     return figure
 
@@ -833,7 +834,8 @@ def write_figures(
         f"{heatmap_layout(heatmap_transposed(analysis))}: change of the class's recall against the dense base "
         "of the same group, minus the change of overall accuracy (Hooker et al. 2020). Red: the class lost more "
         "than the model did on average; blue: less. Boxed cells marked * differ significantly (Welch t-test "
-        "over seeds, p Holm-adjusted over the point's classes < 0.05). Grey: no data.",
+        f"over seeds, p Holm-adjusted over the point's classes < {SIGNIFICANCE_LEVEL:g}; the c4 verdict adjusts over "
+        "the classes of all its points together). Grey: no data.",
         (lambda: plot_class_recall_heatmap(analysis)) if analysis else None,
     )
     return written

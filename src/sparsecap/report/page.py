@@ -24,6 +24,7 @@ from sparsecap.report.aggregate import (
 )
 from sparsecap.report.analysis import Analysis
 from sparsecap.report.claims import (
+    ACCURACY_MARGIN,
     CLEAN_ACCURACY,
     CORRUPTED_ACCURACY,
     MIN_CLASS_RECALL,
@@ -36,8 +37,8 @@ from sparsecap.report.claims import (
     Verdict,
 )
 from sparsecap.report.claims_format import METHOD, summary_line
-from sparsecap.report.class_recall import SIGNIFICANCE_LEVEL
 from sparsecap.report.figures import FigureInfo
+from sparsecap.report.statistics import SIGNIFICANCE_LEVEL
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;
@@ -401,7 +402,7 @@ fine-tuning; beyond the paper, <em>posttrain-finetune</em> fine-tunes after that
 <em>imp</em> prunes iteratively with rewinding (README: schedules). Remaining weights (%) = 100 × nonzero / total weights; the dense base model has 100 %.</p>
 <h3>Where the collapse starts, and the connectivity there</h3>
 <p>The paper explains the collapse at extreme sparsity by loose connectivity between layers. Per group: the
-densest point whose clean accuracy is significantly (Holm) more than 1 pp below the base, and the mask's
+densest point whose clean accuracy is significantly (Holm) more than {ACCURACY_MARGIN * 100:g} pp below the base, and the mask's
 connectivity (means over seeds) at the point before it and at it.</p>
 {_collapses_html(report.collapses)}
 <h2>Figures</h2>
