@@ -30,12 +30,12 @@ from sparsecap.report.aggregate import (
 from sparsecap.report.claims import CLEAN_ACCURACY
 from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.report.figures import (
-    PAPER_CLAIMS,
     DIVERGED_HEIGHT,
     OVERFLOW_HEIGHT,
     Curve,
     FigureKey,
     curves_by_schedule,
+    paper_claims_text,
     plot_against_remaining,
     plot_class_recall_heatmap,
     schedule_colors,
@@ -255,7 +255,7 @@ def test_captions_state_the_claim_the_finding_and_the_interval(tmp_path: Path) -
     assert set(captions) == {FigureKey.CLEAN_ACCURACY, FigureKey.MIN_CLASS_RECALL}
     assert all("95% CI over seeds" in caption and "± std" not in caption for caption in captions.values())
     assert captions[FigureKey.CLEAN_ACCURACY].endswith(
-        f"The paper claims: {PAPER_CLAIMS[FigureKey.CLEAN_ACCURACY]}. This study found: Accuracy fell by 9 pp.")
+        f"The paper claims: {paper_claims_text(FigureKey.CLEAN_ACCURACY)}. This study found: Accuracy fell by 9 pp.")
     assert "This study found" not in captions[FigureKey.MIN_CLASS_RECALL]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clean_accuracy.png", "min_class_recall.png"]
     with pytest.raises(ValueError, match=r"unknown figure\(s\) \['clean'\]; the figures are \[.*'clean_accuracy'"):

@@ -53,7 +53,7 @@ from sparsecap.report.aggregate import (
     adversarial_budgets,
     noise_sigmas,
 )
-from sparsecap.report.claims import MIN_SEEDS, sweet_spot_of
+from sparsecap.report.claims import CLAIM_BY_KEY, MIN_SEEDS, sweet_spot_of
 from sparsecap.report.statistics import FRACTION, SIGNIFICANCE_LEVEL, UNBOUNDED, Interval, within
 
 DPI = 110
@@ -131,33 +131,14 @@ class FigureKey(str, enum.Enum):
     CLASS_RECALL_CHANGES = "class_recall_changes"
 
 
-CORRUPTED_DATA_CLAIM = (
-    "the same on corrupted data as under weight noise (c2): accuracy first rises, then falls as sparsity grows"
-)
-PAPER_CLAIMS: Mapping[FigureKey, str] = {
-    FigureKey.CLEAN_ACCURACY: (
-        "clean accuracy first rises, then falls as sparsity grows (Golubeva et al.), and post-training pruning "
-        "degrades sooner than static sparsity (c5): where both are drawn, the posttrain line falls below its base "
-        "at a denser point than the static one"
-    ),
-    FigureKey.ACCURACY_UNDER_NOISE: "under weight noise, accuracy first rises, then falls as sparsity grows (c1)",
-    FigureKey.DELTA_LOSS_UNDER_NOISE: (
-        "ΔL grows more slowly for sparser models (c1): at each σ the line lies lower towards the sparse (right) "
-        "end, sparser being better"
-    ),
-    FigureKey.MIN_CLASS_RECALL: "minimum class recall does not fall with sparsity (c4)",
-    FigureKey.ADVERSARIAL_ACCURACY: (
-        "the same under adversarial attacks as under weight noise (c3): robust accuracy first rises, then falls "
-        "as sparsity grows"
-    ),
-    FigureKey.CORRUPTED_ACCURACY: CORRUPTED_DATA_CLAIM,
-    FigureKey.CORRUPTION_BREAKDOWN: CORRUPTED_DATA_CLAIM,
-    FigureKey.CLASS_RECALL_CHANGES: (
-        "minimum class recall does not fall with sparsity (c4): no class should lose significantly more recall "
-        "than the model loses accuracy"
-    ),
+READING_HINTS: Mapping[FigureKey, str] = {
+    FigureKey.CLEAN_ACCURACY: "where both are drawn, c5 expects the posttrain line to fall below its base at a "
+                              "denser point than the static one",
+    FigureKey.DELTA_LOSS_UNDER_NOISE: "at each σ the line should lie lower towards the sparse (right) end, sparser "
+                                      "being better",
+    FigureKey.CLASS_RECALL_CHANGES: "no class should lose significantly more recall than the model loses accuracy",
 }
-"""What the paper claims for each figure, quoted in its caption."""
+"""How a figure shows its claims, where that is not plain from their statements."""
 FIGURE_CLAIMS: Mapping[FigureKey, tuple[str, ...]] = {
     FigureKey.CLEAN_ACCURACY: ("golubeva", "c5"),
     FigureKey.ACCURACY_UNDER_NOISE: ("c1",),
@@ -168,7 +149,15 @@ FIGURE_CLAIMS: Mapping[FigureKey, tuple[str, ...]] = {
     FigureKey.CORRUPTION_BREAKDOWN: ("c2",),
     FigureKey.CLASS_RECALL_CHANGES: ("c4",),
 }
-"""The claims (`sparsecap.report.claims` keys) whose verdicts each figure's caption reports."""
+"""The claims (`sparsecap.report.claims` keys) whose statements and verdicts each figure's caption reports."""
+
+
+def paper_claims_text(key: FigureKey) -> str:
+    """What the paper claims for a figure: its claims' statements (`CLAIM_BY_KEY`, the verdicts' own), and how
+    the figure shows them."""
+    statements = "; ".join(f"{claim}: {CLAIM_BY_KEY[claim].statement}" for claim in FIGURE_CLAIMS[key])
+    hint = READING_HINTS.get(key)
+    return f"{statements}: {hint}" if hint else statements
 
 
 @dataclass(frozen=True)
@@ -704,7 +693,7 @@ def _reading(*, higher_is_better: bool = True) -> str:
 
 def _caption(key: FigureKey, description: str, findings: Mapping[FigureKey, str]) -> str:
     """The figure's description, what the paper claims for it, and what this study found (when given)."""
-    caption = f"{description} The paper claims: {PAPER_CLAIMS[key]}."
+    caption = f"{description} The paper claims: {paper_claims_text(key)}."
     finding = findings.get(key, "").strip()
     return f"{caption} This study found: {finding}" if finding else caption
 
