@@ -71,16 +71,16 @@ def sample_indices(test_size: int, examples: int, seed: int = SAMPLE_SEED) -> to
     return torch.randperm(test_size, generator=generator)[:examples].sort().values
 
 
-def attack_generator(attack: Attack, epsilon: float, seed: int = SAMPLE_SEED) -> torch.Generator:
+def attack_generator(attack: Attack, epsilon: float) -> torch.Generator:
     """The random-start generator of one (attack, budget): independent of the model and the trial."""
     key = (list(Attack).index(attack), round(epsilon * 1e9))
-    stream = np.random.SeedSequence(seed, spawn_key=key)
+    stream = np.random.SeedSequence(SAMPLE_SEED, spawn_key=key)
     return torch.Generator().manual_seed(int(stream.generate_state(1)[0]))
 
 
-def _predict(model: nn.Module, pixels: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _predict(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     with frozen(model), torch.no_grad():
-        return torch.cat([model(batch).argmax(dim=1) for batch in pixels.split(batch_size)])
+        return torch.cat([model(batch).argmax(dim=1) for batch in pixels.split(BATCH_SIZE)])
 
 
 def adversarial_robustness(
@@ -92,8 +92,6 @@ def adversarial_robustness(
     *,
     steps: int = DEFAULT_STEPS,
     examples: int = DEFAULT_EXAMPLES,
-    seed: int = SAMPLE_SEED,
-    batch_size: int = BATCH_SIZE,
 ) -> list[AdversarialResult]:
     """Robust accuracy and success rate of every attack at every budget on a seeded sample of uint8 `images`.
 
@@ -105,19 +103,19 @@ def adversarial_robustness(
     for epsilon in epsilons:
         check_budget(epsilon)
     check_steps(steps)
-    indices = sample_indices(len(labels), examples, seed).to(labels.device)
+    indices = sample_indices(len(labels), examples).to(labels.device)
     pixels, targets = to_pixels(images[indices], memory_format(model, images.device)), labels[indices]
-    correct = _predict(model, pixels, batch_size) == targets
+    correct = _predict(model, pixels) == targets
     n_correct = int(correct.sum())
     results = []
     for attack in parsed:
         for epsilon in epsilons:
-            generator = attack_generator(attack, float(epsilon), seed)
+            generator = attack_generator(attack, float(epsilon))
             fooled = 0
-            for start in range(0, examples, batch_size):
-                batch = slice(start, start + batch_size)
+            for start in range(0, examples, BATCH_SIZE):
+                batch = slice(start, start + BATCH_SIZE)
                 adversarial = run_attack(model, attack, pixels[batch], targets[batch], float(epsilon), steps, generator)
-                fooled += int(((_predict(model, adversarial, batch_size) != targets[batch]) & correct[batch]).sum())
+                fooled += int(((_predict(model, adversarial) != targets[batch]) & correct[batch]).sum())
             results.append(
                 AdversarialResult(
                     attack=attack,

@@ -38,7 +38,7 @@ from torch import nn
 
 from sparsecap.errors import SparsecapError
 from sparsecap.models.modes import in_eval_mode
-from sparsecap.robustness.attack_names import Attack, parse_attack
+from sparsecap.robustness.attack_names import DEFAULT_STEPS, Attack, parse_attack
 from sparsecap.training.trainer import loss_accumulator
 
 ITERATIVE_STEP_FACTOR = 2.5
@@ -162,7 +162,7 @@ def bim(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     epsilon: float,
-    steps: int = 10,
+    steps: int = DEFAULT_STEPS,
     step_size: float | None = None,
 ) -> torch.Tensor:
     """`steps` projected signed-gradient steps from the clean input (step 2.5·eps/steps by default)."""
@@ -177,7 +177,7 @@ def pgd(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     epsilon: float,
-    steps: int = 10,
+    steps: int = DEFAULT_STEPS,
     step_size: float | None = None,
     random_start: bool = True,
     generator: torch.Generator | None = None,
@@ -216,7 +216,7 @@ def apgd(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     epsilon: float,
-    steps: int = 10,
+    steps: int = DEFAULT_STEPS,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """APGD with the cross-entropy loss (Croce & Hein 2020); see the module docstring for the schedule."""
@@ -286,7 +286,7 @@ def run_attack(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     epsilon: float,
-    steps: int = 10,
+    steps: int = DEFAULT_STEPS,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Adversarial pixels for `pixels` (in [0, 1]) under `attack` with its documented defaults.
