@@ -1,4 +1,5 @@
-"""Post-training magnitude pruning to a fixed nonzero count, with no fine-tuning."""
+"""Magnitude pruning to a fixed nonzero count: the `posttrain` schedule (no fine-tuning after it), and the
+pruning step of `posttrain-finetune` and `imp`, which train on after it."""
 
 from __future__ import annotations
 

@@ -43,12 +43,6 @@ import torch
 import torch.nn.functional as functional
 from torch import nn
 
-# CSR support is marked beta in PyTorch; it is what this module is built on, and tested here. Its structures
-# are built from valid positions, so `_csr` skips the invariant checks, which torch 2.11 warns of each time.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-
-
 @dataclass(frozen=True)
 class SparseStructure:
     """The index structures of one set of kept positions, computed once."""
@@ -142,7 +136,13 @@ def build_structure(kept: torch.Tensor, shape: tuple[int, int], key: tuple[Any, 
 
 
 def _csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)  # built from valid positions
+    """A CSR tensor of valid positions, built without invariant checks. torch warns at each build that CSR is beta
+    and that the checks are off, both known here (this module is built on CSR, and tested): silenced for this
+    call only, not for the process that imports sparsecap."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 def _product(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
