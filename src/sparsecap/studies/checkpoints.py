@@ -16,6 +16,13 @@ from sparsecap.data.corrupted import sha256_of
 from sparsecap.sparsity import match_stored_form
 from sparsecap.studies.database import FAILED
 
+CHECKPOINTS_DIRECTORY = "checkpoints"
+"""Where, under a study's storage (`--storage`, else the study directory), its trials' checkpoints go."""
+
+
+def checkpoint_path(storage: Path, trial_id: str) -> Path:
+    return Path(storage) / CHECKPOINTS_DIRECTORY / f"{trial_id}.safetensors"
+
 
 def save_checkpoint(model: nn.Module, path: Path, metadata: dict[str, str]) -> str:
     """Write atomically (temporary file, then rename) so a killed run never leaves half a checkpoint.

@@ -26,11 +26,11 @@ CACHE_DIRECTORY = "corruptions"
 
 
 def corruption_rows(
-    spec: StudySpec, model: nn.Module, dataset: ImageDataset, study_directory: Path, show_progress: bool
+    spec: StudySpec, model: nn.Module, dataset: ImageDataset, storage: Path, show_progress: bool
 ) -> list[dict[str, Any]]:
     """The database rows (corruption, severity, draw, accuracy, loss) of one trained model."""
     config = spec.corruptions.protocol(dataset.info.name)
-    inputs = prepare_inputs(Path(study_directory) / CACHE_DIRECTORY, dataset.info.name.value, dataset.test_images,
+    inputs = prepare_inputs(Path(storage) / CACHE_DIRECTORY, dataset.info.name.value, dataset.test_images,
                             config, show_progress=show_progress)
     return [
         {"corruption": result.corruption, "severity": result.severity, "draw": result.draw,

@@ -75,7 +75,7 @@ def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, sto
     task's only visible CUDA device)."""
     device = "cuda:0" if spec.resources.num_gpus > 0 else "cpu"
     here = runtime.for_process(math.floor(spec.resources.num_cpus), device)
-    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage) / "checkpoints", here,
+    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage), here,
                                  TrialProgress())
 
 

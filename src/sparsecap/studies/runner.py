@@ -28,7 +28,7 @@ from sparsecap.models import ModelConfig
 from sparsecap.robustness.adversarial import check_sample_size
 from sparsecap.runtime import Runtime, physical_memory_bytes
 from sparsecap.sparsity import beyond_memory
-from sparsecap.studies.checkpoints import kept_checkpoint_problems
+from sparsecap.studies.checkpoints import CHECKPOINTS_DIRECTORY, kept_checkpoint_problems
 from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase, TrialRecord
 from sparsecap.studies.environment import versions
 from sparsecap.studies.execute import run_group_or_failures, seed_groups
@@ -224,7 +224,7 @@ def run_study(
     storage = storage if storage is not None else _recorded_storage(directory, record)
     if storage is not None:  # before any training: every trial would train, then fail to save its checkpoint
         with _writable(Path(storage), "--storage"):
-            (Path(storage) / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (Path(storage) / CHECKPOINTS_DIRECTORY).mkdir(parents=True, exist_ok=True)
     with ExitStack() as held:
         with _writable(directory):
             directory.mkdir(parents=True, exist_ok=True)
@@ -324,7 +324,7 @@ def _run_pending(
             shown = TrialProgress(bars, view.epoch_done)
             for group in groups:
                 view.set_running(len(group))
-                results = run_group_or_failures(spec, group, on_device[group[0].dataset], storage / "checkpoints",
+                results = run_group_or_failures(spec, group, on_device[group[0].dataset], storage,
                                                 here, shown)
                 for result in results:
                     write(result)

@@ -50,7 +50,7 @@ def _exit_with_the_parent() -> None:
         os._exit(1)
 
 
-def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoints: Path, runtime: Runtime,
+def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], storage: Path, runtime: Runtime,
           connection: Connection) -> None:
     """A worker's life: run each group it is sent, send back its records, stop on None or once the run has
     closed its end (a stop that found this worker idle, so not among the busy ones it kills). The datasets
@@ -66,7 +66,7 @@ def _work(spec: StudySpec, datasets: dict[DatasetName, ImageDataset], checkpoint
     with contextlib.suppress(EOFError, BrokenPipeError):
         connection.send(placement(runtime.device))  # for the records of its group, should this worker die
         while (group := connection.recv()) is not None:
-            connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], checkpoints, runtime,
+            connection.send(run_group_or_failures(spec, group, datasets[group[0].dataset], storage, runtime,
                                                   progress))
 
 
@@ -166,7 +166,7 @@ def run_on_workers(
     """Run `groups` on `workers` processes of `context` (`worker_context`), each with `runtime`'s threads for
     its share of the cores, the costliest groups first."""
     used = {group[0].dataset for group in groups}
-    arguments = (spec, {name: datasets[name] for name in used}, storage / "checkpoints")
+    arguments = (spec, {name: datasets[name] for name in used}, storage)
     slot_runtimes = [runtime.for_process(runtime.cores // workers, runtime.devices[slot % len(runtime.devices)])
                      for slot in range(workers)]
     waiting = deque(sorted(groups, key=lambda group: -_cost(group, datasets[group[0].dataset])))
