@@ -20,13 +20,10 @@ from sparsecap.errors import SpecError, StudyDirectoryError
 from sparsecap.report.class_recall import ClassRecallChange, normalised_recall_changes
 from sparsecap.report.statistics import Interval, interval_of, mean_spread_count, observed_mean
 from sparsecap.studies.checkpoints import kept_checkpoint_problems
-from sparsecap.studies.database import DATABASE_FILE, FAILED, STORAGE_KEY, StudyDatabase
+from sparsecap.studies.database import DATABASE_FILE, DIVERGED, FAILED, FINISHED, STORAGE_KEY, StudyDatabase
 from sparsecap.studies.spec import STUDY_FILE, parse_spec, spec_data_of_record
 from sparsecap.studies.trials import expand
 from sparsecap.training.divergence import DIVERGENCE_FACTOR
-
-FINISHED = "finished"
-DIVERGED = "diverged"
 
 
 def stop_loss_of(results: StudyResults) -> float:

@@ -33,8 +33,6 @@ from scipy import stats
 
 from sparsecap.models.architectures import architecture_family
 from sparsecap.report.aggregate import (
-    DIVERGED,
-    FINISHED,
     GroupKey,
     PointRecallAnalysis,
     PointSummary,
@@ -62,6 +60,7 @@ from sparsecap.report.statistics import (
     welch_difference,
     within,
 )
+from sparsecap.studies.database import DIVERGED, FINISHED
 
 ACCURACY_MARGIN = 0.01
 """One percentage point: smaller accuracy changes are treated as no change."""

@@ -10,8 +10,6 @@ from html import escape
 from typing import Any
 
 from sparsecap.report.aggregate import (
-    DIVERGED,
-    FINISHED,
     GroupKey,
     PointRecallAnalysis,
     PointSummary,
@@ -39,6 +37,7 @@ from sparsecap.report.claims import (
 from sparsecap.report.claims_format import METHOD, summary_line
 from sparsecap.report.figures import FigureInfo
 from sparsecap.report.statistics import SIGNIFICANCE_LEVEL
+from sparsecap.studies.database import DIVERGED, FINISHED
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d1d1f;

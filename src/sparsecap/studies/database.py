@@ -20,6 +20,11 @@ from sparsecap.errors import StudyDirectoryError
 DATABASE_FILE = "results.sqlite"
 STORAGE_KEY = "storage"
 """The study key naming the checkpoints' `--storage` directory of the latest run (null: the study directory)."""
+FINISHED = "finished"
+"""The status of a trial that trained and was evaluated."""
+DIVERGED = "diverged"
+"""The status of a trial whose training loss blew up (`sparsecap.training.divergence`): kept, never retried, left
+out of the statistics."""
 FAILED = "failed"
 """The status of a trial that raised (or whose worker died too often): recorded with its error, retried on rerun."""
 

@@ -35,7 +35,7 @@ from sparsecap.sparsity.flops import dense_multiply_accumulates
 from sparsecap.sparsity.schedules import ScheduleSettings, SparsitySchedule, create_schedule
 from sparsecap.studies.checkpoints import checkpoint_path, save_checkpoint
 from sparsecap.studies.corruption_measure import corruption_rows
-from sparsecap.studies.database import FAILED, TrialRecord
+from sparsecap.studies.database import DIVERGED, FAILED, FINISHED, TrialRecord
 from sparsecap.studies.generators import trial_generators
 from sparsecap.studies.fitting import EpochDone, study_fit
 from sparsecap.studies.progress import EpochReport, TrialProgress, group_name
@@ -198,7 +198,7 @@ def evaluate_trial(
         schedule=trial.schedule.value,
         allocation=spec.allocation.value,
         seed=trial.seed,
-        status="diverged" if training.diverged else "finished",
+        status=DIVERGED if training.diverged else FINISHED,
         total_weights=summary.total_weights,
         nonzero_weights=summary.total_nonzero,
         base_nonzero=capacity,
