@@ -46,13 +46,13 @@ from sparsecap.sparsity import MaskedLinear, SparseLinear, masked_layers
 from sparsecap.sparsity.side_by_side import block_diagonal
 from sparsecap.sparsity.engine import replace_module
 from sparsecap.training.augmentation import random_crop_and_flip
-from sparsecap.training.batches import epoch_batches, smallest_batch
-from sparsecap.training.config import LearningRateSchedule, TrainingConfig
+from sparsecap.training.batches import shuffled_batches, smallest_batch
+from sparsecap.training.config import TrainingConfig
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.graphed_steps import steps_for
 from sparsecap.training.stacked_cnn import StackLinks, is_convolutional, stack_cnns, unstackable_module
 from sparsecap.training.precision import numeric_precision
-from sparsecap.training.trainer import TrainingResult, forward_of, loss_accumulator, to_pixels
+from sparsecap.training.trainer import TrainingResult, forward_of, loss_accumulator, sgd_with_schedule, to_pixels
 
 
 class _StackedDense(nn.Module):
@@ -211,10 +211,7 @@ def train_together(
         raise ValueError("one data-order generator per model, and at least one model")
     stacked, links = stack_models(models)
     count, smallest = len(models), smallest_batch(models[0])
-    optimizer = torch.optim.SGD(stacked.parameters(), lr=config.learning_rate, momentum=config.momentum)
-    scheduler = None
-    if config.schedule is LearningRateSchedule.COSINE:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    optimizer, scheduler = sgd_with_schedule(stacked, config)
     results = [TrainingResult() for _ in models]
     final: list[list[torch.Tensor] | None] = [None] * count
 
@@ -249,9 +246,8 @@ def train_together(
     with numeric_precision(config.precision, labels.device):  # as `train`
         for epoch in range(config.max_epochs):
             active = [index for index in range(count) if final[index] is None]
-            # Drawn on the CPU as in `train`, then moved once per epoch: a copy per step would wait for the device.
-            orders = {index: epoch_batches(torch.randperm(len(labels), generator=generators[index]).to(labels.device),
-                                           config.batch_size, smallest) for index in active}
+            orders = {index: shuffled_batches(len(labels), generators[index], labels.device, config.batch_size, smallest)
+                      for index in active}
             sums.zero_()
             for position in range(len(orders[active[0]])):
                 # A stopped seed's rows repeat the first active seed's batch; they are computed and discarded.

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as functional
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from sparsecap.devices import memory_format
 from sparsecap.training.augmentation import random_crop_and_flip
-from sparsecap.training.batches import epoch_batches, smallest_batch
+from sparsecap.training.batches import epoch_batches, shuffled_batches, smallest_batch
 from sparsecap.training.config import LearningRateSchedule, TrainingConfig
 from sparsecap.training.divergence import has_diverged
 from sparsecap.training.graphed_steps import steps_for
@@ -59,6 +60,15 @@ def forward_of(model: nn.Module, config: TrainingConfig) -> nn.Module:
 EpochCallback = Callable[[int, float], None]
 
 
+def sgd_with_schedule(model: nn.Module, config: TrainingConfig) -> tuple[torch.optim.SGD, LRScheduler | None]:
+    """The paper's optimiser (SGD with momentum) over `model`'s parameters, and its learning-rate schedule (None:
+    constant); one seed's model or K seeds stacked into one."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
+    if config.schedule is LearningRateSchedule.COSINE:
+        return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    return optimizer, None
+
+
 def _batch_loss(model: nn.Module, pixels: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return functional.cross_entropy(model(pixels), targets)
 
@@ -82,10 +92,7 @@ def train(
     An epoch whose loss is non-finite or beyond `divergence_bound` ends training, marked diverged
     (`sparsecap.training.divergence`); its weights are then those at the end of that epoch.
     """
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=config.momentum)
-    scheduler = None
-    if config.schedule is LearningRateSchedule.COSINE:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.max_epochs)
+    optimizer, scheduler = sgd_with_schedule(model, config)
     result = TrainingResult()
     started = time.perf_counter()
     model.train()
@@ -118,9 +125,7 @@ def train(
     with numeric_precision(config.precision, labels.device):
         for epoch in range(config.max_epochs):
             loss_sum.zero_()
-            # The order is drawn on the CPU from the trial's generator: the same on every device.
-            order = torch.randperm(len(labels), generator=generator).to(labels.device)
-            for batch in epoch_batches(order, config.batch_size, smallest):
+            for batch in shuffled_batches(len(labels), generator, labels.device, config.batch_size, smallest):
                 logits = run_step(batch)
             result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
             if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
