@@ -133,36 +133,16 @@ def _command_run(arguments: argparse.Namespace) -> int:
         start_fork_server()  # its imports run beside this process's, should the study use workers
     spec = _run_spec(arguments.spec, arguments.set)
     from sparsecap.devices import detect, devices_of, resolve
-    from sparsecap.models import architecture_family
     from sparsecap.runtime import Runtime
-    from sparsecap.sparsity.schedule_config import DYNAMIC_SCHEDULES
     from sparsecap.studies import StudyDatabase, run_study
     from sparsecap.studies.progress import ProgressStyle, counted, write_line
     from sparsecap.studies.ray_executor import RayOptions
+    from sparsecap.studies.spec_warnings import spec_warnings
     from sparsecap.training.config import Precision
     from sparsecap.training.precision import bfloat16_emulated
 
-    for architecture, base in spec.unmasked_bases().items():
-        family_base = architecture_family(architecture).base_width
-        smaller = family_base if family_base < base.width else max(1, base.width // 2)
-        write_line(f"warning: every {architecture} model of {spec.name!r} is its own dense base (width {base.width}, "
-                   f"depth {base.depth}), so nothing is masked and no model is sparse; hold them to a smaller "
-                   f"model's weight count with base_width (e.g. --set base_width={smaller})", sys.stderr)
-    for architecture, base in spec.bases_outside_the_grid().items():
-        write_line(f"warning: the {architecture} base of {spec.name!r} (width {base.width}, depth {base.depth}) is "
-                   f"no model of the grid, so every claim but c6 (which needs none) lacks its dense base point and "
-                   f"will be inconclusive; to measure it, make the base one of the grid's models", sys.stderr)
-    if spec.ignores_severities():
-        write_line(f"warning: [corruptions] severities = {spec.corruptions.severities} changes nothing in "
-                   f"{spec.name!r}: it sets CIFAR-C's severities, and MNIST-C measures each corruption at its "
-                   f"published severity (1 for the extras, which have none)", sys.stderr)
-    for table in spec.ignored_tables():
-        write_line(f"warning: [{table}] has settings but is off, so {spec.name!r} does not measure it; add "
-                   f"--set {table}.enabled=true to measure it", sys.stderr)
-    if spec.ignores_dynamic():
-        configured = ", ".join(sorted(schedule.value for schedule in DYNAMIC_SCHEDULES))
-        write_line(f"warning: [dynamic] has settings, but none of the schedules of {spec.name!r} reads them; they "
-                   f"configure {configured}: add one to schedules to use them", sys.stderr)
+    for warning in spec_warnings(spec):
+        write_line(f"warning: {warning}", sys.stderr)
     available = detect()
     device = resolve(arguments.device, available)  # before anything is written: a missing device is refused
     if spec.training.precision is Precision.BFLOAT16 and bfloat16_emulated(device):

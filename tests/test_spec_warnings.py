@@ -1,0 +1,21 @@
+"""A legal spec that will not do what it seems to ask is warned of, each warning saying what to change."""
+
+from sparsecap.studies import load_spec
+from sparsecap.studies.spec_warnings import spec_warnings
+
+
+def test_a_preset_as_shipped_has_nothing_to_warn_of():
+    assert spec_warnings(load_spec("quick")) == []
+
+
+def test_dynamic_settings_no_schedule_reads_are_named_with_the_schedules_that_would():
+    (warning,) = spec_warnings(load_spec("quick", ["dynamic.imp_rounds=13"]))
+    assert warning == ("[dynamic] has settings, but none of the schedules of 'quick' reads them; they configure imp, "
+                       "posttrain-finetune, rigl, set: add one to schedules to use them")
+    assert spec_warnings(load_spec("quick", ["dynamic.imp_rounds=13", "schedules=['static', 'imp']"])) == []
+
+
+def test_each_problem_of_one_spec_is_its_own_warning():
+    spec = load_spec("quick", ["base_width=64", "adversarial.steps=5", "dynamic.zeta=0.2"])
+    assert [warning.split(" ")[0:2] for warning in spec_warnings(spec)] == [
+        ["the", "mlp"], ["[adversarial]", "has"], ["[dynamic]", "has"]]
