@@ -32,8 +32,8 @@ from sparsecap.report.class_recall import normalised_recall_changes
 from sparsecap.report.figures import (
     DIVERGED_HEIGHT,
     OVERFLOW_HEIGHT,
-    Curve,
     FigureKey,
+    PlotLine,
     curves_by_schedule,
     paper_claims_text,
     plot_against_remaining,
@@ -58,15 +58,15 @@ def _point(group: GroupKey, width: int, remaining: float, accuracies: list[float
     )
 
 
-def _curve(means: dict[float, float], *, higher_is_better: bool = True, seeds: int = 2) -> Curve:
+def _curve(means: dict[float, float], *, higher_is_better: bool = True, seeds: int = 2) -> PlotLine:
     """`seeds` equal seeds per point: remaining % -> mean, listed dense to sparse as the report lists them."""
     group = GroupKey("mlp", "mnist", "width", "static")
     points = [_point(group, 64 * 2**index, remaining, [mean] * seeds)
               for index, (remaining, mean) in enumerate(means.items())]
-    return Curve("static", points, lambda point: point.clean_accuracy, higher_is_better=higher_is_better)
+    return PlotLine("static", points, lambda point: point.clean_accuracy, higher_is_better=higher_is_better)
 
 
-def _spot(curve: Curve) -> float | None:
+def _spot(curve: PlotLine) -> float | None:
     best = sweet_spot(curve)
     return None if best is None else best[0].remaining_percent
 
@@ -84,13 +84,13 @@ def test_the_star_needs_two_finished_seeds_at_the_point_and_at_the_base() -> Non
     group = GroupKey("mlp", "mnist", "width", "static")
     lucky = [_point(group, 64, 100.0, [0.90, 0.91]), _point(group, 128, 40.0, [0.99]),
              _point(group, 256, 15.0, [0.80, 0.82])]
-    assert _spot(Curve("static", lucky, lambda point: point.clean_accuracy)) == 15.0  # not 40 %'s lone 0.99
+    assert _spot(PlotLine("static", lucky, lambda point: point.clean_accuracy)) == 15.0  # not 40 %'s lone 0.99
     for untestable in (_curve({100.0: 0.9, 40.0: 0.95}, seeds=1), _curve({100.0: 0.9, 40.0: 0.95, 15.0: 0.7}, seeds=1)):
         assert sweet_spot(untestable) is None
         figure = plot_against_remaining({group: [untestable]}, ylabel="acc", title="t")
         assert "*" not in [line.get_marker() for line in figure.axes[0].get_lines()]
         assert "sweet spot" not in [text.get_text() for text in figure.legends[0].get_texts()]
-    one_seed_base = Curve("static", [_point(group, 64, 100.0, [0.9]), *lucky[1:]], lambda point: point.clean_accuracy)
+    one_seed_base = PlotLine("static", [_point(group, 64, 100.0, [0.9]), *lucky[1:]], lambda point: point.clean_accuracy)
     assert sweet_spot(one_seed_base) is None  # nothing can be tested against a base of one seed
 
 
@@ -115,9 +115,9 @@ POSTTRAIN = GroupKey("mlp", "mnist", "width", "posttrain")
 SEEDS = {100.0: [0.90, 0.92, 0.94], 40.0: [0.80, 0.86, 0.83], 15.0: [0.70]}
 
 
-def _seeded_curve() -> Curve:
+def _seeded_curve() -> PlotLine:
     points = [_point(GROUP, 64 * 2**index, remaining, values) for index, (remaining, values) in enumerate(SEEDS.items())]
-    return Curve("static", points, lambda point: point.clean_accuracy)
+    return PlotLine("static", points, lambda point: point.clean_accuracy)
 
 
 def _t_interval(values: list[float]) -> tuple[float, float]:
@@ -126,7 +126,7 @@ def _t_interval(values: list[float]) -> tuple[float, float]:
 
 
 def test_shared_y_limits_cover_every_interval_and_every_panel_uses_them() -> None:
-    other = Curve("dense only", [_point(GROUP, 64, 100.0, [0.30, 0.31])], lambda point: point.clean_accuracy)
+    other = PlotLine("dense only", [_point(GROUP, 64, 100.0, [0.30, 0.31])], lambda point: point.clean_accuracy)
     low, high = shared_y_limits([_seeded_curve(), other])
     lowest, highest = _t_interval([0.30, 0.31])[0], _t_interval(SEEDS[100.0])[1]  # one end from each curve
     padding = 0.05 * (highest - lowest)
@@ -134,26 +134,26 @@ def test_shared_y_limits_cover_every_interval_and_every_panel_uses_them() -> Non
     figure = plot_against_remaining({GROUP: [_seeded_curve()], POSTTRAIN: [other]}, ylabel="acc", title="t")
     first, second = figure.axes[:2]
     assert first.get_ylim() == pytest.approx((low, high)) and second.get_ylim() == pytest.approx((low, high))
-    assert shared_y_limits([Curve("empty", [], lambda point: point.clean_accuracy)]) is None
+    assert shared_y_limits([PlotLine("empty", [], lambda point: point.clean_accuracy)]) is None
 
 
 def test_bands_of_accuracies_stay_within_0_and_1_and_those_of_delta_loss_do_not() -> None:
     scattered = [_point(GROUP, 64, 100.0, [0.10, 0.90]), _point(GROUP, 128, 50.0, [0.92, 0.94])]  # ±5 at the base
-    accuracy = Curve("static", scattered, lambda point: point.clean_accuracy)
+    accuracy = PlotLine("static", scattered, lambda point: point.clean_accuracy)
     assert shared_y_limits([accuracy]) == pytest.approx((-0.05, 1.05))  # [0, 1], padded by 5 %
     axis = plot_against_remaining({GROUP: [accuracy]}, ylabel="acc", title="t").axes[0]
     [band] = [collection for collection in axis.collections if isinstance(collection, PolyCollection)]
     ys = np.concatenate([path.vertices[:, 1] for path in band.get_paths()])
     assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(1.0)
-    unbounded = Curve("ΔL", scattered, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
+    unbounded = PlotLine("ΔL", scattered, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
     low, high = shared_y_limits([unbounded])
     assert (low, high) == pytest.approx(_widened(_t_interval([0.10, 0.90])))
 
 
 def test_a_delta_loss_that_dwarfs_the_rest_gets_a_symmetric_log_axis_and_ordinary_ones_a_linear_axis() -> None:
-    def delta_loss(means: list[float]) -> Curve:
+    def delta_loss(means: list[float]) -> PlotLine:
         points = [_point(GROUP, 64 * 2**index, 100.0 / 2**index, [mean]) for index, mean in enumerate(means)]
-        return Curve("σ = 0.2", points, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
+        return PlotLine("σ = 0.2", points, lambda point: point.clean_accuracy, value_range=UNBOUNDED)
 
     broken = delta_loss([0.8, 1.4, -0.3, 3.0, 1e5])  # a VGG at 1/256 of its weights: 1e5 against about 1
     assert symlog_threshold([broken]) == 1.0  # the median |mean|, 1.4, to its power of ten
@@ -164,13 +164,13 @@ def test_a_delta_loss_that_dwarfs_the_rest_gets_a_symmetric_log_axis_and_ordinar
     ordinary = delta_loss([0.01, 0.05, 0.2, 0.6, 1.9])
     assert symlog_threshold([ordinary]) is None
     assert plot_against_remaining({GROUP: [ordinary]}, ylabel="ΔL", title="t").axes[0].get_yscale() == "linear"
-    accuracy = Curve("static", broken.points, broken.stat_of)  # bounded to [0, 1]: never a log axis
+    accuracy = PlotLine("static", broken.points, broken.stat_of)  # bounded to [0, 1]: never a log axis
     assert symlog_threshold([accuracy]) is None
 
 
 def test_a_point_whose_every_seed_diverged_is_marked_on_the_bottom_edge() -> None:
     collapsed = dataclasses.replace(_point(GROUP, 128, 40.0, []), n_diverged=2)
-    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.9, 0.92]), collapsed, _point(GROUP, 256, 15.0, [0.5, 0.6])],
+    curve = PlotLine("static", [_point(GROUP, 64, 100.0, [0.9, 0.92]), collapsed, _point(GROUP, 256, 15.0, [0.5, 0.6])],
                   lambda point: point.clean_accuracy)
     figure = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t")
     [marker] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "x"]
@@ -182,7 +182,7 @@ def test_a_point_whose_every_seed_diverged_is_marked_on_the_bottom_edge() -> Non
 
 def test_a_point_whose_loss_overflowed_is_marked_on_the_top_edge_and_keeps_the_axis_finite() -> None:
     overflowed = _point(GROUP, 128, 40.0, [0.4, math.inf])
-    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.5, 0.6]), overflowed, _point(GROUP, 256, 15.0, [0.3, 0.35])],
+    curve = PlotLine("static", [_point(GROUP, 64, 100.0, [0.5, 0.6]), overflowed, _point(GROUP, 256, 15.0, [0.3, 0.35])],
                   lambda point: point.clean_accuracy, higher_is_better=False, value_range=UNBOUNDED)
     figure = plot_against_remaining({GROUP: [curve]}, ylabel="ΔL", title="t")
     [marker] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "^"]
@@ -263,7 +263,7 @@ def test_captions_state_the_claim_the_finding_and_the_interval(tmp_path: Path) -
 
 
 def test_each_row_labels_its_y_axis_on_its_first_panel_with_data() -> None:
-    empty = Curve("static", [], lambda point: point.clean_accuracy)
+    empty = PlotLine("static", [], lambda point: point.clean_accuracy)
     panels = {GroupKey("mlp", "mnist", "width", schedule): [curve]
               for schedule, curve in zip("abcd", [empty, _seeded_curve(), _seeded_curve(), _seeded_curve()])}
     figure = plot_against_remaining(panels, ylabel="acc", title="t")  # two columns: rows (a, b) and (c, d)
@@ -355,7 +355,7 @@ def test_every_line_plots_the_aggregated_means_of_its_own_sigma_budget_and_sever
 def test_error_bars_span_the_interval_cut_to_0_and_1_however_lopsided() -> None:
     """Seeds 0.80 and 0.98: the t-interval reaches far past 1, cut to [0, 1] around a mean of 0.89; bars drawn as
     distances from the mean must end there, not mirror the two distances."""
-    curve = Curve("static", [_point(GROUP, 64, 100.0, [0.80, 0.98]), _point(GROUP, 128, 40.0, [0.85, 0.87])],
+    curve = PlotLine("static", [_point(GROUP, 64, 100.0, [0.80, 0.98]), _point(GROUP, 128, 40.0, [0.85, 0.87])],
                   lambda point: point.clean_accuracy)
     axis = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t").axes[0]
     [bars] = [collection for collection in axis.collections if isinstance(collection, LineCollection)]

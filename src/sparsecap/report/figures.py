@@ -100,7 +100,7 @@ class SettingPanel:
 
 
 @dataclass(frozen=True)
-class Curve:
+class PlotLine:
     """One line of a panel: its points, how to read its statistic off a point, and which way is better."""
 
     label: str
@@ -243,7 +243,7 @@ def _line_colors(n: int) -> list:
     return [cmap(0.9 * index / max(1, n - 1)) for index in range(n)]
 
 
-def _present(curve: Curve) -> list[tuple[PointSummary, Stat]]:
+def _present(curve: PlotLine) -> list[tuple[PointSummary, Stat]]:
     """The curve's points that have a value and a place on the log axis, in the curve's order."""
     present = []
     for point in curve.points:
@@ -253,7 +253,7 @@ def _present(curve: Curve) -> list[tuple[PointSummary, Stat]]:
     return present
 
 
-def sweet_spot(curve: Curve) -> tuple[PointSummary, Stat] | None:
+def sweet_spot(curve: PlotLine) -> tuple[PointSummary, Stat] | None:
     """The point starred, with its statistic: the claims' sweet spot (`sweet_spot_of`) among the points drawn, so
     the star, the statistics table and the verdicts name the same point."""
     return sweet_spot_of(_present(curve), lambda item: item[0].is_base, lambda item: item[1].n,
@@ -270,7 +270,7 @@ of a VGG at 1/256 of its weights reached 1e5 against about 1 for the other point
 flattens onto zero."""
 
 
-def symlog_threshold(curves: Iterable[Curve]) -> float | None:
+def symlog_threshold(curves: Iterable[PlotLine]) -> float | None:
     """Where the figure's y axis turns logarithmic (symmetric about 0, linear within ±threshold), or None for a
     linear axis. Only an unbounded measure (ΔL, which can be negative too) gets one, when its largest |mean|
     dwarfs the median |mean|; the threshold is the median's power of ten, so the bulk of points stays linear."""
@@ -290,7 +290,7 @@ def y_transform(threshold: float | None) -> Transform:
     return IdentityTransform() if threshold is None else SymmetricalLogTransform(10, threshold, 1)
 
 
-def shared_y_limits(curves: Iterable[Curve], transform: Transform | None = None) -> tuple[float, float] | None:
+def shared_y_limits(curves: Iterable[PlotLine], transform: Transform | None = None) -> tuple[float, float] | None:
     """One y range for every panel of a figure: every mean and every interval end, padded by a share of the
     span as drawn on the axis's `transform` (None: linear).
 
@@ -324,14 +324,14 @@ OVERFLOW_HEIGHT = 1 - DIVERGED_HEIGHT
 """Where a point whose mean is +inf is marked: as high below the axis's top."""
 
 
-def diverged_points(curve: Curve) -> list[PointSummary]:
+def diverged_points(curve: PlotLine) -> list[PointSummary]:
     """The curve's points where every trial diverged: no value to draw, yet what claim c6 is about, so they are
     marked on the axis's bottom edge rather than left out of the line without a trace."""
     return [point for point in curve.points
             if point.n_diverged and not point.n_finished and point.remaining_percent > 0]
 
 
-def overflowed_points(curve: Curve) -> list[PointSummary]:
+def overflowed_points(curve: PlotLine) -> list[PointSummary]:
     """The curve's points whose mean is +inf (a seed's loss overflowed under weight noise): beyond every axis,
     yet the worst a point can be, so they are marked on the axis's top edge rather than left out."""
     return [point for point in curve.points for stat in [curve.stat_of(point)]
@@ -347,7 +347,7 @@ def _mark_on_edge(axis: Axes, points: Sequence[PointSummary], height: float, col
     return bool(points)
 
 
-def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
+def _draw_curve(axis: Axes, curve: PlotLine, color: object) -> bool:
     """Mean line with its 95% CI as a band and bars, the base, the sweet spot, and the points whose every seed
     diverged or whose mean is infinite marked on an edge; False if there was nothing to draw."""
     marked = [_mark_on_edge(axis, diverged_points(curve), DIVERGED_HEIGHT, color, DIVERGED_MARKER),
@@ -374,7 +374,7 @@ def _draw_curve(axis: Axes, curve: Curve, color: object) -> bool:
     return True
 
 
-def _marker_legend(curves: Sequence[Curve]) -> list[Line2D]:
+def _marker_legend(curves: Sequence[PlotLine]) -> list[Line2D]:
     """Legend entries for the base and sweet-spot markers, each only where some curve shows it."""
     handles = []
     if any(point.is_base for curve in curves for point, _ in _present(curve)):
@@ -388,7 +388,7 @@ def _marker_legend(curves: Sequence[Curve]) -> list[Line2D]:
     return handles
 
 
-def _axis_points(curves: Sequence[Curve]) -> list[PointSummary]:
+def _axis_points(curves: Sequence[PlotLine]) -> list[PointSummary]:
     """Every point of the panel's curves, one per position and label (schedules share their widths)."""
     unique: dict[tuple[float, str], PointSummary] = {}
     for curve in curves:
@@ -404,7 +404,7 @@ def _no_data(axis: Axes) -> None:
 
 
 def plot_against_remaining(
-    panels: Mapping[Panel, Sequence[Curve]],
+    panels: Mapping[Panel, Sequence[PlotLine]],
     *,
     ylabel: str,
     title: str,
@@ -573,7 +573,7 @@ def _plot_adversarial(points_by_group: dict[GroupKey, list[PointSummary]], budge
     colors = dict(zip(epsilons, _line_colors(len(epsilons)), strict=True))
     panels = {
         AttackPanel(group, attack): [
-            Curve(_epsilon_label(epsilon), points,
+            PlotLine(_epsilon_label(epsilon), points,
                   lambda point, key=(attack, epsilon): point.adversarial_accuracy.get(key), colors[epsilon])
             for epsilon in epsilons_of_attack
         ]
@@ -615,16 +615,16 @@ def _plot_corrupted_accuracy(points_by_group: dict[GroupKey, list[PointSummary]]
     severities = _corruption_severities(points_by_group)
     colors = dict(zip(severities, _line_colors(len(severities)), strict=True))
 
-    def curves(points: list[PointSummary]) -> list[Curve]:
+    def curves(points: list[PointSummary]) -> list[PlotLine]:
         keys = {key for point in points for key in point.corruption_mean}
         levels = sorted(key for key in keys if key is not None)
-        result = [Curve("clean", points, lambda point: point.clean_accuracy, "0.3")]
+        result = [PlotLine("clean", points, lambda point: point.clean_accuracy, "0.3")]
         if levels:
-            result += [Curve(f"severity {level}, mean over corruptions", points,
+            result += [PlotLine(f"severity {level}, mean over corruptions", points,
                              lambda point, key=level: point.corruption_mean.get(key), colors.get(level))
                        for level in levels]
         else:
-            result.append(Curve("mean over corruptions", points, lambda point: point.corruption_mean.get(None), "C3"))
+            result.append(PlotLine("mean over corruptions", points, lambda point: point.corruption_mean.get(None), "C3"))
         return result
 
     return plot_against_remaining(
@@ -646,7 +646,7 @@ def _plot_corruption_breakdown(points_by_group: dict[GroupKey, list[PointSummary
         for name in dict.fromkeys(name for point in points for name, _ in point.corruption_accuracy):
             panel = CorruptionPanel(group, name, levels(points, name))
             panels[panel] = [
-                Curve(f"severity {level}", points,
+                PlotLine(f"severity {level}", points,
                       lambda point, key=(name, level): point.corruption_accuracy.get(key), colors[level])
                 for level in panel.severities
             ]
@@ -663,13 +663,13 @@ def schedule_colors(schedules: Iterable[str]) -> dict[str, str]:
 
 def curves_by_schedule(
     points_by_group: Mapping[GroupKey, Sequence[PointSummary]], stat_of: StatOf, *, higher_is_better: bool = True
-) -> dict[SettingPanel, list[Curve]]:
+) -> dict[SettingPanel, list[PlotLine]]:
     """A panel per (architecture, dataset, family), a curve per schedule: the schedules on the same axes."""
     colors = schedule_colors(group.schedule for group in points_by_group)
-    panels: dict[SettingPanel, list[Curve]] = defaultdict(list)
+    panels: dict[SettingPanel, list[PlotLine]] = defaultdict(list)
     for group in sorted(points_by_group):
         panels[SettingPanel.of(group)].append(
-            Curve(group.schedule, points_by_group[group], stat_of, colors[group.schedule], higher_is_better)
+            PlotLine(group.schedule, points_by_group[group], stat_of, colors[group.schedule], higher_is_better)
         )
     return dict(panels)
 
@@ -745,9 +745,9 @@ def write_figures(
     sigma_colors = dict(zip(sigmas, _line_colors(len(sigmas)), strict=True))  # the same σ, the same colour
 
     def noise_panels(stat_of: Callable[[PointSummary, float], Stat | None], shown: Sequence[float],
-                     higher_is_better: bool, value_range: tuple[float, float]) -> dict[Panel, list[Curve]]:
+                     higher_is_better: bool, value_range: tuple[float, float]) -> dict[Panel, list[PlotLine]]:
         return {
-            group: [Curve(_sigma_label(sigma), points, lambda point, s=sigma: stat_of(point, s), sigma_colors[sigma],
+            group: [PlotLine(_sigma_label(sigma), points, lambda point, s=sigma: stat_of(point, s), sigma_colors[sigma],
                           higher_is_better, value_range) for sigma in shown]
             for group, points in points_by_group.items()
         }
