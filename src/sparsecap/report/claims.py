@@ -26,7 +26,7 @@ import enum
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from scipy import stats
@@ -375,6 +375,34 @@ def _no_gain_shown(curve: Curve, best: PointEstimate, testable: Sequence[PointEs
             f"{still_open.where} does not rule out a gain of the margin")
 
 
+def _margin_text(curve: Curve) -> str:
+    """The margin as a reason states it: in the measure's unit, or as a share of the base's value (ΔL)."""
+    if curve.measure.relative_margin:
+        return f"{DELTA_LOSS_MARGIN:.0%} of the base's value"
+    return curve.measure.show_margin(curve.margin)
+
+
+def _no_gain(curve: Curve, verb: str, evidence: str) -> Finding | None:
+    """The verdict where no sparse point is shown to gain on the base by more than the margin (`verb`: how the
+    claim words a gain), None where the best one is: the first half of every "better when sparser" claim. A gain
+    every interval keeps below the margin does not hold, even where it is significant: the margin is the
+    smallest gain a claim counts."""
+    measure, best = curve.measure, curve.sweet_spot
+    testable = [point for point in curve.sparse_points if point.versus_base.testable]
+    if all(_gain_upper(measure, point.versus_base) < curve.margin for point in testable):
+        if curve.untested:
+            return Finding(Verdict.INCONCLUSIVE, f"no tested sparse point {verb} the base by the margin, but "
+                           + _untested_text(curve.untested), evidence)
+        return Finding(Verdict.FAILS, f"no sparse point {verb} the base by the margin ({_margin_text(curve)})",
+                       evidence)
+    if not (best.significant and measure.better(best.versus_base.estimate) > 0):
+        return Finding(Verdict.INCONCLUSIVE, _no_gain_shown(curve, best, testable), evidence)
+    if not _exceeds(measure.better(best.versus_base.estimate), curve.margin):
+        return Finding(Verdict.INCONCLUSIVE, f"the best sparse point {verb} the base significantly, but by no more "
+                       f"than the margin ({_margin_text(curve)})", evidence)
+    return None
+
+
 def rises_then_falls(curve: Curve) -> Finding:
     """The paper's shape: some sparser point beats the base, and sparser still it falls again."""
     shortage = _shortage(curve)
@@ -382,18 +410,11 @@ def rises_then_falls(curve: Curve) -> Finding:
         return Finding(Verdict.INCONCLUSIVE, shortage)
     measure, margin, peak = curve.measure, curve.margin, curve.sweet_spot
     peak_text = f"{measure.label}: sweet spot {peak.where}: {_versus(measure, peak.versus_base, peak.adjusted_p)} against the base"
-    testable = [point for point in curve.sparse_points if point.versus_base.testable]
-    if all(_gain_upper(measure, point.versus_base) < margin for point in testable):
-        if curve.untested:
-            return Finding(Verdict.INCONCLUSIVE, "no tested sparse point beats the base by the margin, but "
-                           + _untested_text(curve.untested), peak_text)
-        return Finding(Verdict.FAILS, f"no sparse point beats the base by the margin ({measure.show_margin(margin)}): "
-                       "there is no rise", peak_text)
-    if not (peak.significant and measure.better(peak.versus_base.estimate) > 0):
-        return Finding(Verdict.INCONCLUSIVE, _no_gain_shown(curve, peak, testable), peak_text)
-    if not _exceeds(measure.better(peak.versus_base.estimate), margin):
-        return Finding(Verdict.INCONCLUSIVE, "the best sparse point beats the base significantly, but by no more "
-                       "than the margin", peak_text)
+    no_rise = _no_gain(curve, "beats", peak_text)
+    if no_rise is not None:
+        if no_rise.verdict is Verdict.FAILS:
+            return replace(no_rise, reason=f"{no_rise.reason}: there is no rise")
+        return no_rise
     sparser = [point for point in curve.sparse_points if point.remaining_percent < peak.remaining_percent]
     drops = [measure.difference(point.values, peak.values) for point in sparser]
     adjusted = holm([drop.p_value for drop in drops])
@@ -414,27 +435,14 @@ def rises_then_falls(curve: Curve) -> Finding:
 
 
 def improves_with_sparsity(curve: Curve) -> Finding:
-    """Some sparse point is better than the base (ΔL: grows more slowly, i.e. is lower). As in
-    `rises_then_falls`, a gain every interval keeps below the margin does not hold, even where it is
-    significant: the margin is the smallest gain the claim counts."""
+    """Some sparse point is better than the base (ΔL: grows more slowly, i.e. is lower)."""
     shortage = _shortage(curve)
     if shortage:
         return Finding(Verdict.INCONCLUSIVE, shortage)
     measure, best = curve.measure, curve.sweet_spot
     evidence = f"{measure.label}: best {best.where}: {_versus(measure, best.versus_base, best.adjusted_p)} against the base"
-    testable = [point for point in curve.sparse_points if point.versus_base.testable]
-    margin_text = f" ({DELTA_LOSS_MARGIN:.0%} of the base's value)" if measure.relative_margin else ""
-    if all(_gain_upper(measure, point.versus_base) < curve.margin for point in testable):
-        if curve.untested:
-            return Finding(Verdict.INCONCLUSIVE, f"no tested sparse point improves on the base by the margin"
-                           f"{margin_text}, but {_untested_text(curve.untested)}", evidence)
-        return Finding(Verdict.FAILS, f"no sparse point improves on the base by the margin{margin_text}", evidence)
-    if not (best.significant and measure.better(best.versus_base.estimate) > 0):
-        return Finding(Verdict.INCONCLUSIVE, _no_gain_shown(curve, best, testable), evidence)
-    if not _exceeds(measure.better(best.versus_base.estimate), curve.margin):
-        return Finding(Verdict.INCONCLUSIVE, f"the best sparse point improves on the base significantly, but by no "
-                       f"more than the margin{margin_text}", evidence)
-    return Finding(Verdict.HOLDS, "better than the base's at a sparser point", evidence)  # `combine` names the measure
+    return _no_gain(curve, "improves on", evidence) or Finding(
+        Verdict.HOLDS, "better than the base's at a sparser point", evidence)  # `combine` names the measure
 
 
 def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
