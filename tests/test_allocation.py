@@ -6,8 +6,15 @@ import torch
 from sparsecap.data import dataset_info
 from sparsecap.errors import AllocationError
 from sparsecap.models import ModelConfig, create_model, depth_family_base, width_family_base
-from sparsecap.sparsity import Allocation, allocate, mask_to_capacity, masked_layers, parse_allocation, weight_count
-from sparsecap.sparsity.static import layer_shapes
+from sparsecap.sparsity import (
+    Allocation,
+    allocate,
+    layer_shapes,
+    mask_to_capacity,
+    masked_layers,
+    parse_allocation,
+    weight_count,
+)
 
 MNIST = dataset_info("mnist")
 WIDTHS = [2**exponent for exponent in range(7, 16)]

@@ -20,7 +20,7 @@ from sparsecap.sparsity import (
     masked_layers,
     weight_count,
 )
-from sparsecap.sparsity.static import layer_shapes
+from sparsecap.sparsity.masked import layer_shapes
 from sparsecap.studies import StudyDatabase
 from sparsecap.training import TrainingConfig, train
 from sparsecap.training.augmentation import random_crop_and_flip

@@ -23,12 +23,12 @@ from sparsecap.sparsity import (
     masked_layers,
     set_engine,
 )
+from sparsecap.sparsity.masked import layer_shapes
 from sparsecap.sparsity.schedule_config import DynamicConfig, Schedule
 from sparsecap.sparsity.schedules import ScheduleSettings, create_schedule, registered_schedules
 from sparsecap.sparsity.schedules.gradients import largest_gradient_positions, layer_gradients
 from sparsecap.sparsity.schedules.imp import rewind_, take_snapshot
 from sparsecap.sparsity.schedules.moving import masked_position
-from sparsecap.sparsity.static import layer_shapes
 from sparsecap.studies import StudyDatabase, expand, load_spec, run_study
 from sparsecap.studies.execute import prepare_model
 from sparsecap.studies.fitting import study_fit

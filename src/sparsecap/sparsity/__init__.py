@@ -10,11 +10,11 @@ __getattr__, __all__ = lazy_package(__name__, {
     "initialization": ["initialize_"],
     "mask_granularity": ["MaskGranularity"],
     "mask_sampling": ["random_mask"],
-    "masked": ["MaskedConv2d", "MaskedLinear", "masked_layers"],
+    "masked": ["MaskedConv2d", "MaskedLinear", "layer_shapes", "masked_layers", "weight_count"],
     "memory_fit": ["beyond_memory"],
     "pruning": ["magnitude_prune_"],
     "pruning_scope": ["PruningScope"],
     "sparse_linear": ["SparseLinear"],
-    "static": ["mask_to_capacity", "sparse_model_at_init", "weight_count"],
+    "static": ["mask_to_capacity", "sparse_model_at_init"],
     "summary": ["LayerSummary", "SparsitySummary", "summarize"],
 })

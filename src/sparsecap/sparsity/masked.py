@@ -134,3 +134,12 @@ def masked_layers(model: nn.Module) -> list[tuple[str, MaskedLayer]]:
         (name, module) for name, module in model.named_modules()
         if isinstance(module, MaskedLinear | MaskedConv2d | SparseLinear)
     ]
+
+
+def weight_count(model: nn.Module) -> int:
+    """Weights of the maskable layers: the quantity capacity is measured in (biases excluded)."""
+    return sum(layer.weight_shape.numel() for _, layer in masked_layers(model))
+
+
+def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(layer.weight_shape) for _, layer in masked_layers(model)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sparsecap.data import DatasetInfo
 from sparsecap.models import ModelConfig, create_shape_only_model
-from sparsecap.sparsity.static import weight_count
+from sparsecap.sparsity.masked import weight_count
 
 BYTES_PER_MASKED_WEIGHT = 8
 """A float32 weight and its float32 mask: the least a masked model holds per weight."""

@@ -7,10 +7,9 @@ import torch
 from torch import nn
 
 from sparsecap.sparsity.allocation import Allocation, allocate, check_capacity
-from sparsecap.sparsity.masked import masked_layers
+from sparsecap.sparsity.masked import layer_shapes, masked_layers
 from sparsecap.sparsity.pruning_scope import PruningScope
 from sparsecap.sparsity.ranking import top_mask
-from sparsecap.sparsity.static import layer_shapes
 
 
 @torch.no_grad()

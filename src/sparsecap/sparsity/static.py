@@ -9,16 +9,7 @@ from sparsecap.sparsity.allocation import Allocation, allocate, whole_kernel_cou
 from sparsecap.sparsity.initialization import initialize_
 from sparsecap.sparsity.mask_granularity import MaskGranularity
 from sparsecap.sparsity.mask_sampling import random_mask
-from sparsecap.sparsity.masked import masked_layers
-
-
-def weight_count(model: nn.Module) -> int:
-    """Weights of the maskable layers: the quantity capacity is measured in (biases excluded)."""
-    return sum(layer.weight_shape.numel() for _, layer in masked_layers(model))
-
-
-def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
-    return [tuple(layer.weight_shape) for _, layer in masked_layers(model)]
+from sparsecap.sparsity.masked import layer_shapes, masked_layers
 
 
 def mask_to_capacity(

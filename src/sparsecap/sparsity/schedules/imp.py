@@ -17,11 +17,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sparsecap.sparsity.masked import masked_layers
+from sparsecap.sparsity.masked import masked_layers, weight_count
 from sparsecap.sparsity.schedule_config import Schedule, imp_round_targets
 from sparsecap.sparsity.schedules.base import Fit, SparsitySchedule, fit_survivors
 from sparsecap.sparsity.schedules.registry import register_schedule
-from sparsecap.sparsity.static import weight_count
 from sparsecap.training.trainer import TrainingResult
 
 _WEIGHT_STORAGE = ("weight", "mask", "kept", "values")
