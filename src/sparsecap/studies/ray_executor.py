@@ -47,6 +47,8 @@ from sparsecap.studies.trials import Trial
 GIB = 1024**3
 POLL_SECONDS = 1.0
 """How often the progress view is refreshed while no result arrives."""
+SLOTS_SECONDS = 10.0
+"""How often the trials the cluster can run at once are counted again: a cluster may grow or shrink."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def run_on_ray(
                 for record in records:
                     on_record(record)
                 view.recorded(records)
-            if time.monotonic() - checked > 10:  # a cluster may grow or shrink
+            if time.monotonic() - checked > SLOTS_SECONDS:
                 slots, checked = _slots(ray, spec), time.monotonic()
     finally:
         if started_here:
