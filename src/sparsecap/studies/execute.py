@@ -298,6 +298,11 @@ def meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
     return create_shape_only_model(ModelConfig(trial.architecture, trial.width, trial.depth), dataset.info)
 
 
+def multiply_accumulates_of(trial: Trial, dataset: ImageDataset) -> int:
+    """The trial's dense multiply-accumulates per example: what the thread policy reads, and a group's cost."""
+    return dense_multiply_accumulates(meta_model(trial, dataset), dataset.info.input_shape)
+
+
 def run_group_or_failures(
     spec: StudySpec, trials: Sequence[Trial], dataset: ImageDataset, storage: Path, runtime: Runtime,
     progress: TrialProgress,
@@ -308,15 +313,14 @@ def run_group_or_failures(
     A group that raises is run again one trial at a time, so one trial's error fails only that trial.
     """
     progress = dataclasses.replace(progress, group=trials[0].trial_id)
-    model = meta_model(trials[0], dataset)
-    multiply_accumulates = dense_multiply_accumulates(model, dataset.info.input_shape)
+    multiply_accumulates = multiply_accumulates_of(trials[0], dataset)
     threads = runtime.threads_for(multiply_accumulates)
     torch.set_num_threads(threads)  # this process trains only this group now
     reuse_freed_memory()
     records = None
     together = trial_schedule(spec, trials[0], dataset).can_train_seeds_together()
-    if together and stacks_here(model, len(trials), spec.training.batch_size, dataset.train_images.device.type,
-                                multiply_accumulates):
+    if together and stacks_here(meta_model(trials[0], dataset), len(trials), spec.training.batch_size,
+                                dataset.train_images.device.type, multiply_accumulates):
         try:
             records = run_trials_together(spec, trials, dataset, storage, progress)
         except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below

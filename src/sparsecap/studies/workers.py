@@ -31,8 +31,7 @@ from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.devices import Placement, placement
 from sparsecap.runtime import Runtime
 from sparsecap.studies.database import TrialRecord
-from sparsecap.sparsity.flops import dense_multiply_accumulates
-from sparsecap.studies.execute import failed_record, meta_model, placed, run_group_or_failures
+from sparsecap.studies.execute import failed_record, multiply_accumulates_of, placed, run_group_or_failures
 from sparsecap.studies.fork_server import start_fork_server
 from sparsecap.studies.progress import EpochReport, StudyProgressView, TrialProgress
 from sparsecap.studies.spec import StudySpec
@@ -131,13 +130,9 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return start_fork_server()
 
 
-def _multiply_accumulates(group: Group, dataset: ImageDataset) -> int:
-    return dense_multiply_accumulates(meta_model(group[0], dataset), dataset.info.input_shape)
-
-
 def _cost(group: Group, dataset: ImageDataset) -> int:
     """A group's relative cost, to start the longest first (the study then ends with short ones, not one long)."""
-    return len(group) * _multiply_accumulates(group, dataset)
+    return len(group) * multiply_accumulates_of(group[0], dataset)
 
 
 def _died_records(spec: StudySpec, worker: _Worker, dataset: ImageDataset, deaths: int) -> list[TrialRecord]:
@@ -148,7 +143,7 @@ def _died_records(spec: StudySpec, worker: _Worker, dataset: ImageDataset, death
                for trial in worker.group]
     if worker.placement is None:
         return records
-    threads = worker.runtime.threads_for(_multiply_accumulates(worker.group, dataset))
+    threads = worker.runtime.threads_for(multiply_accumulates_of(worker.group[0], dataset))
     return [placed(record, worker.placement, threads) for record in records]
 
 
