@@ -140,3 +140,17 @@ def test_datasets_verify_names_what_differs_and_exits_1(capsys, tmp_path, monkey
     assert lines[0].startswith("mnist          DIFFERS    ")
     assert lines[1].strip().startswith(f"{tmp_path / 'mnist' / 'train-labels-idx1-ubyte'}: content differs")
     assert err.startswith("error: mnist: not the published files")
+
+
+def test_a_manifest_naming_files_outside_its_directory_reads_none_of_them(written_mnist_c, tmp_path):
+    outside = tmp_path / "secret.npy"
+    np.save(outside, np.zeros(3))
+    manifest = json.loads((written_mnist_c / "manifest.json").read_text())
+    manifest["sha256"]["../secret.npy"] = "0" * 64
+    manifest["sha256"][str(outside)] = "0" * 64
+    (written_mnist_c / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify_corrupted(CorruptedLayout.MNIST_C, written_mnist_c).problems
+    assert problems == (f"manifest.json lists '../secret.npy', which is not a file of {written_mnist_c}: the "
+                        f"manifest is damaged",
+                        f"manifest.json lists '{outside}', which is not a file of {written_mnist_c}: the manifest "
+                        f"is damaged")

@@ -107,9 +107,17 @@ def verify_corrupted(layout: CorruptedLayout, directory: Path) -> Verification:
             raise TypeError(f"its sha256 entry is a {type(checksums).__name__}, not a table of files")
     except (OSError, ValueError, KeyError, TypeError) as error:
         return Verification(f"its files against {manifest}", (f"{manifest}: unreadable ({error})",))
-    problems = [f"{directory / relative}: missing (listed in {MANIFEST})" if not (directory / relative).is_file()
-                else _digest_problem(directory / relative, sha256_of, recorded, f"the SHA-256 in {MANIFEST}")
-                for relative, recorded in sorted(checksums.items())]
+    problems = [_listed_file_problem(directory, str(relative), recorded) for relative, recorded in sorted(checksums.items())]
     unlisted = sorted(str(path) for path in directory.rglob("*.npy") if str(path.relative_to(directory)) not in checksums)
     problems += [f"{path}: not listed in {MANIFEST}" for path in unlisted]
     return Verification(f"{len(checksums)} files against the SHA-256 in its {MANIFEST}", _found(problems))
+
+
+def _listed_file_problem(directory: Path, relative: str, recorded: object) -> str | None:
+    """What is wrong with one file a manifest lists: outside its directory (never read), missing, or changed."""
+    path = directory / relative
+    if not path.resolve().is_relative_to(directory.resolve()):
+        return f"{MANIFEST} lists {relative!r}, which is not a file of {directory}: the manifest is damaged"
+    if not path.is_file():
+        return f"{path}: missing (listed in {MANIFEST})"
+    return _digest_problem(path, sha256_of, str(recorded), f"the SHA-256 in {MANIFEST}")
