@@ -307,6 +307,11 @@ def group_key(trial: dict[str, Any]) -> GroupKey:
     )
 
 
+def model_of(trial: dict[str, Any]) -> tuple[int, int]:
+    """The trial's (width, depth): its point on its group's curve."""
+    return int(trial["width"]), int(trial["depth"])
+
+
 def noise_per_sigma(rows: list[dict[str, Any]], column: str) -> dict[float, float]:
     """One trial's weight-noise column averaged over draws, per sigma (+inf where a draw's loss overflowed).
 
@@ -357,7 +362,7 @@ def summarise_points(results: StudyResults) -> dict[GroupKey, list[PointSummary]
     """
     by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
     for trial in results.trials:
-        by_point[(group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+        by_point[(group_key(trial), *model_of(trial))].append(trial)
 
     groups: dict[GroupKey, list[PointSummary]] = defaultdict(list)
     stop_loss = stop_loss_of(results)
@@ -438,7 +443,7 @@ def class_recall_analysis(
     """
     finished_by_point: dict[tuple[GroupKey, int, int], list[dict[str, Any]]] = defaultdict(list)
     for trial in results.trials_with_status(FINISHED):
-        finished_by_point[(group_key(trial), int(trial["width"]), int(trial["depth"]))].append(trial)
+        finished_by_point[(group_key(trial), *model_of(trial))].append(trial)
 
     def seeds_of(point: PointSummary) -> tuple[list[list[float]], list[float | None]]:
         trials = [

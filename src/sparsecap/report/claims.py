@@ -40,6 +40,7 @@ from sparsecap.report.aggregate import (
     corruption_per_trial,
     group_key,
     is_dense,
+    model_of,
     noise_per_sigma,
     robust_per_trial,
     stop_loss_of,
@@ -306,7 +307,7 @@ def study_curves(results: StudyResults, points_by_group: dict[GroupKey, list[Poi
     values_by_point: dict[GroupKey, dict[Measure, dict[tuple[int, int], list[float]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list)))
     for trial in sorted(results.trials_with_status(FINISHED), key=lambda trial: trial["seed"]):
-        point = (int(trial["width"]), int(trial["depth"]))
+        point = model_of(trial)
         for measure, value in trial_values(results, trial).items():
             values_by_point[group_key(trial)][measure][point].append(value)
     return {
@@ -609,7 +610,7 @@ def convergence_near_ten_percent(results: StudyResults, group: GroupKey, points:
     point = min(near, key=lambda point: abs(math.log(point.remaining_percent / 10.0)))
     stop_loss = stop_loss_of(results)
     trials = [trial for trial in results.trials
-              if group_key(trial) == group and (int(trial["width"]), int(trial["depth"])) == (point.width, point.depth)
+              if group_key(trial) == group and model_of(trial) == (point.width, point.depth)
               and trial["status"] in (FINISHED, DIVERGED)]
     under = sum(under_trained(trial, stop_loss) for trial in trials)
     return ConvergenceCount(len(trials), under + sum(trial["status"] == DIVERGED for trial in trials), under)
