@@ -154,3 +154,13 @@ def test_a_manifest_naming_files_outside_its_directory_reads_none_of_them(writte
                         f"manifest is damaged",
                         f"manifest.json lists '{outside}', which is not a file of {written_mnist_c}: the manifest "
                         f"is damaged")
+
+
+def test_a_cifar_tarball_read_in_place_is_compared_with_the_published_md5(tmp_path):
+    tarball = tmp_path / "cifar-100-python.tar.gz"
+    tarball.write_bytes(gzip.compress(b"not the published archive"))
+    verification = verify_dataset(DatasetName.CIFAR100, tarball)
+    assert verification.checked == "the tarball against its published MD5"
+    (problem,) = verification.problems
+    assert problem.startswith(f"{tarball}: content differs from the published MD5 (")
+    assert problem.endswith("expected eb9058c3a382…)")
