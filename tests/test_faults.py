@@ -222,6 +222,28 @@ def test_a_database_this_user_may_not_read_or_write_is_said_to_be_so_not_to_be_d
     assert _tree(out) == before
 
 
+@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None, reason="root needs setpriv to honour modes")
+def test_datasets_lists_every_dataset_past_a_folder_this_user_may_not_read(tmp_path):
+    """One unreadable folder is that dataset's line, not an error that hides the rest."""
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist_c").mkdir()
+    for folder in ("mnist", "mnist_c"):
+        (tmp_path / folder).chmod(0o000)
+    try:
+        result = _as_a_user_bound_by_permissions("datasets", "--data-root", str(tmp_path), "--verify")
+    finally:
+        for folder in ("mnist", "mnist_c"):
+            (tmp_path / folder).chmod(0o755)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[0] for line in lines] == [
+        "mnist", "fashion-mnist", "cifar10", "cifar100", "digits", "mnist-c", "cifar10-c", "cifar100-c"]
+    assert lines[0].split(None, 2)[1:] == ["missing", f"unreadable: {tmp_path / 'mnist' / 'train-images-idx3-ubyte'}: "
+                                           f"Permission denied; give this user read access to it"]
+    assert lines[5].split(None, 2)[1:] == ["missing", f"unreadable: {tmp_path / 'mnist_c'}: Permission denied; give "
+                                           f"this user read access to it"]
+
+
 def test_the_report_checks_checkpoints_where_the_run_stored_them(tmp_path, capsys):
     out, storage = tmp_path / "out", tmp_path / "shared"
     spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "schedules=['static']"])

@@ -61,7 +61,6 @@ def test_debians_recompressed_fashion_mnist_verifies_by_its_content():
     """Debian's .gz files are not the published ones (other MD5s); their decoded bytes are."""
     directory = real_data(FASHION_SYSTEM_DIR, "apt-get install dataset-fashion-mnist")
     assert verify_dataset(DatasetName.FASHION_MNIST, directory).verified
-    assert not verify_dataset(DatasetName.MNIST, directory).verified  # the other dataset's digests
 
 
 def test_cifar_batches_are_compared_with_the_published_md5s(tmp_path):
@@ -117,10 +116,34 @@ def test_a_set_without_manifest_has_its_format_checked(written_mnist_c):
     assert verification.problems and "expected 4 labels" in verification.problems[0]
 
 
-def test_a_damaged_manifest_is_a_problem_not_a_crash(written_mnist_c):
-    (written_mnist_c / "manifest.json").write_text(json.dumps({"sha256": ["fog"]}))
+@pytest.mark.parametrize(("content", "said"), [
+    ({"sha256": ["fog"]}, "has no sha256 table of files"),
+    (["fog"], "holds a JSON list, not an object"),
+    ({"seed": 0}, "has no sha256 table of files"),
+    ({"sha256": {"fog/test_images.npy": 5}}, "the SHA-256 of fog/test_images.npy is 5, not 64 hexadecimal digits"),
+    ("{not json", "not JSON"),
+])
+def test_a_damaged_manifest_is_a_problem_not_a_crash(written_mnist_c, content, said):
+    manifest = written_mnist_c / "manifest.json"
+    manifest.write_text(content if isinstance(content, str) else json.dumps(content))
     (problem,) = verify_corrupted(CorruptedLayout.MNIST_C, written_mnist_c).problems
-    assert problem.startswith(f"{written_mnist_c / 'manifest.json'}: unreadable (its sha256 entry is a list")
+    assert problem == f"{manifest}: {said}: the manifest is damaged"
+
+
+def test_a_manifest_that_is_a_directory_is_no_manifest_verified(written_mnist_c):
+    manifest = written_mnist_c / "manifest.json"
+    manifest.unlink()
+    manifest.mkdir()
+    (problem,) = verify_corrupted(CorruptedLayout.MNIST_C, written_mnist_c).problems
+    assert problem.startswith(f"{manifest}: unreadable (")
+
+
+def test_fashion_mnists_files_where_mnists_are_looked_for_are_named_as_such():
+    directory = real_data(FASHION_SYSTEM_DIR, "apt-get install dataset-fashion-mnist")
+    problems = verify_dataset(DatasetName.MNIST, directory).problems
+    assert problems[0] == (f"{directory / 'train-images-idx3-ubyte.gz'}: holds fashion-mnist's published "
+                           f"train-images-idx3-ubyte, not mnist's")
+    assert len(problems) == 4
 
 
 def test_datasets_verify_names_what_differs_and_exits_1(capsys, tmp_path, monkeypatch, written_mnist_c):

@@ -307,17 +307,17 @@ def _command_datasets(arguments: argparse.Namespace) -> int:
         differing += _print_dataset(entry.name.value, entry.available, entry.location, verification)
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
         available, where = describe_availability(layout, roots)
-        directory = locate_corrupted(layout, roots) if arguments.verify else None
+        directory = locate_corrupted(layout, roots) if arguments.verify and available else None
         verification = verify_corrupted(layout, directory) if directory else None
         differing += _print_dataset(layout.value, available, where, verification)
     for problem in root_problems(roots):
         print(f"note: {problem}", file=sys.stderr)
     if not differing:
         return 0
-    print(f"error: {', '.join(differing)}: not the published files (or, for a corrupted set, not as `sparsecap "
-          f"corrupt` wrote them); replace the files named above: delete them and `sparsecap run --download` "
-          f"fetches MNIST, Fashion-MNIST and CIFAR again, `sparsecap corrupt` writes a corrupted set again",
-          file=sys.stderr)
+    print(f"error: {', '.join(differing)}: not the published files (for a corrupted set, not as `sparsecap "
+          f"corrupt` wrote them), or unreadable, as the lines above say: give an unreadable file read permission; "
+          f"replace one that differs: delete it and `sparsecap run --download` fetches MNIST, Fashion-MNIST and "
+          f"CIFAR again, `sparsecap corrupt` writes a corrupted set again", file=sys.stderr)
     return 1
 
 

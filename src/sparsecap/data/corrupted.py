@@ -222,7 +222,12 @@ def locate_corrupted(layout: CorruptedLayout, roots: list[Path]) -> Path | None:
 
 def describe_availability(layout: CorruptedLayout, roots: list[Path]) -> tuple[bool, str]:
     """(available, where or why not) for `sparsecap datasets`: cheap, files are not opened."""
-    location = locate_corrupted(layout, roots)
+    try:
+        location = locate_corrupted(layout, roots)
+    except OSError as error:  # a folder this user may not list: said for this set, the others still listed
+        from sparsecap.data.locate import unreadable_text
+
+        return False, unreadable_text(error)
     if location is None:
         make = f"`sparsecap corrupt {layout.value.removesuffix('-c')} --out DIR` makes it"
         empty = [str(root / layout.folder) for root in roots if (root / layout.folder).is_dir()]

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +48,18 @@ def verify_dataset(name: DatasetName, location: Path) -> Verification:
     raise ValueError(f"{name.value} is not read from files")
 
 
-def _digest_problem(path: Path, digest: Callable[[Path], str], expected: str, source: str) -> str | None:
-    """None where `path`'s digest is `expected`; else what differs, or why the file could not be read."""
+def _digest_problem(path: Path, digest: Callable[[Path], str], expected: str, source: str,
+                    known: Mapping[str, str] | None = None) -> str | None:
+    """None where `path`'s digest is `expected`; else what differs (what the file is, where its digest is among
+    `known` ones), or why the file could not be read."""
     try:
         found = digest(path)
     except (DatasetFormatError, OSError) as error:  # a damaged gzip stream; an unreadable file
-        return str(error) if isinstance(error, DatasetFormatError) else f"{path}: {error.strerror or error}"
+        return str(error) if isinstance(error, DatasetFormatError) else f"{path}: unreadable: {error.strerror or error}"
     if found == expected:
         return None
+    if known and found in known:
+        return f"{path}: holds {known[found]}"
     return f"{path}: content differs from {source} ({found[:12]}…, expected {expected[:12]}…)"
 
 
@@ -76,7 +81,9 @@ def _verify_idx(name: DatasetName, directory: Path) -> Verification:
     for file_name in IDX_FILE_NAMES:
         path = find_idx_file(directory, file_name)
         problems.append(f"{directory}: {file_name} (plain or .gz) is missing" if path is None else _digest_problem(
-            path, _decoded_sha256, DECODED_SHA256[name][file_name], "the published SHA-256 of its decoded bytes"))
+            path, _decoded_sha256, DECODED_SHA256[name][file_name], "the published SHA-256 of its decoded bytes",
+            {digests[file_name]: f"{other.value}'s published {file_name}, not {name.value}'s"
+             for other, digests in DECODED_SHA256.items() if other is not name}))
     return Verification(f"{len(IDX_FILE_NAMES)} files against the published SHA-256 of their content",
                         _found(problems))
 
@@ -95,29 +102,46 @@ def verify_corrupted(layout: CorruptedLayout, directory: Path) -> Verification:
     """A corrupted set against the checksums of the manifest `sparsecap corrupt` wrote; without a manifest (the
     published sets have none), a read of every corruption with its format checks."""
     manifest = directory / MANIFEST
-    if not manifest.is_file():
+    if not manifest.exists():
         try:
             names = check_complete(directory, layout)
         except (DatasetFormatError, DatasetNotFoundError, OSError) as error:
             return Verification("the format of its files (no manifest: no checksums to compare)", (str(error),))
         return Verification(f"the format of {len(names)} corruptions (no manifest: no checksums to compare)")
     try:
-        checksums = json.loads(manifest.read_text())["sha256"]
-        if not isinstance(checksums, dict):
-            raise TypeError(f"its sha256 entry is a {type(checksums).__name__}, not a table of files")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        return Verification(f"its files against {manifest}", (f"{manifest}: unreadable ({error})",))
-    problems = [_listed_file_problem(directory, str(relative), recorded) for relative, recorded in sorted(checksums.items())]
+        checksums = _recorded_checksums(manifest)
+    except ValueError as error:
+        return Verification(f"its files against {manifest}", (f"{manifest}: {error}: the manifest is damaged",))
+    problems = [_listed_file_problem(directory, relative, recorded) for relative, recorded in sorted(checksums.items())]
     unlisted = sorted(str(path) for path in directory.rglob("*.npy") if str(path.relative_to(directory)) not in checksums)
     problems += [f"{path}: not listed in {MANIFEST}" for path in unlisted]
     return Verification(f"{len(checksums)} files against the SHA-256 in its {MANIFEST}", _found(problems))
 
 
-def _listed_file_problem(directory: Path, relative: str, recorded: object) -> str | None:
+def _recorded_checksums(manifest: Path) -> dict[str, str]:
+    """The manifest's SHA-256 of each file, by its path in the set; ValueError saying what is wrong with it."""
+    try:
+        data = json.loads(manifest.read_text())
+    except OSError as error:
+        raise ValueError(f"unreadable ({error.strerror or error})") from None
+    except ValueError:  # JSONDecodeError, or text that is not UTF-8
+        raise ValueError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds a JSON {type(data).__name__}, not an object")
+    checksums = data.get("sha256")
+    if not isinstance(checksums, dict):
+        raise ValueError("has no sha256 table of files")
+    for relative, digest in checksums.items():
+        if not (isinstance(digest, str) and re.fullmatch("[0-9a-f]{64}", digest)):
+            raise ValueError(f"the SHA-256 of {relative} is {digest!r}, not 64 hexadecimal digits")
+    return checksums
+
+
+def _listed_file_problem(directory: Path, relative: str, recorded: str) -> str | None:
     """What is wrong with one file a manifest lists: outside its directory (never read), missing, or changed."""
     path = directory / relative
     if not path.resolve().is_relative_to(directory.resolve()):
         return f"{MANIFEST} lists {relative!r}, which is not a file of {directory}: the manifest is damaged"
     if not path.is_file():
         return f"{path}: missing (listed in {MANIFEST})"
-    return _digest_problem(path, sha256_of, str(recorded), f"the SHA-256 in {MANIFEST}")
+    return _digest_problem(path, sha256_of, recorded, f"the SHA-256 in {MANIFEST}")

@@ -8,7 +8,7 @@ from sparsecap.data.cifar import CIFAR_LAYOUTS, load_cifar_dataset
 from sparsecap.data.digits import DIGITS_SOURCE, load_digits_dataset
 from sparsecap.data.download import download_dataset
 from sparsecap.data.idx import load_idx_dataset
-from sparsecap.data.locate import candidate_locations, locate, not_found_message, search_roots
+from sparsecap.data.locate import candidate_locations, locate, not_found_message, search_roots, unreadable_text
 from sparsecap.data.registry import DatasetAvailability, DatasetName, ImageDataset, dataset_info, parse_dataset_name
 from sparsecap.errors import DatasetNotFoundError
 
@@ -37,7 +37,10 @@ def load_dataset(name: DatasetName | str, data_root: Path | None = None, downloa
 def _availability(name: DatasetName, roots: list[Path]) -> DatasetAvailability:
     if name is DatasetName.DIGITS:
         return DatasetAvailability(name, True, DIGITS_SOURCE)
-    location = locate(name, roots)
+    try:
+        location = locate(name, roots)
+    except OSError as error:  # a folder this user may not search: said for this dataset, the others still listed
+        return DatasetAvailability(name, False, unreadable_text(error))
     if location is not None:
         return DatasetAvailability(name, True, str(location))
     searched = len(candidate_locations(name, roots))

@@ -65,6 +65,11 @@ def is_complete(name: DatasetName, location: Path) -> bool:
     return all((location / batch_name).is_file() for batch_name in layout.batch_names())
 
 
+def unreadable_text(error: OSError) -> str:
+    """Why a dataset cannot be listed: a folder or file this user may not read."""
+    return f"unreadable: {error.filename}: {error.strerror or error}; give this user read access to it"
+
+
 def locate(name: DatasetName, roots: list[Path]) -> Path | None:
     """The first complete candidate location, or None."""
     return next((location for location in candidate_locations(name, roots) if is_complete(name, location)), None)
