@@ -432,6 +432,13 @@ def test_a_damaged_study_json_resumes_from_the_spec_its_database_records(capsys,
     assert json.loads((tmp_path / "out" / "study.json").read_text())["fingerprint"] == recorded["fingerprint"]
     code, _, err = _run(capsys, "run", "out/study.json", "--set", "training.max_epochs=0", "--no-report")
     assert code == 2 and "recorded" not in err and "max_epochs" in err
+    (tmp_path / "out" / "study.json").write_text("{bad")  # damaged, and a wrong override: the override is named
+    code, _, err = _run(capsys, "run", "out/study.json", "--set", "training.bogus=1", "--no-report")
+    assert code == 2 and "anew" not in err and "training.bogus" in err
+    (tmp_path / "out" / "study.json").unlink()
+    (tmp_path / "out" / "study.json").mkdir()  # no damaged copy: no study is resumed, nor a new one started
+    code, _, err = _run(capsys, "run", "out/study.json", "--no-report")
+    assert code == 2 and "is a directory" in err and not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("arguments", [["run", "quick", "--out", "runs/q\udcff"], ["report", "\udcfe"],

@@ -194,14 +194,16 @@ def _run_spec(spec_argument: str, overrides: list[str] | None) -> StudySpec:
         return load_spec(spec_argument, overrides)
     except SparsecapError as error:
         path = Path(spec_argument)
-        if path.name != STUDY_FILE or not (path.parent / DATABASE_FILE).is_file() or _readable_spec(spec_argument):
-            raise  # not a study's record, or the overrides are what is wrong
+        database = path.parent / DATABASE_FILE
+        if path.name != STUDY_FILE or not path.is_file() or not database.is_file() or _readable_spec(spec_argument):
+            raise  # not a study's record (a directory of that name is no damaged copy), or the overrides are wrong
         recorded = StudyDatabase(path.parent).metadata().get("spec")
         if not isinstance(recorded, dict):
             raise
-        print(f"warning: {error}\nwarning: running the spec recorded in {path.parent / DATABASE_FILE} instead; this "
-              f"run writes {path} anew", file=sys.stderr)
-        return spec_of_data(spec_data_of_record(recorded), overrides, f"the spec recorded in {path.parent / DATABASE_FILE}")
+        spec = spec_of_data(spec_data_of_record(recorded), overrides, f"{database}'s spec with the --set overrides")
+        print(f"warning: {error}\nwarning: running the spec recorded in {database} instead; this run writes {path} "
+              f"anew", file=sys.stderr)
+        return spec
 
 
 def _readable_spec(spec_argument: str) -> bool:
