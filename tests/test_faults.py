@@ -92,6 +92,20 @@ def test_a_damaged_database_is_refused_and_left_as_it_was(finished_study, tmp_pa
         assert _tree(out) == before
 
 
+def test_text_where_a_number_belongs_is_named_not_a_traceback(finished_study, tmp_path, capsys):
+    """SQLite keeps any value in any column: a hand-edited cell is the database's problem, said as such."""
+    spec, out = _copy(finished_study, tmp_path)
+    database = out / "results.sqlite"
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE trials SET test_accuracy = 'abc' WHERE rowid = 2")
+    connection.close()
+    for command in (["claims", str(out)], ["report", str(out)]):
+        code, _, err = _run(capsys, *command)
+        assert code == 2, command
+        assert f"{database} is not a usable sparsecap results database (trials.test_accuracy of row 2 is 'abc', " \
+               f"not a number)" in err and "Traceback" not in err
+
+
 def test_a_study_json_deleted_or_damaged_comes_back_on_resume(finished_study, tmp_path, capsys):
     spec, out = _copy(finished_study, tmp_path)
     expected = json.loads((out / "study.json").read_text())
