@@ -435,6 +435,13 @@ def test_a_damaged_study_json_resumes_from_the_spec_its_database_records(capsys,
     (tmp_path / "out" / "study.json").write_text("{bad")  # damaged, and a wrong override: the override is named
     code, _, err = _run(capsys, "run", "out/study.json", "--set", "training.bogus=1", "--no-report")
     assert code == 2 and "anew" not in err and "training.bogus" in err
+    other = tmp_path / "other"
+    assert _run(capsys, "run", str(write_spec(tmp_path)), "--set", "seeds=[5]", "--out", str(other), "--no-report")[0] == 0
+    (tmp_path / "out" / "study.json").write_text((other / "study.json").read_text())  # copied from another study
+    code, stdout, err = _run(capsys, "run", "out/study.json", "--no-report")
+    assert code == 0 and "0 trials run, 8 already finished, 8 in all; results in out" in stdout
+    assert err.startswith("warning: out/study.json describes another study ('tiny', fingerprint ")
+    assert json.loads((tmp_path / "out" / "study.json").read_text())["fingerprint"] == recorded["fingerprint"]
     (tmp_path / "out" / "study.json").unlink()
     (tmp_path / "out" / "study.json").mkdir()  # no damaged copy: no study is resumed, nor a new one started
     code, _, err = _run(capsys, "run", "out/study.json", "--no-report")

@@ -183,27 +183,47 @@ def _say_under_trained(spec: StudySpec, trials: list[dict[str, Any]]) -> None:
 
 
 def _run_spec(spec_argument: str, overrides: list[str] | None) -> StudySpec:
-    """The spec `sparsecap run` was given. A study.json is the readable copy of what its study's database
-    records: one that cannot be read gives way to that record, with a warning, so the resume the README and
-    the incomplete-study warning suggest still works (and the run writes study.json anew)."""
-    from sparsecap.studies import StudyDatabase, load_spec
-    from sparsecap.studies.database import DATABASE_FILE
-    from sparsecap.studies.spec import STUDY_FILE, spec_data_of_record, spec_of_data
+    """The spec `sparsecap run` was given. A study directory's study.json is the readable copy of what its
+    database records: where the copy cannot be read, or (without --set) describes another study than the
+    database's, as one copied from elsewhere does, the record wins, with a warning, and the run writes the
+    copy anew; so the resume the README and the incomplete-study warning suggest works."""
+    from sparsecap.studies import load_spec
 
+    path = Path(spec_argument)
+    recorded = _recorded_beside(path)
     try:
-        return load_spec(spec_argument, overrides)
+        spec = load_spec(spec_argument, overrides)
     except SparsecapError as error:
-        path = Path(spec_argument)
-        database = path.parent / DATABASE_FILE
-        if path.name != STUDY_FILE or not path.is_file() or not database.is_file() or _readable_spec(spec_argument):
-            raise  # not a study's record (a directory of that name is no damaged copy), or the overrides are wrong
-        recorded = StudyDatabase(path.parent).metadata().get("spec")
-        if not isinstance(recorded, dict):
-            raise
-        spec = spec_of_data(spec_data_of_record(recorded), overrides, f"{database}'s spec with the --set overrides")
-        print(f"warning: {error}\nwarning: running the spec recorded in {database} instead; this run writes {path} "
-              f"anew", file=sys.stderr)
+        if recorded is None or _readable_spec(spec_argument):
+            raise  # not a study's copy, or the overrides are what is wrong
+        return _recorded_spec(path, recorded, overrides, str(error))
+    if recorded is None or overrides or recorded.get("fingerprint") in (None, spec.fingerprint()):
         return spec
+    return _recorded_spec(path, recorded, overrides, f"{path} describes another study ({spec.name!r}, fingerprint "
+                                                     f"{spec.fingerprint()[:12]}) than its database records")
+
+
+def _recorded_beside(path: Path) -> dict[str, Any] | None:
+    """What the database beside a study.json file records (its spec a table of settings), or None."""
+    from sparsecap.studies import StudyDatabase
+    from sparsecap.studies.database import DATABASE_FILE
+    from sparsecap.studies.spec import STUDY_FILE
+
+    if path.name != STUDY_FILE or not path.is_file() or not (path.parent / DATABASE_FILE).is_file():
+        return None  # a directory of that name is no copy to replace
+    recorded = StudyDatabase(path.parent).metadata()
+    return recorded if isinstance(recorded.get("spec"), dict) else None
+
+
+def _recorded_spec(path: Path, recorded: dict[str, Any], overrides: list[str] | None, why: str) -> StudySpec:
+    from sparsecap.studies.database import DATABASE_FILE
+    from sparsecap.studies.spec import spec_data_of_record, spec_of_data
+
+    database = path.parent / DATABASE_FILE
+    spec = spec_of_data(spec_data_of_record(recorded["spec"]), overrides, f"{database}'s spec with the --set overrides")
+    print(f"warning: {why}\nwarning: running the spec recorded in {database} instead; this run writes {path} anew",
+          file=sys.stderr)
+    return spec
 
 
 def _readable_spec(spec_argument: str) -> bool:
