@@ -119,6 +119,21 @@ def test_a_study_json_deleted_or_damaged_comes_back_on_resume(finished_study, tm
         assert json.loads((out / "study.json").read_text()) == expected, damage
 
 
+def test_a_spec_record_damaged_under_an_intact_fingerprint_is_written_anew_by_the_spec_that_matches_it(
+        finished_study, tmp_path, capsys):
+    """The fingerprint proves the given spec is the study's: its record is mended, so the next resume works too."""
+    spec, out = _copy(finished_study, tmp_path)
+    expected = json.loads((out / "study.json").read_text())
+    with sqlite3.connect(out / "results.sqlite") as connection:
+        connection.execute("UPDATE study SET value = '[1]' WHERE key = 'spec'")
+    connection.close()
+    for _ in range(2):
+        code, out_text, err = _run(capsys, "run", str(out / "study.json") if _ else str(spec), "--out", str(out),
+                                   "--no-report")
+        assert code == 0 and "0 trials run, 8 already finished" in out_text, err
+    assert json.loads((out / "study.json").read_text()) == expected
+
+
 def test_a_value_in_the_study_table_that_is_not_json_is_refused_and_left_as_it_was(finished_study, tmp_path, capsys):
     spec, out = _copy(finished_study, tmp_path)
     database = out / "results.sqlite"

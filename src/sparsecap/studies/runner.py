@@ -143,7 +143,8 @@ def _open_study(directory: Path, spec: StudySpec) -> tuple[StudyDatabase, StudyS
         spec = _with_recorded_seeds(recorded_seeds, spec)
         if note is not None:
             write_line(f"{directory}: {note}", sys.stderr)
-        if recorded["fingerprint"] != spec.fingerprint():
+        # Seeds added, or a spec record damaged under an intact fingerprint (which this spec matched): written anew.
+        if recorded["fingerprint"] != spec.fingerprint() or not isinstance(recorded.get("spec"), dict):
             database.write_metadata({"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "seeds": spec.seeds})
     _write_study_file(directory, database)
     return database, spec
