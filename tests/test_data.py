@@ -722,3 +722,25 @@ def test_mnist_files_given_as_fashion_mnist_are_refused(tmp_path: Path) -> None:
     (tmp_path / "fashion-mnist").symlink_to(real_data(REAL_MNIST, HOW_TO_GET_MNIST))
     with pytest.raises(DatasetFormatError, match="holds mnist's files, not fashion-mnist's"):
         load_dataset("fashion-mnist", data_root=tmp_path)
+
+
+def test_a_folder_with_some_of_the_files_is_called_incomplete_not_missing(tmp_path: Path, monkeypatch) -> None:
+    """A copy cut short (or a file replaced by a folder) is there: "not found" would send the user looking for it."""
+    from sparsecap.data import list_availability
+
+    monkeypatch.delenv("SPARSECAP_DATA", raising=False)  # no other root to find a complete copy in
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+    (tmp_path / "mnist").mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / "mnist" / name).write_bytes((real_data(REAL_MNIST, HOW_TO_GET_MNIST) / name).read_bytes())
+    (tmp_path / "mnist" / "train-labels-idx1-ubyte").mkdir()
+    write_cifar10(tmp_path / "cifar-10-batches-py")
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    said = {entry.name.value: entry.location for entry in list_availability(tmp_path) if not entry.available}
+    assert said["mnist"] == (f"incomplete: {tmp_path / 'mnist'} lacks train-images-idx3-ubyte, "
+                             f"train-labels-idx1-ubyte")
+    assert said["cifar10"] == f"incomplete: {tmp_path / 'cifar-10-batches-py'} lacks data_batch_3"
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_dataset("mnist", data_root=tmp_path)
+    assert f"\nNote: {tmp_path / 'mnist'} lacks train-images-idx3-ubyte, train-labels-idx1-ubyte" in str(error.value)

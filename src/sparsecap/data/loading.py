@@ -8,7 +8,14 @@ from sparsecap.data.cifar import CIFAR_LAYOUTS, load_cifar_dataset
 from sparsecap.data.digits import DIGITS_SOURCE, load_digits_dataset
 from sparsecap.data.download import download_dataset
 from sparsecap.data.idx import load_idx_dataset
-from sparsecap.data.locate import candidate_locations, locate, not_found_message, search_roots, unreadable_text
+from sparsecap.data.locate import (
+    candidate_locations,
+    incomplete_locations,
+    locate,
+    not_found_message,
+    search_roots,
+    unreadable_text,
+)
 from sparsecap.data.registry import DatasetAvailability, DatasetName, ImageDataset, dataset_info, parse_dataset_name
 from sparsecap.errors import DatasetNotFoundError
 
@@ -43,6 +50,9 @@ def _availability(name: DatasetName, roots: list[Path]) -> DatasetAvailability:
         return DatasetAvailability(name, False, unreadable_text(error))
     if location is not None:
         return DatasetAvailability(name, True, str(location))
+    incomplete = incomplete_locations(name, roots)
+    if incomplete:
+        return DatasetAvailability(name, False, f"incomplete: {'; '.join(incomplete)}")
     searched = len(candidate_locations(name, roots))
     roots_text = ", ".join(map(str, roots))
     return DatasetAvailability(name, False, f"not found in any of {searched} places searched (roots: {roots_text})")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from sparsecap.data.cifar import CIFAR_LAYOUTS
-from sparsecap.data.idx import IDX_FILE_NAMES, has_idx_files
+from sparsecap.data.idx import IDX_FILE_NAMES, find_idx_file, has_idx_files
 from sparsecap.data.registry import DatasetName
 
 DATA_ENV_VAR = "SPARSECAP_DATA"
@@ -85,6 +85,24 @@ def _files_needed(name: DatasetName) -> str:
     )
 
 
+def incomplete_locations(name: DatasetName, roots: list[Path]) -> list[str]:
+    """Candidate folders that hold some of the dataset's files but not all (a copy cut short, a file replaced by
+    a folder), each with what it lacks: "not found" would send the user looking for a folder that is there."""
+    found = []
+    for location in candidate_locations(name, roots):
+        if name in IDX_SUBDIRECTORIES:
+            missing = [file for file in IDX_FILE_NAMES if find_idx_file(location, file) is None]
+            total = len(IDX_FILE_NAMES)
+        elif location.name == CIFAR_LAYOUTS[name].directory:
+            missing = [batch for batch in CIFAR_LAYOUTS[name].batch_names() if not (location / batch).is_file()]
+            total = len(CIFAR_LAYOUTS[name].batch_names())
+        else:
+            continue
+        if 0 < len(missing) < total:
+            found.append(f"{location} lacks {', '.join(missing)}")
+    return found
+
+
 def not_found_message(name: DatasetName, roots: list[Path]) -> str:
     """Explain that the dataset is missing: every place searched, and each way to provide it."""
     searched = "\n".join(f"  - {location}" for location in candidate_locations(name, roots))
@@ -102,7 +120,7 @@ def not_found_message(name: DatasetName, roots: list[Path]) -> str:
         f"`sparsecap ... --download` or load_dataset(..., download=True)"
     )
     how = "\n".join(f"  - {way}" for way in ways)
-    mistaken = "".join(f"\nNote: {problem}" for problem in root_problems(roots))
+    mistaken = "".join(f"\nNote: {problem}" for problem in [*incomplete_locations(name, roots), *root_problems(roots)])
     return f"dataset {name.value!r} not found. Searched, in order:\n{searched}\nTo get it, either:\n{how}{mistaken}"
 
 
