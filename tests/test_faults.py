@@ -298,3 +298,10 @@ def test_a_model_too_large_to_build_still_gets_its_counts_and_its_failed_record(
     assert base_nonzero(spec, trial, digits) == width * (64 + 10)
     record = failed_record(spec, trial, digits, "RuntimeError: can't allocate memory", 0.0)
     assert record.total_weights == record.base_nonzero == width * 74 and record.remaining_percent == 100.0
+
+
+def test_a_results_database_that_is_a_directory_is_said_to_be_one(tmp_path, capsys):
+    (tmp_path / "study" / "results.sqlite").mkdir(parents=True)
+    for command in (["claims", str(tmp_path / "study")], ["report", str(tmp_path / "study")]):
+        code, _, err = _run(capsys, *command)
+        assert code == 2 and f"{tmp_path / 'study' / 'results.sqlite'} is not a file (a directory?)" in err, err

@@ -234,6 +234,9 @@ class StudyDatabase:
     def __init__(self, directory: Path, read_only: bool = True) -> None:
         self.path = Path(directory) / DATABASE_FILE
         self.read_only = read_only
+        if self.path.exists() and not self.path.is_file():
+            raise StudyDirectoryError(f"{self.path} is not a file (a directory?), so not a results database; nothing "
+                                      f"was changed. Move it aside: a study run writes {self.path}")
         if not self.path.is_file():
             raise StudyDirectoryError(f"no results database in {directory}: expected {self.path} written by a study run")
         if self.path.stat().st_size == 0:
