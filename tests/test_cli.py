@@ -330,6 +330,9 @@ def test_datasets_points_out_a_data_root_that_cannot_hold_data(capsys, tmp_path,
     code, _, err = _run(capsys, "datasets", "--data-root", str(afile))
     assert code == 0
     assert err.splitlines() == [f"note: {afile} is not a directory", f"note: {tmp_path / 'no-such-dir'} does not exist"]
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    code, _, err = _run(capsys, "datasets", "--data-root", str(tmp_path / "loop"))
+    assert err.splitlines()[0] == f"note: {tmp_path / 'loop'} is a symbolic link to nothing (a missing target, or a loop)"
 
 
 def test_python_dash_m_sparsecap_is_the_command():

@@ -128,5 +128,12 @@ def root_problems(roots: list[Path]) -> list[str]:
     """Roots the user named (--data-root, $SPARSECAP_DATA) that cannot hold data: likely a typo or a file given
     for its directory. The default cache root is left out: it is missing until the first download."""
     default = DEFAULT_DATA_ROOT.expanduser().absolute()
-    return [f"{root} {'is not a directory' if root.exists() else 'does not exist'}"
-            for root in roots if root != default and not root.is_dir()]
+    return [f"{root} {_why_no_directory(root)}" for root in roots if root != default and not root.is_dir()]
+
+
+def _why_no_directory(path: Path) -> str:
+    if path.exists():
+        return "is not a directory"
+    if path.is_symlink():
+        return "is a symbolic link to nothing (a missing target, or a loop)"
+    return "does not exist"

@@ -190,8 +190,9 @@ _ADDED_COLUMNS = {"error": "TEXT", "threads": "INTEGER", "checkpoint_sha256": "T
 def _unusable(path: Path, reason: str) -> StudyDirectoryError:
     denied = _denied(path, reason)
     if denied:  # not damage: moving the database aside would only cost its trials
-        return StudyDirectoryError(f"{path} {denied} ({reason}); nothing was changed. Give this user read and write "
-                                   f"access to it and to {path.parent}, then rerun")
+        return StudyDirectoryError(f"{path} {denied} ({reason}); nothing was changed. Give this user read access to "
+                                   f"it and to {path.parent} (for reports and claims; write access too, to run the "
+                                   f"study further), then rerun")
     return StudyDirectoryError(
         f"{path} is not a usable sparsecap results database ({reason}); nothing was changed. If it is damaged, "
         f"move it aside and rerun: trials whose checkpoints remain are not lost, but they are trained again"
