@@ -71,7 +71,7 @@ def draw_report(results: StudyResults, analysis: Analysis, directory: Path) -> P
         page.write_text(render_page(results, analysis, figures), encoding="utf-8")
     except OSError as error:
         raise StudyDirectoryError(
-            f"cannot write the report to {directory}: {error.strerror or error}; the results database is "
-            f"untouched (copy the study directory somewhere writable to draw its report there)"
+            f"cannot write the report to {error.filename or directory}: {error.strerror or error}; the results "
+            f"database is untouched (copy the study directory somewhere writable to draw its report there)"
         ) from None
     return page
