@@ -317,21 +317,20 @@ def _command_describe(arguments: argparse.Namespace) -> int:
 
 def _command_datasets(arguments: argparse.Namespace) -> int:
     from sparsecap.data import DatasetName, list_availability, search_roots
-    from sparsecap.data.corrupted import CorruptedLayout, describe_availability, locate_corrupted
+    from sparsecap.data.corrupted import CorruptedLayout, describe_availability
     from sparsecap.data.integrity import verify_corrupted, verify_dataset
-    from sparsecap.data.locate import locate, root_problems
+    from sparsecap.data.locate import root_problems
 
     roots = search_roots(arguments.data_root)
     differing = []
     for entry in list_availability(arguments.data_root):
-        location = locate(entry.name, roots) if entry.available and entry.name is not DatasetName.DIGITS else None
-        verification = verify_dataset(entry.name, location) if arguments.verify and location else None
+        files = arguments.verify and entry.available and entry.name is not DatasetName.DIGITS  # digits: bundled
+        verification = verify_dataset(entry.name, Path(entry.location)) if files else None
         differing += _print_dataset(entry.name.value, entry.available, entry.location, verification)
     for layout in CorruptedLayout:  # corrupted test sets: published folders, or written by `sparsecap corrupt`
-        available, where = describe_availability(layout, roots)
-        directory = locate_corrupted(layout, roots) if arguments.verify and available else None
-        verification = verify_corrupted(layout, directory) if directory else None
-        differing += _print_dataset(layout.value, available, where, verification)
+        directory, where = describe_availability(layout, roots)
+        verification = verify_corrupted(layout, directory) if arguments.verify and directory else None
+        differing += _print_dataset(layout.value, directory is not None, where, verification)
     for problem in root_problems(roots):
         print(f"note: {problem}", file=sys.stderr)
     if not differing:

@@ -220,25 +220,26 @@ def locate_corrupted(layout: CorruptedLayout, roots: list[Path]) -> Path | None:
     return next((root / layout.folder for root in roots if list_corruptions_in(root / layout.folder, layout)), None)
 
 
-def describe_availability(layout: CorruptedLayout, roots: list[Path]) -> tuple[bool, str]:
-    """(available, where or why not) for `sparsecap datasets`: cheap, files are not opened."""
+def describe_availability(layout: CorruptedLayout, roots: list[Path]) -> tuple[Path | None, str]:
+    """(where it is, None where it is not; that place, or why not) for `sparsecap datasets`: cheap, files are
+    not opened."""
     try:
         location = locate_corrupted(layout, roots)
     except OSError as error:  # a folder this user may not list: said for this set, the others still listed
         from sparsecap.data.locate import unreadable_text
 
-        return False, unreadable_text(error)
+        return None, unreadable_text(error)
     if location is None:
         make = f"`sparsecap corrupt {layout.value.removesuffix('-c')} --out DIR` makes it"
         empty = [str(root / layout.folder) for root in roots if (root / layout.folder).is_dir()]
         if empty:  # "not found" would send the user looking for a folder that is there
-            return False, f"{', '.join(empty)} holds no corruptions (expected {_expected_files(layout)}); {make}"
+            return None, f"{', '.join(empty)} holds no corruptions (expected {_expected_files(layout)}); {make}"
         places = ", ".join(str(root / layout.folder) for root in roots)
-        return False, f"not found (looked for {places}; {make})"
+        return None, f"not found (looked for {places}; {make})"
     names = list_corruptions_in(location, layout)
     missing = [name for name in layout.published if name not in names]
     extent = f"{len(names)} corruptions" + (f", {len(missing)} published ones missing" if missing else "")
-    return True, f"{location} ({extent})"
+    return location, f"{location} ({extent})"
 
 
 def load_corrupted(

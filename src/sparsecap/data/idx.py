@@ -57,11 +57,6 @@ def find_idx_file(directory: Path, file_name: str) -> Path | None:
     return None
 
 
-def has_idx_files(directory: Path) -> bool:
-    """Whether all four IDX files are present (cheap: no parsing)."""
-    return all(find_idx_file(directory, file_name) is not None for file_name in IDX_FILE_NAMES)
-
-
 def decoded_bytes(path: Path) -> bytes:
     """The file's content, decompressed if it is gzipped; a damaged gzip stream is a format error, not a crash."""
     try:

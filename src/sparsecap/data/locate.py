@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from sparsecap.data.cifar import CIFAR_LAYOUTS
-from sparsecap.data.idx import IDX_FILE_NAMES, find_idx_file, has_idx_files
+from sparsecap.data.idx import IDX_FILE_NAMES, find_idx_file
 from sparsecap.data.registry import DatasetName
 
 DATA_ENV_VAR = "SPARSECAP_DATA"
@@ -55,14 +55,19 @@ def candidate_locations(name: DatasetName, roots: list[Path]) -> list[Path]:
     raise ValueError(f"{name.value} is not read from files")
 
 
-def is_complete(name: DatasetName, location: Path) -> bool:
-    """Whether every file the dataset needs is at `location` (existence only, nothing is parsed)."""
+def _needed_and_missing(name: DatasetName, location: Path) -> tuple[tuple[str, ...], list[str]]:
+    """The files the dataset needs at `location`, and those it lacks (existence only, nothing is parsed)."""
     if name in IDX_SUBDIRECTORIES:
-        return has_idx_files(location)
+        return IDX_FILE_NAMES, [file for file in IDX_FILE_NAMES if find_idx_file(location, file) is None]
     layout = CIFAR_LAYOUTS[name]
     if location.name == layout.tarball:
-        return location.is_file()
-    return all((location / batch_name).is_file() for batch_name in layout.batch_names())
+        return (layout.tarball,), [] if location.is_file() else [layout.tarball]
+    return layout.batch_names(), [batch for batch in layout.batch_names() if not (location / batch).is_file()]
+
+
+def is_complete(name: DatasetName, location: Path) -> bool:
+    """Whether every file the dataset needs is at `location`."""
+    return not _needed_and_missing(name, location)[1]
 
 
 def unreadable_text(error: OSError) -> str:
@@ -90,15 +95,8 @@ def incomplete_locations(name: DatasetName, roots: list[Path]) -> list[str]:
     a folder), each with what it lacks: "not found" would send the user looking for a folder that is there."""
     found = []
     for location in candidate_locations(name, roots):
-        if name in IDX_SUBDIRECTORIES:
-            missing = [file for file in IDX_FILE_NAMES if find_idx_file(location, file) is None]
-            total = len(IDX_FILE_NAMES)
-        elif location.name == CIFAR_LAYOUTS[name].directory:
-            missing = [batch for batch in CIFAR_LAYOUTS[name].batch_names() if not (location / batch).is_file()]
-            total = len(CIFAR_LAYOUTS[name].batch_names())
-        else:
-            continue
-        if 0 < len(missing) < total:
+        needed, missing = _needed_and_missing(name, location)
+        if 0 < len(missing) < len(needed):  # a tarball, one file, is never partly there
             found.append(f"{location} lacks {', '.join(missing)}")
     return found
 

@@ -60,6 +60,7 @@ class DatasetAvailability:
     name: DatasetName
     available: bool
     location: str
+    """Where it loads from (the folder or tarball, for a dataset read from files), or why it cannot be."""
 
 
 # Means and stds are the customary published values, computed on each training set.

@@ -456,16 +456,12 @@ def combine(parts: Sequence[tuple[Curve, Finding]]) -> Finding:
 
 
 def _collapse_percent(clean: Curve | None) -> float:
-    """The remaining percent where clean accuracy collapses (`first_collapse`), 0 where it never does."""
+    """The remaining percent where clean accuracy collapses (`first_collapse`: significantly below the base by
+    more than the margin), 0 where it never does. c4 judges the points denser than it only: beyond it every point
+    is out, also one whose noisier clean accuracy does not separate from the base; a significant dip smaller than
+    the margin is no collapse."""
     collapse = first_collapse(clean) if clean is not None else None
     return collapse.remaining_percent if collapse is not None else 0.0
-
-
-def _in_regime(curve: Curve, clean: Curve | None) -> list[PointEstimate]:
-    """Sparse points denser than where clean accuracy collapses (`first_collapse`: significantly below the base
-    by more than the margin). Beyond it every point is out, also one whose noisier clean accuracy does not
-    separate from the base; a significant dip smaller than the margin is no collapse."""
-    return [point for point in curve.sparse_points if point.remaining_percent > _collapse_percent(clean)]
 
 
 def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[PointRecallAnalysis]) -> Finding:
@@ -478,8 +474,9 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
     if curve.base.interval.mean == 0:
         return Finding(Verdict.INCONCLUSIVE, "the base's minimum class recall is 0 in every seed (a class it never "
                        "predicts): it cannot fall, so non-inferiority would say nothing")
-    margin = curve.margin
-    regime = [point for point in _in_regime(curve, clean) if point.versus_base.testable]
+    margin, collapse_at = curve.margin, _collapse_percent(clean)
+    before_collapse = [point for point in curve.sparse_points if point.remaining_percent > collapse_at]
+    regime = [point for point in before_collapse if point.versus_base.testable]
     if not regime:
         return Finding(Verdict.INCONCLUSIVE, "no testable sparse point before clean accuracy collapses")
     regime_points = {(point.width, point.depth) for point in regime}
@@ -491,7 +488,7 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
     inferior = [point for point in regime if point.significant and point.versus_base.estimate < -margin]
     # The point that decides: the first significantly inferior one, else the one whose interval reaches lowest.
     shown = inferior[0] if inferior else min(regime, key=lambda point: point.versus_base.low)
-    past = [point.label for point in curve.sparse_points if point.remaining_percent <= _collapse_percent(clean)]
+    past = [point.label for point in curve.sparse_points if point.remaining_percent <= collapse_at]
     evidence = (f"{'inferior' if inferior else 'lowest interval end'} {shown.where}: "
                 f"{_versus(curve.measure, shown.versus_base, shown.adjusted_p)}; "
                 f"margin −{curve.measure.show(margin)} pp; Hooker test: {len(hurt)} of {len(class_tests)} "
@@ -505,7 +502,7 @@ def recall_not_inferior(curve: Curve, clean: Curve | None, recall: Sequence[Poin
         return Finding(Verdict.FAILS, f"class {change.class_index} is disproportionately hurt at {entry.point.label}",
                        evidence)
     if all(point.versus_base.low > -margin for point in regime):
-        untested = [point for point in _in_regime(curve, clean) if not point.versus_base.testable]
+        untested = [point for point in before_collapse if not point.versus_base.testable]
         if untested:
             return Finding(Verdict.INCONCLUSIVE, "minimum class recall is non-inferior to the base at every tested "
                            f"point before the collapse, but {_untested_text(untested)}", evidence)

@@ -42,11 +42,11 @@ def summary_line(verdicts: Sequence[ClaimVerdict]) -> str:
     counts = verdict_counts(verdicts)
     under = sum(bool(entry.under_trained) for entry in verdicts)
     diverged = sum(bool(entry.diverged) for entry in verdicts)
-    untested = sorted({entry.claim.key for entry in verdicts if entry.untested})
+    untested = [entry.claim.key for entry in verdicts if entry.untested]
     return (", ".join(f"{count} {verdict.value if count == 1 else PLURAL[verdict]}"
                       for verdict, count in counts.items())
-            + (f" ({sum(entry.untested for entry in verdicts)} of them untested: no data for "
-               f"{', '.join(untested)})" if untested else "")
+            + (f" ({len(untested)} of them untested: no data for {', '.join(sorted(set(untested)))})" if untested
+               else "")
             + (f"; {under} verdict(s) on under-trained models" if under else "")
             + (f"; {diverged} verdict(s) with diverged seeds left out" if diverged else ""))
 

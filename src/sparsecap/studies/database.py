@@ -327,10 +327,11 @@ class StudyDatabase:
         if table not in {"trials", *_CHILD_TABLES}:
             raise ValueError(f"unknown results table {table!r}")
         with self._connection() as connection:
-            for column in (row["name"] for row in connection.execute(f"PRAGMA table_info({table})")
-                           if row["type"] in ("INTEGER", "REAL")):  # SQLite stores any value in any column
-                wrong = connection.execute(f"SELECT rowid, {column} FROM {table} WHERE typeof({column}) NOT IN "
-                                           f"('integer', 'real', 'null') LIMIT 1").fetchone()
-                if wrong is not None:
-                    raise _unusable(self.path, f"{table}.{column} of row {wrong[0]} is {wrong[1]!r}, not a number")
-            return [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]
+            numeric = [row["name"] for row in connection.execute(f"PRAGMA table_info({table})")
+                       if row["type"] in ("INTEGER", "REAL")]
+            rows = [dict(row) for row in connection.execute(f"SELECT * FROM {table} ORDER BY rowid")]
+        for index, row in enumerate(rows, start=1):  # SQLite keeps any value in any column: text is damage
+            wrong = next((column for column in numeric if isinstance(row[column], str | bytes)), None)
+            if wrong is not None:
+                raise _unusable(self.path, f"{table}.{wrong} of row {index} is {row[wrong]!r}, not a number")
+        return rows

@@ -313,14 +313,15 @@ def run_group_or_failures(
     A group that raises is run again one trial at a time, so one trial's error fails only that trial.
     """
     progress = dataclasses.replace(progress, group=trials[0].trial_id)
-    multiply_accumulates = multiply_accumulates_of(trials[0], dataset)
+    model = meta_model(trials[0], dataset)
+    multiply_accumulates = dense_multiply_accumulates(model, dataset.info.input_shape)
     threads = runtime.threads_for(multiply_accumulates)
     torch.set_num_threads(threads)  # this process trains only this group now
     reuse_freed_memory()
     records = None
     together = trial_schedule(spec, trials[0], dataset).can_train_seeds_together()
-    if together and stacks_here(meta_model(trials[0], dataset), len(trials), spec.training.batch_size,
-                                dataset.train_images.device.type, multiply_accumulates):
+    if together and stacks_here(model, len(trials), spec.training.batch_size, dataset.train_images.device.type,
+                                multiply_accumulates):
         try:
             records = run_trials_together(spec, trials, dataset, storage, progress)
         except Exception as error:  # noqa: BLE001 - the trials get their own runs and records below

@@ -161,9 +161,8 @@ def _recorded_storage(directory: Path, record: dict[str, Any]) -> Path | None:
     return Path(recorded)
 
 
-def _checkpoints_to_redo(database: StudyDatabase, storage: Path) -> dict[str, str]:
+def _checkpoints_to_redo(rows: list[dict[str, Any]], storage: Path) -> dict[str, str]:
     """Kept trials whose checkpoint is missing or no longer what was written: trial id -> the problem and path."""
-    rows = database.rows("trials")
     paths = {row["trial_id"]: storage / row["checkpoint"] for row in rows}
     return {trial_id: f"{problem} ({paths[trial_id]})"
             for trial_id, problem in kept_checkpoint_problems(rows, storage).items()}
@@ -298,10 +297,11 @@ def _run_pending(
     context: BaseContext | None,
 ) -> StudyProgress:
     trials = expand(spec)
-    redo = _checkpoints_to_redo(database, storage)
+    rows = database.rows("trials")
+    redo = _checkpoints_to_redo(rows, storage)
     for trial_id, problem in redo.items():
         write_line(f"checkpoint of {trial_id} is {problem}: running the trial again", sys.stderr)
-    kept = {row["trial_id"] for row in database.rows("trials") if row["status"] != FAILED} - set(redo)
+    kept = {row["trial_id"] for row in rows if row["status"] != FAILED} - set(redo)
     pending = [trial for trial in trials if trial.trial_id not in kept]
     failed: list[str] = []
 
