@@ -13,6 +13,7 @@ whole: every .png/.jpg/.jpeg in it but frost6.jpg, sorted by name, the index the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 
@@ -96,21 +97,21 @@ def _decode(path: Path, content: bytes, grey: bool, minimum_side: int) -> np.nda
     return picture
 
 
-# Decoded pictures by (content digest, grey, side): keyed on content, not on the folder, so pictures
-# replaced in place are decoded afresh and the pixels used always match `pictures_digest`.
-_DECODED: dict[tuple[str, bool, int], tuple[np.ndarray, ...]] = {}
-
-
 def load_pictures(directory: Path | str | None, *, grey: bool, side: int) -> tuple[np.ndarray, ...]:
     """The pictures ready for cropping: RGB shrunk by 0.2 (CIFAR) or grey at full size (MNIST)."""
     resolved = frost_directory(directory)
     if resolved is None:
         raise FrostUnavailableError(unavailable_message())
     files = _read(resolved)
-    key = (_digest(files), grey, side)
-    if key not in _DECODED:
-        _DECODED[key] = tuple(_decode(path, content, grey, side) for path, content in files)
-    return _DECODED[key]
+    return _decoded(files, grey, side)
+
+
+@functools.lru_cache(maxsize=4)
+def _decoded(files: tuple[tuple[Path, bytes], ...], grey: bool, side: int) -> tuple[np.ndarray, ...]:
+    """Decoded once per process and content (every draw of every frost entry crops the same pictures): keyed
+    on the files' bytes, not on the folder, so pictures replaced in place are decoded afresh and always match
+    `pictures_digest`. Bounded: a grey and an RGB set of one folder, at two crop sides."""
+    return tuple(_decode(path, content, grey, side) for path, content in files)
 
 
 def pictures_digest(directory: Path | str | None) -> str | None:

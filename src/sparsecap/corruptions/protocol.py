@@ -35,7 +35,9 @@ from sparsecap.data.corrupted import load_npy
 from sparsecap.errors import AssetUnavailableError
 from sparsecap.studies.progress import write_line
 
-MANIFEST = "manifest.json"
+CACHE_MANIFEST = "manifest.json"
+"""Written last into a cache directory: its presence marks the cache complete (not a `sparsecap corrupt` set's
+manifest, `sparsecap.data.corrupted.MANIFEST`, though the file name is the same)."""
 _SAMPLE_STREAM = 0x5A3D1E  # separates the sample's seed sequence from the noise draws'
 
 
@@ -139,7 +141,7 @@ def _entry_stem(name: str, severity: int) -> str:
 
 
 def _load(directory: Path, dataset: str, config: ProtocolConfig) -> EvaluationInputs:
-    manifest = json.loads((directory / MANIFEST).read_text())
+    manifest = json.loads((directory / CACHE_MANIFEST).read_text())
     entries = [
         CorruptedEntry(
             corruption=name,
@@ -199,7 +201,7 @@ def prepare_inputs(
     needs_matrix = any(corruption.needs_pessimal_matrix for corruption in corruptions)
     matrix_digest = _usable_digest(pessimal.matrix_digest, matrix_path) if needs_matrix else None
     directory = Path(cache_root) / cache_key(dataset, config, len(test_images), digest, matrix_digest)
-    if (directory / MANIFEST).is_file():
+    if (directory / CACHE_MANIFEST).is_file():
         try:
             return _load(directory, dataset, config)
         except (OSError, ValueError, KeyError, TypeError) as error:  # a truncated array, a damaged manifest
@@ -241,7 +243,7 @@ def prepare_inputs(
     manifest = {"dataset": dataset, "spec_version": SPEC_VERSION, "config": config.to_json(),
                 "test_size": len(images), "frost_pictures": digest, "pessimal_matrix": matrix_digest,
                 "skipped": skipped}
-    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    (partial / CACHE_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     if directory.exists():  # an incomplete cache (no manifest) left by an interrupted run
         shutil.rmtree(directory)
     os.replace(partial, directory)
