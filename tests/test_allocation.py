@@ -15,6 +15,7 @@ from sparsecap.sparsity import (
     parse_allocation,
     weight_count,
 )
+from sparsecap.sparsity.allocation import whole_kernel_counts
 
 MNIST = dataset_info("mnist")
 WIDTHS = [2**exponent for exponent in range(7, 16)]
@@ -80,6 +81,18 @@ def test_erk_keeps_small_layers_denser_and_caps_at_dense():
 def test_target_above_the_model_size_is_refused(allocation):
     with pytest.raises(AllocationError, match="only 76 weights"):
         allocate([(4, 10), (6, 4), (2, 6)], 77, allocation)
+
+
+def test_whole_kernels_fill_the_target_exactly_where_single_weights_can():
+    # A 2x1x3x3 convolution (kernels of 9) asked for 17 weights, a 10x4 linear layer (kernels of 1) for 3: the
+    # convolution rounds down to 1 kernel, 8 weights short, which no kernel of 9 fits; the linear layer takes all 8.
+    assert whole_kernel_counts([17, 3], [(2, 1, 3, 3), (10, 4)], 20) == [1, 11]
+
+
+def test_whole_kernels_go_first_to_the_layer_rounded_down_most():
+    # Two 4x1x3x3 convolutions asked for 10 and 17 weights: both round down to 1 kernel, 9 short, which fits one
+    # more kernel; the second lost 8/9 of one to rounding, the first 1/9.
+    assert whole_kernel_counts([10, 17], [(4, 1, 3, 3), (4, 1, 3, 3)], 27) == [1, 2]
 
 
 def test_unknown_allocation_lists_the_valid_ones():

@@ -232,6 +232,9 @@ def test_masks_hold_through_training_with_momentum():
 def test_inputs_too_small_and_missing_members_are_refused():
     with pytest.raises(SparsecapError, match="at least 8x8"):
         validate_input(architecture_family("vgg"), (3, 4, 4))
+    with pytest.raises(SparsecapError, match="3x32x4 inputs"):  # the smaller side decides, whichever it is
+        validate_input(architecture_family("vgg"), (3, 32, 4))
+    validate_input(architecture_family("vgg"), (3, 8, 32))
     with pytest.raises(SparsecapError, match="valid depths: 11, 13, 16"):
         create_model(ModelConfig("vgg", 16, 19), CIFAR10)
 

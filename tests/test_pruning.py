@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sparsecap.data import dataset_info
+from sparsecap.errors import AllocationError
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.sparsity import Allocation, PruningScope, initialize_, magnitude_prune_, masked_layers, allocate
 from sparsecap.sparsity.ranking import top_mask
@@ -42,6 +43,14 @@ def test_global_pruning_keeps_exactly_the_largest_magnitudes_overall():
     after = torch.cat([layer.weight.detach().flatten() for _, layer in masked_layers(model)])
     assert torch.equal(after[kept], before[kept])
     assert torch.count_nonzero(after[~kept]) == 0
+
+
+@pytest.mark.parametrize("scope", list(PruningScope))
+def test_pruning_to_more_weights_than_the_model_has_is_refused_in_either_scope(scope):
+    model = _dense_model()
+    size = sum(layer.mask.numel() for _, layer in masked_layers(model))
+    with pytest.raises(AllocationError, match=f"cannot keep {size + 1} nonzero weights"):
+        magnitude_prune_(model, size + 1, scope, Allocation.UNIFORM)
 
 
 def test_pruning_masks_are_made_where_the_weights_are():

@@ -47,3 +47,12 @@ def test_random_positions_are_distinct_in_range_and_reach_every_position(count: 
         assert 0 <= int(positions.min()) and int(positions.max()) < 10
         hits[positions] += 1
     assert hits.min() > count * 100 - 75 and hits.max() < count * 100 + 75
+
+
+@pytest.mark.parametrize("count", [3, 8])  # below and above half the population: different draws
+def test_random_positions_come_from_the_given_generator_alone(count: int) -> None:
+    """set's regrowth is reproducible from the trial's seed, whatever torch's global generator has drawn."""
+    torch.manual_seed(1)
+    first = random_positions(1000, count * 100, torch.Generator().manual_seed(5))
+    torch.manual_seed(2)
+    assert torch.equal(random_positions(1000, count * 100, torch.Generator().manual_seed(5)), first)

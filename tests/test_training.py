@@ -30,6 +30,18 @@ def test_training_stops_once_the_epoch_loss_is_below_the_threshold():
     assert result.epoch_losses[-1] < 0.3 <= min(result.epoch_losses[:-1])
 
 
+def test_each_epoch_is_reported_by_its_one_based_number_and_the_model_is_left_in_eval_mode():
+    """imp rewinds to the weights `on_epoch` reported after epoch k, and evaluation reads batch norm in eval mode."""
+    digits = load_dataset("digits")
+    config = TrainingConfig(max_epochs=3, learning_rate=0.05, batch_size=32, stop_loss=0.0)
+    reported: list[tuple[int, float]] = []
+    model = _model()
+    result = train(model, digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0),
+                   on_epoch=lambda epoch, loss: reported.append((epoch, loss)))
+    assert reported == list(enumerate(result.epoch_losses, start=1)) and result.epochs == 3
+    assert not model.training
+
+
 def test_divergence_is_reported_not_raised():
     digits = load_dataset("digits")
     config = TrainingConfig(max_epochs=5, learning_rate=1e6, batch_size=32, stop_loss=0.0)
