@@ -12,7 +12,13 @@ import torch
 from sparsecap.data import dataset_info
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.data.corrupted import sha256_of
-from sparsecap.studies.checkpoints import checkpoint_problem, load_checkpoint, save_checkpoint
+from sparsecap.studies.checkpoints import (
+    checkpoint_problem,
+    kept_checkpoint_problems,
+    load_checkpoint,
+    save_checkpoint,
+)
+from sparsecap.studies.database import DIVERGED, FAILED, FINISHED
 
 
 def _model(seed: int) -> torch.nn.Module:
@@ -30,6 +36,16 @@ def test_a_checkpoint_loads_back_the_same_weights_and_its_digest_is_the_files(tm
         assert torch.equal(loaded.state_dict()[name], tensor), name
     path.write_bytes(path.read_bytes()[:-8])
     assert checkpoint_problem(path, digest).startswith("damaged")
+
+
+def test_every_kept_trials_checkpoint_is_checked_a_diverged_ones_too(tmp_path):
+    """A diverged trial is kept (its curve ends there), so its missing checkpoint is trained again like a finished
+    one's; a failed trial has none to check."""
+    digest = save_checkpoint(_model(0), tmp_path / "present.safetensors", {"trial_id": "present"})
+    rows = [{"trial_id": trial_id, "status": status, "checkpoint": f"{trial_id}.safetensors", "checkpoint_sha256": sha}
+            for trial_id, status, sha in [("present", FINISHED, digest), ("finished", FINISHED, digest),
+                                          ("diverged", DIVERGED, digest), ("failed", FAILED, None)]]
+    assert kept_checkpoint_problems(rows, tmp_path) == {"finished": "missing", "diverged": "missing"}
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])

@@ -651,6 +651,13 @@ def test_recall_non_inferiority_needs_the_interval_not_the_estimate_above_the_ma
     assert finding.verdict is Verdict.INCONCLUSIVE and "too wide" in finding.reason, finding
 
 
+def test_a_recall_mean_beyond_the_margin_without_significance_is_no_fall() -> None:
+    """3 pp below the base, beyond the 2 pp margin, but with seeds this spread no evidence of a fall: inconclusive."""
+    curve = _curve(MIN_CLASS_RECALL, [HIGH_RECALL, [0.70, 0.84, 0.92]])
+    assert not curve.points[1].significant and curve.points[1].versus_base.estimate < -RECALL_MARGIN
+    assert recall_not_inferior(curve, None, []).verdict is Verdict.INCONCLUSIVE
+
+
 def test_a_significant_recall_drop_within_the_margin_is_non_inferior() -> None:
     """1.5 pp below the base, significant, its interval above −2 pp: non-inferior, not a fall."""
     curve = _curve(MIN_CLASS_RECALL, [HIGH_RECALL, [0.835, 0.836, 0.834]])

@@ -229,6 +229,17 @@ def test_class_recall_of_seeds_that_all_agree_is_no_change(recall: float) -> Non
     assert change.p_value == 1.0 and change.significant is False and change.label == "no"
 
 
+@pytest.mark.parametrize("noisy_side", ["model", "base"])
+def test_class_recall_gaps_equal_but_for_float_rounding_are_no_change(noisy_side: str) -> None:
+    """Recall minus accuracy is 0.2 in every seed of both, computed as 0.3 − 0.1, 0.5 − 0.3 and 0.7 − 0.5 on
+    either side: the last bits differ, which is no evidence of anything."""
+    noisy = ([[0.3], [0.5], [0.7]], [0.1, 0.3, 0.5])
+    exact = ([[0.2]] * 3, [0.0] * 3)
+    model, base = (noisy, exact) if noisy_side == "model" else (exact, noisy)
+    change = normalised_recall_changes(*model, *base)[0]
+    assert change.p_value == 1.0 and change.significant is False
+
+
 def test_empty_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(StudyDirectoryError, match="results database"):
         write_report(tmp_path)

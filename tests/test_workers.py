@@ -19,7 +19,7 @@ from sparsecap.studies import StudyDatabase, Trial, expand, load_spec, run_study
 from sparsecap.studies.database import TrialRecord
 from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
 from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
-from sparsecap.studies.workers import _work, run_on_workers, worker_context
+from sparsecap.studies.workers import _work, run_on_workers, worker_context, worker_runtimes
 from tests.study_helpers import (SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, descendants, finished_trial_count,
                                  parent_pid, write_spec)
 
@@ -35,6 +35,14 @@ def test_auto_is_one_worker_per_core_and_never_more_than_the_groups():
     assert Runtime().workers_for(1) == 1
     assert 1 <= Runtime().workers_for(1000) <= os.cpu_count()
     assert Runtime(workers=3).workers_for(1) == 3
+
+
+def test_workers_take_the_devices_in_turn_and_an_equal_share_of_the_cores():
+    """On a machine with two GPUs, four workers train two on each, never all four on the first."""
+    runtime = Runtime(cores=8, device="cuda", devices=("cuda:0", "cuda:1"))
+    assert [(each.device, each.cores, each.devices) for each in worker_runtimes(runtime, 4)] == [
+        ("cuda:0", 2, ("cuda:0",)), ("cuda:1", 2, ("cuda:1",)), ("cuda:0", 2, ("cuda:0",)), ("cuda:1", 2, ("cuda:1",))]
+    assert [each.cores for each in worker_runtimes(Runtime(cores=2), 3)] == [1, 1, 1]  # never below one core
 
 
 class _WatchedView(StudyProgressView):

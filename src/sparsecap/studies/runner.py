@@ -38,7 +38,7 @@ from sparsecap.studies.ray_executor import RayOptions, import_ray, run_on_ray
 from sparsecap.studies.spec import STUDY_FILE, StudySpec, spec_differences
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs, skipped_corruptions
 from sparsecap.studies.trials import expand
-from sparsecap.studies.workers import run_on_workers, worker_context
+from sparsecap.studies.workers import run_on_workers, worker_context, worker_runtimes
 
 LOCK_FILE = ".lock"
 
@@ -320,7 +320,7 @@ def _run_pending(
                 prepare_corruption_inputs(spec, datasets, {trial.dataset for trial in pending}, storage, bars)
             run_on_workers(context, spec, groups, datasets, storage, write, view, runtime, workers)
         else:  # in this process, as one worker of `workers` would (the same threads, so the same numbers)
-            here = runtime.for_process(runtime.cores // workers, runtime.devices[0])
+            here = worker_runtimes(runtime, workers)[0]
             on_device = {name: dataset.to(here.device) for name, dataset in datasets.items()}
             shown = TrialProgress(bars, view.epoch_done)
             for group in groups:

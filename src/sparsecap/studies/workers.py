@@ -147,6 +147,13 @@ def _died_records(spec: StudySpec, worker: _Worker, dataset: ImageDataset, death
     return [placed(record, worker.placement, threads) for record in records]
 
 
+def worker_runtimes(runtime: Runtime, workers: int) -> list[Runtime]:
+    """Each of `workers` trial processes' runtime: an equal share of the cores, and `runtime`'s devices in turn (one
+    worker per GPU by default, so each trains on its own)."""
+    return [runtime.for_process(runtime.cores // workers, runtime.devices[slot % len(runtime.devices)])
+            for slot in range(workers)]
+
+
 def run_on_workers(
     context: multiprocessing.context.BaseContext,
     spec: StudySpec,
@@ -162,8 +169,7 @@ def run_on_workers(
     its share of the cores, the costliest groups first."""
     used = {group[0].dataset for group in groups}
     arguments = (spec, {name: datasets[name] for name in used}, storage)
-    slot_runtimes = [runtime.for_process(runtime.cores // workers, runtime.devices[slot % len(runtime.devices)])
-                     for slot in range(workers)]
+    slot_runtimes = worker_runtimes(runtime, workers)
     waiting = deque(sorted(groups, key=lambda group: -_cost(group, datasets[group[0].dataset])))
     deaths: Counter[tuple[str, ...]] = Counter()  # a group's trial ids -> how often its worker died
     busy: list[_Worker] = []
