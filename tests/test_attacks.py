@@ -17,7 +17,7 @@ from sparsecap.data import load_dataset
 from sparsecap.errors import SparsecapError
 from sparsecap.models import ModelConfig, create_model
 from sparsecap.robustness import Attack, adversarial_robustness, default_epsilons, parse_attack, run_attack
-from sparsecap.robustness.adversarial import CIFAR_EPSILONS, MNIST_LIKE_EPSILONS, sample_indices
+from sparsecap.robustness.adversarial import CIFAR_EPSILONS, MNIST_LIKE_EPSILONS, attack_generator, sample_indices
 from sparsecap.robustness import attacks as attacks_module
 from sparsecap.robustness.attacks import apgd, apgd_checkpoints, apgd_halves, bim, ffgsm, fgsm, pgd
 from sparsecap.sparsity import Allocation, masked_layers, sparse_model_at_init, weight_count
@@ -486,3 +486,28 @@ def test_apgd_follows_croce_and_hein_iterate_by_iterate() -> None:
     # The comparison covers halvings that move the iterate, and both ways of choosing the result.
     assert totals["restarts_that_move"] > 0 and 0 < totals["fooled"] < len(labels)
     assert totals["first_fooled_is_not_best"] > 0 and totals["first_fooled_is_not_last"] > 0
+
+
+def test_ffgsm_draws_its_random_start_from_the_given_generator_not_the_global_one() -> None:
+    """A study seeds its starts by attack and budget (`attack_generator`): torch's global state must not move them."""
+    model, _, _, _ = _two_class_linear()
+    pixels = torch.rand((64, 6), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    labels = torch.arange(64) % 2
+    runs = []
+    for global_seed, seed in ((1, 0), (2, 0), (1, 1)):
+        with torch.random.fork_rng():
+            torch.manual_seed(global_seed)
+            generator = torch.Generator().manual_seed(seed)
+            runs.append(run_attack(model, Attack.FFGSM, pixels, labels, 0.1, generator=generator))
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])  # the start shapes the result: another generator seed moves it
+
+
+def test_each_attack_and_budget_draws_its_own_random_starts() -> None:
+    """Two budgets of one attack sharing their starts would make their robust accuracies correlated draws."""
+    def first_draws(attack: Attack, epsilon: float) -> torch.Tensor:
+        return torch.rand(8, generator=attack_generator(attack, epsilon))
+
+    assert torch.equal(first_draws(Attack.PGD, 0.1), first_draws(Attack.PGD, 0.1))
+    draws = [first_draws(attack, epsilon) for attack in (Attack.PGD, Attack.APGD) for epsilon in (0.1, 0.2, 8 / 255)]
+    assert all(not torch.equal(first, second) for index, first in enumerate(draws) for second in draws[index + 1:])

@@ -1,6 +1,7 @@
 """K seeds trained together equal K seeds trained one by one (up to float rounding)."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -122,3 +123,55 @@ def test_small_cnn_seeds_stack_off_the_cpu_only_and_mlp_seeds_while_their_activa
     assert stacks(base, 5, "cpu") and not stacks(wide, 5, "cpu")
     vgg.network.add_module("dropout", torch.nn.Dropout())
     assert not stacks(vgg, 5, "cuda")
+
+
+def test_a_seed_that_diverges_stops_there_as_alone_while_the_others_train_on():
+    """A diverged seed's result is that of its diverging epoch, as `train` gives it; training on would change it."""
+    config = TrainingConfig(max_epochs=3, learning_rate=0.2, momentum=0.9, batch_size=32, stop_loss=0.0)
+    images, labels = _data()
+    initial = [_model(seed) for seed in (0, 1, 2)]
+    with torch.no_grad():
+        initial[1].network.output.weight.mul_(1e4)  # logits in the thousands: an epoch loss far beyond the bound
+    alone = [copy.deepcopy(model) for model in initial]
+    expected = [train(model, images, labels, config, torch.Generator().manual_seed(100 + seed))
+                for seed, model in enumerate(alone)]
+    assert [result.diverged for result in expected] == [False, True, False]
+    assert [result.epochs for result in expected] == [3, 1, 3]
+    together = [copy.deepcopy(model) for model in initial]
+    results = train_together(together, images, labels, config,
+                             [torch.Generator().manual_seed(100 + seed) for seed in range(3)])
+    for result, reference, model, single in zip(results, expected, together, alone, strict=True):
+        assert result.epochs == reference.epochs and result.diverged == reference.diverged
+        assert result.epoch_losses == pytest.approx(reference.epoch_losses, rel=1e-5)
+        for (name, parameter), (_, other) in zip(model.named_parameters(), single.named_parameters(), strict=True):
+            assert torch.allclose(parameter, other, rtol=1e-4, atol=1e-6), name
+
+
+def test_a_stopped_seed_draws_no_more_augmentation_so_its_data_order_continues_as_alone():
+    """Fine-tuning and IMP rounds go on drawing from each seed's generator: it must end where `train` leaves it."""
+    config = TrainingConfig(max_epochs=4, learning_rate=0.2, momentum=0.9, batch_size=32, stop_loss=0.0,
+                            augmentation=True)
+    images, labels = _data()
+    full = [train(_model(seed), images, labels, config, torch.Generator().manual_seed(100 + seed)).epoch_losses
+            for seed in (0, 1)]
+    # Between the two seeds' first-epoch losses: seed 1 stops after its first epoch, seed 0 trains on.
+    stopping = dataclasses.replace(config, stop_loss=(full[0][0] + full[1][0]) / 2)
+    alone = [torch.Generator().manual_seed(100 + seed) for seed in (0, 1)]
+    expected = [train(_model(seed), images, labels, stopping, generator)
+                for seed, generator in zip((0, 1), alone, strict=True)]
+    assert [result.epochs for result in expected] == [2, 1]
+    together = [torch.Generator().manual_seed(100 + seed) for seed in (0, 1)]
+    results = train_together([_model(seed) for seed in (0, 1)], images, labels, stopping, together)
+    assert [result.epochs for result in results] == [2, 1]
+    for generator, reference in zip(together, alone, strict=True):
+        assert torch.equal(generator.get_state(), reference.get_state())
+
+
+def test_seeds_whose_fixed_buffers_differ_are_refused_naming_the_buffer():
+    """The stacked model keeps the first seed's buffers: another seed's own input normalisation would be lost."""
+    other = _model(1)
+    with torch.no_grad():
+        other.normalize.std.mul_(2)
+    with pytest.raises(ValueError, match="share their fixed buffers; 'normalize.std' differs"):
+        stack_models([_model(0), other])
+    stack_models([_model(0), _model(1)])  # masks differ too, but are stacked: no refusal

@@ -420,3 +420,25 @@ def test_a_study_fit_hands_every_step_to_a_schedules_step_hook(tmp_path):
     planned = math.ceil(examples / 64)  # one epoch of batch_size 64; a step's hook runs before the next step
     assert len(result.epoch_losses) == 1 and {step.planned for step in steps} == {planned}
     assert [step.number for step in steps] == list(range(1, len(steps) + 1)) and len(steps) >= planned - 1
+
+
+@pytest.mark.parametrize("name", [Schedule.POSTTRAIN_FINETUNE, Schedule.IMP])
+def test_a_diverged_model_is_not_trained_again_in_later_rounds(name):
+    """Its result stays that of the epoch it blew up in; retraining would give a diverged model more epochs."""
+    schedule = create_schedule(name, _settings())
+    models = [create_model(ModelConfig("mlp", 64, 2), INFO) for _ in range(2)]
+    for seed, model in enumerate(models):
+        schedule.prepare(model, torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1))
+        schedule.store(model)
+    with torch.no_grad():
+        models[1].network.output.weight.mul_(1e4)  # logits in the thousands: the first epoch's loss diverges
+    trained, real_fit = [], _fit()
+
+    def fit(chosen, epochs, on_step=None, on_epoch=None):
+        trained.append([next(index for index, model in enumerate(models) if model is each) for each in chosen])
+        return real_fit(chosen, epochs, on_step, on_epoch)
+
+    results = schedule.train(models, fit, [torch.Generator().manual_seed(seed + 2) for seed in range(2)])
+    assert len(trained) >= 2 and trained[0] == [0, 1] and all(chosen == [0] for chosen in trained[1:])
+    assert [result.diverged for result in results] == [False, True]
+    assert results[1].epochs == 1 and results[0].epochs > EPOCHS

@@ -13,7 +13,7 @@ from sparsecap.sparsity import Allocation, masked_layers, set_engine, sparse_mod
 from sparsecap.training import TrainingConfig, multiseed, train, trainer
 from sparsecap.training.config import LearningRateSchedule
 from sparsecap.training.multiseed import can_stack, stack_models, train_together
-from sparsecap.training.stacked_cnn import stack_cnns
+from sparsecap.training.stacked_cnn import stack_cnns, unstackable_module
 
 SEEDS = (0, 1, 2)
 # A small learning rate: ResNet18 on random labels is chaotic at lr 0.02 (a 1e-7 relative nudge of the
@@ -143,3 +143,22 @@ def test_each_seed_starts_from_and_gets_back_its_own_batch_norm_statistics():
         for index, own in enumerate(seeds):
             for stacked_tensor, seed_tensor in zip(combined.seed_tensors(index), own, strict=True):
                 assert torch.equal(stacked_tensor, seed_tensor)
+
+
+def test_seeds_whose_input_normalisation_differs_only_in_its_std_are_refused():
+    """The stacked network repeats the first seed's mean and std for every seed: another std would be lost."""
+    other = _model("vgg", 11, 1)
+    with torch.no_grad():
+        other.normalize.std.mul_(2)  # the mean stays the first seed's
+    assert torch.equal(other.normalize.mean, _model("vgg", 11, 0).normalize.mean)
+    with pytest.raises(ValueError, match="share their input normalisation; 'normalize' differs"):
+        stack_cnns([_model("vgg", 11, 0), other])
+
+
+def test_a_convolution_padding_other_than_with_zeros_is_unstackable():
+    """The grouped convolution pads with zeros: a reflect-padded seed's outputs would not be its own."""
+    reflecting = _model("vgg", 11, 0)
+    reflecting.network.conv2.padding_mode = "reflect"
+    assert unstackable_module(reflecting) == "network.conv2 (MaskedConv2d)" and not can_stack(reflecting)
+    with pytest.raises(ValueError, match=r"network\.conv2 \(MaskedConv2d\) is not"):
+        stack_models([reflecting, _model("vgg", 11, 1)])
