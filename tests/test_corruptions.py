@@ -1017,6 +1017,25 @@ def test_corrupted_accuracy_and_loss_use_each_entrys_own_labels_and_every_draw(t
         assert result.accuracy == pytest.approx(accuracy, abs=1e-12) and result.loss == pytest.approx(loss, rel=1e-5)
 
 
+def test_an_infinite_corrupted_data_loss_is_recorded_as_null(tmp_path):
+    """Logits of ±3e38 overflow the cross-entropy of every image not of class 0: the row keeps its accuracy and
+    stores the loss as NULL, not inf."""
+    from sparsecap.models import ModelConfig, create_model
+    from sparsecap.studies import load_spec
+    from sparsecap.studies.corruption_measure import corruption_rows
+
+    spec = load_spec("quick-corruptions", ['corruptions.corruptions=["identity"]', "corruptions.sample_size=6",
+                                           "corruptions.draws=1"])
+    images, labels = torch.from_numpy(_digits(6).transpose(0, 3, 1, 2).copy()), torch.arange(6)
+    dataset = ImageDataset(dataset_info("mnist"), images, labels, images, labels, "test")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig("mlp", 16, 1), dataset_info("mnist"))
+    with torch.no_grad():
+        model.network.output.bias.copy_(torch.tensor([3e38] + [-3e38] * 9))
+    assert corruption_rows(spec, model, dataset, tmp_path, False) == [
+        {"corruption": "identity", "severity": 1, "draw": 0, "accuracy": pytest.approx(1 / 6), "loss": None}]
+
+
 # ------------------------------------------------------------------- the protocol's seeds, cache key, layouts
 
 

@@ -148,6 +148,23 @@ def test_a_database_from_before_connectivity_gains_its_columns_and_table_when_op
     assert added <= columns and "layer_connectivity" in tables
 
 
+def test_a_database_with_every_trials_column_but_no_corruption_table_gains_it_when_opened_for_writing(tmp_path):
+    """A database whose trials table is already complete must still be upgraded: recording a trial writes to
+    every child table, so a missing one would fail every trial of the resumed run."""
+    table = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS corruption"):]
+    with sqlite3.connect(tmp_path / "results.sqlite") as connection:
+        connection.executescript(SCHEMA.replace(table, ""))
+    database = StudyDatabase(tmp_path, read_only=False)
+    row = {"corruption": "fog", "severity": 1, "draw": 0, "accuracy": 0.5, "loss": 1.5}
+    database.record_trial(TrialRecord(
+        trial_id="t", architecture="mlp", dataset="mnist", family="width", width=16, depth=1, schedule="static",
+        allocation="uniform", seed=0, status="finished", total_weights=10, nonzero_weights=10, base_nonzero=10,
+        remaining_percent=100.0, unmasked_parameters=0, disconnected_units=0, epochs=1, final_train_loss=0.2,
+        test_accuracy=0.5, test_loss=1.0, min_class_recall=0.1, train_seconds=1.0,
+        checkpoint="checkpoints/t.safetensors", finished_at="2026-01-01T00:00:00+00:00", corruption=[row]))
+    assert database.rows("corruption") == [{"trial_id": "t", **row}]
+
+
 def test_resources_do_not_change_the_study():
     spec = load_spec("quick")
     other = load_spec("quick", ["resources.num_cpus=4", "resources.num_gpus=1", "resources.memory_gib=8"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sqlite3
 import warnings
 from collections.abc import Callable
@@ -44,6 +45,7 @@ from sparsecap.report.figures import (
     sweet_spot,
     write_figures,
 )
+from sparsecap.report.page import _statistics_html
 from sparsecap.report.statistics import UNBOUNDED
 from tests.test_claims import RISE_THEN_FALL, write_study
 
@@ -108,6 +110,9 @@ def test_the_star_marks_the_sweet_spot_of_the_claims_and_the_statistics_table(tm
     figure = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t")
     [star] = [line for line in figure.axes[0].get_lines() if line.get_marker() == "*"]
     assert list(star.get_xdata()) == [claimed.remaining_percent]
+    table = _statistics_html(analysis.curves)
+    starred_rows = re.findall(rf"<td[^>]*>{re.escape(CLEAN_ACCURACY.label)} · (w=\d+)[^<]*★ sweet spot</td>", table)
+    assert starred_rows == ["w=512"]
 
 
 GROUP = GroupKey("mlp", "mnist", "width", "static")

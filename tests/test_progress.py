@@ -38,6 +38,7 @@ def test_a_log_gets_a_first_line_then_one_plain_line_per_trial_with_the_count_an
     assert lines[0] == "tiny: 2 trials to run, 1 already finished; a line per finished trial, and every 3600 s what is running"
     assert lines[1].startswith("[2/3, ETA ") and " finished: " in lines[1] and "accuracy 0." in lines[1]
     assert lines[2].startswith("[3/3] ") and " failed: " in lines[2] and "accuracy —" in lines[2]
+    assert view.accuracy == _record(schedule="static", width=64, seed=0).test_accuracy  # the bar keeps it past a failure
     single = io.StringIO()
     with StudyProgressView("tiny", 3, 2, ProgressStyle.LINES, single, running_seconds=3600):
         pass

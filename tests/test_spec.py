@@ -19,6 +19,12 @@ def test_every_preset_validates_and_expands(preset):
     assert spec.ignored_tables() == []  # a shipped preset sets nothing it does not measure
 
 
+def test_trials_are_expanded_with_seeds_innermost():
+    """Seeds innermost: the first trials of a run already cover the grid's first point with every seed."""
+    spec = parse_spec({**MINIMAL, "seeds": [0, 1]}, "test")
+    assert [(trial.width, trial.seed) for trial in expand(spec)] == [(16, 0), (16, 1), (32, 0), (32, 1)]
+
+
 def test_paper_presets_have_the_papers_settings():
     width = load_spec("paper-mlp-mnist")
     assert width.widths == [2**exponent for exponent in range(7, 16)]

@@ -22,6 +22,7 @@ from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.studies.execute import evaluate_trial, prepare_model, seed_groups
 from sparsecap.studies.generators import trial_generators
+from sparsecap.studies.runner import _write_study_file
 from sparsecap.studies.trials import expand
 from sparsecap.training import TrainingResult
 from tests.study_helpers import (
@@ -32,6 +33,7 @@ from tests.study_helpers import (
     finished_trial_count,
     write_spec,
 )
+from tests.test_report import _record
 
 
 
@@ -67,6 +69,16 @@ def test_study_records_every_trial_and_what_reproducing_it_takes(tmp_path):
     kept_paths = {(row["width"], row["schedule"]): row["path_fraction_log10"] for row in trials}
     assert kept_paths[(16, "static")] == kept_paths[(16, "posttrain")] == 0.0  # the dense base
     assert kept_paths[(32, "static")] < 0 and kept_paths[(32, "posttrain")] < 0
+
+
+def test_study_json_lists_the_devices_most_used_first(tmp_path):
+    """A study resumed elsewhere lists every device: the one that ran most of its trials is read first."""
+    database = StudyDatabase.create(tmp_path)
+    for seed, device in ((0, "cpu"), (1, "cuda:0"), (2, "cuda:0")):
+        database.record_trial(_record(schedule="static", width=128, seed=seed, device=device))
+    _write_study_file(tmp_path, database)
+    devices = json.loads((tmp_path / "study.json").read_text())["devices"]
+    assert [(place["device"], place["trials"]) for place in devices] == [("cuda:0", 2), ("cpu", 1)]
 
 
 def test_a_weight_noise_loss_that_overflows_is_recorded_and_reported_as_infinite(tmp_path):
@@ -328,3 +340,17 @@ def test_two_seeds_measure_weight_noise_with_draws_of_their_own(tmp_path):
     assert records[0].test_accuracy == records[1].test_accuracy
     noisy = [[row["loss"] for row in record.weight_noise if row["sigma"] > 0] for record in records]
     assert len(noisy[0]) == 2 and noisy[0] != noisy[1]
+
+
+def test_an_infinite_epoch_loss_is_recorded_as_null_not_infinity(tmp_path):
+    """An epoch whose loss overflowed (a diverging run's) is stored as NULL, as the trial's final loss is: SQLite
+    would read a NaN back as NULL anyway, and no curve can plot an infinite loss."""
+    spec = load_spec(str(write_spec(tmp_path)), ["seeds=[0]", "widths=[16]", 'schedules=["static"]'])
+    (trial,) = expand(spec)
+    dataset = load_dataset("digits")
+    model, capacity = prepare_model(spec, trial, dataset)
+    record = evaluate_trial(spec, trial, dataset, model, capacity, TrainingResult([0.5, math.inf, 0.25]), tmp_path,
+                            False)
+    database = StudyDatabase.create(tmp_path)
+    database.record_trial(record)
+    assert [(row["epoch"], row["train_loss"]) for row in database.rows("epochs")] == [(1, 0.5), (2, None), (3, 0.25)]
