@@ -561,6 +561,11 @@ def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
         "1 holds, 3 do not hold, 0 inconclusive")
     assert summary_line([verdict(Verdict.HOLDS)] * 2 + [verdict(Verdict.FAILS)]) == (
         "2 hold, 1 does not hold, 0 inconclusive")
+    flagged = [ClaimVerdict(CLAIMS[0], "a group", Finding(Verdict.HOLDS, "planted"), trials=5, under_trained=2),
+               ClaimVerdict(CLAIMS[0], "a group", Finding(Verdict.FAILS, "planted"), trials=5, under_trained=1,
+                            diverged=1)]
+    assert summary_line(flagged) == ("1 holds, 1 does not hold, 0 inconclusive; 2 verdict(s) on under-trained models; "
+                                     "1 verdict(s) with diverged seeds left out")
 
 
 def test_the_summary_line_tells_untested_claims_from_inconclusive_evidence(tmp_path: Path) -> None:

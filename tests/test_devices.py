@@ -69,7 +69,9 @@ def test_plain_cuda_stands_for_every_gpu():
     assert devices_of("cuda:1", TWO_GPUS) == ["cuda:1"] and devices_of("cpu", CPU_ONLY) == ["cpu"]
 
 
-def test_a_cpu_trial_records_the_processor_and_no_cuda():
+def test_a_cpu_trial_records_the_processor_and_no_cuda(monkeypatch):
+    """Also under a CUDA build of torch (its version string faked here): the CPU trial used no CUDA."""
+    monkeypatch.setattr("torch.version.cuda", "12.4")
     where = placement("cpu")
     assert where.device == "cpu" and where.device_name and where.cuda_version is None
     assert where.torch_version.startswith("2.")

@@ -31,8 +31,11 @@ def test_a_convolution_applies_its_weights_at_every_output_pixel_and_masks_count
     assert counted > 8 * 3 * 9 * 32 * 32  # the first layer alone, at all 1,024 output pixels
     sparse_model_at_init(model, 5000, Allocation.UNIFORM, torch.Generator().manual_seed(0),
                          torch.Generator().manual_seed(1))
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     both = multiply_accumulates(model, info.input_shape)
     assert both.dense == counted and 0 < both.nonzero < counted
+    # Counting runs a forward pass: in eval mode, so the model's batch-norm statistics are left as they were.
+    assert model.training and all(torch.equal(tensor, state[name]) for name, tensor in model.state_dict().items())
 
 
 def test_a_small_masked_network_counts_by_hand() -> None:

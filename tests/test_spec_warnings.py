@@ -19,3 +19,10 @@ def test_each_problem_of_one_spec_is_its_own_warning():
     spec = load_spec("quick", ["base_width=64", "adversarial.steps=5", "dynamic.zeta=0.2"])
     assert [warning.split(" ")[0:2] for warning in spec_warnings(spec)] == [
         ["the", "mlp"], ["[adversarial]", "has"], ["[dynamic]", "has"]]
+
+
+def test_a_grid_of_its_own_bases_is_pointed_to_the_family_base_or_half_its_width():
+    """Above the family's base width (128 for the MLP) the hint is that base, the paper's; below it, half the width."""
+    (wide,) = spec_warnings(load_spec("quick", ["widths=[512]"]))
+    (narrow,) = spec_warnings(load_spec("quick", ["widths=[64]"]))
+    assert wide.endswith("(e.g. --set base_width=128)") and narrow.endswith("(e.g. --set base_width=32)")

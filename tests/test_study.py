@@ -316,6 +316,14 @@ def test_each_trial_draws_its_mask_initialisation_data_order_and_noise_from_stre
     assert all(torch.equal(torch.rand(4, generator=getattr(again, name)), first[(1, name)]) for name in streams)
 
 
+def test_each_stream_of_a_seed_keeps_the_seed_it_was_first_given():
+    """Pinned: a study resumed or extended by a later version must draw the masks, initial weights, data order and
+    noise its first trials drew; streams that swapped roles would mix two studies in one database."""
+    streams = ("initialization", "mask", "data_order", "weight_noise", "mask_updates")
+    assert [getattr(trial_generators(0), name).initial_seed() for name in streams] == [
+        3757552657, 673228719, 3241444873, 3685993406, 1216546553]
+
+
 def test_seeds_are_grouped_only_with_the_trials_that_differ_from_them_in_seed_alone(tmp_path):
     """Trained together, a group shares one schedule and one shape: in a depth family the depths must not mix."""
     spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)),
