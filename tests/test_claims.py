@@ -207,6 +207,33 @@ def test_studies_of_cnns_evaluated_on_other_batch_norm_statistics_are_refused_to
     # Every pair is compared, not each study with the first alone: the MLP study shares nothing with either.
     with pytest.raises(StudyDirectoryError, match=r"cannot combine \S*recomputed and \S*running: different batch-norm"):
         load_studies([mlp, recomputed, running])
+    # Nor each study with its neighbour alone: the conflicting two may be first and last.
+    with pytest.raises(StudyDirectoryError, match=r"cannot combine \S*recomputed and \S*running: different batch-norm"):
+        load_studies([recomputed, mlp, running])
+
+
+def _set_in_trials(study: Path, assignment: str) -> Path:
+    with sqlite3.connect(study / "results.sqlite") as connection:
+        connection.execute(f"UPDATE trials SET {assignment}")
+    return study
+
+
+def test_studies_on_other_datasets_are_refused_together(tmp_path: Path) -> None:
+    """A static curve on MNIST and a posttrain one on Fashion-MNIST would make c5 compare datasets, not schedules."""
+    static = write_study(tmp_path / "static", {"static": FLAT}, name="static")
+    fashion = _set_in_trials(write_study(tmp_path / "fashion", {"posttrain": FLAT}, name="fashion"),
+                             "dataset = 'fashion-mnist'")
+    with pytest.raises(StudyDirectoryError, match="different datasets: static has mnist, fashion has fashion-mnist"):
+        load_studies([static, fashion])
+
+
+def test_studies_with_other_dense_bases_are_refused_together(tmp_path: Path) -> None:
+    """Remaining weights are a share of the base's nonzero count: two bases put the same % at other capacities."""
+    static = write_study(tmp_path / "static", {"static": FLAT}, name="static")
+    bigger = _set_in_trials(write_study(tmp_path / "bigger", {"posttrain": FLAT}, name="bigger"), "base_nonzero = 2000")
+    with pytest.raises(StudyDirectoryError, match="different bases for mlp on mnist: static keeps 1000 nonzero "
+                                                  "weights, bigger keeps 2000"):
+        load_studies([static, bigger])
 
 
 def test_studies_that_trained_or_measured_otherwise_are_refused_together_and_how_they_ran_is_not_compared(

@@ -25,6 +25,7 @@ from sparsecap.report.aggregate import (
     PointSummary,
     Stat,
     StudyResults,
+    adversarial_budgets,
     load_study,
     summarise_points,
 )
@@ -47,7 +48,7 @@ from sparsecap.report.figures import (
 )
 from sparsecap.report.page import _statistics_html
 from sparsecap.report.statistics import UNBOUNDED
-from tests.test_claims import RISE_THEN_FALL, write_study
+from tests.test_claims import RISE_THEN_FALL, _recall_change, write_study
 
 NO_VALUE = Stat.of([])
 
@@ -183,6 +184,26 @@ def test_a_point_whose_every_seed_diverged_is_marked_on_the_bottom_edge() -> Non
     [mean_line] = [line for line in figure.axes[0].get_lines() if line.get_label() == "static"]
     assert list(mean_line.get_xdata()) == [15.0, 100.0]  # no value at 40 %: the line passes it by
     assert "every seed diverged" in [text.get_text() for text in figure.legends[0].get_texts()]
+
+
+def test_a_point_where_only_some_seeds_diverged_is_drawn_not_marked_as_all_diverged() -> None:
+    """One of three seeds diverged: the point still has a mean from the survivors, and a ✕ would tell the reader
+    (and claim c6) that the whole point collapsed."""
+    partly = dataclasses.replace(_point(GROUP, 128, 40.0, [0.80, 0.82]), n_diverged=1)
+    curve = PlotLine("static", [_point(GROUP, 64, 100.0, [0.9, 0.92]), partly], lambda point: point.clean_accuracy)
+    figure = plot_against_remaining({GROUP: [curve]}, ylabel="acc", title="t")
+    assert [line for line in figure.axes[0].get_lines() if line.get_marker() == "x"] == []
+    [mean_line] = [line for line in figure.axes[0].get_lines() if line.get_label() == "static"]
+    assert list(mean_line.get_xdata()) == [40.0, 100.0]
+    assert "every seed diverged" not in [text.get_text() for text in figure.legends[0].get_texts()]
+
+
+def test_the_log_x_axis_gets_at_least_three_round_ticks() -> None:
+    """From 100 % to 15 % only one power of ten (100) lies on the axis: a lone tick leaves the log axis unreadable,
+    so the ticks step down to 1-2-5 mantissas."""
+    axis = plot_against_remaining({GROUP: [_curve({100.0: 0.9, 15.0: 0.8})]}, ylabel="acc", title="t").axes[0]
+    assert list(axis.get_xticks()) == pytest.approx([20.0, 50.0, 100.0])
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["20", "50", "100"]
 
 
 def test_a_point_whose_loss_overflowed_is_marked_on_the_top_edge_and_keeps_the_axis_finite() -> None:
@@ -381,3 +402,45 @@ def test_the_heatmap_draws_each_cells_change_with_its_sign() -> None:
     drawn = np.asarray(image.get_array())
     assert drawn.shape == (2, 1) and drawn.ravel().tolist() == pytest.approx([-0.1, 0.05])
     assert image.norm(-0.1) < 0.5 < image.norm(0.05)
+
+
+def _marked_heatmap_axis():
+    """Three classes, two points; only class 2 of the first point (40 %) changed significantly."""
+    base = _point(GROUP, 64, 100.0, [0.9, 0.91])
+    first = [_recall_change(0, 0.02, 0.5), _recall_change(1, -0.01, 0.6), _recall_change(2, -0.1, 0.001)]
+    second = [_recall_change(0, 0.05, 0.2), _recall_change(1, -0.03, 0.3), _recall_change(2, 0.0, 0.9)]
+    analysis = {GROUP: [PointRecallAnalysis(_point(GROUP, 128, 40.0, [0.8, 0.82]), base, first),
+                        PointRecallAnalysis(_point(GROUP, 256, 15.0, [0.7, 0.72]), base, second)]}
+    return plot_class_recall_heatmap(analysis).axes[0]
+
+
+def test_the_heatmap_boxes_exactly_the_significant_cells() -> None:
+    """The box is how a reader finds the classes that lost significantly (claim c4) among the coloured cells."""
+    axis = _marked_heatmap_axis()
+    boxes = [(tuple(patch.get_xy()), patch.get_width(), patch.get_height(), patch.get_fill())
+             for patch in axis.patches]
+    assert boxes == [((-0.5, 1.5), 1, 1, False)]  # column 0 (the 40 % point), row 2 (class 2)
+
+
+def test_the_heatmap_writes_each_change_on_its_own_cell() -> None:
+    """Points as columns (x), classes as rows (y): a number on the wrong cell names the wrong class."""
+    axis = _marked_heatmap_axis()
+    assert axis.get_xlabel() == "compressed point (remaining weights)" and axis.get_ylabel() == "class"
+    written = {text.get_position(): text.get_text() for text in axis.texts}
+    assert written == {(0, 0): "+0.020", (0, 1): "-0.010", (0, 2): "-0.100*",
+                       (1, 0): "+0.050", (1, 1): "-0.030", (1, 2): "+0.000"}
+    [image] = axis.get_images()
+    assert np.asarray(image.get_array())[2, 0] == pytest.approx(-0.1)  # the starred number's cell holds its value
+
+
+def test_a_budget_on_the_hundredths_grid_is_labelled_as_a_decimal_not_in_255ths() -> None:
+    """ε = 0.2 is 51/255 exactly, but a study that asked for 0.2 should see 0.2; 8/255 keeps its CIFAR name."""
+    group = GroupKey("mlp", "mnist", "width", "static")
+    points = [dataclasses.replace(_point(group, width, remaining, [0.9, 0.91]), adversarial_accuracy={
+        ("pgd", 8 / 255): Stat.of([0.6, 0.62]), ("pgd", 0.2): Stat.of([0.3, 0.32])})
+        for width, remaining in ((64, 100.0), (128, 40.0))]
+    points_by_group = {group: points}
+    figure = figures_module._plot_adversarial(points_by_group, adversarial_budgets(points_by_group))
+    labels = [line.get_label() for line in figure.axes[0].get_lines() if not line.get_label().startswith("_")]
+    assert labels == ["ε = 8/255", "ε = 0.2"]
+    assert [text.get_text() for text in figure.legends[0].get_texts()][:2] == ["ε = 8/255", "ε = 0.2"]
