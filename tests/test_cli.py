@@ -82,6 +82,16 @@ def test_describe_table_shows_what_its_json_holds_and_whole_kernels_keep_whole_k
     assert data["layers"][1]["inputs_unread"] > 0 == data["layers"][1]["outputs_without_input"]
 
 
+def test_describe_masks_to_the_base_width_given(capsys):
+    code, out, _ = _run(capsys, "describe", "mlp", "--width", "64", "--base-width", "32", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["total_nonzero"] == data["base_nonzero"] == 32 * 784 + 32 * 10
+    assert data["total_weights"] == 64 * 794
+    code, out, _ = _run(capsys, "describe", "mlp", "--width", "64", "--base-width", "32")
+    assert code == 0 and out.startswith("mlp width 64 depth 1 on mnist, masked to mlp width 32 depth 1")
+
+
 def test_describe_counts_multiply_accumulates_by_hand(capsys):
     """An MLP applies each weight once per image; VGG11 at width 16 on 32x32 images applies each 3x3 conv at
     its output's pixels: 1024x432 + 256x4608 + 64x(18432+36864) + 16x(73728+147456) + 4x2x147456 + 1280."""
@@ -203,6 +213,20 @@ def test_corrupt_logs_one_line_per_corruption_without_a_terminal(capsys, tmp_pat
                           str(tmp_path / "data"), "--corruptions", "identity, shot_noise", "--severity", "2")
     assert code == 0 and "2 corruptions of mnist (mnist-c layout) written" in out
     assert err.splitlines() == ["[1/2] identity written at severity 2", "[2/2] shot_noise written at severity 2"]
+
+
+def test_corrupt_passes_its_seed_limit_and_train_options_on(capsys, tmp_path):
+    from sparsecap.data.corrupted import read_mnist_c
+
+    _write_mnist(tmp_path / "data" / "mnist")
+    out = tmp_path / "mnist-c"
+    code, _, err = _run(capsys, "corrupt", "mnist", "--out", str(out), "--data-root", str(tmp_path / "data"),
+                        "--corruptions", "identity", "--seed", "5", "--limit", "4", "--train", "--no-progress")
+    assert code == 0, err
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert (manifest["seed"], manifest["limit"], manifest["splits"]) == (5, 4, ["test", "train"])
+    for split in ("test", "train"):
+        assert read_mnist_c(out, "identity", split).images.shape == (4, 28, 28, 1)
 
 
 def test_bad_spec_key_via_the_cli(capsys, tmp_path):
@@ -349,6 +373,16 @@ def test_presets_lists_the_shipped_presets(capsys):
         assert name in out
 
 
+def test_presets_lists_each_presets_trial_count(capsys):
+    from sparsecap.studies.trials import expand
+
+    code, out, _ = _run(capsys, "presets")
+    assert code == 0
+    for name in ("quick", "paper-mlp-mnist-depth"):
+        (line,) = [line for line in out.splitlines() if line.split()[0] == name]
+        assert line.split()[1:3] == [str(len(expand(load_spec(name)))), "trials"]
+
+
 def test_presets_prints_a_presets_toml_to_start_a_spec_from(capsys, tmp_path):
     """What it prints, saved to a file, runs as the preset itself does: the same study, comments kept."""
     code, out, _ = _run(capsys, "presets", "quick")
@@ -449,6 +483,16 @@ def test_a_damaged_study_json_resumes_from_the_spec_its_database_records(capsys,
     (tmp_path / "out" / "study.json").mkdir()  # no damaged copy: no study is resumed, nor a new one started
     code, _, err = _run(capsys, "run", "out/study.json", "--no-report")
     assert code == 2 and "is a directory" in err and not (tmp_path / "runs").exists()
+
+
+def test_an_override_of_a_matching_study_json_is_refused_without_blaming_the_copy(capsys, tmp_path, monkeypatch):
+    """study.json agrees with its database: a --set that changes the study is refused as such, not taken for a
+    copy from another study that the record replaces."""
+    monkeypatch.chdir(tmp_path)
+    assert _run(capsys, "run", str(write_spec(tmp_path)), "--out", "out", "--no-report")[0] == 0
+    code, _, err = _run(capsys, "run", "out/study.json", "--set", "training.max_epochs=3", "--no-report")
+    assert code == 2 and err.startswith("error: out holds results of a different study ('tiny')")
+    assert "warning" not in err and "describes another study" not in err
 
 
 @pytest.mark.parametrize("arguments", [["run", "quick", "--out", "runs/q\udcff"], ["report", "\udcfe"],

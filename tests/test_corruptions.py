@@ -1244,3 +1244,109 @@ def test_gallery_colour_images_refuse_digits_of_another_shape():
 
     with pytest.raises(CorruptionError, match=re.escape("shape (N, 28, 28), got (1, 9, 9)")):
         colour_images(np.zeros((1, 9, 9), np.uint8), np.random.default_rng(0))
+
+
+def test_a_rerun_with_other_frost_pictures_writes_frost_again_instead_of_keeping_it(tmp_path, frost_dir):
+    """Frost's files depend on the pictures: a rerun given other pictures must not keep the old frost."""
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    out = tmp_path / "CIFAR-10-C"
+    write_corrupted_dataset(cifar, out, corruptions=["frost"], frost_directory=frost_dir, progress=ProgressStyle.NONE)
+    same = write_corrupted_dataset(cifar, out, corruptions=["frost"], frost_directory=frost_dir,
+                                   progress=ProgressStyle.NONE)
+    assert same.kept == {"frost": [1, 2, 3, 4, 5]} and same.written == {}
+    inverted = shutil.copytree(frost_dir, tmp_path / "inverted")
+    for path in frost_pictures.picture_files(inverted):
+        cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    other = write_corrupted_dataset(cifar, out, corruptions=["frost"], frost_directory=inverted,
+                                    progress=ProgressStyle.NONE)
+    assert other.kept == {} and other.written == {"frost": [1, 2, 3, 4, 5]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["frost_pictures"] == frost_pictures.pictures_digest(inverted)
+
+
+def test_a_rerun_that_writes_a_skipped_corruption_no_longer_lists_it_as_skipped(tmp_path, monkeypatch, frost_dir):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
+    out = tmp_path / "CIFAR-10-C"
+    write_corrupted_dataset(cifar, out, progress=ProgressStyle.NONE)
+    assert "frost" in json.loads((out / "manifest.json").read_text())["skipped"]
+    rerun = write_corrupted_dataset(cifar, out, frost_directory=frost_dir, progress=ProgressStyle.NONE)
+    assert rerun.written == {"frost": [1, 2, 3, 4, 5]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "frost" in manifest["corruptions"] and "frost" not in manifest["skipped"]
+
+
+def test_a_folder_without_test_images_is_not_taken_for_an_mnist_c_corruption(tmp_path):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    out = tmp_path / "mnist_c"
+    write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(3), np.arange(3)), out, corruptions=["identity"],
+                            progress=ProgressStyle.NONE)
+    (out / "notes").mkdir()  # e.g. a folder of the user's beside the corruptions
+    np.save(out / "notes" / "train_images.npy", np.zeros((1, 28, 28, 1), np.uint8))
+    assert check_complete(out, CorruptedLayout.MNIST_C) == ["identity"]
+
+
+def test_datasets_availability_counts_the_published_corruptions_missing(tmp_path):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+    from sparsecap.data.corrupted import describe_availability
+
+    write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(3), np.arange(3)), tmp_path / "mnist_c",
+                            corruptions=["identity", "fog"], progress=ProgressStyle.NONE)
+    location, text = describe_availability(CorruptedLayout.MNIST_C, [tmp_path])
+    assert location == tmp_path / "mnist_c"
+    assert text == f"{tmp_path / 'mnist_c'} (2 corruptions, {len(MNIST_C_PUBLISHED) - 2} published ones missing)"
+
+
+def test_readers_refuse_labels_that_are_not_integers(tmp_path):
+    folder = tmp_path / "fog"
+    folder.mkdir()
+    np.save(folder / "test_images.npy", np.zeros((2, 28, 28, 1), np.uint8))
+    np.save(folder / "test_labels.npy", np.array([0.5, 1.5]))
+    with pytest.raises(DatasetFormatError, match="labels must be integers, got float64"):
+        read_mnist_c(tmp_path, "fog")
+
+
+def test_loading_a_corrupted_set_reads_the_split_asked_for(tmp_path):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    out = tmp_path / "mnist_c"
+    write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(4), np.arange(4)), out, corruptions=["identity"],
+                            include_train=True, progress=ProgressStyle.NONE)
+    np.save(out / "identity" / "train_labels.npy", np.array([9, 8, 7, 6], np.uint8))  # tells the splits apart
+    assert load_corrupted("mnist-c", "identity", tmp_path, split="train").labels.tolist() == [9, 8, 7, 6]
+    assert load_corrupted("mnist-c", "identity", tmp_path).labels.tolist() == [0, 1, 2, 3]
+
+
+def test_corruption_rows_hold_one_row_per_draw(tmp_path):
+    from sparsecap.models import ModelConfig, create_model
+    from sparsecap.studies import load_spec
+    from sparsecap.studies.corruption_measure import corruption_rows
+
+    spec = load_spec("quick-corruptions", ['corruptions.corruptions=["identity", "shot_noise"]',
+                                           "corruptions.sample_size=4", "corruptions.draws=2"])
+    images, labels = torch.from_numpy(_digits(6).transpose(0, 3, 1, 2).copy()), torch.arange(6)
+    dataset = ImageDataset(dataset_info("mnist"), images, labels, images, labels, "test")
+    torch.manual_seed(0)
+    model = create_model(ModelConfig("mlp", 16, 1), dataset_info("mnist"))
+    rows = corruption_rows(spec, model, dataset, tmp_path, False)
+    keys = [(row["corruption"], row["severity"], row["draw"]) for row in rows]
+    assert len(keys) == len(set(keys)) and {draw for _, _, draw in keys} == {0, 1}
+
+
+def test_a_rerun_that_writes_nothing_still_records_what_it_skipped(tmp_path, monkeypatch):
+    from sparsecap.corruptions.datasets import write_corrupted_dataset
+
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
+    out = tmp_path / "CIFAR-10-C"
+    named = [name for name in list_corruptions(Suite.CIFAR_C) if name != "frost"]
+    write_corrupted_dataset(cifar, out, corruptions=named, progress=ProgressStyle.NONE)
+    assert json.loads((out / "manifest.json").read_text())["skipped"] == {}
+    rerun = write_corrupted_dataset(cifar, out, progress=ProgressStyle.NONE)  # the default set: frost skipped
+    assert rerun.written == {} and set(rerun.kept) == set(named)
+    assert set(json.loads((out / "manifest.json").read_text())["skipped"]) == {"frost"}

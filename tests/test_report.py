@@ -575,3 +575,73 @@ def test_text_from_the_trials_is_escaped_in_table_cells(tmp_path: Path) -> None:
                                                         device_name="<b>GPU</b> & co", threads=1))
     html = write_report(tmp_path).read_text(encoding="utf-8")
     assert "<b>GPU" not in html and "<td class=\"text\">&lt;b&gt;GPU&lt;/b&gt; &amp; co</td>" in html
+
+
+def test_statistics_table_marks_the_dense_base_and_bolds_the_significant_p_values(report_page: Path) -> None:
+    html = report_page.read_text(encoding="utf-8")
+    table = html.split('id="statistics-table"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r'<tr class="statistic-row">(.*?)</tr>', table, flags=re.S)
+    bases = [cells for cells in _results_cells(html, "statistics-table") if cells[0].endswith(" (dense base)")]
+    assert len(bases) == sum(cells[1] == "100" for cells in _results_cells(html, "statistics-table")) > 0
+    assert all(cells[0].endswith("· w=64 (dense base)") and cells[4] == "—" for cells in bases)
+    marked = 0
+    for row in rows:
+        css, p_text = re.search(r'<td(?: class="([^"]*)")?>([^<]*)</td>$', row).groups()
+        significant = p_text != "—" and float(p_text) < 0.05
+        assert (css == "sig") == significant, row
+        marked += significant
+    assert marked > 0
+
+
+def test_the_summary_counts_trials_of_another_status(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    database.record_trial(_record(schedule="static", width=128, seed=0))
+    database.record_trial(_record(schedule="static", width=128, seed=1, status="failed", error="boom",
+                                  test_accuracy=None, class_recall=(), weight_noise=()))
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    summary = unescape(html.split('id="summary">', 1)[1].split("</p>", 1)[0])
+    assert summary.startswith("2 trial(s) recorded: 1 finished, 0 diverged, 1 with another status.")
+
+
+def test_a_point_whose_every_seed_keeps_no_path_says_so(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    for width, log_fraction in ((64, 0.0), (256, -math.inf)):
+        for seed in (0, 1):
+            database.record_trial(_record(schedule="static", width=width, seed=seed, path_fraction_log10=log_fraction,
+                                          min_effective_width_fraction=1.0 if log_fraction == 0 else 0.0))
+    cells = _results_cells(write_report(tmp_path).read_text(encoding="utf-8"), "results-table")
+    assert [row[10] for row in cells] == ["0.00 ± 0.00", "no path kept"]
+
+
+def test_claims_trained_to_the_rule_are_not_flagged_under_trained(tmp_path: Path) -> None:
+    runs = {(64, 0): (7, 0.05), (64, 1): (9, 0.08), (256, 0): (20, 0.3), (256, 1): (20, 0.1)}
+    for stop_loss, flagged in ((0.1, True), (0.31, False)):
+        html = write_report(_study_with_losses(tmp_path / str(stop_loss), stop_loss, runs)).read_text(encoding="utf-8")
+        table = html.split('id="claims-table"', 1)[1].split("</table>", 1)[0]
+        assert ('class="text wrap under-trained"' in table) is flagged
+
+
+def test_a_group_without_a_dense_base_is_named_in_the_class_recall_section(tmp_path: Path) -> None:
+    database = StudyDatabase.create(tmp_path)
+    for seed in (0, 1):
+        database.record_trial(_record(schedule="static", width=128, seed=seed))
+    html = unescape(write_report(tmp_path).read_text(encoding="utf-8"))
+    assert "No class-recall comparison for: " in html and 'id="class-recall-table"' not in html
+
+
+def test_a_class_recall_change_below_rounding_is_not_coloured(tmp_path: Path) -> None:
+    """A change that shows as +0.000 is neither a loss nor a gain."""
+    database = StudyDatabase.create(tmp_path)
+    for seed in (0, 1):
+        base = _record(schedule="static", width=64, seed=seed)
+        database.record_trial(base)
+        recalls = list(base.class_recall)
+        recalls[0] += 0.0002
+        recalls[1] = min(1.0, recalls[1]) - 0.05
+        database.record_trial(_record(schedule="static", width=128, seed=seed, test_accuracy=base.test_accuracy,
+                                      class_recall=tuple(recalls), min_class_recall=min(recalls)))
+    html = write_report(tmp_path).read_text(encoding="utf-8")
+    table = html.split('id="class-recall-table"', 1)[1].split("</table>", 1)[0]
+    cells = re.findall(r'<td class="([^"]*)" title="[^"]*">([-+]\d\.\d+)', table)
+    assert cells[0][1] == "+0.000" and cells[0][0].split() in ([], ["sig"])
+    assert cells[1][1] == "-0.050" and "neg" in cells[1][0].split()
