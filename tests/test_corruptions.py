@@ -26,6 +26,7 @@ from sparsecap.corruptions import (
 from sparsecap.corruptions import blur as cifar_blur
 from sparsecap.corruptions import frost as frost_pictures
 from sparsecap.corruptions import mnist_c, ops
+from sparsecap.corruptions.datasets import write_corrupted_dataset
 from sparsecap.corruptions.pessimal import load_matrix
 from sparsecap.corruptions.protocol import (
     CorruptedEntry,
@@ -622,8 +623,6 @@ def _dataset(name: DatasetName, images_nhwc: np.ndarray, labels: np.ndarray) -> 
 
 
 def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     labels = np.arange(6) % 10
     mnist = _dataset(DatasetName.MNIST, _digits(6), labels)
     summary = write_corrupted_dataset(mnist, tmp_path / "mnist_c", corruptions=["identity", "shot_noise", "stripe"],
@@ -662,8 +661,6 @@ def test_a_rerun_into_one_directory_adds_corruptions_made_alike_and_refuses_othe
     """The manifest describes every file of the directory: a rerun with the same settings adds its corruptions
     to it (and writes a repeated name once); one whose images or labels would differ (another seed or limit)
     is refused before it overwrites anything, and so are .npy files no manifest describes."""
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     out = tmp_path / "mnist_c"
     mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
@@ -687,8 +684,6 @@ def test_a_rerun_into_one_directory_adds_corruptions_made_alike_and_refuses_othe
 
 
 def test_a_severity_outside_1_to_5_is_refused_before_anything_is_written(tmp_path):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
     with pytest.raises(CorruptionError, match="severity 9: expected 1 to 5"):
         write_corrupted_dataset(mnist, tmp_path / "out", corruptions=["fog"], severity=9, progress=ProgressStyle.NONE)
@@ -738,8 +733,6 @@ def _keys(*texts):
 
 
 def test_frost_is_skipped_from_the_default_set_without_pictures_and_refused_when_named(tmp_path, monkeypatch):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
     summary = write_corrupted_dataset(cifar, tmp_path / "default", progress=ProgressStyle.NONE)
@@ -752,8 +745,6 @@ def test_frost_is_skipped_from_the_default_set_without_pictures_and_refused_when
 
 def test_pessimal_noise_is_refused_without_its_matrix_when_writing_and_skipped_in_the_protocol(
         tmp_path, monkeypatch, pessimal_matrix):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
     mnist = _dataset(DatasetName.MNIST, _digits(3), np.arange(3))
     names = ["pessimal_noise", "identity"]
@@ -1129,8 +1120,6 @@ def test_written_mnist_c_uses_a_generator_per_chunk_a_chosen_severity_and_the_li
 
 
 def test_a_written_cifar_c_manifest_records_the_frost_pictures_used(tmp_path, frost_dir):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
     write_corrupted_dataset(cifar, tmp_path / "with", corruptions=["frost"], frost_directory=frost_dir,
                             progress=ProgressStyle.NONE)
@@ -1248,8 +1237,6 @@ def test_gallery_colour_images_refuse_digits_of_another_shape():
 
 def test_a_rerun_with_other_frost_pictures_writes_frost_again_instead_of_keeping_it(tmp_path, frost_dir):
     """Frost's files depend on the pictures: a rerun given other pictures must not keep the old frost."""
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
     out = tmp_path / "CIFAR-10-C"
     write_corrupted_dataset(cifar, out, corruptions=["frost"], frost_directory=frost_dir, progress=ProgressStyle.NONE)
@@ -1267,8 +1254,6 @@ def test_a_rerun_with_other_frost_pictures_writes_frost_again_instead_of_keeping
 
 
 def test_a_rerun_that_writes_a_skipped_corruption_no_longer_lists_it_as_skipped(tmp_path, monkeypatch, frost_dir):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
     out = tmp_path / "CIFAR-10-C"
@@ -1281,8 +1266,6 @@ def test_a_rerun_that_writes_a_skipped_corruption_no_longer_lists_it_as_skipped(
 
 
 def test_a_folder_without_test_images_is_not_taken_for_an_mnist_c_corruption(tmp_path):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     out = tmp_path / "mnist_c"
     write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(3), np.arange(3)), out, corruptions=["identity"],
                             progress=ProgressStyle.NONE)
@@ -1292,7 +1275,6 @@ def test_a_folder_without_test_images_is_not_taken_for_an_mnist_c_corruption(tmp
 
 
 def test_datasets_availability_counts_the_published_corruptions_missing(tmp_path):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
     from sparsecap.data.corrupted import describe_availability
 
     write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(3), np.arange(3)), tmp_path / "mnist_c",
@@ -1312,8 +1294,6 @@ def test_readers_refuse_labels_that_are_not_integers(tmp_path):
 
 
 def test_loading_a_corrupted_set_reads_the_split_asked_for(tmp_path):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     out = tmp_path / "mnist_c"
     write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(4), np.arange(4)), out, corruptions=["identity"],
                             include_train=True, progress=ProgressStyle.NONE)
@@ -1339,8 +1319,6 @@ def test_corruption_rows_hold_one_row_per_draw(tmp_path):
 
 
 def test_a_rerun_that_writes_nothing_still_records_what_it_skipped(tmp_path, monkeypatch):
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
     out = tmp_path / "CIFAR-10-C"
