@@ -72,6 +72,17 @@ def test_workers_report_each_epoch_of_each_trial_to_the_view(tmp_path):
     assert {(report.seeds, report.max_epochs) for report in view.reports} == {(1, 3)}
 
 
+def test_the_costliest_groups_start_first_so_a_study_ends_with_short_ones(tmp_path):
+    """One worker takes the groups in the order they start: the widest model first, whatever the grid's order."""
+    spec = load_spec(str(write_spec(tmp_path)), ["widths=[16, 64, 32]", 'schedules=["static"]', "seeds=[0]",
+                                                 "training.max_epochs=1"])
+    records: list[TrialRecord] = []
+    with _WatchedView(3) as view:
+        run_on_workers(worker_context(), spec, seed_groups(spec, expand(spec)), {"digits": load_dataset("digits")},
+                       tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1)
+    assert [record.width for record in records] == [64, 32, 16]
+
+
 def test_seeds_trained_together_report_as_one_group(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)), ['schedules=["static"]', "widths=[16]", "training.max_epochs=3"])
     reports: list[EpochReport] = []
