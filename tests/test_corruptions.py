@@ -698,21 +698,21 @@ def test_a_stopped_run_keeps_its_finished_corruptions_and_the_rerun_writes_only_
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     out, written = tmp_path / "mnist_c", []
     mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
-    real = datasets_module._corrupt_split
+    real = datasets_module._write_corruption
 
-    def stopped_at_the_second(images, name, *arguments):
+    def stopped_at_the_second(directory, name, *arguments):
         if name == "rotate":
             raise KeyboardInterrupt
         written.append(name)
-        real(images, name, *arguments)
+        real(directory, name, *arguments)
 
-    monkeypatch.setattr(datasets_module, "_corrupt_split", stopped_at_the_second)
+    monkeypatch.setattr(datasets_module, "_write_corruption", stopped_at_the_second)
     names = ["shot_noise", "rotate"]
     with pytest.raises(KeyboardInterrupt):
         datasets_module.write_corrupted_dataset(mnist, out, corruptions=names, progress=ProgressStyle.NONE)
     assert json.loads((out / "manifest.json").read_text())["corruptions"] == {"shot_noise": [5]}
     shot = (out / "shot_noise" / "test_images.npy").read_bytes()
-    monkeypatch.setattr(datasets_module, "_corrupt_split", real)
+    monkeypatch.setattr(datasets_module, "_write_corruption", real)
     rerun = datasets_module.write_corrupted_dataset(mnist, out, corruptions=names, progress=ProgressStyle.NONE)
     assert rerun.kept == {"shot_noise": [5]} and rerun.written == {"rotate": [2]}
     assert written == ["shot_noise"] and (out / "shot_noise" / "test_images.npy").read_bytes() == shot

@@ -357,6 +357,7 @@ def _print_dataset(name: str, available: bool, where: str, verification: Verific
 def _command_corrupt(arguments: argparse.Namespace) -> int:
     from sparsecap.corruptions.datasets import write_corrupted_dataset
     from sparsecap.data import load_dataset
+    from sparsecap.data.corrupted import MANIFEST
     from sparsecap.studies.database import DATABASE_FILE
     from sparsecap.studies.progress import ProgressStyle
 
@@ -377,7 +378,7 @@ def _command_corrupt(arguments: argparse.Namespace) -> int:
     if summary.kept:
         print(f"kept {', '.join(summary.kept)}: already written by an earlier run with these settings", file=sys.stderr)
     print(f"{len(summary.written)} corruptions of {dataset.info.name.value} ({summary.suite.value} layout) "
-          f"written to {summary.directory}, manifest {summary.directory / 'manifest.json'}")
+          f"written to {summary.directory}, manifest {summary.directory / MANIFEST}")
     return 0
 
 
