@@ -137,9 +137,13 @@ def test_a_seed_that_diverges_stops_there_as_alone_while_the_others_train_on():
                 for seed, model in enumerate(alone)]
     assert [result.diverged for result in expected] == [False, True, False]
     assert [result.epochs for result in expected] == [3, 1, 3]
-    together = [copy.deepcopy(model) for model in initial]
+    together, reported = [copy.deepcopy(model) for model in initial], []
     results = train_together(together, images, labels, config,
-                             [torch.Generator().manual_seed(100 + seed) for seed in range(3)])
+                             [torch.Generator().manual_seed(100 + seed) for seed in range(3)],
+                             lambda epoch, losses: reported.append((epoch, len(losses), max(losses))))
+    # The diverging epoch is reported with the seeds still training, its loss the worst, as `train` reports it.
+    assert [row[:2] for row in reported] == [(1, 3), (2, 2), (3, 2)]
+    assert reported[0][2] == results[1].epoch_losses[0]
     for result, reference, model, single in zip(results, expected, together, alone, strict=True):
         assert result.epochs == reference.epochs and result.diverged == reference.diverged
         assert result.epoch_losses == pytest.approx(reference.epoch_losses, rel=1e-5)

@@ -56,12 +56,16 @@ def test_a_finite_loss_far_above_chance_is_divergence():
     assert divergence_bound(100) == pytest.approx(46.05, abs=0.01)
 
 
-def test_a_blown_up_run_with_finite_losses_stops_as_diverged():
+def test_a_blown_up_run_with_finite_losses_stops_as_diverged_and_reports_that_epoch():
+    """The diverging epoch reaches `on_epoch` as every other does (a log shows its loss), as in `train_together`."""
     digits = load_dataset("digits")
     config = TrainingConfig(max_epochs=5, learning_rate=30.0, batch_size=32, stop_loss=0.0)
-    result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0))
+    reported = []
+    result = train(_model(), digits.train_images, digits.train_labels, config, torch.Generator().manual_seed(0),
+                   on_epoch=lambda epoch, loss: reported.append((epoch, loss)))
     assert result.diverged and result.epochs == 1
     assert math.isfinite(result.epoch_losses[0]) and result.epoch_losses[0] > divergence_bound(10)
+    assert reported == [(1, result.epoch_losses[0])]
 
 
 def test_cosine_schedule_anneals_to_zero(monkeypatch):

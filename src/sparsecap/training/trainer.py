@@ -128,14 +128,12 @@ def train(
             for batch in shuffled_batches(len(labels), generator, labels.device, config.batch_size, smallest):
                 logits = run_step(batch)
             result.epoch_losses.append(loss_sum.item() / len(labels))  # the epoch's one wait for the device
-            if has_diverged(result.epoch_losses[-1], logits.shape[-1]):
-                result.diverged = True
-                break
+            result.diverged = has_diverged(result.epoch_losses[-1], logits.shape[-1])
             if scheduler is not None:
                 scheduler.step()
-            if on_epoch is not None:
+            if on_epoch is not None:  # the diverging epoch too: a log then shows its loss
                 on_epoch(epoch + 1, result.epoch_losses[-1])
-            if result.epoch_losses[-1] < config.stop_loss:
+            if result.diverged or result.epoch_losses[-1] < config.stop_loss:
                 break
     result.seconds = time.perf_counter() - started
     model.eval()
