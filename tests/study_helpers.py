@@ -1,11 +1,14 @@
-"""Small study specs shared by the study and CLI tests."""
+"""Small study specs shared by the study and CLI tests, and what checks a study's results and its progress."""
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from sparsecap.studies import StudyDatabase
+from sparsecap.studies.database import TrialRecord
+from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView
 
 TIMING_COLUMNS = {"train_seconds", "finished_at"}
 
@@ -93,3 +96,24 @@ def descendants(pid: int) -> set[int]:
             found.add(child)
             stack.append(child)
     return found
+
+
+class WatchedView(StudyProgressView):
+    """A silent view of a run keeping, in the order they come, the epoch reports it is handed and the trial ids of
+    each group's records."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__("watched", total, 0, ProgressStyle.NONE)
+        self.events: list[EpochReport | tuple[str, ...]] = []
+
+    @property
+    def reports(self) -> list[EpochReport]:
+        return [event for event in self.events if isinstance(event, EpochReport)]
+
+    def epoch_done(self, report: EpochReport) -> None:
+        self.events.append(report)
+        super().epoch_done(report)
+
+    def recorded(self, records: Sequence[TrialRecord]) -> None:
+        self.events.append(tuple(record.trial_id for record in records))
+        super().recorded(records)

@@ -18,17 +18,30 @@ from pathlib import Path
 
 import pytest
 
+from sparsecap.data import load_dataset
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
+from sparsecap.studies.progress import EpochReport
 from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
-from sparsecap.studies.ray_executor import PRIVATE_INSTANCE_CONFIG, node_slots, unplaceable
+from sparsecap.studies.ray_executor import (
+    PRIVATE_INSTANCE_CONFIG,
+    EpochInbox,
+    RayOptions,
+    _collect,
+    _open_inbox,
+    _Sender,
+    node_slots,
+    run_on_ray,
+    unplaceable,
+)
 from sparsecap.studies.runner import Executor
 from sparsecap.studies.trials import expand
 from tests.study_helpers import (
     SEEDS_TOGETHER_SPEC,
     TINY_SPEC,
+    WatchedView,
     comparable_results,
     descendants,
     finished_trial_count,
@@ -360,6 +373,43 @@ def _ray_killing_one_worker(spec, directory: Path, max_retries: int) -> tuple[ob
     finally:
         stop.set()
         killer.join()
+
+
+def test_a_run_on_ray_shows_each_groups_epochs_before_its_records(tmp_path, ray_instance):
+    """A log of a run on Ray says which epoch each running trial has reached, as the local executor's does. The
+    inbox keeps a group's latest report only, but its last one (the trials are evaluated) always comes, and before
+    the group's records, which end its line."""
+    spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3", "training.stop_loss=0.0"])
+    trials = expand(spec)
+    records = []
+    with WatchedView(len(trials)) as view:
+        run_on_ray(spec, trials, {"digits": load_dataset("digits")}, tmp_path, records.append, view, RayOptions(),
+                   Runtime(threads=1), show_progress=False)
+    assert len(records) == len(trials) == 8
+    for record in records:
+        recorded_at = view.events.index((record.trial_id,))
+        reports = [(at, event) for at, event in enumerate(view.events)
+                   if isinstance(event, EpochReport) and event.group == record.trial_id]
+        assert all(at < recorded_at and 1 <= report.epoch <= 3 for at, report in reports)
+        assert (reports[-1][1].epoch, reports[-1][1].evaluating) == (3, True)
+
+
+def test_the_inbox_keeps_each_groups_latest_report_until_taken():
+    inbox = EpochInbox()
+    first, second = (EpochReport("a", "a", 1, epoch, 3, 1.0) for epoch in (1, 2))
+    other = EpochReport("b", "b", 1, 1, 3, 1.0)
+    for report in (first, other, second):
+        inbox.put(report)
+    assert inbox.take() == [second, other] and inbox.take() == []
+
+
+def test_a_lost_inbox_costs_the_log_its_epochs_never_a_trial_or_the_run(ray_instance):
+    inbox = _open_inbox(ray)
+    ray.kill(inbox)
+    send = _Sender(ray, inbox)
+    send(EpochReport("a", "a", 1, 3, 3, 1.0, evaluating=True))
+    send.delivered()
+    assert _collect(ray, inbox) == []
 
 
 def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_path, ray_instance):

@@ -17,11 +17,11 @@ from sparsecap.devices import cpu_name
 from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, Trial, expand, load_spec, run_study
 from sparsecap.studies.database import TrialRecord
-from sparsecap.studies.execute import run_group_or_failures, run_trials_together, seed_groups
+from sparsecap.studies.execute import costliest_first, run_group_or_failures, run_trials_together, seed_groups
 from sparsecap.studies.progress import EpochReport, ProgressStyle, StudyProgressView, TrialProgress
 from sparsecap.studies.workers import _work, run_on_workers, worker_context, worker_runtimes
-from tests.study_helpers import (SEEDS_TOGETHER_SPEC, TINY_SPEC, comparable_results, descendants, finished_trial_count,
-                                 parent_pid, write_spec)
+from tests.study_helpers import (SEEDS_TOGETHER_SPEC, TINY_SPEC, WatchedView, comparable_results, descendants,
+                                 finished_trial_count, parent_pid, write_spec)
 
 
 def test_two_workers_give_the_database_of_one_with_threads_pinned(tmp_path):
@@ -45,23 +45,11 @@ def test_workers_take_the_devices_in_turn_and_an_equal_share_of_the_cores():
     assert [each.cores for each in worker_runtimes(Runtime(cores=2), 3)] == [1, 1, 1]  # never below one core
 
 
-class _WatchedView(StudyProgressView):
-    """The view of a run, keeping every epoch report it is handed."""
-
-    def __init__(self, total: int) -> None:
-        super().__init__("watched", total, 0, ProgressStyle.NONE)
-        self.reports: list[EpochReport] = []
-
-    def epoch_done(self, report: EpochReport) -> None:
-        self.reports.append(report)
-        super().epoch_done(report)
-
-
 def test_workers_report_each_epoch_of_each_trial_to_the_view(tmp_path):
     spec = load_spec(str(write_spec(tmp_path)), ["training.max_epochs=3"])
     trials = expand(spec)
     records = []
-    with _WatchedView(len(trials)) as view:
+    with WatchedView(len(trials)) as view:
         run_on_workers(worker_context(), spec, seed_groups(spec, trials), {"digits": load_dataset("digits")},
                        tmp_path, records.append, view, Runtime(threads=1, workers=2), workers=2)
     assert len(records) == len(trials) == 8
@@ -77,10 +65,22 @@ def test_the_costliest_groups_start_first_so_a_study_ends_with_short_ones(tmp_pa
     spec = load_spec(str(write_spec(tmp_path)), ["widths=[16, 64, 32]", 'schedules=["static"]', "seeds=[0]",
                                                  "training.max_epochs=1"])
     records: list[TrialRecord] = []
-    with _WatchedView(3) as view:
+    with WatchedView(3) as view:
         run_on_workers(worker_context(), spec, seed_groups(spec, expand(spec)), {"digits": load_dataset("digits")},
                        tmp_path, records.append, view, Runtime(threads=1, workers=1), workers=1)
     assert [record.width for record in records] == [64, 32, 16]
+
+
+def test_groups_start_by_cost_all_seeds_counted_ties_in_the_grids_order(tmp_path):
+    """Both executors start groups in this order. An MLP's multiply-accumulates grow as its width, so two seeds of
+    width 16 cost as much as one of width 32: those tie, and keep the order they were given in."""
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)), ["widths=[16, 64, 32]"])
+    one_by_one = load_spec(str(write_spec(tmp_path, name="one.toml")), ["widths=[32]"])
+    groups = seed_groups(spec, expand(spec)) + seed_groups(one_by_one, expand(one_by_one))
+    ordered = costliest_first(groups, {"digits": load_dataset("digits")})
+    assert [(group[0].width, group[0].schedule.value, len(group)) for group in ordered] == [
+        (64, "static", 2), (64, "posttrain", 2), (32, "static", 2), (32, "posttrain", 2), (16, "static", 2),
+        (16, "posttrain", 2), (32, "static", 1), (32, "static", 1), (32, "posttrain", 1), (32, "posttrain", 1)]
 
 
 def test_seeds_trained_together_report_as_one_group(tmp_path):

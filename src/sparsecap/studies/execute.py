@@ -10,7 +10,7 @@ import math
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sparsecap.data import ImageDataset
+from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.devices import Placement, memory_format, placement
 from sparsecap.models import ModelConfig, create_model, create_shape_only_model
 from sparsecap.robustness import adversarial_robustness, default_epsilons, evaluate, weight_noise_robustness
@@ -301,6 +301,17 @@ def meta_model(trial: Trial, dataset: ImageDataset) -> nn.Module:
 def multiply_accumulates_of(trial: Trial, dataset: ImageDataset) -> int:
     """The trial's dense multiply-accumulates per example: what the thread policy reads, and a group's cost."""
     return dense_multiply_accumulates(meta_model(trial, dataset), dataset.info.input_shape)
+
+
+def costliest_first(groups: Sequence[list[Trial]],
+                    datasets: Mapping[DatasetName, ImageDataset]) -> list[list[Trial]]:
+    """`groups` in the order to start them: the most multiply-accumulates (per example, all seeds) first, so that a
+    study ends with short groups side by side, not one long group alone. Ties keep the grid's order."""
+
+    def cost(group: list[Trial]) -> int:
+        return len(group) * multiply_accumulates_of(group[0], datasets[group[0].dataset])
+
+    return sorted(groups, key=cost, reverse=True)
 
 
 def run_group_or_failures(

@@ -151,6 +151,7 @@ class StudyProgressView:
         self._recorded_here = 0
         self._running_seconds = running_seconds
         self._latest: dict[str, EpochReport] = {}  # by group, until the records of the group arrive
+        self._recorded_ids: set[str] = set()  # the trials recorded in this run
         self._lock = threading.Lock()  # the running line is written by a thread of its own
         self._stopped = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="sparsecap-progress", daemon=True)
@@ -167,8 +168,11 @@ class StudyProgressView:
             self._refresh()
 
     def epoch_done(self, report: EpochReport) -> None:
+        """A running group's latest epoch; one of a group already recorded (a dead Ray worker's, arriving late) would
+        show it running for good, and is dropped."""
         with self._lock:
-            self._latest[report.group] = report
+            if report.group not in self._recorded_ids:
+                self._latest[report.group] = report
 
     def recorded(self, records: Sequence[TrialRecord]) -> None:
         """One group's results have been written to the database. They are counted together before any line is
@@ -177,6 +181,7 @@ class StudyProgressView:
         with self._lock:
             for record in records:  # a group's latest epoch is kept under its first trial's id
                 self._latest.pop(record.trial_id, None)
+                self._recorded_ids.add(record.trial_id)
         self.running = max(0, self.running - len(records))
         self._recorded_here += len(records)
         self._last_record_at = time.monotonic()

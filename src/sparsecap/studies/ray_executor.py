@@ -21,6 +21,7 @@ only when a study runs with this executor.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -38,8 +39,8 @@ from sparsecap.errors import SparsecapError
 from sparsecap.runtime import WAIT_POLICY_VARIABLE, Runtime
 from sparsecap.studies.corruption_measure import prepare_corruption_inputs
 from sparsecap.studies.database import TrialRecord
-from sparsecap.studies.execute import failed_record, run_group_or_failures, seed_groups
-from sparsecap.studies.progress import StudyProgressView, TrialProgress, write_line
+from sparsecap.studies.execute import costliest_first, failed_record, run_group_or_failures, seed_groups
+from sparsecap.studies.progress import EpochReport, StudyProgressView, TrialProgress, write_line
 from sparsecap.studies.ray_address import check_reachable, join_refused
 from sparsecap.studies.spec import StudySpec
 from sparsecap.studies.trials import Trial
@@ -70,15 +71,68 @@ def import_ray() -> Any:
     return ray
 
 
+class EpochInbox:
+    """Where a study's tasks leave their latest `EpochReport`s (a Ray actor), for the driver to collect at each poll:
+    a log then says which epoch each running trial has reached, as with the local executor."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, EpochReport] = {}
+
+    def put(self, report: EpochReport) -> None:
+        self._latest[report.group] = report
+
+    def take(self) -> list[EpochReport]:
+        taken, self._latest = list(self._latest.values()), {}
+        return taken
+
+
+def _open_inbox(ray: Any) -> Any:
+    """The run's `EpochInbox`, on the driver's node (a worker node may leave the cluster), holding no CPU."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    on_this_node = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0, scheduling_strategy=on_this_node)(EpochInbox).remote()
+
+
+class _Sender:
+    """A task's `on_epoch`: each report sent to the run's inbox without waiting (waiting in a task lends its CPUs
+    to another task). A lost inbox costs the log its epochs, never a trial."""
+
+    def __init__(self, ray: Any, inbox: Any) -> None:
+        self._ray, self._inbox, self._latest = ray, inbox, None
+
+    def __call__(self, report: EpochReport) -> None:
+        with contextlib.suppress(self._ray.exceptions.RayError):
+            self._latest = self._inbox.put.remote(report)
+
+    def delivered(self) -> None:
+        """Wait, once the trials are done, until the last report has arrived: an actor takes one caller's calls in
+        order, so the driver, collecting before it handles the task's records, has every report before them."""
+        if self._latest is not None:
+            with contextlib.suppress(self._ray.exceptions.RayError):
+                self._ray.get(self._latest)
+
+
+def _collect(ray: Any, inbox: Any) -> list[EpochReport]:
+    """The reports left in `inbox` since the last collection (none once it is lost: progress never stops a run)."""
+    try:
+        return ray.get(inbox.take.remote())
+    except ray.exceptions.RayError:
+        return []
+
+
 def _group_task(spec: StudySpec, trials: list[Trial], dataset: ImageDataset, storage: str,
-                runtime: Runtime) -> list[TrialRecord]:
+                runtime: Runtime, inbox: Any) -> list[TrialRecord]:
     """What runs on a worker: one group of `seed_groups` (Ray resolves `dataset` before the call), on as
     many cores as the task reserved, and on the GPU Ray assigned it if it reserved one (Ray makes it the
-    task's only visible CUDA device)."""
+    task's only visible CUDA device). Its epochs go to the driver through `inbox` (an `EpochInbox`)."""
     device = "cuda:0" if spec.resources.num_gpus > 0 else "cpu"
     here = runtime.for_process(math.floor(spec.resources.num_cpus), device)
-    return run_group_or_failures(spec, trials, dataset.to(device), Path(storage), here,
-                                 TrialProgress())
+    send = _Sender(import_ray(), inbox)
+    records = run_group_or_failures(spec, trials, dataset.to(device), Path(storage), here,
+                                    TrialProgress(on_epoch=send))
+    send.delivered()
+    return records
 
 
 def node_slots(offer: dict[str, float], num_cpus: float, num_gpus: float) -> int:
@@ -193,12 +247,15 @@ def run_on_ray(
             runtime_env={"env_vars": {WAIT_POLICY_VARIABLE: os.environ.get(WAIT_POLICY_VARIABLE, "PASSIVE")}},
         )
         shared = str(Path(storage).resolve())  # workers do not run in the driver's working directory
-        for group in seed_groups(spec, pending):
-            in_flight[task.remote(spec, group, references[group[0].dataset], shared, runtime)] = group
+        inbox = _open_inbox(ray)
+        for group in costliest_first(seed_groups(spec, pending), datasets):  # Ray starts tasks in this order
+            in_flight[task.remote(spec, group, references[group[0].dataset], shared, runtime, inbox)] = group
         slots, checked = _slots(ray, spec), time.monotonic()
         while in_flight:
             view.set_running(sum(len(group) for group in list(in_flight.values())[:slots]))  # trials, not tasks
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=POLL_SECONDS)
+            for report in _collect(ray, inbox):  # before the records, which end a group's line
+                view.epoch_done(report)
             for reference in ready:
                 group = in_flight.pop(reference)
                 try:

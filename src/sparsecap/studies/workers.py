@@ -31,7 +31,13 @@ from sparsecap.data import DatasetName, ImageDataset
 from sparsecap.devices import Placement, placement
 from sparsecap.runtime import Runtime
 from sparsecap.studies.database import TrialRecord
-from sparsecap.studies.execute import failed_record, multiply_accumulates_of, placed, run_group_or_failures
+from sparsecap.studies.execute import (
+    costliest_first,
+    failed_record,
+    multiply_accumulates_of,
+    placed,
+    run_group_or_failures,
+)
 from sparsecap.studies.fork_server import start_fork_server
 from sparsecap.studies.progress import EpochReport, StudyProgressView, TrialProgress
 from sparsecap.studies.spec import StudySpec
@@ -130,11 +136,6 @@ def worker_context() -> multiprocessing.context.BaseContext:
     return start_fork_server()
 
 
-def _cost(group: Group, dataset: ImageDataset) -> int:
-    """A group's relative cost, to start the longest first (the study then ends with short ones, not one long)."""
-    return len(group) * multiply_accumulates_of(group[0], dataset)
-
-
 def _died_records(spec: StudySpec, worker: _Worker, dataset: ImageDataset, deaths: int) -> list[TrialRecord]:
     """The failed records of the group of a worker that died `deaths` times: where it ran (if it said so before
     dying) and on the threads it had, as a finished record says."""
@@ -170,7 +171,7 @@ def run_on_workers(
     used = {group[0].dataset for group in groups}
     arguments = (spec, {name: datasets[name] for name in used}, storage)
     slot_runtimes = worker_runtimes(runtime, workers)
-    waiting = deque(sorted(groups, key=lambda group: -_cost(group, datasets[group[0].dataset])))
+    waiting = deque(costliest_first(groups, datasets))
     deaths: Counter[tuple[str, ...]] = Counter()  # a group's trial ids -> how often its worker died
     busy: list[_Worker] = []
     try:
