@@ -14,6 +14,7 @@ import itertools
 import json
 import re
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -52,9 +53,12 @@ class Family(str, enum.Enum):
 
 
 def reject_repeats(values: list[Any] | None) -> list[Any] | None:
-    """Validator body shared by every list that is a set in disguise (widths, seeds, attacks, ...)."""
+    """Validator body shared by every list that is a set in disguise (widths, seeds, attacks, ...). The error names
+    the values given more than once: in a long list of widths, the whole list would hide them."""
     if values is not None and len(set(values)) != len(values):
-        raise ValueError(f"values must not repeat, got {[getattr(value, 'value', value) for value in values]}")
+        counts = Counter(getattr(value, "value", value) for value in values)
+        repeated = ", ".join(str(value) for value, count in counts.items() if count > 1)
+        raise ValueError(f"values must not repeat; given more than once: {repeated}")
     return values
 
 
@@ -346,7 +350,10 @@ class StudySpec(_Strict):
             if schedule not in self.schedules:
                 raise ValueError(f"schedule_widths names {schedule.value}, which is not in schedules "
                                  f"({', '.join(item.value for item in self.schedules)})")
-            reject_repeats(widths)
+            try:
+                reject_repeats(widths)
+            except ValueError as error:  # a rule across keys: its message must name the key
+                raise ValueError(f"schedule_widths.{schedule.value}: {error}") from None
             outside = sorted(set(widths) - set(self.widths))
             if outside:
                 raise ValueError(f"schedule_widths.{schedule.value} has width(s) {outside} outside widths {self.widths}")
