@@ -1,10 +1,13 @@
+import json
 import re
 
 import pytest
 
 from sparsecap.errors import SpecError
 from sparsecap.models import ModelConfig
-from sparsecap.studies import Family, expand, list_presets, load_spec, parse_spec
+from sparsecap.studies import Family, Schedule, expand, list_presets, load_spec, parse_spec, preset_text
+from sparsecap.studies.spec import compared_settings, spec_differences
+from sparsecap.training import LearningRateSchedule, Precision, TrainingConfig
 
 MINIMAL = {"name": "tiny", "architectures": ["mlp"], "datasets": ["digits"], "widths": [16, 32]}
 
@@ -80,6 +83,12 @@ def test_the_default_base_is_the_smallest_width_whatever_order_the_widths_are_gi
         ({"training": {"learning_rate": 1e300}}, "training.learning_rate: Input should be less than or equal to 34028"),
         ({"weight_noise": {"mean": -1e39}}, "weight_noise.mean: Input should be greater than or equal to -34028"),
         ({"weight_noise": {"sigmas": [0.0, 1e39]}}, "weight_noise.sigmas.1: Input should be less than or equal to"),
+        ({"architectures": ["vgg"], "widths": [4], "depths": [11, 12]}, "vgg has no depth [12]; valid: 11, 13, 16"),
+        ({"base_depth": 2000}, "mlp has no depth 2000: sparsecap builds 1 to 1024"),  # the base is built too
+        ({"schedules": ["static", "rigl"], "mask_granularity": "kernel"}, "rigl move single weights"),
+        # The widest model needs the most rounds to come down to the base's weights: it is the one named.
+        ({"widths": [16, 4096], "schedules": ["static", "imp"], "dynamic": {"imp_rounds": 1}},
+         "imp on mlp width 4096 depth 1: 1 imp rounds"),
     ],
 )
 def test_bad_specs_name_the_problem(change, message):
@@ -94,6 +103,8 @@ def test_bad_specs_name_the_problem(change, message):
                                      "[training] keys: max_epochs, learning_rate, "),
     ({"adversarial": {"budget": 0.1}}, "adversarial.budget: unknown key (valid [adversarial] keys: enabled, attacks"),
     ({"momentum": 0.9}, "momentum: unknown key; did you mean training.momentum? (valid top-level keys: "),
+    ({"training": {"seeds": [1]}}, "training.seeds: unknown key; did you mean seeds? (in TOML, every key below a "
+                                   "[training] header belongs to that table) (valid [training] keys: max_epochs, "),
 ])
 def test_an_unknown_key_is_told_the_nearest_valid_one_and_the_keys_of_its_table_only(change, message):
     with pytest.raises(SpecError) as error:
@@ -309,6 +320,10 @@ def test_enabled_corruptions_and_their_settings_are_in_the_fingerprint():
         ({"corruptions": {"severities": [6]}}, "corruptions.severities.0: Input should be less than or equal to 5"),
         ({"corruptions": {"seed": -1}}, "corruptions.seed: Input should be greater than or equal to 0"),
         ({"dynamic": {"rewind_epoch": -1}}, "dynamic.rewind_epoch: must be an integer from 0"),
+        ({"training": {"max_epochs": 3}, "dynamic": {"rewind_epoch": 3}},
+         "dynamic.rewind_epoch 3 is beyond training; valid: 0 to max_epochs - 1 = 2"),
+        ({"dynamic": {"zeta": 1.0}}, "dynamic.zeta: must be in (0, 1), both ends excluded (got 1.0)"),
+        ({"dynamic": {"update_interval": 0}}, "dynamic.update_interval: must be an integer >= 1 (got 0)"),
         ({"widths": [16, 32, 64], "base_width": 32}, "the mlp base (width 32, depth 1) must not be larger than the "
                                                      "grid's smallest model (width 16, depth 1)"),
     ],
@@ -327,6 +342,7 @@ def test_values_at_the_edge_of_their_range_are_refused(change: dict, message: st
     {"schedules": ["static", "rigl"], "dynamic": {"stop_fraction": 1.0}},  # README: in (0, 1]
     {"schedules": ["static", "imp"], "dynamic": {"rewind_epoch": 0}},  # the initialisation
     {"widths": [16, 32, 64], "base_width": 16},
+    {"mask_granularity": "kernel"},  # only the moving-mask schedules need single weights
 ])
 def test_values_at_the_valid_edge_of_their_range_are_accepted(change: dict) -> None:
     """The included end of each documented range is valid, not refused."""
@@ -420,3 +436,147 @@ def test_dynamic_settings_without_a_schedule_that_reads_them_are_found():
     assert load_spec("quick", ["dynamic.imp_rounds=13"]).ignores_dynamic()
     assert not load_spec("quick", ["dynamic.imp_rounds=13", "schedules=['static', 'imp']"]).ignores_dynamic()
     assert not load_spec("quick").ignores_dynamic()
+
+
+def test_the_default_base_is_the_shallowest_depth_whatever_order_the_depths_are_given_in():
+    spec = parse_spec({**MINIMAL, "widths": [16], "depths": [4, 2, 1]}, "test")
+    assert spec.base_for("mlp") == ModelConfig("mlp", 16, 1)
+
+
+def test_widths_per_schedule_need_not_hold_a_base_outside_the_grid():
+    """Only a base that is a model of the grid is a point every schedule's curve must start at."""
+    spec = parse_spec({**MINIMAL, "widths": [16, 32, 64], "base_width": 8, "schedules": ["static", "posttrain"],
+                       "schedule_widths": {"posttrain": [16, 32]}}, "test")
+    assert spec.widths_for(Schedule.POSTTRAIN) == [16, 32]
+
+
+def test_imps_rounds_are_checked_at_the_widths_imp_is_trained_at():
+    """A width left out of imp (which would need more rounds than set) does not make the spec invalid."""
+    spec = parse_spec({**MINIMAL, "widths": [16, 4096], "schedules": ["static", "imp"], "dynamic": {"imp_rounds": 1},
+                       "schedule_widths": {"imp": [16]}}, "test")
+    assert {trial.width for trial in expand(spec) if trial.schedule is Schedule.IMP} == {16}
+
+
+def test_the_fingerprint_of_a_spec_is_the_one_earlier_versions_recorded():
+    """Study directories hold this fingerprint: a change to it (a key newly recorded, another serialisation) makes
+    every existing study refuse to resume."""
+    assert parse_spec(MINIMAL, "t").fingerprint() == "072f5a9f4ef428faa674c9a354f45e0e42075d47f24124bd2534a1f5c8f26b81"
+
+
+def test_how_trials_run_is_in_the_fingerprint_only_where_set_and_resources_never():
+    dense = parse_spec(MINIMAL, "t")
+    assert "resources" not in dense.resolved()
+    assert parse_spec({**MINIMAL, "resources": {"num_cpus": 4.0, "num_gpus": 1.0}}, "t").fingerprint() == \
+        dense.fingerprint()
+    for training in ({"engine": "sparse"}, {"seeds_together": True}):
+        changed = parse_spec({**MINIMAL, "training": training}, "t")
+        assert changed.resolved()["training"].items() >= training.items()
+        assert changed.fingerprint() != dense.fingerprint()
+        assert set(training).isdisjoint(dense.resolved()["training"])
+
+
+def test_spec_differences_name_each_key_in_order_with_its_recorded_and_new_values():
+    recorded = {"name": "a", "seeds": [0], "training": {"max_epochs": 3, "momentum": 0.9}, "zeta": 1}
+    resolved = {"name": "a", "seeds": [1], "training": {"max_epochs": 5, "momentum": 0.9}, "allocation": "x"}
+    recorded.update({f"k{index}": index for index in range(10)})
+    assert spec_differences(recorded, resolved) == {
+        "allocation": "allocation (recorded unset, now x)",
+        **{f"k{index}": f"k{index} (recorded {index}, now unset)" for index in range(10)},
+        "seeds": "seeds (recorded [0], now [1])",
+        "training.max_epochs": "training.max_epochs (recorded 3, now 5)",
+        "zeta": "zeta (recorded 1, now unset)",
+    }
+    assert list(spec_differences(recorded, resolved)) == sorted(spec_differences(recorded, resolved))
+
+
+def test_compared_settings_are_what_decides_a_trials_numbers_with_defaults_filled_in():
+    recorded = parse_spec({**MINIMAL, "training": {"learning_rate": 0.5, "engine": "sparse", "seeds_together": True,
+                                                   "compile": True}, "resources": {"num_cpus": 2.0}}, "t").resolved()
+    del recorded["training"]["stop_loss"]  # left out by an older version: its default is filled in
+    settings = compared_settings(recorded)
+    assert settings["training.learning_rate"] == 0.5 and settings["training.stop_loss"] == 0.01
+    assert settings["weight_noise.draws"] == 5 and settings["allocation"] == "uniform"
+    # The grid and how trials ran are not compared, nor tables a study does not record.
+    assert not {key for key in settings if key.partition(".")[0] in {"name", "widths", "seeds", "bases", "resources",
+                                                                    "adversarial", "corruptions", "dynamic"}}
+    assert {"training.engine", "training.seeds_together", "training.compile",
+            "training.batch_norm_statistics"}.isdisjoint(settings)
+    vgg = parse_spec({**MINIMAL, "architectures": ["vgg"], "widths": [4, 8]}, "t").resolved()
+    assert vgg["training"]["batch_norm_statistics"] == "recomputed"
+    assert "training.batch_norm_statistics" not in compared_settings(vgg)
+    attacked = parse_spec({**MINIMAL, "adversarial": {"enabled": True}}, "t").resolved()
+    assert compared_settings(attacked)["adversarial.steps"] == 10
+
+
+def test_max_epochs_is_compared_only_where_it_times_training():
+    """Under a constant rate max_epochs only caps training; a cosine rate or a dynamic schedule is timed by it."""
+    constant = parse_spec(MINIMAL, "t").resolved()
+    assert "training.max_epochs" not in compared_settings(constant)
+    cosine = parse_spec({**MINIMAL, "training": {"learning_rate_schedule": "cosine"}}, "t").resolved()
+    assert compared_settings(cosine)["training.max_epochs"] == 300
+    rigl = parse_spec({**MINIMAL, "schedules": ["static", "rigl"]}, "t").resolved()
+    assert compared_settings(rigl)["training.max_epochs"] == 300
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("=3", "override '=3' must look like KEY=VALUE"),
+    ("name.first=3", "override 'name.first=3': 'name' is not a table"),
+])
+def test_an_override_that_names_no_setting_is_refused_as_such(override, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        load_spec("quick", [override])
+
+
+def test_a_bare_word_override_may_have_spaces_around_it():
+    assert load_spec("quick", ["training.precision = bfloat16 "]).training.precision.value == "bfloat16"
+
+
+def test_a_toml_date_where_a_setting_belongs_is_refused_by_validation(tmp_path):
+    path = tmp_path / "dated.toml"
+    path.write_text('name = "d"\narchitectures = ["mlp"]\ndatasets = ["digits"]\nwidths = 2024-01-01\n')
+    with pytest.raises(SpecError, match=re.escape("widths: Input should be a valid array (got '2024-01-01')")):
+        load_spec(str(path))
+
+
+def test_a_json_spec_that_is_no_object_or_has_no_training_table_is_refused_by_name(tmp_path):
+    path = tmp_path / "study.json"
+    path.write_text("[1]")
+    with pytest.raises(SpecError, match="must hold a JSON object, not list"):
+        load_spec(str(path))
+    path.write_text(json.dumps({"fingerprint": "x", "spec": {**MINIMAL, "training": 3}}))
+    with pytest.raises(SpecError, match=re.escape("training: Input should be an object (got 3)")):
+        load_spec(str(path))
+
+
+def test_presets_are_listed_in_order_and_an_unknown_one_is_refused_naming_them():
+    assert list_presets() == sorted(list_presets()) and "quick" in list_presets()
+    assert preset_text("quick").startswith("# ")
+    with pytest.raises(SpecError, match="'quik' is not a preset; presets: cnn-smoke, "):
+        preset_text("quik")
+
+
+def test_a_preset_name_is_the_preset_even_where_a_file_of_that_name_exists(tmp_path, monkeypatch):
+    (tmp_path / "quick").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("quick").name == "quick"
+
+
+def test_trials_follow_the_specs_order_and_carry_its_family():
+    """Trials are listed in the spec's order of architectures, datasets and schedules (seeds innermost): a serial
+    run's order, and the order a report names the trials still missing."""
+    spec = parse_spec({**MINIMAL, "architectures": ["resnet", "mlp"], "datasets": ["mnist", "fashion-mnist"],
+                       "widths": [4], "schedules": ["posttrain", "static"], "seeds": [0]}, "t")
+    assert [(trial.architecture, trial.dataset.value, trial.schedule.value) for trial in expand(spec)] == [
+        (architecture, dataset, schedule) for architecture in ("resnet", "mlp")
+        for dataset in ("mnist", "fashion-mnist") for schedule in ("posttrain", "static")]
+    depth = parse_spec({**MINIMAL, "widths": [16], "depths": [1, 2]}, "t")
+    assert {trial.family for trial in expand(depth)} == {Family.DEPTH}
+
+
+def test_the_training_config_carries_every_training_setting_of_the_spec():
+    training = {"max_epochs": 7, "learning_rate": 0.5, "momentum": 0.5, "batch_size": 32, "stop_loss": 0.1,
+                "learning_rate_schedule": "cosine", "augmentation": True, "precision": "bfloat16", "compile": True}
+    config = parse_spec({**MINIMAL, "training": training}, "t").training.config()
+    assert config == TrainingConfig(max_epochs=7, learning_rate=0.5, momentum=0.5, batch_size=32, stop_loss=0.1,
+                                    schedule=LearningRateSchedule.COSINE, augmentation=True,
+                                    precision=Precision.BFLOAT16, compile=True)
