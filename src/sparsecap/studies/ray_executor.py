@@ -1,10 +1,11 @@
 """Running a study's pending trials as Ray tasks, on a local Ray instance or an existing cluster.
 
 Each trial is one task declaring the study's `[resources]` (CPUs, GPUs, memory); with `seeds_together`,
-each group of seeds is (`seed_groups`). The datasets are
+each group of seeds is (`seed_groups`), submitted costliest first. The datasets are
 loaded once by the driver and put in Ray's object store, so workers never read dataset files. Workers
 write checkpoints under a storage directory every node sees and return the trial's record; the driver
-alone writes the database, one transaction per trial, in the order results arrive (`ray.wait`).
+alone writes the database, one transaction per trial, in the order results arrive (`ray.wait`). Tasks leave
+their epochs with an `EpochInbox` actor, which the driver reads at each poll for a log's line of what runs.
 
 An interrupted run started here only shuts Ray down, which ends its tasks: cancelling them first raced
 with a task that was just finishing, and Ray 2.60 then aborted the driver ("Tried to complete task that
