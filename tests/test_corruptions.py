@@ -15,6 +15,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from sparsecap import __version__
 from sparsecap.corruptions import (
     Suite,
     corrupt,
@@ -41,7 +42,9 @@ from sparsecap.data.corrupted import (
     MNIST_C_PUBLISHED,
     CorruptedLayout,
     check_complete,
+    describe_availability,
     load_corrupted,
+    locate_corrupted,
     read_cifar_c,
     read_mnist_c,
 )
@@ -646,6 +649,7 @@ def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
                             frost_directory=frost_dir, progress=ProgressStyle.NONE)
     stacked = read_cifar_c(tmp_path / "CIFAR-10-C", "contrast")
     assert stacked.images.shape == (25, 32, 32, 3) and np.array_equal(stacked.labels, np.tile(np.arange(5), 5))
+    assert stacked.severities == (1, 2, 3, 4, 5)
     for severity in range(1, 6):
         block = read_cifar_c(tmp_path / "CIFAR-10-C", "contrast", severity)
         assert np.array_equal(block.images, corrupt(colour, "contrast", severity, np.random.default_rng(0),
@@ -677,16 +681,22 @@ def test_a_rerun_into_one_directory_adds_corruptions_made_alike_and_refuses_othe
         with pytest.raises(CorruptionError, match=f"other settings: {message}; .* nothing was written"):
             write_corrupted_dataset(mnist, out, corruptions=["fog"], progress=ProgressStyle.NONE,
                                     **{"seed": 0, "limit": 5, **setting})
+    fashion = _dataset(DatasetName.FASHION_MNIST, _digits(6), np.arange(6))  # MNIST-C's layout, other images
+    with pytest.raises(CorruptionError, match="other settings: dataset 'mnist' \\(this run: 'fashion-mnist'\\)"):
+        write_corrupted_dataset(fashion, out, corruptions=["fog"], seed=0, limit=5, progress=ProgressStyle.NONE)
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before
     (out / "manifest.json").unlink()
     with pytest.raises(CorruptionError, match="holds .npy files that sparsecap corrupt did not write"):
         write_corrupted_dataset(mnist, out, corruptions=["fog"], seed=0, limit=5, progress=ProgressStyle.NONE)
 
 
-def test_a_severity_outside_1_to_5_is_refused_before_anything_is_written(tmp_path):
+@pytest.mark.parametrize("severity", [0, 9])
+def test_a_severity_outside_1_to_5_is_refused_before_anything_is_written(tmp_path, severity):
+    """0 too: not taken for "no severity given", which would write each corruption's published one."""
     mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
-    with pytest.raises(CorruptionError, match="severity 9: expected 1 to 5"):
-        write_corrupted_dataset(mnist, tmp_path / "out", corruptions=["fog"], severity=9, progress=ProgressStyle.NONE)
+    with pytest.raises(CorruptionError, match=f"severity {severity}: expected 1 to 5"):
+        write_corrupted_dataset(mnist, tmp_path / "out", corruptions=["fog"], severity=severity,
+                                progress=ProgressStyle.NONE)
     assert not (tmp_path / "out").exists()
 
 
@@ -786,6 +796,13 @@ def test_readers_refuse_missing_and_mismatched_files(tmp_path):
     np.save(folder / "test_labels.npy", np.zeros(3, np.uint8))
     with pytest.raises(DatasetFormatError, match="expected 4 labels"):
         read_mnist_c(tmp_path, "fog")
+    np.save(folder / "test_labels.npy", np.zeros((4, 1), np.uint8))  # the right count, in a column
+    with pytest.raises(DatasetFormatError, match="expected 4 labels .* got shape \\(4, 1\\)"):
+        check_complete(tmp_path, CorruptedLayout.MNIST_C)
+    np.save(folder / "test_labels.npy", np.zeros(4, np.uint8))
+    np.save(folder / "test_images.npy", np.zeros((4, 28, 28, 1), np.float32))
+    with pytest.raises(DatasetFormatError, match="expected uint8 images .*, got float32 \\(4, 28, 28, 1\\)"):
+        read_mnist_c(tmp_path, "fog")
     np.save(folder / "test_images.npy", np.zeros((3, 28, 28), np.uint8))
     with pytest.raises(DatasetFormatError, match="expected uint8 images of shape \\(N, 28, 28, 1\\)"):
         read_mnist_c(tmp_path, "fog")
@@ -865,7 +882,8 @@ def test_the_protocol_sample_is_the_same_for_every_model_and_cached_once(tmp_pat
 
 
 
-@pytest.mark.parametrize("damage", ["truncated array", "array header damaged", "manifest not JSON"])
+@pytest.mark.parametrize("damage", ["truncated array", "array header damaged", "manifest not JSON",
+                                    "manifest without entries", "manifest not an object"])
 def test_a_damaged_cache_is_generated_again_with_the_same_inputs(tmp_path, capsys, damage):
     pixels = _digits(30).transpose(0, 3, 1, 2)
     config = ProtocolConfig.default(Suite.MNIST_C, sample_size=12, draws=2, seed=5)
@@ -878,7 +896,8 @@ def test_a_damaged_cache_is_generated_again_with_the_same_inputs(tmp_path, capsy
         path = first.directory / "rotate-s2-indices.npy"
         path.write_bytes(b"\x00" * 16 + path.read_bytes()[16:])
     else:
-        (first.directory / "manifest.json").write_text("{not json")
+        content = {"manifest not JSON": "{not json", "manifest without entries": "{}", "manifest not an object": "[]"}
+        (first.directory / "manifest.json").write_text(content[damage])
     again = prepare_inputs(tmp_path, "mnist", pixels, config)
     err = capsys.readouterr().err
     assert f"the cached corrupted inputs in {first.directory} are damaged" in err
@@ -1117,6 +1136,10 @@ def test_written_mnist_c_uses_a_generator_per_chunk_a_chosen_severity_and_the_li
     cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
     with pytest.raises(CorruptionError, match="MNIST-C only"):
         write_corrupted_dataset(cifar, tmp_path / "bad", corruptions=["fog"], severity=2, progress=ProgressStyle.NONE)
+    with pytest.raises(CorruptionError, match="CIFAR-10-C and CIFAR-100-C hold the test split only"):
+        write_corrupted_dataset(cifar, tmp_path / "bad", corruptions=["fog"], include_train=True,
+                                progress=ProgressStyle.NONE)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_written_cifar_c_manifest_records_the_frost_pictures_used(tmp_path, frost_dir):
@@ -1275,8 +1298,6 @@ def test_a_folder_without_test_images_is_not_taken_for_an_mnist_c_corruption(tmp
 
 
 def test_datasets_availability_counts_the_published_corruptions_missing(tmp_path):
-    from sparsecap.data.corrupted import describe_availability
-
     write_corrupted_dataset(_dataset(DatasetName.MNIST, _digits(3), np.arange(3)), tmp_path / "mnist_c",
                             corruptions=["identity", "fog"], progress=ProgressStyle.NONE)
     location, text = describe_availability(CorruptedLayout.MNIST_C, [tmp_path])
@@ -1328,3 +1349,178 @@ def test_a_rerun_that_writes_nothing_still_records_what_it_skipped(tmp_path, mon
     rerun = write_corrupted_dataset(cifar, out, progress=ProgressStyle.NONE)  # the default set: frost skipped
     assert rerun.written == {} and set(rerun.kept) == set(named)
     assert set(json.loads((out / "manifest.json").read_text())["skipped"]) == {"frost"}
+
+
+def test_progress_lines_name_each_corruption_this_run_writes_once(tmp_path, capsys):
+    """Without a terminal, one line per corruption written: a repeated name is one, one an earlier run wrote
+    alike is none (the count is of this run's), and a CIFAR-C file's line lists its five severities. With a
+    bar, the bar counts every image of every severity and no line is added."""
+    mnist = _dataset(DatasetName.MNIST, _digits(2), np.arange(2))
+    out = tmp_path / "mnist_c"
+    write_corrupted_dataset(mnist, out, corruptions=["identity"], progress=ProgressStyle.NONE)
+    capsys.readouterr()
+    rerun = write_corrupted_dataset(mnist, out, corruptions=["identity", "stripe", "stripe"],
+                                    progress=ProgressStyle.LINES)
+    assert capsys.readouterr().err.splitlines() == ["[1/1] stripe written at severity 1"]
+    assert rerun.kept == {"identity": [1]} and rerun.written == {"stripe": [1]}
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    write_corrupted_dataset(cifar, tmp_path / "lines", corruptions=["contrast"], progress=ProgressStyle.LINES)
+    assert capsys.readouterr().err.splitlines() == ["[1/1] contrast written at severities 1, 2, 3, 4, 5"]
+    write_corrupted_dataset(cifar, tmp_path / "bar", corruptions=["contrast"], progress=ProgressStyle.BARS)
+    err = capsys.readouterr().err
+    assert "corrupting cifar10: 100%" in err and " 10/10 " in err and "written at" not in err
+
+
+def test_the_train_split_is_written_from_the_train_images_and_every_file_is_checksummed(tmp_path):
+    """--train writes the train images and labels (not the test ones again) into a new directory, however deep;
+    the manifest holds the SHA-256 of each of the four files; labels are stored as uint8, as in the published
+    MNIST-C; and a directory holding both splits takes no rerun of the test split alone."""
+    train, test = _digits(3, seed=1), _digits(2, seed=2)
+    mnist = ImageDataset(dataset_info(DatasetName.MNIST), torch.from_numpy(train.transpose(0, 3, 1, 2).copy()),
+                         torch.tensor([7, 8, 9]), torch.from_numpy(test.transpose(0, 3, 1, 2).copy()),
+                         torch.tensor([1, 2]), "test images")
+    out = tmp_path / "sets" / "written" / "mnist_c"
+    write_corrupted_dataset(mnist, out, corruptions=["identity"], include_train=True, progress=ProgressStyle.NONE)
+    for split, images, labels in (("train", train, [7, 8, 9]), ("test", test, [1, 2])):
+        written = read_mnist_c(out, "identity", split)
+        assert np.array_equal(written.images, images) and written.labels.tolist() == labels
+        assert np.load(out / "identity" / f"{split}_labels.npy").dtype == np.uint8
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sha256"] == {
+        f"identity/{split}_{part}.npy": hashlib.sha256((out / "identity" / f"{split}_{part}.npy").read_bytes())
+        .hexdigest() for split in ("test", "train") for part in ("images", "labels")
+    }
+    (out / "identity" / "train_labels.npy").unlink()  # a split's file gone: the corruption is written again
+    assert write_corrupted_dataset(mnist, out, corruptions=["identity"], include_train=True,
+                                   progress=ProgressStyle.NONE).written == {"identity": [1]}
+    with pytest.raises(CorruptionError, match="splits \\['test', 'train'\\] \\(this run: \\['test'\\]\\)"):
+        write_corrupted_dataset(mnist, out, corruptions=["stripe"], progress=ProgressStyle.NONE)
+
+
+def test_a_cifar_c_manifest_checksums_the_labels_and_a_rerun_rewrites_a_corruption_without_them(tmp_path):
+    cifar = _dataset(DatasetName.CIFAR10, _colour(2), np.arange(2))
+    out = tmp_path / "CIFAR-10-C"
+    write_corrupted_dataset(cifar, out, corruptions=["contrast"], progress=ProgressStyle.NONE)
+    assert set(json.loads((out / "manifest.json").read_text())["sha256"]) == {"contrast.npy", "labels.npy"}
+    assert check_complete(out, CorruptedLayout.CIFAR10_C) == ["contrast"]  # labels.npy is no corruption
+    (out / "labels.npy").unlink()
+    assert write_corrupted_dataset(cifar, out, corruptions=["contrast"],
+                                   progress=ProgressStyle.NONE).written == {"contrast": [1, 2, 3, 4, 5]}
+    assert read_cifar_c(out, "contrast").labels.tolist() == [0, 1] * 5
+
+
+def test_a_rerun_at_another_severity_writes_the_corruption_again(tmp_path):
+    mnist = _dataset(DatasetName.MNIST, _digits(2), np.arange(2))
+    out = tmp_path / "mnist_c"
+    write_corrupted_dataset(mnist, out, corruptions=["shot_noise"], progress=ProgressStyle.NONE)
+    rerun = write_corrupted_dataset(mnist, out, corruptions=["shot_noise"], severity=2, progress=ProgressStyle.NONE)
+    assert rerun.kept == {} and rerun.written == {"shot_noise": [2]}
+    assert json.loads((out / "manifest.json").read_text())["corruptions"] == {"shot_noise": [2]}
+
+
+def test_a_rerun_keeps_pessimal_noise_only_when_made_from_the_same_matrix(tmp_path, pessimal_matrix):
+    """As for frost's pictures: other matrix, other pixels; and a rerun that writes only corruptions reading no
+    matrix keeps the recorded checksum of the one the directory's pessimal_noise was made from."""
+    mnist = _dataset(DatasetName.MNIST, _digits(2), np.arange(2))
+    out = tmp_path / "mnist_c"
+    write_corrupted_dataset(mnist, out, corruptions=["pessimal_noise"], pessimal_matrix=pessimal_matrix,
+                            progress=ProgressStyle.NONE)
+    added = write_corrupted_dataset(mnist, out, corruptions=["pessimal_noise", "identity"],
+                                    pessimal_matrix=pessimal_matrix, progress=ProgressStyle.NONE)
+    assert added.kept == {"pessimal_noise": [1]} and added.written == {"identity": [1]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["pessimal_matrix"] == hashlib.sha256(pessimal_matrix.read_bytes()).hexdigest()
+    assert (manifest["source"], manifest["sparsecap_version"]) == ("test images", __version__)
+    other = pessimal_matrix_file(tmp_path / "other_matrix", seeded_pessimal_matrix()[::-1].copy())
+    rerun = write_corrupted_dataset(mnist, out, corruptions=["pessimal_noise"], pessimal_matrix=other,
+                                    progress=ProgressStyle.NONE)
+    assert rerun.kept == {} and rerun.written == {"pessimal_noise": [1]}
+    assert json.loads((out / "manifest.json").read_text())["pessimal_matrix"] == hashlib.sha256(
+        other.read_bytes()).hexdigest()
+
+
+def test_reruns_keep_what_earlier_runs_skipped_and_wrote(tmp_path, monkeypatch, frost_dir):
+    """A rerun naming other corruptions keeps the earlier run's skipped ones listed; a rerun of the default set
+    whose frost directory has lost its pictures skips frost without failing and keeps the frost written."""
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    cifar = _dataset(DatasetName.CIFAR10, _colour(1), np.arange(1))
+    out = tmp_path / "CIFAR-10-C"
+    write_corrupted_dataset(cifar, out, progress=ProgressStyle.NONE)
+    fog = write_corrupted_dataset(cifar, out, corruptions=["fog"], progress=ProgressStyle.NONE)
+    assert fog.kept == {"fog": [1, 2, 3, 4, 5]} and fog.written == {}
+    assert set(json.loads((out / "manifest.json").read_text())["skipped"]) == {"frost"}
+    write_corrupted_dataset(cifar, out, corruptions=["frost"], frost_directory=frost_dir, progress=ProgressStyle.NONE)
+    before = json.loads((out / "manifest.json").read_text())
+    (tmp_path / "emptied").mkdir()
+    rerun = write_corrupted_dataset(cifar, out, frost_directory=tmp_path / "emptied", progress=ProgressStyle.NONE)
+    assert rerun.written == {} and set(rerun.skipped) == {"frost"} and "frost" not in rerun.kept
+    after = json.loads((out / "manifest.json").read_text())
+    assert after["corruptions"]["frost"] == [1, 2, 3, 4, 5] and after["skipped"] == {}
+    assert after["sha256"] == before["sha256"] and after["frost_pictures"] == before["frost_pictures"]
+
+
+@pytest.mark.parametrize(("content", "message"), [("{not json", "cannot be read"),
+                                                   ("[]", "is not a manifest of sparsecap corrupt"),
+                                                   (None, "Is a directory")])
+def test_an_unreadable_manifest_of_an_earlier_run_is_refused_before_anything_is_written(tmp_path, content, message):
+    """None: manifest.json is a directory, which is no manifest to add to (nor one this run could write)."""
+    out = tmp_path / "mnist_c"
+    out.mkdir()
+    if content is None:
+        (out / "manifest.json").mkdir()
+    else:
+        (out / "manifest.json").write_text(content)
+    mnist = _dataset(DatasetName.MNIST, _digits(2), np.arange(2))
+    with pytest.raises(CorruptionError, match=f"{message}.*nothing was written"):
+        write_corrupted_dataset(mnist, out, corruptions=["identity"], progress=ProgressStyle.NONE)
+    assert [path.name for path in out.iterdir()] == ["manifest.json"]
+
+
+def test_the_protocol_cache_does_not_depend_on_files_its_corruptions_do_not_read(tmp_path, monkeypatch, frost_dir,
+                                                                                 pessimal_matrix):
+    """Setting SPARSECAP_FROST or a pessimal matrix must not regenerate a study's inputs that use neither."""
+    monkeypatch.delenv("SPARSECAP_FROST", raising=False)
+    monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
+    config = ProtocolConfig(Suite.MNIST_C, corruptions=("identity",), sample_size=2, draws=1)
+    plain = prepare_inputs(tmp_path, "mnist", _digits(3), config)
+    with_files = prepare_inputs(tmp_path, "mnist", _digits(3), config, frost_directory=frost_dir,
+                                pessimal_matrix=pessimal_matrix)
+    assert with_files.directory == plain.directory and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_generation_stopped_midway_leaves_nothing_that_stops_the_next(tmp_path):
+    """An interrupted run leaves `<key>.partial` behind: the next one starts it afresh."""
+    config = ProtocolConfig(Suite.MNIST_C, corruptions=("identity", "rotate"), sample_size=2, draws=1)
+    first = prepare_inputs(tmp_path, "mnist", _digits(3), config)
+    expected = [np.array(entry.images) for entry in first]
+    shutil.rmtree(first.directory)
+    partial = first.directory.with_name(first.directory.name + ".partial")
+    partial.mkdir()
+    (partial / "rotate-s2.npy").write_bytes(b"stale")
+    again = prepare_inputs(tmp_path, "mnist", _digits(3), config)
+    assert again.directory == first.directory and not partial.exists()
+    assert all(np.array_equal(entry.images, images) for entry, images in zip(again, expected, strict=True))
+
+
+def test_the_first_data_root_holding_a_corrupted_set_is_used_and_every_place_looked_in_is_named(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for root, fill in ((first, 1), (second, 2)):
+        (root / "mnist_c" / "fog").mkdir(parents=True)
+        np.save(root / "mnist_c" / "fog" / "test_images.npy", np.full((1, 28, 28, 1), fill, np.uint8))
+        np.save(root / "mnist_c" / "fog" / "test_labels.npy", np.zeros(1, np.uint8))
+    assert locate_corrupted(CorruptedLayout.MNIST_C, [first, second]) == first / "mnist_c"
+    assert int(load_corrupted("mnist-c", "fog", first).images.max()) == 1
+    _, text = describe_availability(CorruptedLayout.CIFAR10_C, [first, second])
+    assert text.startswith(f"not found (looked for {first / 'CIFAR-10-C'}, {second / 'CIFAR-10-C'};")
+    with pytest.raises(DatasetNotFoundError, match="unknown corrupted dataset 'mnist'; valid names: mnist-c, "
+                                                   "cifar10-c, cifar100-c"):
+        load_corrupted("mnist", "fog", first)
+
+
+def test_a_complete_set_is_described_without_a_count_of_missing_ones(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    for name in CIFAR_C_PUBLISHED:  # names only: the files are not opened
+        (folder / f"{name}.npy").write_bytes(b"")
+    (folder / "labels.npy").write_bytes(b"")
+    assert describe_availability(CorruptedLayout.CIFAR10_C, [tmp_path]) == (folder, f"{folder} (19 corruptions)")

@@ -265,7 +265,7 @@ def _earlier_run(directory: Path, settings: dict[str, object]) -> dict:
     run's (other `settings`), or where .npy files are there without a manifest (e.g. the published
     MNIST-C, which this run would overwrite)."""
     path = directory / MANIFEST
-    if not path.is_file():
+    if not path.exists():  # a directory of that name is no manifest: refused below, as unreadable
         strays = sorted(directory.rglob("*.npy")) if directory.is_dir() else []
         if strays:
             raise CorruptionError(f"{directory} holds .npy files that sparsecap corrupt did not write (no {MANIFEST}; "
