@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import colorsys
+import gzip
 import hashlib
 import json
 import pickle
 import re
 import shutil
+import struct
 
 import cv2
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 from scipy import ndimage
 
 from sparsecap import __version__
+from sparsecap.cli import main
 from sparsecap.corruptions import (
     Suite,
     corrupt,
@@ -26,13 +29,18 @@ from sparsecap.corruptions import (
 )
 from sparsecap.corruptions import blur as cifar_blur
 from sparsecap.corruptions import frost as frost_pictures
+from sparsecap.corruptions import datasets as datasets_module
 from sparsecap.corruptions import mnist_c, ops
-from sparsecap.corruptions.datasets import write_corrupted_dataset
+from sparsecap.corruptions import protocol as protocol_module
+from sparsecap.corruptions.datasets import CHUNK_SIZE, write_corrupted_dataset
+from sparsecap.corruptions.gallery import colour_images, draw_grid, grid_rows, scene_images
 from sparsecap.corruptions.pessimal import load_matrix
 from sparsecap.corruptions.protocol import (
+    _SAMPLE_STREAM,
     CorruptedEntry,
     EvaluationInputs,
     ProtocolConfig,
+    name_key,
     prepare_inputs,
     sample_indices,
 )
@@ -56,6 +64,10 @@ from sparsecap.errors import (
     FrostUnavailableError,
     PessimalMatrixUnavailableError,
 )
+from sparsecap.models import ModelConfig, create_model
+from sparsecap.robustness.corrupted_data import corrupted_data_robustness
+from sparsecap.studies import StudyDatabase, load_spec
+from sparsecap.studies.corruption_measure import corruption_rows, skipped_corruptions
 from sparsecap.studies.progress import ProgressStyle
 
 SUITES = (Suite.MNIST_C, Suite.CIFAR_C)
@@ -618,8 +630,6 @@ def test_pessimal_matrix_missing_or_malformed(tmp_path, monkeypatch, pessimal_ma
 
 
 def _dataset(name: DatasetName, images_nhwc: np.ndarray, labels: np.ndarray) -> ImageDataset:
-    import torch
-
     chw = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2)))
     tensor_labels = torch.from_numpy(labels.astype(np.int64))
     return ImageDataset(dataset_info(name), chw, tensor_labels, chw, tensor_labels, "test images")
@@ -637,7 +647,7 @@ def test_written_layouts_round_trip_through_the_readers(tmp_path, frost_dir):
         assert np.array_equal(identity.images, _digits(6)) and np.array_equal(identity.labels, labels)
     shot = read_mnist_c(tmp_path / "mnist_c", "shot_noise")
     expected = corrupt(_digits(6), "shot_noise", 5, np.random.default_rng(
-        np.random.SeedSequence([3, *_keys("mnist-c", "shot_noise"), 5, _key("test"), 0])), suite="mnist-c")
+        np.random.SeedSequence([3, *_keys("mnist-c", "shot_noise"), 5, name_key("test"), 0])), suite="mnist-c")
     assert np.array_equal(shot.images, expected) and shot.labels.dtype == np.int64
     manifest = json.loads((tmp_path / "mnist_c" / "manifest.json").read_text())
     assert manifest["seed"] == 3 and manifest["spec_version"].startswith("corruptions.md@")
@@ -703,8 +713,6 @@ def test_a_severity_outside_1_to_5_is_refused_before_anything_is_written(tmp_pat
 def test_a_stopped_run_keeps_its_finished_corruptions_and_the_rerun_writes_only_the_rest(tmp_path, monkeypatch):
     """The manifest is written after each corruption: a rerun of the same command is taken, not refused, and
     keeps what is there (its files are what it would write again)."""
-    import sparsecap.corruptions.datasets as datasets_module
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     out, written = tmp_path / "mnist_c", []
     mnist = _dataset(DatasetName.MNIST, _digits(6), np.arange(6))
@@ -732,14 +740,8 @@ def test_a_stopped_run_keeps_its_finished_corruptions_and_the_rerun_writes_only_
                                                    progress=ProgressStyle.NONE).written == {"rotate": [2]}
 
 
-def _key(text):
-    from sparsecap.corruptions.protocol import name_key
-
-    return name_key(text)
-
-
 def _keys(*texts):
-    return [_key(text) for text in texts]
+    return [name_key(text) for text in texts]
 
 
 def test_frost_is_skipped_from_the_default_set_without_pictures_and_refused_when_named(tmp_path, monkeypatch):
@@ -924,9 +926,6 @@ def test_cached_inputs_are_found_from_a_device_tensor_whose_pixels_this_process_
 
 
 def _write_idx_mnist(directory, train: int, test: int) -> None:
-    import gzip
-    import struct
-
     directory.mkdir(parents=True)
     for split, count, seed in (("train", train, 0), ("t10k", test, 1)):
         images = _digits(count, seed)[..., 0]
@@ -940,16 +939,12 @@ def _write_idx_mnist(directory, train: int, test: int) -> None:
 
 @pytest.mark.slow
 def test_the_corruptions_preset_runs_from_the_cli_and_reports(tmp_path, monkeypatch, capsys):
-    from sparsecap.cli import main
-    from sparsecap.corruptions import protocol
-    from sparsecap.studies import StudyDatabase
-
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SPARSECAP_DATA", raising=False)
     _write_idx_mnist(tmp_path / "data" / "mnist", train=300, test=90)
     generated = []
-    original = protocol.corruption_rng
-    monkeypatch.setattr(protocol, "corruption_rng", lambda *args: generated.append(args) or original(*args))
+    original = protocol_module.corruption_rng
+    monkeypatch.setattr(protocol_module, "corruption_rng", lambda *args: generated.append(args) or original(*args))
     study = tmp_path / "study"
     command = ["run", "quick-corruptions", "--out", str(study), "--data-root", str(tmp_path / "data"), "--no-progress",
                "--set", "widths=[16, 32]", "--set", "train_examples=300", "--set", "training.max_epochs=1", "--set", "weight_noise.draws=1",
@@ -979,9 +974,6 @@ def test_the_corruptions_preset_runs_from_the_cli_and_reports(tmp_path, monkeypa
 
 
 def test_a_study_says_once_what_its_default_set_skips_and_refuses_a_named_corruption_it_cannot_make(monkeypatch):
-    from sparsecap.studies import load_spec
-    from sparsecap.studies.corruption_measure import skipped_corruptions
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     monkeypatch.delenv("SPARSECAP_PESSIMAL_MATRIX", raising=False)
     cifar = ["datasets=[\"cifar10\"]", "architectures=[\"vgg\"]", "widths=[16]", "corruptions.enabled=true"]
@@ -997,9 +989,6 @@ def test_a_study_says_once_what_its_default_set_skips_and_refuses_a_named_corrup
 def test_corrupted_accuracy_and_loss_use_each_entrys_own_labels_and_every_draw(tmp_path):
     """Each entry's images are scored against the labels of its sample indices (not the first n labels), once
     per draw, with accuracy and mean cross-entropy computed here from the model's logits on (N, C, H, W) pixels."""
-    from sparsecap.models import ModelConfig, create_model
-    from sparsecap.robustness.corrupted_data import corrupted_data_robustness
-
     torch.manual_seed(0)
     model = create_model(ModelConfig("mlp", 16, 1), dataset_info("digits")).eval()
     rng = np.random.default_rng(0)
@@ -1030,10 +1019,6 @@ def test_corrupted_accuracy_and_loss_use_each_entrys_own_labels_and_every_draw(t
 def test_an_infinite_corrupted_data_loss_is_recorded_as_null(tmp_path):
     """Logits of ±3e38 overflow the cross-entropy of every image not of class 0: the row keeps its accuracy and
     stores the loss as NULL, not inf."""
-    from sparsecap.models import ModelConfig, create_model
-    from sparsecap.studies import load_spec
-    from sparsecap.studies.corruption_measure import corruption_rows
-
     spec = load_spec("quick-corruptions", ['corruptions.corruptions=["identity"]', "corruptions.sample_size=6",
                                            "corruptions.draws=1"])
     images, labels = torch.from_numpy(_digits(6).transpose(0, 3, 1, 2).copy()), torch.arange(6)
@@ -1052,15 +1037,13 @@ def test_an_infinite_corrupted_data_loss_is_recorded_as_null(tmp_path):
 def test_protocol_entries_are_the_seeded_sample_corrupted_per_severity_and_draw(tmp_path):
     """Each CIFAR-C severity has its own file and sample, and its images are the spec's derivation from the
     protocol seed: a severity overwriting another's file, or a seed left out, would change what models see."""
-    from sparsecap.corruptions.protocol import _SAMPLE_STREAM
-
     images = _colour(9)
     config = ProtocolConfig(Suite.CIFAR_C, corruptions=("shot_noise",), severities=(2, 4), sample_size=4, draws=2,
                             seed=7)
     inputs = prepare_inputs(tmp_path, "cifar10", images.transpose(0, 3, 1, 2), config)
     assert [(entry.corruption, entry.severity) for entry in inputs] == [("shot_noise", 2), ("shot_noise", 4)]
     for entry in inputs:
-        rng = np.random.default_rng(np.random.SeedSequence([7, _SAMPLE_STREAM, _key("shot_noise"), entry.severity]))
+        rng = np.random.default_rng(np.random.SeedSequence([7, _SAMPLE_STREAM, name_key("shot_noise"), entry.severity]))
         assert np.array_equal(entry.indices, np.sort(rng.choice(9, size=4, replace=False)))
         for draw in range(2):
             expected = corrupt(images[entry.indices], "shot_noise", entry.severity, np.random.default_rng(
@@ -1082,18 +1065,16 @@ def test_the_sample_depends_on_seed_corruption_and_severity_and_covers_a_small_t
 
 def test_the_cache_key_changes_with_everything_the_inputs_depend_on(monkeypatch):
     """A cached input must not be reused after the test set, the frost pictures or the spec version change."""
-    from sparsecap.corruptions import protocol
-
     config = ProtocolConfig(Suite.CIFAR_C, corruptions=("frost", "fog"))
-    key = protocol.cache_key("cifar10", config, 10_000, "a" * 64)
-    assert key.startswith("cifar10-seed0-") and key == protocol.cache_key("cifar10", config, 10_000, "a" * 64)
-    assert key != protocol.cache_key("cifar10", config, 9_999, "a" * 64)
-    assert key != protocol.cache_key("cifar10", config, 10_000, "b" * 64)
-    assert key != protocol.cache_key("cifar10", config, 10_000, None)
-    assert key != protocol.cache_key("cifar10", ProtocolConfig(Suite.CIFAR_C, ("frost", "fog"), draws=4), 10_000,
-                                     "a" * 64)
-    monkeypatch.setattr(protocol, "SPEC_VERSION", protocol.SPEC_VERSION + "-next")
-    assert key != protocol.cache_key("cifar10", config, 10_000, "a" * 64)
+    key = protocol_module.cache_key("cifar10", config, 10_000, "a" * 64)
+    assert key.startswith("cifar10-seed0-") and key == protocol_module.cache_key("cifar10", config, 10_000, "a" * 64)
+    assert key != protocol_module.cache_key("cifar10", config, 9_999, "a" * 64)
+    assert key != protocol_module.cache_key("cifar10", config, 10_000, "b" * 64)
+    assert key != protocol_module.cache_key("cifar10", config, 10_000, None)
+    more_draws = ProtocolConfig(Suite.CIFAR_C, ("frost", "fog"), draws=4)
+    assert key != protocol_module.cache_key("cifar10", more_draws, 10_000, "a" * 64)
+    monkeypatch.setattr(protocol_module, "SPEC_VERSION", protocol_module.SPEC_VERSION + "-next")
+    assert key != protocol_module.cache_key("cifar10", config, 10_000, "a" * 64)
 
 
 def test_new_frost_pictures_make_a_new_protocol_cache(tmp_path, frost_dir):
@@ -1111,8 +1092,6 @@ def test_new_frost_pictures_make_a_new_protocol_cache(tmp_path, frost_dir):
 def test_written_mnist_c_uses_a_generator_per_chunk_a_chosen_severity_and_the_limit(tmp_path, monkeypatch):
     """Chunks past the first get their own noise (not a copy of chunk 0's), --severity is the one written, and
     --limit cuts images and labels alike."""
-    from sparsecap.corruptions.datasets import CHUNK_SIZE, write_corrupted_dataset
-
     count = CHUNK_SIZE + 3
     images, labels = np.full((count, 28, 28, 1), 128, np.uint8), np.arange(count) % 10
     mnist = _dataset(DatasetName.MNIST, images, labels)
@@ -1123,7 +1102,7 @@ def test_written_mnist_c_uses_a_generator_per_chunk_a_chosen_severity_and_the_li
     for chunk, start in enumerate((0, CHUNK_SIZE)):
         part = images[start : start + CHUNK_SIZE]
         expected = corrupt(part, "shot_noise", 2, np.random.default_rng(np.random.SeedSequence(
-            [1, *_keys("mnist-c", "shot_noise"), 2, _key("test"), chunk])), suite="mnist-c")
+            [1, *_keys("mnist-c", "shot_noise"), 2, name_key("test"), chunk])), suite="mnist-c")
         assert np.array_equal(written[start : start + CHUNK_SIZE], expected)
     assert not np.array_equal(written[CHUNK_SIZE:], written[: count - CHUNK_SIZE])
     write_corrupted_dataset(mnist, tmp_path / "few", corruptions=["identity"], limit=4, progress=ProgressStyle.NONE)
@@ -1152,9 +1131,6 @@ def test_a_written_cifar_c_manifest_records_the_frost_pictures_used(tmp_path, fr
 
 
 def test_a_study_without_the_corruption_measure_announces_no_skipped_corruption(monkeypatch):
-    from sparsecap.studies import load_spec
-    from sparsecap.studies.corruption_measure import skipped_corruptions
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     spec = load_spec("quick", ["datasets=[\"cifar10\"]", "architectures=[\"vgg\"]", "widths=[16]"])
     assert not spec.corruptions.enabled and skipped_corruptions(spec) == []
@@ -1181,8 +1157,6 @@ def _png_size(path) -> tuple[int, int]:
 def test_gallery_grid_has_a_row_per_drawable_corruption_and_a_clean_column_then_one_per_severity(tmp_path, monkeypatch):
     """The docs' grid: frost without pictures is left out and returned; the figure's size (0.62 in per column,
     0.66 in per row, at 90 dpi) counts the rows drawn and each image's clean column plus its severities."""
-    from sparsecap.corruptions.gallery import draw_grid, scene_images
-
     monkeypatch.delenv("SPARSECAP_FROST", raising=False)
     path = tmp_path / "grid.png"
     assert draw_grid(scene_images()[:1], Suite.CIFAR_C, path, severities=(1, 5)) == ["frost"]
@@ -1197,8 +1171,6 @@ def test_gallery_grid_has_a_row_per_drawable_corruption_and_a_clean_column_then_
     (np.zeros((1, 28, 28, 1), np.uint8), (1,), "cifar-c takes uint8 images of shape (N, 32, 32, 3)"),
 ])
 def test_gallery_refuses_bad_input_naming_it_before_drawing(tmp_path, images, severities, message):
-    from sparsecap.corruptions.gallery import draw_grid
-
     with pytest.raises(CorruptionError, match=re.escape(message)):
         draw_grid(images, Suite.CIFAR_C, tmp_path / "grid.png", severities=severities)
     assert not (tmp_path / "grid.png").exists()
@@ -1207,8 +1179,6 @@ def test_gallery_refuses_bad_input_naming_it_before_drawing(tmp_path, images, se
 def test_gallery_colour_images_put_a_saturated_digit_over_a_textured_background():
     """Where the digit is full (255) the picture is the digit's colour, one channel at 255; where it is empty,
     the background, which varies over the picture."""
-    from sparsecap.corruptions.gallery import colour_images
-
     full, empty = np.full((3, 28, 28), 255, np.uint8), np.zeros((3, 28, 28), np.uint8)
     digit = colour_images(full, np.random.default_rng(0))
     assert digit.shape == (3, 32, 32, 3) and digit.dtype == np.uint8
@@ -1219,8 +1189,6 @@ def test_gallery_colour_images_put_a_saturated_digit_over_a_textured_background(
 
 
 def test_gallery_scenes_show_a_yellow_sun_in_a_blue_sky_and_a_red_car():
-    from sparsecap.corruptions.gallery import scene_images
-
     scenes = scene_images()
     assert scenes.shape == (2, 32, 32, 3) and scenes.dtype == np.uint8
     sun, sky, car = scenes[0, 8, 23].astype(int), scenes[0, 2, 5].astype(int), scenes[1, 19, 16].astype(int)
@@ -1230,8 +1198,6 @@ def test_gallery_scenes_show_a_yellow_sun_in_a_blue_sky_and_a_red_car():
 
 def test_gallery_columns_differ_by_severity_only_for_corruptions_that_have_one():
     """Severity-less random corruptions (MNIST-C's lines) are drawn alike in every column; the others are not."""
-    from sparsecap.corruptions.gallery import grid_rows
-
     digits = np.zeros((2, 28, 28, 1), np.uint8)
     digits[:, 8:20, 12:16] = 255
     rows, skipped = grid_rows(digits, Suite.MNIST_C, (1, 3, 5), 0, None)
@@ -1244,16 +1210,12 @@ def test_gallery_columns_differ_by_severity_only_for_corruptions_that_have_one()
 
 @pytest.mark.parametrize(("count", "severities"), [(0, (1,)), (1, ())])
 def test_gallery_refuses_an_empty_grid(tmp_path, count, severities):
-    from sparsecap.corruptions.gallery import draw_grid
-
     with pytest.raises(CorruptionError, match="a grid needs at least one image and one severity"):
         draw_grid(np.zeros((count, 32, 32, 3), np.uint8), Suite.CIFAR_C, tmp_path / "grid.png", severities=severities)
     assert not (tmp_path / "grid.png").exists()
 
 
 def test_gallery_colour_images_refuse_digits_of_another_shape():
-    from sparsecap.corruptions.gallery import colour_images
-
     with pytest.raises(CorruptionError, match=re.escape("shape (N, 28, 28), got (1, 9, 9)")):
         colour_images(np.zeros((1, 9, 9), np.uint8), np.random.default_rng(0))
 
@@ -1324,10 +1286,6 @@ def test_loading_a_corrupted_set_reads_the_split_asked_for(tmp_path):
 
 
 def test_corruption_rows_hold_one_row_per_draw(tmp_path):
-    from sparsecap.models import ModelConfig, create_model
-    from sparsecap.studies import load_spec
-    from sparsecap.studies.corruption_measure import corruption_rows
-
     spec = load_spec("quick-corruptions", ['corruptions.corruptions=["identity", "shot_noise"]',
                                            "corruptions.sample_size=4", "corruptions.draws=2"])
     images, labels = torch.from_numpy(_digits(6).transpose(0, 3, 1, 2).copy()), torch.arange(6)
