@@ -18,6 +18,7 @@ from sparsecap.errors import StudyDirectoryError
 from sparsecap.report import analyse, study_claims, write_report
 from sparsecap.report.aggregate import GroupKey, PointRecallAnalysis, PointSummary, Stat, StudyResults, load_study
 from sparsecap.report.claims import (
+    CLAIMS,
     CLEAN_ACCURACY,
     CORRUPTED_ACCURACY,
     MIN_CLASS_RECALL,
@@ -45,7 +46,7 @@ from sparsecap.report.claims import (
     vgg_fails_to_converge,
 )
 from sparsecap.report.class_recall import ClassRecallChange
-from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text
+from sparsecap.report.claims_format import claims_json, claims_markdown, claims_text, summary_line
 from sparsecap.report.combined import load_studies
 from sparsecap.report.statistics import welch_difference
 from sparsecap.studies.database import StudyDatabase, TrialRecord
@@ -578,9 +579,6 @@ def test_the_collapse_is_located_by_a_test_and_never_claimed_absent_without_one(
 
 
 def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
-    from sparsecap.report.claims import CLAIMS, Finding
-    from sparsecap.report.claims_format import summary_line
-
     def verdict(kind: Verdict) -> ClaimVerdict:
         return ClaimVerdict(CLAIMS[0], "a group", Finding(kind, "planted"), trials=5, under_trained=0)
 
@@ -598,9 +596,6 @@ def test_the_summary_line_counts_verdicts_in_plain_english() -> None:
 def test_the_summary_line_tells_untested_claims_from_inconclusive_evidence(tmp_path: Path) -> None:
     """A width study of one schedule without attacks or corruptions cannot test c2, c3, c5, c6: inconclusive for
     want of data, which the count says; an inconclusive verdict that weighed trials is not untested."""
-    from sparsecap.report.claims import CLAIMS, Finding
-    from sparsecap.report.claims_format import summary_line
-
     verdicts = study_claims(load_study(write_study(tmp_path, {"static": FLAT})))
     assert sorted(entry.claim.key for entry in verdicts if entry.untested) == ["c2", "c3", "c5", "c6"]
     assert all(entry.trials == 0 for entry in verdicts if entry.untested)

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from sparsecap.cli import main
+from sparsecap.data import load_dataset
 from sparsecap.errors import StudyDirectoryError
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.studies import runner as runner_module
+from sparsecap.studies.execute import base_nonzero, failed_record
+from sparsecap.studies.trials import expand
 from tests.study_helpers import TINY_SPEC, comparable_results, write_spec
 
 
@@ -287,10 +290,6 @@ def test_the_report_checks_checkpoints_where_the_run_stored_them(tmp_path, capsy
 def test_a_model_too_large_to_build_still_gets_its_counts_and_its_failed_record(tmp_path):
     """Counting happens without storage: a width whose weights could never be allocated (10^12 of them)
     fails its own trial, recorded with its place in the grid, instead of the process that runs it."""
-    from sparsecap.data import load_dataset
-    from sparsecap.studies.execute import base_nonzero, failed_record
-    from sparsecap.studies.trials import expand
-
     width = 10**10
     spec = load_spec(write_spec(tmp_path, TINY_SPEC), [f"widths=[{width}]", "seeds=[0]"])
     trial = expand(spec)[0]

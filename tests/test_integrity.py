@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sparsecap.cli import main
-from sparsecap.data import DatasetName
+from sparsecap.corruptions.datasets import write_corrupted_dataset
+from sparsecap.data import DatasetName, load_dataset
 from sparsecap.data.corrupted import CorruptedLayout
 from sparsecap.data.idx import IDX_FILE_NAMES
 from sparsecap.data.integrity import verify_corrupted, verify_dataset
@@ -78,9 +79,6 @@ def test_cifar_batches_are_compared_with_the_published_md5s(tmp_path):
 
 @pytest.fixture
 def written_mnist_c(tmp_path) -> Path:
-    from sparsecap.corruptions.datasets import write_corrupted_dataset
-    from sparsecap.data import load_dataset
-
     out = tmp_path / "mnist_c"
     mnist = load_dataset("mnist", data_root=real_data(REAL_MNIST, "../shared/data/mnist").parent)
     write_corrupted_dataset(mnist, out, corruptions=["fog", "shot_noise"], seed=0, limit=4,

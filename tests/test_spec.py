@@ -164,8 +164,6 @@ def test_infinities_are_refused_wherever_nan_is(tmp_path, override):
 
 @pytest.mark.parametrize("preset", ["quick", "quick-adversarial", "quick-corruptions", "paper-vgg-width"])
 def test_a_study_json_is_a_spec_of_the_same_study(tmp_path, preset):
-    import json
-
     spec = load_spec(preset, ["seeds=[4]", "base_width=16"] if preset == "paper-vgg-width" else ["seeds=[4]"])
     recorded = {"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "seeds": spec.seeds, "versions": {}}
     path = tmp_path / "study.json"
@@ -245,8 +243,6 @@ def test_batch_norm_statistics_are_recomputed_by_default_and_in_the_fingerprint_
 
 
 def test_a_study_json_from_before_recomputed_statistics_resumes_on_the_running_ones(tmp_path):
-    import json
-
     spec = load_spec("paper-vgg-width", ["seeds=[4]", "base_width=16", "training.batch_norm_statistics=\"running\""])
     path = tmp_path / "study.json"
     path.write_text(json.dumps({"spec": spec.resolved(), "fingerprint": spec.fingerprint(), "versions": {}}))
@@ -415,8 +411,6 @@ def test_a_spec_file_saved_with_a_byte_order_mark_is_read(tmp_path):
 
 
 def test_a_recorded_batch_norm_setting_that_is_no_setting_is_refused_by_validation(tmp_path):
-    import json
-
     path = tmp_path / "study.json"
     spec = {**MINIMAL, "training": {"batch_norm_statistics": "bogus"}}
     path.write_text(json.dumps({"fingerprint": "x", "spec": spec}))

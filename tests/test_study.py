@@ -18,7 +18,7 @@ from sparsecap.models import ModelConfig, create_model
 from sparsecap.report.aggregate import load_study, summarise_points
 from sparsecap.runtime import Runtime
 from sparsecap.sparsity import masked_layers, measure_connectivity
-from sparsecap.studies import StudyDatabase, load_spec, run_study
+from sparsecap.studies import StudyDatabase, fitting, load_spec, run_study
 from sparsecap.studies.checkpoints import load_checkpoint
 from sparsecap.studies.execute import evaluate_trial, prepare_model, seed_groups
 from sparsecap.studies.generators import trial_generators
@@ -99,8 +99,6 @@ def test_same_spec_and_seed_give_identical_metrics(tmp_path):
 
 
 def test_seeds_trained_together_give_the_one_by_one_results(tmp_path, monkeypatch):
-    import sparsecap.studies.fitting as fitting
-
     groups: list[int] = []
     original = fitting.train_together
 
@@ -139,11 +137,8 @@ draws = 1
 
 
 def test_seeds_of_models_that_cannot_be_stacked_train_one_by_one(tmp_path, monkeypatch):
-    import sparsecap.studies.execute as execute
-    import sparsecap.studies.fitting as fitting
-
     monkeypatch.setattr(fitting, "train_together", lambda *arguments, **options: pytest.fail("stacked a CNN"))
-    assert execute.seed_groups(load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC))), []) == []
+    assert seed_groups(load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC))), []) == []
     spec = load_spec(str(write_spec(tmp_path, CNN_SEEDS_SPEC)))
     progress = run_study(spec, tmp_path / "out")
     assert (progress.ran, progress.failed) == (2, ())
