@@ -1,6 +1,7 @@
 """The Ray executor against a real local Ray instance (2 CPUs): same results as the local executor, and
 faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 
+import dataclasses
 import os
 import re
 import secrets
@@ -401,6 +402,20 @@ def test_the_inbox_keeps_each_groups_latest_report_until_taken():
     for report in (first, other, second):
         inbox.put(report)
     assert inbox.take() == [second, other] and inbox.take() == []
+
+
+def test_a_task_sends_at_most_one_report_per_interval_but_always_the_last(ray_instance):
+    inbox = _open_inbox(ray)
+    send = _Sender(ray, inbox, interval=3600.0)
+    reports = [EpochReport("a", "a", 1, epoch, 9, 1.0) for epoch in range(1, 10)]
+    for report in reports:
+        send(report)
+    send.delivered()
+    assert ray.get(inbox.take.remote()) == [reports[0]]  # the first: nothing sent within the hour before it
+    last = dataclasses.replace(reports[-1], evaluating=True)
+    send(last)
+    send.delivered()
+    assert ray.get(inbox.take.remote()) == [last]
 
 
 def test_a_lost_inbox_costs_the_log_its_epochs_never_a_trial_or_the_run(ray_instance):
