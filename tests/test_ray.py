@@ -1,6 +1,7 @@
 """The Ray executor against a real local Ray instance (2 CPUs): same results as the local executor, and
 faults (a killed worker, a killed driver) neither lose nor duplicate trials."""
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -8,12 +9,13 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,8 +26,17 @@ from sparsecap.runtime import Runtime
 from sparsecap.studies import StudyDatabase, load_spec, run_study
 from sparsecap.errors import SparsecapError
 from sparsecap.studies import ray_address
-from sparsecap.studies.progress import EpochReport
-from sparsecap.studies.ray_address import check_reachable, cluster_endpoint, join_refused
+from sparsecap.studies import runner as runner_module
+from sparsecap.studies.progress import EpochReport, StudyProgressView
+from sparsecap.studies.ray_address import (
+    HTTP2_OPENING,
+    Target,
+    check_reachable,
+    cluster_endpoint,
+    connection_target,
+    join_refused,
+    recorded_cluster_file,
+)
 from sparsecap.studies.ray_executor import (
     PRIVATE_INSTANCE_CONFIG,
     EpochInbox,
@@ -167,6 +178,14 @@ def test_a_trial_is_placed_on_one_node_so_the_clusters_sum_does_not_count():
     assert [node_slots(node, 2, 0) for node in nodes] == [2, 2]
     assert [node_slots(node, 6, 0) for node in nodes] == [0, 0]  # the summed 8 CPUs would hold one
     assert [node_slots(node, 1, 1) for node in nodes] == [0, 1]
+    short, message = unplaceable({"CPU": 1, "GPU": 1, "memory": 0}, [{"CPU": 4.0}, {"GPU": 1.0}])
+    assert short == ["CPU", "GPU"] and message.endswith("(at most 4 CPU, 1 GPU on one node)")  # not 0 memory
+
+
+def test_a_node_holds_as_many_fractional_trials_as_its_resources_divide_into():
+    """7 / 0.07 is 99.99999999999999 in floating point: a node of 7 CPUs (or GPUs) holds 100 trials of 0.07."""
+    assert node_slots({"CPU": 7.0}, 0.07, 0) == 100
+    assert node_slots({"CPU": 64.0, "GPU": 7.0}, 0.5, 0.07) == 100
 
 
 @pytest.fixture
@@ -216,12 +235,91 @@ def test_a_refused_join_names_the_likely_cause(monkeypatch, tmp_path):
     joined = "--address 10.0.0.5:6379: a Ray server answers there, but this driver could not join its cluster"
     assert join_refused("10.0.0.5:6379", error).startswith(f"{joined} (Failed to connect); if it uses token")
     assert "set RAY_AUTH_MODE=token here too" in join_refused("10.0.0.5:6379", error)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # set, but to no token: the hint stands
+    assert "set RAY_AUTH_MODE=token here too" in join_refused("10.0.0.5:6379", error)
+    monkeypatch.delenv("RAY_AUTH_MODE")
     assert join_refused("auto", error).startswith("--address auto: no Ray cluster to connect to (Failed to connect)")
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     assert join_refused("10.0.0.5:6379", error) == f"{joined} (Failed to connect)"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     assert join_refused("auto", error) == ("--address auto (RAY_ADDRESS=10.0.0.5:6379): a Ray server answers there, "
                                            "but this driver could not join its cluster (Failed to connect)")
+
+
+def test_a_refused_join_of_the_recorded_cluster_names_it_without_the_token_hint(monkeypatch, tmp_path):
+    """Ray sends its token to the cluster it finds recorded on this machine: the hint is for explicit addresses."""
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    record = tmp_path / "ray" / "ray_current_cluster"
+    record.parent.mkdir()
+    record.write_text("10.0.0.5:6379")
+    assert join_refused("auto", ConnectionError("Failed to connect")) == (
+        f"--address auto (the cluster recorded in {record}: 10.0.0.5:6379): a Ray server answers there, but this "
+        f"driver could not join its cluster (Failed to connect)")
+
+
+def test_auto_reads_the_cluster_record_where_and_as_ray_does(monkeypatch, tmp_path):
+    """Ray's temporary directory is $RAY_TMPDIR, else $TMPDIR (Linux); it strips the record, and an empty one
+    names no cluster."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))
+    assert recorded_cluster_file() == tmp_path / "elsewhere" / "ray" / "ray_current_cluster"
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    record = recorded_cluster_file()
+    assert record == tmp_path / "ray" / "ray_current_cluster"
+    record.parent.mkdir()
+    record.write_text("10.0.0.5:6379\n")
+    assert connection_target("auto").address == "10.0.0.5:6379"
+    record.write_text("")
+    assert connection_target("auto") == Target("auto", "--address auto")
+
+
+def test_a_host_that_does_not_resolve_is_refused_in_one_line():
+    with pytest.raises(SparsecapError, match=r"^--address nowhere\.invalid:6379: no Ray cluster answers there \("):
+        check_reachable("nowhere.invalid:6379")  # .invalid never resolves (RFC 6761)
+
+
+@contextlib.contextmanager
+def _answering(answer: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A real server on a free local port, whose first connection `answer` handles; its address."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def accept_one() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(len(HTTP2_OPENING))
+                answer(connection)
+
+        thread = threading.Thread(target=accept_one, daemon=True)
+        thread.start()
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+        thread.join()
+
+
+def _settings_in_two_pieces(connection: socket.socket) -> None:
+    settings = bytes((0, 0, 0, 4, 0, 0, 0, 0, 0))  # an empty SETTINGS frame, as a gRPC server opens with
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection.sendall(settings[:4])
+    time.sleep(0.3)  # the client has read the first piece alone by now, on all but a very slow machine
+    connection.sendall(settings[4:])
+
+
+def _reset(connection: socket.socket) -> None:
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # closing sends RST
+
+
+def test_a_server_whose_settings_frame_comes_in_pieces_passes_the_check():
+    """TCP may deliver a gRPC server's first frame in pieces: the check reads until it has the frame's header."""
+    with _answering(_settings_in_two_pieces) as address:
+        check_reachable(address)
+
+
+def test_a_server_that_resets_the_connection_is_refused_in_one_line():
+    with _answering(_reset) as address, pytest.raises(SparsecapError, match=f"^--address {address}: {NOT_RAY}"):
+        check_reachable(address)
 
 
 @pytest.fixture
@@ -317,8 +415,6 @@ def test_seed_groups_run_as_one_task_each_with_the_local_results(tmp_path, ray_i
 
 
 def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_instance, local_reference):
-    import sparsecap.studies.runner as runner
-
     spec = load_spec(str(write_spec(tmp_path)))
     calls = []
 
@@ -328,8 +424,8 @@ def test_a_study_started_locally_is_finished_on_ray(tmp_path, monkeypatch, ray_i
             raise KeyboardInterrupt
         return original(*arguments, **keywords)
 
-    original = runner.run_group_or_failures  # one trial per group: this spec does not stack seeds
-    monkeypatch.setattr(runner, "run_group_or_failures", interrupted_after_three)
+    original = runner_module.run_group_or_failures  # one trial per group: this spec does not stack seeds
+    monkeypatch.setattr(runner_module, "run_group_or_failures", interrupted_after_three)
     with pytest.raises(KeyboardInterrupt):
         run_study(spec, tmp_path / "out", runtime=Runtime(workers=1))  # in this process, where the patch is
     monkeypatch.undo()
@@ -427,6 +523,13 @@ def test_a_lost_inbox_costs_the_log_its_epochs_never_a_trial_or_the_run(ray_inst
     assert _collect(ray, inbox) == []
 
 
+def test_a_task_that_sent_no_report_waits_for_none(ray_instance):
+    """A group that fails before its first epoch has sent nothing: its task returns its records all the same."""
+    inbox = _open_inbox(ray)
+    _Sender(ray, inbox).delivered()
+    assert _collect(ray, inbox) == []
+
+
 def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_path, ray_instance):
     """SIGKILL the worker process of a running trial (one of this process's Ray instance, nobody else's)."""
     spec = load_spec(str(write_spec(tmp_path, LONGER_SPEC)))
@@ -444,8 +547,6 @@ def test_a_killed_worker_has_its_trial_retried_and_every_trial_lands_once(tmp_pa
 def test_a_run_interrupted_on_the_callers_instance_stops_its_trials(tmp_path, monkeypatch, ray_instance):
     """The caller's Ray instance outlives the run, so the run must cancel what it started: its trials, which
     would train for a million epochs, give their CPUs back."""
-    from sparsecap.studies.progress import StudyProgressView
-
     endless = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0")
     spec = load_spec(str(write_spec(tmp_path, endless)))
     cpus = ray.cluster_resources()["CPU"]
@@ -460,6 +561,24 @@ def test_a_run_interrupted_on_the_callers_instance_stops_its_trials(tmp_path, mo
     while ray.available_resources().get("CPU", 0.0) < cpus:  # bounded by the suite's per-test timeout
         time.sleep(0.05)
     assert StudyDatabase(tmp_path / "out").rows("trials") == []
+
+
+def test_a_run_on_ray_counts_the_trials_of_the_groups_running_at_once(tmp_path, monkeypatch, ray_instance):
+    """Two CPUs hold two one-CPU tasks: with seeds together, two groups of two seeds, so four trials of the eight."""
+    spec = load_spec(str(write_spec(tmp_path, SEEDS_TOGETHER_SPEC)))
+    running: list[int] = []
+
+    def interrupt_once_counted(view, count: int) -> None:
+        running.append(count)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StudyProgressView, "set_running", interrupt_once_counted)
+    cpus = ray.cluster_resources()["CPU"]
+    with pytest.raises(KeyboardInterrupt):
+        _ray(spec, tmp_path / "out")
+    while ray.available_resources().get("CPU", 0.0) < cpus:  # its tasks end (bounded by the per-test timeout)
+        time.sleep(0.05)
+    assert running == [4]
 
 
 def _niceness_of_ray_workers(pids: set[int]) -> set[int]:
@@ -520,11 +639,57 @@ def test_a_killed_driver_is_resumed_without_recomputing(tmp_path, ray_instance, 
                                     r"\[resources\]$"),
 ])
 def test_a_trial_no_node_can_hold_is_refused_on_a_local_instance(tmp_path, ray_instance, setting, message):
-    from sparsecap.errors import SparsecapError
-
     spec = load_spec(str(write_spec(tmp_path)), [setting])
     with pytest.raises(SparsecapError, match=message):
         _ray(spec, tmp_path / "out")
+
+
+def test_a_runs_own_instance_has_the_cpus_asked_for_and_is_shut_down_however_the_run_ends(tmp_path):
+    """`num_cpus` (--num-cpus) sizes the run's own instance: one CPU holds no trial asking for two, and the refusal
+    says what to do; the instance is shut down even so. In a process of its own: this one's Ray is the module's."""
+    spec = write_spec(tmp_path, TINY_SPEC + "\n[resources]\nnum_cpus = 2\n")
+    script = f"""
+import ray
+from sparsecap.errors import SparsecapError
+from sparsecap.studies import load_spec, run_study
+from sparsecap.studies.ray_executor import RayOptions
+from sparsecap.studies.runner import Executor
+try:
+    run_study(load_spec({str(spec)!r}), {str(tmp_path / "out")!r}, executor=Executor.RAY,
+              ray_options=RayOptions(num_cpus=1))
+except SparsecapError as error:
+    print("refused:", error)
+print("still initialized:", ray.is_initialized())
+"""
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert ("refused: each trial asks for 2 CPU ([resources]) but no node of the Ray cluster offers that (at most 1 "
+            "CPU on one node): lower [resources] or give the local instance more (--num-cpus)\n") in output
+    assert output.endswith("still initialized: False\n")
+
+
+def test_a_trial_no_node_can_hold_is_only_warned_of_on_a_cluster(tmp_path, monkeypatch, capsys, ray_instance):
+    """A cluster may grow, so its run warns and waits where a local instance's is refused (the module's instance
+    stands in for the cluster: a run on the caller's Ray instance leaves it running)."""
+    spec = load_spec(str(write_spec(tmp_path)), ["resources.num_gpus=1"])
+
+    def interrupt_while_waiting(view, running: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StudyProgressView, "set_running", interrupt_while_waiting)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "out", executor=Executor.RAY, ray_options=RayOptions(address="auto"))
+    assert ("warning: each trial asks for 1 GPU ([resources]) but no node of the Ray cluster offers that (at most 0 "
+            "GPU on one node); trials wait until such a node joins") in capsys.readouterr().err
+    assert ray.is_initialized() and StudyDatabase(tmp_path / "out").rows("trials") == []
+
+
+def test_a_run_with_nothing_pending_neither_starts_nor_checks_ray(tmp_path):
+    """A rerun of a finished study on Ray does nothing, even where no node could hold its trials (as here)."""
+    spec = load_spec(str(write_spec(tmp_path)), ["resources.num_gpus=1"])
+    records = []
+    with WatchedView(0) as view:
+        run_on_ray(spec, [], {}, tmp_path, records.append, view, RayOptions(), Runtime(), show_progress=False)
+    assert records == [] and view.events == []
 
 
 def test_a_raising_trial_is_recorded_failed_on_ray_and_retried_by_a_rerun(tmp_path, ray_instance):
@@ -559,11 +724,21 @@ def test_a_worker_that_dies_past_its_retries_fails_only_its_trial(tmp_path, ray_
     assert {row["status"] for trial_id, row in rows.items() if trial_id not in progress.failed} == {"finished"}
 
 
+def test_a_seed_group_whose_worker_dies_past_its_retries_fails_each_of_its_trials(tmp_path, ray_instance):
+    """Seeds trained together die together: each of the group's trials is recorded failed, under its own id."""
+    together = LONGER_SPEC.replace("[training]\n", "[training]\nseeds_together = true\n")
+    spec = load_spec(str(write_spec(tmp_path, together)))
+    progress, killed = _ray_killing_one_worker(spec, tmp_path / "out", max_retries=0)
+    assert killed, "no running trial was found to kill"
+    assert progress.ran == 4 and len(set(progress.failed)) == 2
+    rows = {row["trial_id"]: row for row in StudyDatabase(tmp_path / "out").rows("trials")}
+    assert len(rows) == 4 and {rows[trial_id]["status"] for trial_id in progress.failed} == {"failed"}
+    assert {trial_id.rsplit("-s", 1)[0] for trial_id in progress.failed} == {progress.failed[0].rsplit("-s", 1)[0]}
+
+
 def test_a_trial_reserves_the_cpus_and_memory_its_resources_state(tmp_path, monkeypatch, ray_instance):
     """[resources] are per trial: two CPUs and a quarter GiB, so on this 2-CPU instance one trial runs at a time
     and holds exactly that memory (Ray counts it in bytes)."""
-    from sparsecap.studies.progress import StudyProgressView
-
     endless = TINY_SPEC.replace("max_epochs = 2", "max_epochs = 1000000\nstop_loss = 0.0")
     spec = load_spec(str(write_spec(tmp_path, endless)), ["resources.num_cpus=2", "resources.memory_gib=0.25"])
     total = ray.cluster_resources()
@@ -580,6 +755,15 @@ def test_a_trial_reserves_the_cpus_and_memory_its_resources_state(tmp_path, monk
     while ray.available_resources().get("CPU", 0.0) < total["CPU"]:  # bounded by the suite's per-test timeout
         time.sleep(0.05)
     assert total["memory"] - held[0]["memory"] == pytest.approx(0.25 * 1024**3)
+
+
+def test_a_trial_trains_on_no_more_threads_than_the_whole_cpus_it_reserves(tmp_path, ray_instance):
+    """A trial reserving 1.5 CPUs has one core of its own: a model big enough for every core gets one thread."""
+    wide = TINY_SPEC.replace("widths = [16, 32]", "widths = [2048]").replace("seeds = [0, 1]", "seeds = [0]")
+    spec = load_spec(str(write_spec(tmp_path, wide)), ["resources.num_cpus=1.5", "training.max_epochs=1",
+                                                       'schedules=["static"]'])
+    assert _ray(spec, tmp_path / "out").failed == ()
+    assert [row["threads"] for row in StudyDatabase(tmp_path / "out").rows("trials")] == [1]
 
 
 def test_a_relative_study_directory_is_where_workers_write_checkpoints(tmp_path, monkeypatch, ray_instance):

@@ -98,9 +98,9 @@ def uses_tls() -> bool:
 def answers_http2(connection: socket.socket) -> bool:
     """Whether the server at the other end of `connection` answers HTTP/2's opening with a SETTINGS frame
     within the connection's timeout (gRPC does; a web server answers HTTP/1.1, a silent one nothing)."""
-    connection.sendall(HTTP2_OPENING)
     header = b""
-    with contextlib.suppress(OSError):  # reset, or timed out
+    with contextlib.suppress(OSError):  # reset (also before the opening is sent), or timed out
+        connection.sendall(HTTP2_OPENING)
         while len(header) < FRAME_HEADER_BYTES and (chunk := connection.recv(FRAME_HEADER_BYTES - len(header))):
             header += chunk
     return len(header) == FRAME_HEADER_BYTES and header[3] == SETTINGS_FRAME

@@ -109,8 +109,7 @@ class _Sender:
         if not report.evaluating and time.monotonic() - self._sent_at < self._interval:
             return
         self._sent_at = time.monotonic()
-        with contextlib.suppress(self._ray.exceptions.RayError):
-            self._latest = self._inbox.put.remote(report)
+        self._latest = self._inbox.put.remote(report)  # to a lost inbox too: only the result would raise
 
     def delivered(self) -> None:
         """Wait, once the trials are done, until the last report has arrived: an actor takes one caller's calls in
