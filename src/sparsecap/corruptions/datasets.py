@@ -139,15 +139,14 @@ def _manifest(settings: dict[str, object], earlier: dict, summary: WriteSummary,
               source: str) -> dict[str, object]:
     """The manifest of what is written so far, this run's corruptions added to the earlier runs'."""
     written = {**earlier.get("corruptions", {}), **summary.written}
-    reads_file = {key: any(reads(get_corruption(name, summary.suite)) for name in summary.written)
-                  for key, (reads, _) in user_files.items()}
     return {
         **settings,
         "sparsecap_version": __version__,
         "corruptions": written,
         "skipped": {name: reason for name, reason in {**earlier.get("skipped", {}), **summary.skipped}.items()
                     if name not in written},
-        **{key: digest() if reads_file[key] else earlier.get(key) for key, (_, digest) in user_files.items()},
+        **{key: digest() if any(reads(get_corruption(name, summary.suite)) for name in summary.written)
+           else earlier.get(key) for key, (reads, digest) in user_files.items()},  # a file unread keeps its record
         "source": source,
     }
 
